@@ -1,0 +1,413 @@
+//! Engine configuration: two presets that reproduce the peers' defaults and
+//! semantics, and every option settable on its own on top of a preset.
+//!
+//! The configuration arrives as JSON (from the C ABI, the collector shim or a
+//! CLI file). Parsing is done key by key rather than through a derived
+//! deserializer so that every error names the key it is about.
+
+use crate::error::Error;
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// Which peer's behaviour to reproduce where Tempo and contrib disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compat {
+    /// Grafana Tempo's metrics-generator `service-graphs` processor (the default).
+    Tempo,
+    /// The OpenTelemetry Collector contrib `servicegraph` connector.
+    Contrib,
+}
+
+/// How a database node is named when a client span carries a database attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseNaming {
+    /// `peer.service`, then `server.address`, then `network.peer.address[:port]`,
+    /// then the database attribute's value (Tempo).
+    PeerFirst,
+    /// The database attribute's value (contrib).
+    AttributeValue,
+}
+
+/// Fully resolved configuration. Build it with [`Config::from_json`] or
+/// [`Config::preset`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub compat: Compat,
+    /// Extra labels, looked up in resource attributes first, then span attributes.
+    pub dimensions: Vec<String>,
+    /// Write dimensions as `client_<dim>`/`server_<dim>` (always on in contrib).
+    pub enable_client_server_prefix: bool,
+    /// Span attributes that name an uninstrumented peer (virtual node), in priority order.
+    pub peer_attributes: Vec<String>,
+    /// Peer attributes are also read from server/consumer spans (Tempo) or only
+    /// from client/producer spans (contrib).
+    pub peer_attributes_on_server_spans: bool,
+    /// A root server span's virtual client takes its name from a peer attribute (Tempo)
+    /// instead of always being `user` (contrib).
+    pub virtual_client_from_peer: bool,
+    /// Server name for an expired client span without a peer attribute. `None`
+    /// means no series is written and the edge counts as expired (Tempo);
+    /// contrib writes `unknown`.
+    pub virtual_server_fallback: Option<String>,
+    /// Attributes that mark a client/producer span as a database call, in priority order.
+    pub database_name_attributes: Vec<String>,
+    pub database_naming: DatabaseNaming,
+    /// Classic histogram bucket upper bounds, in seconds, ascending.
+    pub histogram_buckets: Vec<f64>,
+    /// How long a half-built edge waits for its other side.
+    pub wait: Duration,
+    /// Maximum number of waiting half-edges; a span that finds the store full is dropped.
+    pub max_items: usize,
+    /// Attribute holding a sampling ratio; counts are weighted by `1/ratio`.
+    pub span_multiplier_key: Option<String>,
+    pub enable_messaging_system_latency_histogram: bool,
+    /// Adds the `virtual_node` label (`client`/`server`) to virtual-node edges.
+    pub enable_virtual_node_label: bool,
+    /// Adds the `traces_service_graph_connection_info` gauge.
+    pub enable_connection_info: bool,
+    /// Adds a `failed="true|false"` label to every series (contrib).
+    pub failed_label: bool,
+    /// Count every expired edge, including those written as virtual nodes (contrib),
+    /// instead of only the unmatched ones (Tempo).
+    pub expired_includes_virtual: bool,
+    /// Unpaired producer/consumer spans never become virtual nodes (contrib).
+    pub messaging_never_virtual: bool,
+    /// Pair a consumer with its producer through span links, one edge per link.
+    pub span_links: bool,
+    /// Remove a series after this long without an update.
+    pub series_idle_timeout: Duration,
+    /// Data-point timestamps are `now - offset` (contrib `metrics_timestamp_offset`).
+    pub metrics_timestamp_offset: Duration,
+    /// Upper bound on active series; a new series beyond it is not created and the
+    /// edge is counted as dropped.
+    pub max_series: usize,
+    /// Label values longer than this many bytes are truncated (Tempo: 2048).
+    pub max_label_value_length: usize,
+    /// Independent store shards; spans are routed by trace ID.
+    pub shards: usize,
+}
+
+const TEMPO_BUCKETS: [f64; 8] = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8];
+const CONTRIB_BUCKETS: [f64; 16] =
+    [0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0];
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+impl Config {
+    /// The defaults of one peer.
+    pub fn preset(compat: Compat) -> Config {
+        let shards = 16;
+        match compat {
+            Compat::Tempo => Config {
+                compat,
+                dimensions: vec![],
+                enable_client_server_prefix: false,
+                peer_attributes: strings(&["peer.service", "db.name", "db.system", "db.system.name"]),
+                peer_attributes_on_server_spans: true,
+                virtual_client_from_peer: true,
+                virtual_server_fallback: None,
+                database_name_attributes: strings(&["db.namespace", "db.name", "db.system", "db.system.name"]),
+                database_naming: DatabaseNaming::PeerFirst,
+                histogram_buckets: TEMPO_BUCKETS.to_vec(),
+                wait: Duration::from_secs(10),
+                max_items: 10_000,
+                span_multiplier_key: None,
+                enable_messaging_system_latency_histogram: false,
+                enable_virtual_node_label: false,
+                enable_connection_info: false,
+                failed_label: false,
+                expired_includes_virtual: false,
+                messaging_never_virtual: false,
+                span_links: false,
+                series_idle_timeout: Duration::from_secs(15 * 60),
+                metrics_timestamp_offset: Duration::ZERO,
+                max_series: 100_000,
+                max_label_value_length: 2048,
+                shards,
+            },
+            Compat::Contrib => Config {
+                compat,
+                dimensions: vec![],
+                enable_client_server_prefix: true,
+                peer_attributes: strings(&["peer.service", "db.name", "db.namespace", "db.system", "db.system.name"]),
+                peer_attributes_on_server_spans: false,
+                virtual_client_from_peer: false,
+                virtual_server_fallback: Some("unknown".to_string()),
+                database_name_attributes: strings(&["db.name", "db.namespace"]),
+                database_naming: DatabaseNaming::AttributeValue,
+                histogram_buckets: CONTRIB_BUCKETS.to_vec(),
+                wait: Duration::from_secs(2),
+                max_items: 1000,
+                span_multiplier_key: None,
+                enable_messaging_system_latency_histogram: false,
+                enable_virtual_node_label: false,
+                enable_connection_info: false,
+                failed_label: true,
+                expired_includes_virtual: true,
+                messaging_never_virtual: true,
+                span_links: true,
+                series_idle_timeout: Duration::from_secs(15 * 60),
+                metrics_timestamp_offset: Duration::ZERO,
+                max_series: 100_000,
+                max_label_value_length: 2048,
+                shards,
+            },
+        }
+    }
+
+    /// Parses a JSON object. `compat` picks the preset; every other key
+    /// overrides one option. Unknown keys are errors. Empty input means the
+    /// Tempo preset.
+    pub fn from_json(text: &[u8]) -> Result<Config, Error> {
+        if text.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(Config::preset(Compat::Tempo));
+        }
+        let value: Value = serde_json::from_slice(text)
+            .map_err(|e| Error::config("(document)", format!("not valid JSON: {e}")))?;
+        let Value::Object(map) = value else {
+            return Err(Error::config("(document)", "expected a JSON object"));
+        };
+        Config::from_map(&map)
+    }
+
+    fn from_map(map: &Map<String, Value>) -> Result<Config, Error> {
+        let compat = match map.get("compat") {
+            None | Some(Value::Null) => Compat::Tempo,
+            Some(Value::String(s)) if s == "tempo" => Compat::Tempo,
+            Some(Value::String(s)) if s == "contrib" => Compat::Contrib,
+            Some(other) => {
+                return Err(Error::config("compat", format!("expected \"tempo\" or \"contrib\", got {other}")));
+            }
+        };
+        let mut c = Config::preset(compat);
+        for (key, v) in map {
+            let k = key.as_str();
+            match k {
+                "compat" => {}
+                "dimensions" => c.dimensions = string_list(k, v)?,
+                "enable_client_server_prefix" => c.enable_client_server_prefix = boolean(k, v)?,
+                "peer_attributes" | "virtual_node_peer_attributes" => c.peer_attributes = string_list(k, v)?,
+                "peer_attributes_on_server_spans" => c.peer_attributes_on_server_spans = boolean(k, v)?,
+                "virtual_client_from_peer" => c.virtual_client_from_peer = boolean(k, v)?,
+                "virtual_server_fallback" => {
+                    c.virtual_server_fallback = match v {
+                        Value::Null => None,
+                        Value::String(s) if s.is_empty() => None,
+                        Value::String(s) => Some(s.clone()),
+                        _ => return Err(Error::config(k, "expected a string or null")),
+                    }
+                }
+                "database_name_attributes" => c.database_name_attributes = string_list(k, v)?,
+                "database_naming" => {
+                    c.database_naming = match v.as_str() {
+                        Some("peer_first") | Some("tempo") => DatabaseNaming::PeerFirst,
+                        Some("attribute_value") | Some("contrib") => DatabaseNaming::AttributeValue,
+                        _ => return Err(Error::config(k, "expected \"peer_first\" or \"attribute_value\"")),
+                    }
+                }
+                "histogram_buckets" | "latency_histogram_buckets" => c.histogram_buckets = buckets(k, v)?,
+                "wait" | "store_ttl" => c.wait = duration(k, v)?,
+                "max_items" | "store_max_items" => c.max_items = count(k, v, 1)?,
+                "span_multiplier_key" => {
+                    c.span_multiplier_key = match v {
+                        Value::Null => None,
+                        Value::String(s) if s.is_empty() => None,
+                        Value::String(s) => Some(s.clone()),
+                        _ => return Err(Error::config(k, "expected a string")),
+                    }
+                }
+                "enable_messaging_system_latency_histogram" => {
+                    c.enable_messaging_system_latency_histogram = boolean(k, v)?
+                }
+                "enable_virtual_node_label" | "virtual_node_extra_label" => c.enable_virtual_node_label = boolean(k, v)?,
+                "enable_connection_info" => c.enable_connection_info = boolean(k, v)?,
+                "failed_label" => c.failed_label = boolean(k, v)?,
+                "expired_includes_virtual" => c.expired_includes_virtual = boolean(k, v)?,
+                "messaging_never_virtual" => c.messaging_never_virtual = boolean(k, v)?,
+                "span_links" => c.span_links = boolean(k, v)?,
+                "series_idle_timeout" => c.series_idle_timeout = duration(k, v)?,
+                "metrics_timestamp_offset" => c.metrics_timestamp_offset = duration(k, v)?,
+                "max_series" => c.max_series = count(k, v, 1)?,
+                "max_label_value_length" => c.max_label_value_length = count(k, v, 1)?,
+                "shards" => {
+                    let n = count(k, v, 1)?;
+                    if n > 1024 {
+                        return Err(Error::config(k, "must be between 1 and 1024"));
+                    }
+                    c.shards = n;
+                }
+                _ => return Err(Error::config(k, "unknown key")),
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn boolean(key: &str, v: &Value) -> Result<bool, Error> {
+    v.as_bool().ok_or_else(|| Error::config(key, format!("expected true or false, got {v}")))
+}
+
+fn count(key: &str, v: &Value, min: u64) -> Result<usize, Error> {
+    match v.as_u64() {
+        Some(n) if n >= min && n <= u32::MAX as u64 => Ok(n as usize),
+        _ => Err(Error::config(key, format!("expected a whole number from {min} to {}, got {v}", u32::MAX))),
+    }
+}
+
+fn string_list(key: &str, v: &Value) -> Result<Vec<String>, Error> {
+    let Value::Array(items) = v else {
+        return Err(Error::config(key, format!("expected a list of strings, got {v}")));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(s) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(Error::config(format!("{key}[{i}]"), format!("expected a non-empty string, got {item}"))),
+        })
+        .collect()
+}
+
+/// Bucket bounds: numbers are seconds, strings are durations ("100ms").
+fn buckets(key: &str, v: &Value) -> Result<Vec<f64>, Error> {
+    let Value::Array(items) = v else {
+        return Err(Error::config(key, format!("expected a list of bucket bounds, got {v}")));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let k = format!("{key}[{i}]");
+        let b = match item {
+            Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+            Value::String(_) => duration(&k, item)?.as_secs_f64(),
+            _ => f64::NAN,
+        };
+        if !b.is_finite() || b <= 0.0 {
+            return Err(Error::config(k, format!("expected a positive number of seconds or a duration, got {item}")));
+        }
+        if let Some(&prev) = out.last() {
+            if b <= prev {
+                return Err(Error::config(k, "bucket bounds must be strictly increasing"));
+            }
+        }
+        out.push(b);
+    }
+    if out.is_empty() {
+        return Err(Error::config(key, "at least one bucket bound is needed"));
+    }
+    Ok(out)
+}
+
+/// A duration: a number of seconds, or a Go-style string such as "10s",
+/// "1m30s", "250ms", "2h".
+pub(crate) fn duration(key: &str, v: &Value) -> Result<Duration, Error> {
+    let bad = || Error::config(key, format!("expected a duration such as \"10s\" or a number of seconds, got {v}"));
+    match v {
+        Value::Number(n) => {
+            let s = n.as_f64().ok_or_else(bad)?;
+            if !(0.0..=1e9).contains(&s) {
+                return Err(bad());
+            }
+            Ok(Duration::from_secs_f64(s))
+        }
+        Value::String(s) => parse_duration(s).ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+/// Parses Go's `time.ParseDuration` syntax for non-negative values.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += n * scale;
+    }
+    if !total.is_finite() || total > 1e9 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_tempo() {
+        assert_eq!(Config::from_json(b"").unwrap(), Config::preset(Compat::Tempo));
+        assert_eq!(Config::from_json(b"{}").unwrap(), Config::preset(Compat::Tempo));
+    }
+
+    #[test]
+    fn contrib_preset_defaults() {
+        let c = Config::from_json(br#"{"compat":"contrib"}"#).unwrap();
+        assert_eq!(c.wait, Duration::from_secs(2));
+        assert_eq!(c.max_items, 1000);
+        assert_eq!(c.histogram_buckets.len(), 16);
+        assert!(c.failed_label);
+        assert_eq!(c.virtual_server_fallback.as_deref(), Some("unknown"));
+    }
+
+    #[test]
+    fn override_on_top_of_preset() {
+        let c = Config::from_json(br#"{"compat":"contrib","wait":"1m30s","histogram_buckets":[0.04],"dimensions":["a.b"]}"#)
+            .unwrap();
+        assert_eq!(c.wait, Duration::from_secs(90));
+        assert_eq!(c.histogram_buckets, vec![0.04]);
+        assert_eq!(c.dimensions, vec!["a.b".to_string()]);
+        assert!(c.failed_label);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_json(br#"{"wait":"ten seconds"}"#).unwrap_err();
+        assert!(e.to_string().starts_with("config key `wait`:"), "{e}");
+        let e = Config::from_json(br#"{"dimensions":["ok", 3]}"#).unwrap_err();
+        assert!(e.to_string().starts_with("config key `dimensions[1]`:"), "{e}");
+        let e = Config::from_json(br#"{"max_itmes":3}"#).unwrap_err();
+        assert_eq!(e.to_string(), "config key `max_itmes`: unknown key");
+        let e = Config::from_json(br#"{"histogram_buckets":[1, 0.5]}"#).unwrap_err();
+        assert_eq!(e.to_string(), "config key `histogram_buckets[1]`: bucket bounds must be strictly increasing");
+        let e = Config::from_json(br#"{"compat":"jaeger"}"#).unwrap_err();
+        assert!(e.to_string().starts_with("config key `compat`:"), "{e}");
+        let e = Config::from_json(b"[1]").unwrap_err();
+        assert!(e.to_string().starts_with("config key `(document)`:"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h2m3s"), Some(Duration::from_secs(3723)));
+        assert_eq!(parse_duration("1ns"), Some(Duration::from_nanos(1)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+}

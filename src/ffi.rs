@@ -1,0 +1,299 @@
+//! The C ABI. It translates between C and [`Engine`] and does nothing else.
+//!
+//! Rules every export follows:
+//! - Its body runs inside [`boundary`], so a panic becomes `SM_STATUS_PANIC`
+//!   and never unwinds into C (or Go).
+//! - Null pointers and zero lengths are accepted where the header says so;
+//!   otherwise they give `SM_STATUS_NULL_ARGUMENT`.
+//! - Whoever allocates frees: buffers the library returns are freed with
+//!   `sm_buf_free`, engines with `sm_engine_free`. The library never keeps a
+//!   caller's pointer after a call returns.
+//! - On error, a human-readable UTF-8 message is written to `message` when the
+//!   caller passes a non-null `message`; it must be freed with `sm_buf_free`.
+#![allow(non_camel_case_types)]
+
+use crate::config::Config;
+use crate::engine::{Engine, Format};
+use crate::error::Error;
+use std::ffi::c_char;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr;
+
+/// Major version of this library; changes when the ABI breaks.
+pub const SERVICEMAP_VERSION_MAJOR: u32 = 0;
+/// Minor version of this library; changes when functions are added.
+pub const SERVICEMAP_VERSION_MINOR: u32 = 1;
+/// Patch version of this library.
+pub const SERVICEMAP_VERSION_PATCH: u32 = 0;
+/// `MAJOR * 10000 + MINOR * 100 + PATCH`, comparable with `sm_version_number()`.
+pub const SERVICEMAP_VERSION_NUMBER: u32 =
+    SERVICEMAP_VERSION_MAJOR * 10000 + SERVICEMAP_VERSION_MINOR * 100 + SERVICEMAP_VERSION_PATCH;
+
+/// `sm_engine_render` format: Prometheus text exposition 0.0.4.
+pub const SM_FORMAT_PROMETHEUS: u32 = 0;
+/// `sm_engine_render` format: OpenMetrics 1.0 text.
+pub const SM_FORMAT_OPENMETRICS: u32 = 1;
+/// `sm_engine_render` format: OTLP `ExportMetricsServiceRequest` protobuf (cumulative).
+pub const SM_FORMAT_OTLP_METRICS: u32 = 2;
+/// `sm_engine_render` format: the engine's self-report as a JSON object.
+pub const SM_FORMAT_STATS_JSON: u32 = 3;
+
+/// Result of every fallible call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum sm_status {
+    /// Success.
+    Ok = 0,
+    /// A required pointer was null.
+    NullArgument = 1,
+    /// The configuration was rejected; the message names the key.
+    InvalidConfig = 2,
+    /// The trace batch was rejected whole (malformed protobuf); nothing from it was applied.
+    InvalidInput = 3,
+    /// Another argument was out of range (for example an unknown format).
+    InvalidArgument = 4,
+    /// The library panicked; the engine is still usable but the call had no effect
+    /// that can be relied on.
+    Panic = 5,
+}
+
+/// A byte buffer owned by the library. Free it with `sm_buf_free`. An empty
+/// buffer has `ptr == NULL` and `len == 0`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct sm_buf {
+    pub ptr: *mut u8,
+    pub len: usize,
+}
+
+impl sm_buf {
+    fn empty() -> sm_buf {
+        sm_buf { ptr: ptr::null_mut(), len: 0 }
+    }
+
+    fn from_vec(v: Vec<u8>) -> sm_buf {
+        if v.is_empty() {
+            return sm_buf::empty();
+        }
+        let boxed: Box<[u8]> = v.into_boxed_slice();
+        let len = boxed.len();
+        let ptr = Box::into_raw(boxed) as *mut u8;
+        sm_buf { ptr, len }
+    }
+}
+
+/// An engine: a pairing store plus the series it feeds. Opaque; create it
+/// with `sm_engine_new`, free it with `sm_engine_free`. Safe to use from many
+/// threads at once.
+pub struct sm_engine {
+    engine: Engine,
+}
+
+type Failure = (sm_status, String);
+
+fn failure(e: Error) -> Failure {
+    let status = match e {
+        Error::Config { .. } => sm_status::InvalidConfig,
+        Error::Decode(_) => sm_status::InvalidInput,
+        Error::Argument(_) => sm_status::InvalidArgument,
+    };
+    (status, e.to_string())
+}
+
+/// The one panic boundary: runs `f`, turns its error or panic into a status,
+/// and writes the message for the caller.
+fn boundary(message: *mut sm_buf, f: impl FnOnce() -> Result<(), Failure>) -> sm_status {
+    let outcome = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        Err((sm_status::Panic, format!("internal error (panic): {what}")))
+    });
+    match outcome {
+        Ok(()) => sm_status::Ok,
+        Err((status, text)) => {
+            if !message.is_null() {
+                // SAFETY: the caller passed a writable sm_buf or null (checked).
+                unsafe { message.write(sm_buf::from_vec(text.into_bytes())) };
+            }
+            status
+        }
+    }
+}
+
+/// Borrows `(ptr, len)` as a slice; `(NULL, 0)` is the empty slice.
+unsafe fn bytes<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], Failure> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err((sm_status::NullArgument, format!("{what} is null but its length is {len}")));
+    }
+    // SAFETY: the caller guarantees ptr points to len readable bytes for the call.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+unsafe fn engine_ref<'a>(engine: *const sm_engine) -> Result<&'a Engine, Failure> {
+    if engine.is_null() {
+        return Err((sm_status::NullArgument, "engine is null".to_string()));
+    }
+    // SAFETY: a non-null engine came from sm_engine_new and is not yet freed.
+    Ok(unsafe { &(*engine).engine })
+}
+
+/// The library version as a static NUL-terminated string such as "0.1.0". Never free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn sm_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}
+
+/// The library version as `SERVICEMAP_VERSION_NUMBER` of the build, to compare
+/// with the header's macro at run time.
+#[unsafe(no_mangle)]
+pub extern "C" fn sm_version_number() -> u32 {
+    SERVICEMAP_VERSION_NUMBER
+}
+
+/// Creates an engine from a JSON configuration (`config`, `config_len` bytes,
+/// not NUL-terminated; `(NULL, 0)` means all defaults of the Tempo preset).
+/// On success `*engine_out` owns a new engine: free it with `sm_engine_free`.
+/// On failure `*engine_out` is set to NULL and `message` (if not NULL) receives
+/// an error naming the offending key.
+///
+/// # Safety
+/// `config` must point to `config_len` readable bytes; `engine_out` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sm_engine_new(
+    config: *const u8,
+    config_len: usize,
+    engine_out: *mut *mut sm_engine,
+    message: *mut sm_buf,
+) -> sm_status {
+    boundary(message, || {
+        if engine_out.is_null() {
+            return Err((sm_status::NullArgument, "engine_out is null".to_string()));
+        }
+        // SAFETY: checked non-null above.
+        unsafe { engine_out.write(ptr::null_mut()) };
+        let text = unsafe { bytes(config, config_len, "config") }?;
+        let cfg = Config::from_json(text).map_err(failure)?;
+        let boxed = Box::new(sm_engine { engine: Engine::new(cfg) });
+        unsafe { engine_out.write(Box::into_raw(boxed)) };
+        Ok(())
+    })
+}
+
+/// Frees an engine and everything it holds. NULL is a no-op. The engine must
+/// not be in use by another thread, and must not be used afterwards.
+///
+/// # Safety
+/// `engine` must be NULL or a pointer from `sm_engine_new` not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sm_engine_free(engine: *mut sm_engine) {
+    if engine.is_null() {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the pointer came from Box::into_raw in sm_engine_new.
+        drop(unsafe { Box::from_raw(engine) });
+    }));
+}
+
+/// Feeds one batch of spans: OTLP `ExportTraceServiceRequest` (or `TracesData`)
+/// protobuf bytes, borrowed for the call only. `now_unix_nano` is the caller's
+/// clock. A malformed batch gives `SM_STATUS_INVALID_INPUT`, is counted as
+/// rejected, and changes nothing else. Thread-safe.
+///
+/// # Safety
+/// `engine` must be a live engine; `data` must point to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sm_engine_consume(
+    engine: *const sm_engine,
+    data: *const u8,
+    len: usize,
+    now_unix_nano: u64,
+    message: *mut sm_buf,
+) -> sm_status {
+    boundary(message, || {
+        let engine = unsafe { engine_ref(engine) }?;
+        let batch = unsafe { bytes(data, len, "data") }?;
+        engine.consume(batch, now_unix_nano).map(|_| ()).map_err(failure)
+    })
+}
+
+/// Expires half-edges whose wait has passed at `now_unix_nano`: they become
+/// virtual-node edges or are counted as expired, and idle series are removed.
+/// Call it on a ticker. Thread-safe.
+///
+/// # Safety
+/// `engine` must be a live engine.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sm_engine_expire(engine: *const sm_engine, now_unix_nano: u64, message: *mut sm_buf) -> sm_status {
+    boundary(message, || {
+        let engine = unsafe { engine_ref(engine) }?;
+        engine.expire(now_unix_nano);
+        Ok(())
+    })
+}
+
+/// Expires every waiting half-edge now, whatever its deadline (end of input,
+/// shutdown). Thread-safe.
+///
+/// # Safety
+/// `engine` must be a live engine.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sm_engine_flush(engine: *const sm_engine, now_unix_nano: u64, message: *mut sm_buf) -> sm_status {
+    boundary(message, || {
+        let engine = unsafe { engine_ref(engine) }?;
+        engine.expire_all(now_unix_nano);
+        Ok(())
+    })
+}
+
+/// Renders the engine's state at `now_unix_nano` in `format` (one of the
+/// `SM_FORMAT_*` values) into `*out`, a new buffer the caller frees with
+/// `sm_buf_free`. Thread-safe.
+///
+/// # Safety
+/// `engine` must be a live engine; `out` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sm_engine_render(
+    engine: *const sm_engine,
+    format: u32,
+    now_unix_nano: u64,
+    out: *mut sm_buf,
+    message: *mut sm_buf,
+) -> sm_status {
+    boundary(message, || {
+        if out.is_null() {
+            return Err((sm_status::NullArgument, "out is null".to_string()));
+        }
+        unsafe { out.write(sm_buf::empty()) };
+        let engine = unsafe { engine_ref(engine) }?;
+        let format = match format {
+            SM_FORMAT_PROMETHEUS => Format::Prometheus,
+            SM_FORMAT_OPENMETRICS => Format::OpenMetrics,
+            SM_FORMAT_OTLP_METRICS => Format::OtlpMetrics,
+            SM_FORMAT_STATS_JSON => Format::StatsJson,
+            other => return Err((sm_status::InvalidArgument, format!("unknown format {other}"))),
+        };
+        let bytes = engine.render(format, now_unix_nano);
+        unsafe { out.write(sm_buf::from_vec(bytes)) };
+        Ok(())
+    })
+}
+
+/// Frees a buffer returned by this library. A buffer with a NULL `ptr` is a no-op.
+///
+/// # Safety
+/// `buf` must come from this library and not have been freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sm_buf_free(buf: sm_buf) {
+    if buf.ptr.is_null() {
+        return;
+    }
+    // SAFETY: ptr/len came from sm_buf::from_vec (a boxed slice of exactly len bytes).
+    drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(buf.ptr, buf.len)) });
+}

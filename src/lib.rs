@@ -1,0 +1,16 @@
+//! servicemap: builds a service graph from OpenTelemetry traces.
+//!
+//! Spans arrive as OTLP protobuf batches ([`wire`] reads only what pairing
+//! needs), the two sides of each request meet in a bounded [`store`], completed
+//! edges feed [`series`], and [`exposition`] and [`otlp_metrics`] render them
+//! the way Grafana Tempo and the collector-contrib `servicegraph` connector do.
+//! [`Engine`] ties these together; [`ffi`] exposes it through a C ABI.
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod ffi;
+
+pub use config::{Compat, Config};
+pub use engine::{Engine, Format};
+pub use error::{DecodeError, Error};
