@@ -59,6 +59,11 @@
 #define SM_FORMAT_STATS_JSON 3
 
 /**
+ * The empty string's id.
+ */
+#define EMPTY 0
+
+/**
  * Result of every fallible call.
  */
 typedef enum sm_status {

@@ -85,6 +85,10 @@ pub struct Config {
     pub max_label_value_length: usize,
     /// Independent store shards; spans are routed by trace ID.
     pub shards: usize,
+    /// Text exposition shows a new series at zero the first time it is
+    /// scraped, so `rate()` sees its first increment (Tempo writes a 0 sample
+    /// first for the same reason). One-shot renders (the CLI) turn this off.
+    pub initial_zero: bool,
 }
 
 const TEMPO_BUCKETS: [f64; 8] = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8];
@@ -126,6 +130,7 @@ impl Config {
                 max_series: 100_000,
                 max_label_value_length: 2048,
                 shards,
+                initial_zero: true,
             },
             Compat::Contrib => Config {
                 compat,
@@ -153,6 +158,7 @@ impl Config {
                 max_series: 100_000,
                 max_label_value_length: 2048,
                 shards,
+                initial_zero: true,
             },
         }
     }
@@ -231,6 +237,7 @@ impl Config {
                 "metrics_timestamp_offset" => c.metrics_timestamp_offset = duration(k, v)?,
                 "max_series" => c.max_series = count(k, v, 1)?,
                 "max_label_value_length" => c.max_label_value_length = count(k, v, 1)?,
+                "initial_zero" => c.initial_zero = boolean(k, v)?,
                 "shards" => {
                     let n = count(k, v, 1)?;
                     if n > 1024 {

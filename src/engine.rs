@@ -1,12 +1,801 @@
-//! Placeholder.
-use crate::config::Config;
+//! The engine: reads a batch, pairs its spans in the store, and counts the
+//! edges that complete or expire.
+//!
+//! A call goes through four steps, each with the least locking it can:
+//! 1. read the batch bytes ([`wire`]) — no lock; a bad batch stops here;
+//! 2. turn the label strings it needs into ids — one interner read lock;
+//! 3. pair, shard by shard — spans are routed by trace ID (so all spans of a
+//!    trace meet in one shard, exactly as the collector's load-balancing
+//!    exporter routes whole traces to one instance), one lock per shard;
+//! 4. count the completed edges — one lock on the series table.
+
+use crate::attributes::{AttrValue, KeySet};
+use crate::config::{Config, DatabaseNaming};
+use crate::edge::{ConnType, ExpiryRules, Expiry, HalfEdge, SideWrite, Virtual};
 use crate::error::Error;
-pub enum Format { Prometheus, OpenMetrics, OtlpMetrics, StatsJson }
-pub struct Engine { _c: Config }
+use crate::exposition;
+use crate::intern::{EMPTY, Interner, Resolver};
+use crate::otlp_metrics;
+use crate::series::{EdgeEvent, Events, SeriesTable, SideKey};
+use crate::store::{Key, Store};
+use crate::wire::{self, Batch, SpanKind, SpanRec};
+use hashbrown::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+/// Output formats of [`Engine::render`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text exposition 0.0.4.
+    Prometheus,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+    /// OTLP `ExportMetricsServiceRequest` protobuf, cumulative.
+    OtlpMetrics,
+    /// The self-report as JSON.
+    StatsJson,
+}
+
+/// What one accepted batch contained.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumeSummary {
+    /// Spans that took part in pairing.
+    pub spans: u64,
+    /// Spans dropped because the store was full.
+    pub dropped: u64,
+}
+
+/// One shard of the pairing store.
+#[derive(Debug)]
+struct Shard {
+    store: Store<HalfEdge>,
+    /// Dimension values per store slot: the client side's, then the server side's.
+    dims: Vec<u32>,
+    /// Producer key → slots of linked consumers waiting for that producer.
+    pending: HashMap<Key, Vec<u32>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while a lock was held leaves consistent-enough state for counters;
+    // keep serving rather than poisoning every later call.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counters for the self-report, updated once per call.
+#[derive(Debug, Default)]
+struct Counters {
+    batches_accepted: AtomicU64,
+    batches_rejected: AtomicU64,
+    spans_received: AtomicU64,
+    spans_ignored: AtomicU64,
+    spans_unnamed: AtomicU64,
+    spans_dropped: AtomicU64,
+    edges_new: AtomicU64,
+    edges_completed: AtomicU64,
+    edges_virtual: AtomicU64,
+    edges_expired: AtomicU64,
+    expired_by_kind: [AtomicU64; 6],
+    first_now_ns: AtomicU64,
+}
+
+/// Per-call tallies, added to [`Counters`] at the end of the call.
+#[derive(Debug, Default)]
+struct Tally {
+    dropped: u64,
+    edges_new: u64,
+    completed: u64,
+    virtual_edges: u64,
+    expired: u64,
+    expired_by_kind: [u64; 6],
+}
+
+/// A span ready to pair: its side, the key it pairs on, its dimension values.
+#[derive(Debug, Clone, Copy)]
+struct Prepared {
+    side: SideWrite,
+    key: Key,
+    dims_at: u32,
+    /// Pairs with the producer named by a span link, not with its parent.
+    linked: bool,
+}
+
+/// The label names of the dimension values in a series key, raw (OTLP) and
+/// sanitised for Prometheus.
+#[derive(Debug, Clone)]
+pub struct DimLabels {
+    pub raw: Vec<String>,
+    pub prometheus: Vec<String>,
+}
+
+/// A service-graph engine. Send + Sync: call it from many threads at once.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    keys: KeySet,
+    rules: ExpiryRules,
+    user: u32,
+    interner: RwLock<Interner>,
+    shards: Box<[Mutex<Shard>]>,
+    series: Mutex<SeriesTable>,
+    dim_labels: DimLabels,
+    counters: Counters,
+    wait_ns: u64,
+}
+
 impl Engine {
-    pub fn new(c: Config) -> Engine { Engine { _c: c } }
-    pub fn consume(&self, _b: &[u8], _now: u64) -> Result<(), Error> { Ok(()) }
-    pub fn expire(&self, _now: u64) {}
-    pub fn expire_all(&self, _now: u64) {}
-    pub fn render(&self, _f: Format, _now: u64) -> Vec<u8> { vec![] }
+    pub fn new(config: Config) -> Engine {
+        let keys = KeySet::new(&config);
+        let mut interner = Interner::default();
+        let user = interner.insert("user");
+        let fallback = config.virtual_server_fallback.as_deref().map(|s| interner.insert(s)).unwrap_or(EMPTY);
+        let rules = ExpiryRules::new(&config, fallback);
+        let per_shard = config.max_items.div_ceil(config.shards).max(1);
+        let shards = (0..config.shards)
+            .map(|_| Mutex::new(Shard { store: Store::new(per_shard), dims: Vec::new(), pending: HashMap::new() }))
+            .collect();
+        let series = Mutex::new(SeriesTable::new(
+            &config.histogram_buckets,
+            config.enable_messaging_system_latency_histogram,
+            config.max_series,
+        ));
+        let dim_labels = dim_labels(&config);
+        Engine {
+            wait_ns: config.wait.as_nanos().min(u64::MAX as u128) as u64,
+            config,
+            keys,
+            rules,
+            user,
+            interner: RwLock::new(interner),
+            shards,
+            series,
+            dim_labels,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Dimension values per side of a waiting edge.
+    fn dims_per_side(&self) -> usize {
+        self.keys.dimensions.len()
+    }
+
+    /// Dimension label values per series key.
+    fn dims_per_series(&self) -> usize {
+        self.dim_labels.raw.len()
+    }
+
+    fn note_now(&self, now_ns: u64) {
+        let _ = self.counters.first_now_ns.compare_exchange(0, now_ns.max(1), Relaxed, Relaxed);
+    }
+
+    /// Feeds one OTLP traces batch. A malformed batch is rejected whole:
+    /// nothing from it is applied and it is counted.
+    pub fn consume(&self, data: &[u8], now_ns: u64) -> Result<ConsumeSummary, Error> {
+        self.note_now(now_ns);
+        let mut batch = Batch::default();
+        if let Err(e) = wire::read_batch(data, &self.keys, &mut batch) {
+            self.counters.batches_rejected.fetch_add(1, Relaxed);
+            return Err(e.into());
+        }
+        let c = &self.counters;
+        c.batches_accepted.fetch_add(1, Relaxed);
+        c.spans_received.fetch_add(batch.spans.len() as u64 + batch.ignored_spans + batch.unnamed_spans, Relaxed);
+        c.spans_ignored.fetch_add(batch.ignored_spans, Relaxed);
+        c.spans_unnamed.fetch_add(batch.unnamed_spans, Relaxed);
+
+        let mut dims = Vec::new();
+        let prepared = self.prepare(&batch, &mut dims);
+
+        // Route to shards: a counting sort of the prepared spans by shard.
+        let n = self.shards.len();
+        let mut starts = vec![0u32; n + 1];
+        let shard_of = |p: &Prepared| shard_index(&p.key, n);
+        for p in &prepared {
+            starts[shard_of(p) + 1] += 1;
+        }
+        for i in 0..n {
+            starts[i + 1] += starts[i];
+        }
+        let mut order = vec![0u32; prepared.len()];
+        let mut fill = starts.clone();
+        for (i, p) in prepared.iter().enumerate() {
+            let s = shard_of(p);
+            order[fill[s] as usize] = i as u32;
+            fill[s] += 1;
+        }
+
+        let mut tally = Tally::default();
+        let mut events = Events::default();
+        for s in 0..n {
+            let (a, b) = (starts[s] as usize, starts[s + 1] as usize);
+            if a == b {
+                continue;
+            }
+            let mut shard = lock(&self.shards[s]);
+            for &i in &order[a..b] {
+                let p = &prepared[i as usize];
+                self.pair(&mut shard, p, &dims, now_ns, &mut tally, &mut events);
+            }
+        }
+        self.count(&events, now_ns);
+        self.add_tally(&tally);
+        Ok(ConsumeSummary { spans: prepared.len() as u64, dropped: tally.dropped })
+    }
+
+    /// Step 2: resolves each pairing span's strings to ids.
+    fn prepare(&self, batch: &Batch<'_>, dims: &mut Vec<u32>) -> Vec<Prepared> {
+        let mut out = Vec::with_capacity(batch.spans.len());
+        let mut r = Resolver::new(&self.interner, self.config.max_label_value_length);
+        let services: Vec<u32> =
+            batch.resources.iter().map(|res| res.service.map(|v| r.id(&v.to_str())).unwrap_or(EMPTY)).collect();
+        let d = self.dims_per_side();
+        for span in &batch.spans {
+            let client_side = matches!(span.kind, SpanKind::Client | SpanKind::Producer);
+            let dims_at = dims.len() as u32;
+            for &k in &self.keys.dimensions {
+                let v = self.lookup(batch, span, k);
+                dims.push(v.map(|v| r.id(&v.to_str())).unwrap_or(EMPTY));
+            }
+            debug_assert_eq!(dims.len() - dims_at as usize, d);
+            let peer = if client_side || self.config.peer_attributes_on_server_spans {
+                self.keys
+                    .peer
+                    .iter()
+                    .find_map(|&k| batch.span_value(span, k))
+                    .map(|v| r.id(&v.to_str()))
+                    .unwrap_or(EMPTY)
+            } else {
+                EMPTY
+            };
+            let database = if client_side { self.database_name(batch, span).map(|s| r.id(&s)) } else { None };
+            let side = SideWrite {
+                kind: span.kind,
+                service: services[span.resource as usize],
+                start_ns: span.start_ns,
+                end_ns: span.end_ns,
+                error: span.error,
+                multiplier: self.multiplier(batch, span),
+                peer,
+                database,
+                root: !client_side && !span.has_parent,
+            };
+            let links = batch.span_links(span);
+            if self.config.span_links && span.kind == SpanKind::Consumer && !links.is_empty() {
+                for l in links {
+                    let key = Key { trace_id: l.trace_id, span_id: l.span_id };
+                    out.push(Prepared { side: SideWrite { root: false, ..side }, key, dims_at, linked: true });
+                }
+                continue;
+            }
+            let span_id = if client_side { span.span_id } else { span.parent_span_id };
+            out.push(Prepared { side, key: Key { trace_id: span.trace_id, span_id }, dims_at, linked: false });
+        }
+        out
+    }
+
+    /// Resource first, then span, as both peers look up dimensions.
+    fn lookup<'a>(&self, batch: &Batch<'a>, span: &SpanRec, k: usize) -> Option<AttrValue<'a>> {
+        batch.resource_value(span.resource, k).or_else(|| batch.span_value(span, k))
+    }
+
+    /// The database node's name if this client span is a database call.
+    fn database_name(&self, batch: &Batch<'_>, span: &SpanRec) -> Option<String> {
+        let db = self.keys.database.iter().find_map(|&k| self.lookup(batch, span, k))?;
+        if self.config.database_naming == DatabaseNaming::AttributeValue {
+            return Some(db.to_str().into_owned());
+        }
+        let ks = &self.keys;
+        if let Some(v) = self.lookup(batch, span, ks.peer_service).or_else(|| self.lookup(batch, span, ks.server_address))
+        {
+            return Some(v.to_str().into_owned());
+        }
+        if let Some(addr) = self.lookup(batch, span, ks.network_peer_address) {
+            return Some(match self.lookup(batch, span, ks.network_peer_port) {
+                Some(port) => format!("{}:{}", addr.to_str(), port.to_str()),
+                None => addr.to_str().into_owned(),
+            });
+        }
+        Some(db.to_str().into_owned())
+    }
+
+    /// `1/ratio` from the span multiplier attribute (span first, then resource).
+    fn multiplier(&self, batch: &Batch<'_>, span: &SpanRec) -> f64 {
+        let Some(k) = self.keys.multiplier else { return 1.0 };
+        batch
+            .span_value(span, k)
+            .and_then(|v| v.as_positive_double())
+            .or_else(|| batch.resource_value(span.resource, k).and_then(|v| v.as_positive_double()))
+            .map(|ratio| 1.0 / ratio)
+            .unwrap_or(1.0)
+    }
+
+    /// Step 3 for one span, under its shard's lock.
+    fn pair(&self, shard: &mut Shard, p: &Prepared, dims: &[u32], now_ns: u64, t: &mut Tally, ev: &mut Events) {
+        let d = self.dims_per_side();
+        let side_dims = &dims[p.dims_at as usize..p.dims_at as usize + d];
+        let client_side = p.side.is_client_side();
+        let hash = shard.store.hash(&p.key);
+        let found = shard.store.find(hash, &p.key);
+
+        if p.linked {
+            let producer = found.filter(|&s| shard.store.get(s).seen_client);
+            t.edges_new += 1;
+            let mut e = HalfEdge::default();
+            e.write(&p.side);
+            if let Some(slot) = producer {
+                let prod = *shard.store.get(slot);
+                e.take_client_from(&prod);
+                shard.store.get_mut(slot).matched = true;
+                let client_dims = slot_dims(&shard.dims, slot, d, false).to_vec();
+                self.emit(&e, &client_dims, side_dims, Virtual::None, ev);
+                t.completed += 1;
+                return;
+            }
+            let seen = side_key(&e);
+            if let Some(slot) = self.insert(shard, hash, p.key, e, now_ns, false, t, ev) {
+                write_slot_dims(&mut shard.dims, slot, d, true, side_dims);
+                shard.pending.entry(p.key).or_default().push(slot);
+            } else {
+                t.dropped += 1;
+                ev.dropped.push(seen);
+            }
+            return;
+        }
+
+        let slot = match found {
+            Some(slot) => {
+                shard.store.get_mut(slot).write(&p.side);
+                write_slot_dims(&mut shard.dims, slot, d, !client_side, side_dims);
+                slot
+            }
+            None => {
+                t.edges_new += 1;
+                let mut e = HalfEdge::default();
+                e.write(&p.side);
+                if e.is_complete() && !(client_side && shard.pending.contains_key(&p.key)) {
+                    // A database call: complete on arrival, never stored.
+                    let empty = vec![EMPTY; d];
+                    let (c, s) = if client_side { (side_dims, &empty[..]) } else { (&empty[..], side_dims) };
+                    self.emit(&e, c, s, Virtual::None, ev);
+                    t.completed += 1;
+                    return;
+                }
+                let seen = side_key(&e);
+                match self.insert(shard, hash, p.key, e, now_ns, true, t, ev) {
+                    Some(slot) => {
+                        write_slot_dims(&mut shard.dims, slot, d, !client_side, side_dims);
+                        slot
+                    }
+                    None => {
+                        t.dropped += 1;
+                        ev.dropped.push(seen);
+                        return;
+                    }
+                }
+            }
+        };
+        if client_side {
+            if let Some(waiting) = shard.pending.remove(&p.key) {
+                self.serve_linked(shard, slot, waiting, t, ev);
+            }
+        }
+        let e = *shard.store.get(slot);
+        if e.is_complete() {
+            let c = slot_dims(&shard.dims, slot, d, false).to_vec();
+            let s = slot_dims(&shard.dims, slot, d, true).to_vec();
+            self.emit(&e, &c, &s, Virtual::None, ev);
+            t.completed += 1;
+            shard.store.remove(slot);
+        }
+    }
+
+    /// A producer arrived after consumers linked to it: complete each of them.
+    /// The producer stays, to serve later consumers until it expires.
+    fn serve_linked(&self, shard: &mut Shard, producer_slot: u32, waiting: Vec<u32>, t: &mut Tally, ev: &mut Events) {
+        let d = self.dims_per_side();
+        let prod = *shard.store.get(producer_slot);
+        let client_dims = slot_dims(&shard.dims, producer_slot, d, false).to_vec();
+        for slot in waiting {
+            let server_dims = slot_dims(&shard.dims, slot, d, true).to_vec();
+            let mut e = shard.store.remove(slot);
+            e.take_client_from(&prod);
+            self.emit(&e, &client_dims, &server_dims, Virtual::None, ev);
+            t.completed += 1;
+        }
+        shard.store.get_mut(producer_slot).matched = true;
+    }
+
+    /// Inserts a half-edge; when the store is full, first expires its head if
+    /// that is due. Returns None when the span has to be dropped.
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        key: Key,
+        e: HalfEdge,
+        now_ns: u64,
+        indexed: bool,
+        t: &mut Tally,
+        ev: &mut Events,
+    ) -> Option<u32> {
+        if shard.store.is_full() {
+            if let Some(head) = shard.store.expired_head(now_ns, false) {
+                self.expire_slot(shard, head, t, ev);
+            }
+        }
+        let slot = shard.store.insert(hash, key, e, now_ns.saturating_add(self.wait_ns), indexed).ok()?;
+        let need = (slot as usize + 1) * 2 * self.dims_per_side();
+        if shard.dims.len() < need {
+            shard.dims.resize(need, EMPTY);
+        }
+        Some(slot)
+    }
+
+    /// Builds the series event of a completed or virtual edge.
+    fn emit(&self, e: &HalfEdge, client_dims: &[u32], server_dims: &[u32], side: Virtual, ev: &mut Events) {
+        let dims_at = ev.dims.len() as u32;
+        if self.config.enable_client_server_prefix {
+            for (c, s) in client_dims.iter().zip(server_dims) {
+                ev.dims.push(*c);
+                ev.dims.push(*s);
+            }
+        } else {
+            for (c, s) in client_dims.iter().zip(server_dims) {
+                let (last, other) = if e.server_last { (*s, *c) } else { (*c, *s) };
+                ev.dims.push(if last != EMPTY { last } else { other });
+            }
+        }
+        let conn = if side == Virtual::None { e.conn } else { ConnType::VirtualNode };
+        let messaging_s = (conn == ConnType::MessagingSystem && self.config.enable_messaging_system_latency_histogram)
+            .then(|| (e.server_start_ns as i128 - e.client_end_ns as i128) as f64 / 1e9)
+            .filter(|&v| v > 0.0);
+        ev.edges.push(EdgeEvent {
+            client: e.client,
+            server: e.server,
+            conn,
+            failed: e.failed,
+            virtual_side: if self.config.enable_virtual_node_label { side } else { Virtual::None },
+            dims_at,
+            multiplier: e.multiplier,
+            client_s: e.client_dur_ns as f64 / 1e9,
+            server_s: e.server_dur_ns as f64 / 1e9,
+            messaging_s,
+        });
+    }
+
+    /// Removes an expired entry and writes what it becomes.
+    fn expire_slot(&self, shard: &mut Shard, slot: u32, t: &mut Tally, ev: &mut Events) {
+        let d = self.dims_per_side();
+        let key = shard.store.key(slot);
+        let c = slot_dims(&shard.dims, slot, d, false).to_vec();
+        let s = slot_dims(&shard.dims, slot, d, true).to_vec();
+        let mut e = shard.store.remove(slot);
+        if let Some(list) = shard.pending.get_mut(&key) {
+            list.retain(|&x| x != slot);
+            if list.is_empty() {
+                shard.pending.remove(&key);
+            }
+        }
+        let count_expired = |t: &mut Tally, ev: &mut Events, e: &HalfEdge| {
+            t.expired += 1;
+            t.expired_by_kind[e.last_kind as usize] += 1;
+            ev.unpaired.push(side_key(e));
+        };
+        match self.rules.decide(&e, self.user) {
+            Expiry::Virtual { client, server, side, counted } => {
+                if counted {
+                    count_expired(t, ev, &e);
+                }
+                e.client = client;
+                e.server = server;
+                self.emit(&e, &c, &s, side, ev);
+                t.virtual_edges += 1;
+            }
+            Expiry::Unmatched { counted } => {
+                if counted {
+                    count_expired(t, ev, &e);
+                }
+            }
+        }
+    }
+
+    /// Expires half-edges whose wait has passed, and removes idle series.
+    pub fn expire(&self, now_ns: u64) {
+        self.expire_inner(now_ns, false);
+    }
+
+    /// Expires every waiting half-edge, whatever its deadline.
+    pub fn expire_all(&self, now_ns: u64) {
+        self.expire_inner(now_ns, true);
+    }
+
+    fn expire_inner(&self, now_ns: u64, all: bool) {
+        self.note_now(now_ns);
+        let mut tally = Tally::default();
+        let mut events = Events::default();
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            while let Some(slot) = shard.store.expired_head(now_ns, all) {
+                self.expire_slot(&mut shard, slot, &mut tally, &mut events);
+            }
+        }
+        self.count(&events, now_ns);
+        let idle = self.config.series_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
+        lock(&self.series).remove_idle(now_ns, idle);
+        self.add_tally(&tally);
+    }
+
+    /// Step 4: applies a call's events to the series table.
+    fn count(&self, events: &Events, now_ns: u64) {
+        if events.is_empty() {
+            return;
+        }
+        lock(&self.series).apply(events, self.dims_per_series(), self.config.failed_label, now_ns);
+    }
+
+    fn add_tally(&self, t: &Tally) {
+        let c = &self.counters;
+        c.spans_dropped.fetch_add(t.dropped, Relaxed);
+        c.edges_new.fetch_add(t.edges_new, Relaxed);
+        c.edges_completed.fetch_add(t.completed, Relaxed);
+        c.edges_virtual.fetch_add(t.virtual_edges, Relaxed);
+        c.edges_expired.fetch_add(t.expired, Relaxed);
+        for (a, b) in c.expired_by_kind.iter().zip(t.expired_by_kind) {
+            a.fetch_add(b, Relaxed);
+        }
+    }
+
+    /// Renders the current state.
+    pub fn render(&self, format: Format, now_ns: u64) -> Vec<u8> {
+        self.note_now(now_ns);
+        match format {
+            Format::Prometheus | Format::OpenMetrics => {
+                let snap = self.snapshot(self.config.initial_zero);
+                exposition::render(&snap, format == Format::OpenMetrics).into_bytes()
+            }
+            Format::OtlpMetrics => {
+                let snap = self.snapshot(false);
+                let start = self.counters.first_now_ns.load(Relaxed);
+                let offset = self.config.metrics_timestamp_offset.as_nanos().min(now_ns as u128) as u64;
+                otlp_metrics::encode(&snap, start, now_ns - offset)
+            }
+            Format::StatsJson => {
+                let mut s = serde_json::to_vec_pretty(&self.stats().to_json()).unwrap_or_default();
+                s.push(b'\n');
+                s
+            }
+        }
+    }
+
+    /// A copy of every series with label strings resolved.
+    pub fn snapshot(&self, zero_new: bool) -> Snapshot {
+        let (entries, unpaired, dropped, bounds) = {
+            let mut t = lock(&self.series);
+            let entries = t.snapshot(zero_new);
+            let unpaired: Vec<_> = t.unpaired.iter().map(|(k, v)| (*k, *v)).collect();
+            let dropped: Vec<_> = t.dropped.iter().map(|(k, v)| (*k, *v)).collect();
+            (entries, unpaired, dropped, t.bounds().to_vec())
+        };
+        let names = self.interner.read().unwrap_or_else(|p| p.into_inner());
+        let s = |id: u32| names.get(id).to_string();
+        let side = |(k, v): (SideKey, f64)| SideSeries { client: s(k.client), server: s(k.server), conn: k.conn, value: v };
+        let mut edges: Vec<EdgeSeries> = entries
+            .into_iter()
+            .map(|x| {
+                let values = x.values;
+                EdgeSeries {
+                    client: s(x.key.client),
+                    server: s(x.key.server),
+                    conn: x.key.conn,
+                    failed: x.key.failed,
+                    virtual_side: x.key.virtual_side,
+                    dims: x.key.dims.iter().map(|&id| s(id)).collect(),
+                    values,
+                }
+            })
+            .collect();
+        edges.sort_by(|a, b| (&a.client, &a.server, a.conn as u8, a.failed, &a.dims).cmp(&(&b.client, &b.server, b.conn as u8, b.failed, &b.dims)));
+        let mut unpaired: Vec<SideSeries> = unpaired.into_iter().map(side).collect();
+        let mut dropped: Vec<SideSeries> = dropped.into_iter().map(side).collect();
+        unpaired.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
+        dropped.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
+        Snapshot {
+            compat: self.config.compat,
+            failed_label: self.config.failed_label,
+            virtual_label: self.config.enable_virtual_node_label,
+            connection_info: self.config.enable_connection_info,
+            messaging: self.config.enable_messaging_system_latency_histogram,
+            weighted: self.config.span_multiplier_key.is_some(),
+            bounds,
+            dim_labels: self.dim_labels.clone(),
+            edges,
+            unpaired,
+            dropped,
+        }
+    }
+
+    /// The self-report.
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let mut waiting = 0;
+        let mut store_bytes = 0;
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            waiting += shard.store.len();
+            store_bytes += shard.store.heap_bytes() + shard.dims.capacity() * 4;
+        }
+        let (active_series, series_refused) = {
+            let t = lock(&self.series);
+            (t.len(), t.refused)
+        };
+        let kinds = [SpanKind::Server, SpanKind::Client, SpanKind::Producer, SpanKind::Consumer];
+        Stats {
+            batches_accepted: c.batches_accepted.load(Relaxed),
+            batches_rejected: c.batches_rejected.load(Relaxed),
+            spans_received: c.spans_received.load(Relaxed),
+            spans_ignored: c.spans_ignored.load(Relaxed),
+            spans_unnamed: c.spans_unnamed.load(Relaxed),
+            spans_dropped: c.spans_dropped.load(Relaxed),
+            edges_new: c.edges_new.load(Relaxed),
+            edges_completed: c.edges_completed.load(Relaxed),
+            edges_virtual: c.edges_virtual.load(Relaxed),
+            edges_expired: c.edges_expired.load(Relaxed),
+            expired_by_kind: kinds
+                .iter()
+                .map(|k| (k.otel_name(), c.expired_by_kind[*k as usize].load(Relaxed)))
+                .collect(),
+            waiting: waiting as u64,
+            active_series: active_series as u64,
+            series_refused,
+            store_bytes: store_bytes as u64,
+            interned_strings: self.interner.read().unwrap_or_else(|p| p.into_inner()).len() as u64,
+        }
+    }
+}
+
+/// Spans of one trace always land in the same shard.
+#[inline]
+fn shard_index(key: &Key, n: usize) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    let t = &key.trace_id;
+    let x = u64::from_le_bytes(t[8..16].try_into().unwrap()) ^ u64::from_le_bytes(t[0..8].try_into().unwrap());
+    // Multiply-shift spreads the bits before reducing to the shard count.
+    ((x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize) % n
+}
+
+fn slot_dims(dims: &[u32], slot: u32, d: usize, server: bool) -> &[u32] {
+    if d == 0 {
+        return &[];
+    }
+    let at = slot as usize * 2 * d + if server { d } else { 0 };
+    &dims[at..at + d]
+}
+
+fn write_slot_dims(dims: &mut [u32], slot: u32, d: usize, server: bool, values: &[u32]) {
+    if d == 0 {
+        return;
+    }
+    let at = slot as usize * 2 * d + if server { d } else { 0 };
+    dims[at..at + d].copy_from_slice(values);
+}
+
+fn side_key(e: &HalfEdge) -> SideKey {
+    if e.seen_client {
+        SideKey { client: e.client, server: EMPTY, conn: e.conn }
+    } else {
+        SideKey { client: EMPTY, server: e.server, conn: e.conn }
+    }
+}
+
+/// Prometheus label name rules: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn sanitize_label(name: &str) -> String {
+    let mut s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, '_');
+    }
+    s
+}
+
+fn dim_labels(config: &Config) -> DimLabels {
+    let mut raw = Vec::new();
+    for d in &config.dimensions {
+        if config.enable_client_server_prefix {
+            raw.push(format!("client_{d}"));
+            raw.push(format!("server_{d}"));
+        } else {
+            raw.push(d.clone());
+        }
+    }
+    let prometheus = raw.iter().map(|r| sanitize_label(r)).collect();
+    DimLabels { raw, prometheus }
+}
+
+/// One edge series with its labels resolved.
+#[derive(Debug, Clone)]
+pub struct EdgeSeries {
+    pub client: String,
+    pub server: String,
+    pub conn: ConnType,
+    pub failed: bool,
+    pub virtual_side: Virtual,
+    /// Values of [`Snapshot::dim_labels`], "" where absent.
+    pub dims: Vec<String>,
+    pub values: crate::series::Values,
+}
+
+/// One unpaired or dropped span counter.
+#[derive(Debug, Clone)]
+pub struct SideSeries {
+    pub client: String,
+    pub server: String,
+    pub conn: ConnType,
+    pub value: f64,
+}
+
+/// Everything a renderer needs, detached from the engine's locks.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub compat: crate::config::Compat,
+    pub failed_label: bool,
+    pub virtual_label: bool,
+    pub connection_info: bool,
+    pub messaging: bool,
+    /// Counts are weighted by a span multiplier, so may not be whole numbers.
+    pub weighted: bool,
+    pub bounds: Vec<f64>,
+    pub dim_labels: DimLabels,
+    pub edges: Vec<EdgeSeries>,
+    pub unpaired: Vec<SideSeries>,
+    pub dropped: Vec<SideSeries>,
+}
+
+/// The engine's self-report: what a user needs to size it before sending
+/// anything anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub batches_accepted: u64,
+    pub batches_rejected: u64,
+    pub spans_received: u64,
+    pub spans_ignored: u64,
+    pub spans_unnamed: u64,
+    pub spans_dropped: u64,
+    pub edges_new: u64,
+    pub edges_completed: u64,
+    pub edges_virtual: u64,
+    pub edges_expired: u64,
+    pub expired_by_kind: Vec<(&'static str, u64)>,
+    pub waiting: u64,
+    pub active_series: u64,
+    pub series_refused: u64,
+    pub store_bytes: u64,
+    pub interned_strings: u64,
+}
+
+impl Stats {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "batches_accepted": self.batches_accepted,
+            "batches_rejected": self.batches_rejected,
+            "spans_received": self.spans_received,
+            "spans_ignored": self.spans_ignored,
+            "spans_unnamed": self.spans_unnamed,
+            "spans_dropped": self.spans_dropped,
+            "edges_new": self.edges_new,
+            "edges_completed": self.edges_completed,
+            "edges_virtual": self.edges_virtual,
+            "edges_expired": self.edges_expired,
+            "expired_by_kind": self.expired_by_kind.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            "waiting": self.waiting,
+            "active_series": self.active_series,
+            "series_refused": self.series_refused,
+            "store_bytes": self.store_bytes,
+            "interned_strings": self.interned_strings,
+        })
+    }
 }

@@ -1,0 +1,240 @@
+// Package options holds the configuration shared by the servicemap processor
+// and connector: the engine options (translated to the engine's JSON) and the
+// loop periods that drive the engine from Go.
+package options
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/servicemap/servicemap/go-shim/internal/engine"
+)
+
+// Compatibility presets. They pick the engine defaults where Grafana Tempo
+// and the collector-contrib servicegraph connector disagree.
+const (
+	CompatTempo   = "tempo"
+	CompatContrib = "contrib"
+)
+
+// Default loop periods (the contrib connector's defaults).
+const (
+	DefaultStoreExpirationLoop = 2 * time.Second
+	DefaultCacheLoop           = time.Minute
+)
+
+// StoreConfig is contrib's `store` block: how long a half-built edge waits for
+// its other side, and how many may wait at once.
+type StoreConfig struct {
+	TTL      *time.Duration `mapstructure:"ttl"`
+	MaxItems *int           `mapstructure:"max_items"`
+
+	_ struct{}
+}
+
+// Options are the settings common to the processor and the connector.
+//
+// Every engine option is a pointer or a slice: nil means "not set", and an
+// option that is not set is not sent to the engine, so the default of the
+// chosen compat preset applies.
+type Options struct {
+	// Compat chooses the preset: "tempo" or "contrib".
+	Compat string `mapstructure:"compat"`
+
+	// Keys shared with the contrib servicegraph connector.
+
+	// Dimensions are extra labels, read from resource attributes, then span attributes.
+	Dimensions []string `mapstructure:"dimensions"`
+	// LatencyHistogramBuckets are the latency histogram bounds. An empty list
+	// means the preset's buckets (as in contrib).
+	LatencyHistogramBuckets []time.Duration `mapstructure:"latency_histogram_buckets"`
+	Store                   StoreConfig     `mapstructure:"store"`
+	// VirtualNodePeerAttributes name an uninstrumented peer, in priority order.
+	// An explicit empty list disables virtual servers named from attributes.
+	VirtualNodePeerAttributes []string `mapstructure:"virtual_node_peer_attributes"`
+	// VirtualNodeExtraLabel adds the virtual_node label.
+	VirtualNodeExtraLabel  *bool    `mapstructure:"virtual_node_extra_label"`
+	DatabaseNameAttributes []string `mapstructure:"database_name_attributes"`
+	// MetricsTimestampOffset shifts data-point timestamps into the past.
+	MetricsTimestampOffset *time.Duration `mapstructure:"metrics_timestamp_offset"`
+	// StoreExpirationLoop is how often waiting half-edges are expired (and
+	// idle series removed).
+	StoreExpirationLoop time.Duration `mapstructure:"store_expiration_loop"`
+	// CacheLoop is accepted for compatibility with contrib. The engine removes
+	// idle series on every expiry pass (see series_idle_timeout), so it has no
+	// separate effect.
+	CacheLoop time.Duration `mapstructure:"cache_loop"`
+
+	// Engine options beyond contrib's keys (see the engine's config reference).
+
+	EnableClientServerPrefix              *bool          `mapstructure:"enable_client_server_prefix"`
+	PeerAttributes                        []string       `mapstructure:"peer_attributes"`
+	PeerAttributesOnServerSpans           *bool          `mapstructure:"peer_attributes_on_server_spans"`
+	VirtualClientFromPeer                 *bool          `mapstructure:"virtual_client_from_peer"`
+	VirtualServerFallback                 *string        `mapstructure:"virtual_server_fallback"`
+	DatabaseNaming                        *string        `mapstructure:"database_naming"`
+	SpanMultiplierKey                     *string        `mapstructure:"span_multiplier_key"`
+	EnableMessagingSystemLatencyHistogram *bool          `mapstructure:"enable_messaging_system_latency_histogram"`
+	EnableVirtualNodeLabel                *bool          `mapstructure:"enable_virtual_node_label"`
+	EnableConnectionInfo                  *bool          `mapstructure:"enable_connection_info"`
+	FailedLabel                           *bool          `mapstructure:"failed_label"`
+	ExpiredIncludesVirtual                *bool          `mapstructure:"expired_includes_virtual"`
+	MessagingNeverVirtual                 *bool          `mapstructure:"messaging_never_virtual"`
+	SpanLinks                             *bool          `mapstructure:"span_links"`
+	SeriesIdleTimeout                     *time.Duration `mapstructure:"series_idle_timeout"`
+	MaxSeries                             *int           `mapstructure:"max_series"`
+	MaxLabelValueLength                   *int           `mapstructure:"max_label_value_length"`
+	Shards                                *int           `mapstructure:"shards"`
+}
+
+// Defaults returns the options with nothing set except the preset and the loops.
+func Defaults(compat string) Options {
+	return Options{
+		Compat:              compat,
+		StoreExpirationLoop: DefaultStoreExpirationLoop,
+		CacheLoop:           DefaultCacheLoop,
+	}
+}
+
+// ExpirationLoop is the period of the expiry ticker.
+func (o *Options) ExpirationLoop() time.Duration {
+	if o.StoreExpirationLoop <= 0 {
+		return DefaultStoreExpirationLoop
+	}
+	return o.StoreExpirationLoop
+}
+
+// Check checks what the engine cannot see (keys that mean the same engine
+// option, the loops), then asks the engine itself to accept the rest. Every
+// error names its key. (It is not called Validate so that the collector does
+// not run it a second time on the embedded struct; each component's
+// Config.Validate calls it.)
+func (o *Options) Check() error {
+	var errs []error
+	if o.PeerAttributes != nil && o.VirtualNodePeerAttributes != nil {
+		errs = append(errs, errors.New("peer_attributes and virtual_node_peer_attributes set the same option; set only one"))
+	}
+	if o.EnableVirtualNodeLabel != nil && o.VirtualNodeExtraLabel != nil {
+		errs = append(errs, errors.New("enable_virtual_node_label and virtual_node_extra_label set the same option; set only one"))
+	}
+	if o.StoreExpirationLoop < 0 {
+		errs = append(errs, fmt.Errorf("store_expiration_loop: must not be negative, got %s", o.StoreExpirationLoop))
+	}
+	if o.CacheLoop < 0 {
+		errs = append(errs, fmt.Errorf("cache_loop: must not be negative, got %s", o.CacheLoop))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	doc, err := o.EngineJSON()
+	if err != nil {
+		return err
+	}
+	if err := engine.Check(doc); err != nil {
+		return EngineError(err)
+	}
+	return nil
+}
+
+// EngineJSON is the engine configuration: compat plus every option that was set.
+func (o *Options) EngineJSON() ([]byte, error) {
+	m := map[string]any{"compat": o.Compat}
+	putList := func(key string, v []string) {
+		if v != nil {
+			m[key] = v
+		}
+	}
+	putBool := func(key string, v *bool) {
+		if v != nil {
+			m[key] = *v
+		}
+	}
+	putString := func(key string, v *string) {
+		if v != nil {
+			m[key] = *v
+		}
+	}
+	putInt := func(key string, v *int) {
+		if v != nil {
+			m[key] = *v
+		}
+	}
+	putDuration := func(key string, v *time.Duration) {
+		if v != nil {
+			m[key] = durationValue(*v)
+		}
+	}
+
+	putList("dimensions", o.Dimensions)
+	if len(o.LatencyHistogramBuckets) > 0 {
+		bounds := make([]any, len(o.LatencyHistogramBuckets))
+		for i, d := range o.LatencyHistogramBuckets {
+			bounds[i] = durationValue(d)
+		}
+		m["latency_histogram_buckets"] = bounds
+	}
+	putDuration("store_ttl", o.Store.TTL)
+	putInt("store_max_items", o.Store.MaxItems)
+	putList("virtual_node_peer_attributes", o.VirtualNodePeerAttributes)
+	putList("peer_attributes", o.PeerAttributes)
+	putBool("virtual_node_extra_label", o.VirtualNodeExtraLabel)
+	putBool("enable_virtual_node_label", o.EnableVirtualNodeLabel)
+	putList("database_name_attributes", o.DatabaseNameAttributes)
+	putDuration("metrics_timestamp_offset", o.MetricsTimestampOffset)
+	putBool("enable_client_server_prefix", o.EnableClientServerPrefix)
+	putBool("peer_attributes_on_server_spans", o.PeerAttributesOnServerSpans)
+	putBool("virtual_client_from_peer", o.VirtualClientFromPeer)
+	putString("virtual_server_fallback", o.VirtualServerFallback)
+	putString("database_naming", o.DatabaseNaming)
+	putString("span_multiplier_key", o.SpanMultiplierKey)
+	putBool("enable_messaging_system_latency_histogram", o.EnableMessagingSystemLatencyHistogram)
+	putBool("enable_connection_info", o.EnableConnectionInfo)
+	putBool("failed_label", o.FailedLabel)
+	putBool("expired_includes_virtual", o.ExpiredIncludesVirtual)
+	putBool("messaging_never_virtual", o.MessagingNeverVirtual)
+	putBool("span_links", o.SpanLinks)
+	putDuration("series_idle_timeout", o.SeriesIdleTimeout)
+	putInt("max_series", o.MaxSeries)
+	putInt("max_label_value_length", o.MaxLabelValueLength)
+	putInt("shards", o.Shards)
+	return json.Marshal(m)
+}
+
+// NewEngine creates an engine from the options.
+func (o *Options) NewEngine() (*engine.Engine, error) {
+	doc, err := o.EngineJSON()
+	if err != nil {
+		return nil, err
+	}
+	e, err := engine.New(doc)
+	if err != nil {
+		return nil, EngineError(err)
+	}
+	return e, nil
+}
+
+// durationValue writes a duration the way the engine reads one: Go syntax
+// ("1m30s"). A negative duration stays negative so the engine rejects it and
+// names the key.
+func durationValue(d time.Duration) string {
+	return d.String()
+}
+
+// engineKeys maps the engine's names for nested collector keys back to YAML.
+var engineKeys = strings.NewReplacer(
+	"`store_ttl`", "`store.ttl`",
+	"`store_max_items`", "`store.max_items`",
+)
+
+// EngineError rewrites an engine configuration error so that the key it
+// names is the collector configuration key.
+func EngineError(err error) error {
+	var ee *engine.Error
+	if errors.As(err, &ee) && ee.Status == engine.StatusInvalidConfig {
+		return errors.New(engineKeys.Replace(ee.Message))
+	}
+	return err
+}

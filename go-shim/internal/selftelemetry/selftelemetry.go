@@ -1,0 +1,264 @@
+// Package selftelemetry reports the shim's and the engine's own health through
+// the component's MeterProvider, and logs rejected batches without flooding
+// the log.
+package selftelemetry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/servicemap/servicemap/go-shim/internal/engine"
+)
+
+// Prefix starts the name of every instrument this package creates.
+const Prefix = "otelcol_servicemap_"
+
+// StatsSource renders the engine's self-report (SM_FORMAT_STATS_JSON).
+type StatsSource func(now time.Time) ([]byte, error)
+
+// Telemetry holds the instruments of one component instance.
+type Telemetry struct {
+	spans    metric.Int64Counter
+	batches  metric.Int64Counter
+	rejected metric.Int64Counter
+	reg      metric.Registration
+	stats    []string
+}
+
+// New creates the instruments. Engine statistics are read from stats once now
+// to learn which keys the engine reports; each numeric key (nested objects are
+// flattened with "_") becomes an observable instrument read at collection
+// time. Keys that count events (see isCumulative) are counters, the others
+// gauges.
+func New(mp metric.MeterProvider, scope string, stats StatsSource) (*Telemetry, error) {
+	m := mp.Meter(scope)
+	t := &Telemetry{}
+	var err error
+	if t.spans, err = m.Int64Counter(Prefix+"spans",
+		metric.WithDescription("Spans handed to the servicemap engine."),
+		metric.WithUnit("{span}")); err != nil {
+		return nil, err
+	}
+	if t.batches, err = m.Int64Counter(Prefix+"batches",
+		metric.WithDescription("Trace batches handed to the servicemap engine."),
+		metric.WithUnit("{batch}")); err != nil {
+		return nil, err
+	}
+	if t.rejected, err = m.Int64Counter(Prefix+"batches_rejected",
+		metric.WithDescription("Trace batches the servicemap engine rejected; their traces still flow on."),
+		metric.WithUnit("{batch}")); err != nil {
+		return nil, err
+	}
+	if stats == nil {
+		return t, nil
+	}
+	first, err := readStats(stats, time.Now())
+	if err != nil || len(first) == 0 {
+		// Nothing to observe (or the engine reports no statistics yet).
+		return t, nil //nolint:nilerr // engine statistics are optional
+	}
+	keys := make([]string, 0, len(first))
+	for k := range first {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	t.stats = keys
+
+	gauges := map[string]metric.Float64ObservableGauge{}
+	counters := map[string]metric.Float64ObservableCounter{}
+	observables := make([]metric.Observable, 0, len(keys))
+	for _, k := range keys {
+		name := Prefix + "engine_" + k
+		desc := fmt.Sprintf("servicemap engine statistic %q.", k)
+		if isCumulative(k) {
+			c, err := m.Float64ObservableCounter(name, metric.WithDescription(desc))
+			if err != nil {
+				return nil, err
+			}
+			counters[k] = c
+			observables = append(observables, c)
+		} else {
+			g, err := m.Float64ObservableGauge(name, metric.WithDescription(desc))
+			if err != nil {
+				return nil, err
+			}
+			gauges[k] = g
+			observables = append(observables, g)
+		}
+	}
+	t.reg, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		values, err := readStats(stats, time.Now())
+		if err != nil {
+			return err
+		}
+		for k, v := range values {
+			if g, ok := gauges[k]; ok {
+				o.ObserveFloat64(g, v)
+			} else if c, ok := counters[k]; ok {
+				o.ObserveFloat64(c, v)
+			}
+		}
+		return nil
+	}, observables...)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// StatKeys lists the engine statistics that are observed.
+func (t *Telemetry) StatKeys() []string { return t.stats }
+
+// Batch records one batch of n spans handed to the engine.
+func (t *Telemetry) Batch(ctx context.Context, spans int) {
+	t.batches.Add(ctx, 1)
+	t.spans.Add(ctx, int64(spans))
+}
+
+// Rejected records one rejected batch.
+func (t *Telemetry) Rejected(ctx context.Context) {
+	t.rejected.Add(ctx, 1)
+}
+
+// Shutdown stops observing the engine. Safe to call more than once.
+func (t *Telemetry) Shutdown() {
+	if t.reg != nil {
+		_ = t.reg.Unregister()
+		t.reg = nil
+	}
+}
+
+// cumulativeWords mark a statistic that counts events since the engine started.
+var cumulativeWords = []string{"dropped", "expired", "rejected", "received", "consumed", "completed", "paired", "decoded", "evicted", "truncated"}
+
+// isCumulative reports whether a statistic counts events (a counter) rather
+// than describing current state (a gauge).
+func isCumulative(key string) bool {
+	if strings.HasSuffix(key, "_total") {
+		return true
+	}
+	for _, w := range cumulativeWords {
+		if strings.Contains(key, w) {
+			return true
+		}
+	}
+	return false
+}
+
+func readStats(stats StatsSource, now time.Time) (map[string]float64, error) {
+	raw, err := stats(now)
+	if err != nil {
+		return nil, err
+	}
+	return ParseStats(raw)
+}
+
+// ParseStats flattens the engine's JSON self-report into numeric values.
+// Nested objects become "outer_inner"; booleans become 0 or 1; strings,
+// arrays and nulls are skipped. Empty input gives no values.
+func ParseStats(raw []byte) (map[string]float64, error) {
+	out := map[string]float64{}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return out, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return nil, fmt.Errorf("servicemap engine statistics are not a JSON object: %w", err)
+	}
+	flatten("", obj, out)
+	return out, nil
+}
+
+func flatten(prefix string, obj map[string]any, out map[string]float64) {
+	for k, v := range obj {
+		key := sanitize(k)
+		if prefix != "" {
+			key = prefix + "_" + key
+		}
+		switch x := v.(type) {
+		case json.Number:
+			if f, err := x.Float64(); err == nil {
+				out[key] = f
+			}
+		case bool:
+			if x {
+				out[key] = 1
+			} else {
+				out[key] = 0
+			}
+		case map[string]any:
+			flatten(key, x, out)
+		}
+	}
+}
+
+// sanitize keeps a statistic name usable as part of an instrument name.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// RejectLog logs rejected batches at most once per interval, with the number
+// of rejections since the last message.
+type RejectLog struct {
+	logger   *zap.Logger
+	interval time.Duration
+	now      func() time.Time
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int64
+}
+
+// NewRejectLog logs through logger at most once per interval.
+func NewRejectLog(logger *zap.Logger, interval time.Duration) *RejectLog {
+	return &RejectLog{logger: logger, interval: interval, now: time.Now}
+}
+
+// SetClock replaces the clock (for tests).
+func (r *RejectLog) SetClock(now func() time.Time) { r.now = now }
+
+// Reject notes one rejected batch and logs if the interval has passed.
+// It reports whether a message was written.
+func (r *RejectLog) Reject(err error, spans int) bool {
+	r.mu.Lock()
+	now := r.now()
+	r.suppressed++
+	if !r.last.IsZero() && now.Sub(r.last) < r.interval {
+		r.mu.Unlock()
+		return false
+	}
+	count := r.suppressed
+	r.suppressed = 0
+	r.last = now
+	r.mu.Unlock()
+
+	fields := []zap.Field{
+		zap.Error(err),
+		zap.Int("spans_in_batch", spans),
+		zap.Int64("rejected_batches", count),
+		zap.Duration("log_interval", r.interval),
+	}
+	if engine.IsInvalidInput(err) {
+		r.logger.Warn("servicemap engine rejected a trace batch; the traces were passed on unchanged", fields...)
+	} else {
+		r.logger.Error("servicemap engine failed to take a trace batch; the traces were passed on unchanged", fields...)
+	}
+	return true
+}

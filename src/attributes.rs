@@ -1,0 +1,191 @@
+//! Which attributes the engine reads, and how their values become strings.
+//!
+//! The configuration names a handful of attribute keys (dimensions, peer
+//! attributes, database attributes, the span multiplier). [`KeySet`] numbers
+//! them once so the wire reader can keep only those values, in fixed slots,
+//! without building a map per span.
+
+use crate::config::Config;
+use crate::wire;
+use std::borrow::Cow;
+
+/// An attribute value borrowed from the batch bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttrValue<'a> {
+    /// The key is present with no value set.
+    Empty,
+    Str(&'a [u8]),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(&'a [u8]),
+    /// Body of an `ArrayValue`.
+    Array(&'a [u8]),
+    /// Body of a `KeyValueList`.
+    KvList(&'a [u8]),
+}
+
+impl<'a> AttrValue<'a> {
+    /// The value as a label string. Strings are used as they are (invalid
+    /// UTF-8 is replaced); other types are formatted as the collector's
+    /// `Value.AsString` does.
+    pub fn to_str(&self) -> Cow<'a, str> {
+        match *self {
+            AttrValue::Empty => Cow::Borrowed(""),
+            AttrValue::Str(b) => String::from_utf8_lossy(b),
+            AttrValue::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+            AttrValue::Int(i) => Cow::Owned(i.to_string()),
+            AttrValue::Double(d) => Cow::Owned(format_double(d)),
+            AttrValue::Bytes(b) => {
+                use base64::Engine as _;
+                Cow::Owned(base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            AttrValue::Array(_) | AttrValue::KvList(_) => Cow::Owned(self.to_json().to_string()),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match *self {
+            AttrValue::Empty => Value::Null,
+            AttrValue::Str(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+            AttrValue::Bool(b) => Value::Bool(b),
+            AttrValue::Int(i) => Value::from(i),
+            AttrValue::Double(d) => serde_json::Number::from_f64(d).map(Value::Number).unwrap_or(Value::Null),
+            AttrValue::Bytes(_) => Value::String(self.to_str().into_owned()),
+            AttrValue::Array(b) => Value::Array(wire::array_values(b).iter().map(|v| v.to_json()).collect()),
+            AttrValue::KvList(b) => Value::Object(
+                wire::kvlist_values(b)
+                    .into_iter()
+                    .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A sampling ratio read as the span multiplier: only doubles greater
+    /// than zero count, as in Tempo.
+    pub fn as_positive_double(&self) -> Option<f64> {
+        match *self {
+            AttrValue::Double(d) if d > 0.0 && d.is_finite() => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, no exponent.
+pub fn format_double(d: f64) -> String {
+    if d.is_nan() {
+        return "NaN".into();
+    }
+    if d.is_infinite() {
+        return if d > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    format!("{d}")
+}
+
+/// The attribute keys the engine reads, numbered, with the roles they play.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    keys: Vec<Box<[u8]>>,
+    /// Indexes into `keys` by key length, for the lookup below.
+    by_len: Vec<Vec<u16>>,
+    pub dimensions: Vec<usize>,
+    pub peer: Vec<usize>,
+    pub database: Vec<usize>,
+    pub peer_service: usize,
+    pub server_address: usize,
+    pub network_peer_address: usize,
+    pub network_peer_port: usize,
+    pub multiplier: Option<usize>,
+}
+
+impl KeySet {
+    pub fn new(config: &Config) -> KeySet {
+        let mut ks = KeySet {
+            keys: Vec::new(),
+            by_len: Vec::new(),
+            dimensions: Vec::new(),
+            peer: Vec::new(),
+            database: Vec::new(),
+            peer_service: 0,
+            server_address: 0,
+            network_peer_address: 0,
+            network_peer_port: 0,
+            multiplier: None,
+        };
+        ks.dimensions = config.dimensions.iter().map(|k| ks.add(k)).collect();
+        ks.peer = config.peer_attributes.iter().map(|k| ks.add(k)).collect();
+        ks.database = config.database_name_attributes.iter().map(|k| ks.add(k)).collect();
+        ks.peer_service = ks.add("peer.service");
+        ks.server_address = ks.add("server.address");
+        ks.network_peer_address = ks.add("network.peer.address");
+        ks.network_peer_port = ks.add("network.peer.port");
+        ks.multiplier = config.span_multiplier_key.as_deref().map(|k| ks.add(k));
+        ks
+    }
+
+    fn add(&mut self, key: &str) -> usize {
+        if let Some(i) = self.find(key.as_bytes()) {
+            return i;
+        }
+        let i = self.keys.len();
+        self.keys.push(key.as_bytes().into());
+        if self.by_len.len() <= key.len() {
+            self.by_len.resize(key.len() + 1, Vec::new());
+        }
+        self.by_len[key.len()].push(i as u16);
+        i
+    }
+
+    /// Number of distinct keys, i.e. value slots per span.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The slot of `key`, if the engine reads it. Most attribute keys differ in
+    /// length from every configured key and are rejected without a comparison.
+    #[inline]
+    pub fn find(&self, key: &[u8]) -> Option<usize> {
+        let candidates = self.by_len.get(key.len())?;
+        candidates.iter().map(|&i| i as usize).find(|&i| &*self.keys[i] == key)
+    }
+
+    pub fn key(&self, i: usize) -> &str {
+        std::str::from_utf8(&self.keys[i]).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Compat, Config};
+
+    #[test]
+    fn keys_are_deduplicated_and_found() {
+        let mut c = Config::preset(Compat::Tempo);
+        c.dimensions = vec!["db.system".into(), "http.method".into()];
+        let ks = KeySet::new(&c);
+        assert_eq!(ks.find(b"db.system"), Some(ks.dimensions[0]));
+        assert_eq!(ks.peer[2], ks.dimensions[0]);
+        assert_eq!(ks.find(b"http.method"), Some(ks.dimensions[1]));
+        assert_eq!(ks.find(b"http.route"), None);
+        assert_eq!(ks.find(b""), None);
+    }
+
+    #[test]
+    fn values_format_like_the_collector() {
+        assert_eq!(AttrValue::Int(-42).to_str(), "-42");
+        assert_eq!(AttrValue::Double(0.5).to_str(), "0.5");
+        assert_eq!(AttrValue::Double(3.0).to_str(), "3");
+        assert_eq!(AttrValue::Double(1e21).to_str(), "1000000000000000000000");
+        assert_eq!(AttrValue::Bool(true).to_str(), "true");
+        assert_eq!(AttrValue::Str(b"a\xffb").to_str(), "a\u{fffd}b");
+        assert_eq!(AttrValue::Bytes(b"hi").to_str(), "aGk=");
+        assert_eq!(AttrValue::Empty.to_str(), "");
+    }
+}

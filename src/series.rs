@@ -1,0 +1,378 @@
+//! The series that completed edges feed: request and failure counters and
+//! latency histograms per label set, plus the unpaired and dropped span
+//! counters. One table for the whole engine, so the series cap counts real
+//! label sets; consumers update it once per batch with the events they
+//! collected, not once per span.
+
+use crate::edge::{ConnType, Virtual};
+use foldhash::fast::RandomState;
+use hashbrown::{HashMap, HashTable};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+/// A completed (or virtual) edge, ready to be counted.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeEvent {
+    pub client: u32,
+    pub server: u32,
+    pub conn: ConnType,
+    pub failed: bool,
+    pub virtual_side: Virtual,
+    /// Range of the final dimension label values in the event buffer's `dims`.
+    pub dims_at: u32,
+    pub multiplier: f64,
+    pub client_s: f64,
+    pub server_s: f64,
+    /// Consumer start minus producer end, when positive.
+    pub messaging_s: Option<f64>,
+}
+
+/// Events gathered during one call, applied under one lock.
+#[derive(Debug, Default)]
+pub struct Events {
+    pub edges: Vec<EdgeEvent>,
+    pub dims: Vec<u32>,
+    pub unpaired: Vec<SideKey>,
+    pub dropped: Vec<SideKey>,
+}
+
+impl Events {
+    pub fn clear(&mut self) {
+        self.edges.clear();
+        self.dims.clear();
+        self.unpaired.clear();
+        self.dropped.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.edges.is_empty() && self.unpaired.is_empty() && self.dropped.is_empty()
+    }
+}
+
+/// Labels of the unpaired/dropped span counters: the side that was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SideKey {
+    pub client: u32,
+    pub server: u32,
+    pub conn: ConnType,
+}
+
+/// A classic histogram: per-bucket (not cumulative) weights, the last one +Inf.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hist {
+    pub buckets: Box<[f64]>,
+    pub sum: f64,
+    pub count: f64,
+}
+
+impl Hist {
+    pub fn new(bounds: usize) -> Hist {
+        Hist { buckets: vec![0.0; bounds + 1].into_boxed_slice(), sum: 0.0, count: 0.0 }
+    }
+
+    /// Observes `v` with weight `w`. Bounds are upper-inclusive (`le`).
+    #[inline]
+    pub fn observe(&mut self, bounds: &[f64], v: f64, w: f64) {
+        let i = bounds.partition_point(|&b| b < v);
+        self.buckets[i] += w;
+        self.sum += v * w;
+        self.count += w;
+    }
+
+    pub fn add(&mut self, other: &Hist) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+/// The label set of a series, in ids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    pub client: u32,
+    pub server: u32,
+    pub conn: ConnType,
+    pub failed: bool,
+    pub virtual_side: Virtual,
+    /// Dimension label values, in the order of [`crate::engine`]'s dimension labels.
+    pub dims: Box<[u32]>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Values {
+    pub request: f64,
+    pub failed: f64,
+    pub server: Hist,
+    pub client: Hist,
+    pub messaging: Option<Hist>,
+    pub created_ns: u64,
+    pub updated_ns: u64,
+    /// Shown at least once. Until then a renderer that starts new series at
+    /// zero shows zeros, so that `rate()` sees the first increment (as Tempo
+    /// writes a 0 sample before a new series' first value). The failure
+    /// counter and the messaging histogram appear later than the rest, so
+    /// they have flags of their own.
+    pub exposed: bool,
+    pub failed_exposed: bool,
+    pub messaging_exposed: bool,
+}
+
+impl Values {
+    /// Whether the failure counter exists yet (it appears with the first failure).
+    pub fn has_failed(&self) -> bool {
+        self.failed > 0.0 || self.failed_exposed
+    }
+
+    /// Whether the messaging histogram exists yet (it appears with the first observation).
+    pub fn has_messaging(&self) -> bool {
+        self.messaging.as_ref().is_some_and(|h| h.count > 0.0) || self.messaging_exposed
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: SeriesKey,
+    pub values: Values,
+}
+
+#[derive(Debug)]
+pub struct SeriesTable {
+    table: HashTable<Entry>,
+    hasher: RandomState,
+    pub unpaired: HashMap<SideKey, f64>,
+    pub dropped: HashMap<SideKey, f64>,
+    bounds: Box<[f64]>,
+    messaging: bool,
+    max_series: usize,
+    /// Edges not counted because the series cap was reached.
+    pub refused: u64,
+}
+
+impl SeriesTable {
+    pub fn new(bounds: &[f64], messaging: bool, max_series: usize) -> SeriesTable {
+        SeriesTable {
+            table: HashTable::new(),
+            hasher: RandomState::default(),
+            unpaired: HashMap::new(),
+            dropped: HashMap::new(),
+            bounds: bounds.into(),
+            messaging,
+            max_series,
+            refused: 0,
+        }
+    }
+
+    fn hash_parts(&self, e: &EdgeEvent, failed: bool, dims: &[u32]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        (e.client, e.server, e.conn, failed, e.virtual_side).hash(&mut h);
+        dims.hash(&mut h);
+        h.finish()
+    }
+
+    /// Number of active label sets, counting the span counters too.
+    pub fn len(&self) -> usize {
+        self.table.len() + self.unpaired.len() + self.dropped.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies a call's events. `failed_label` puts the failure flag in the key.
+    pub fn apply(&mut self, ev: &Events, dims_per_edge: usize, failed_label: bool, now_ns: u64) {
+        for e in &ev.edges {
+            let dims = &ev.dims[e.dims_at as usize..e.dims_at as usize + dims_per_edge];
+            self.record(e, dims, failed_label, now_ns);
+        }
+        for k in &ev.unpaired {
+            if self.unpaired.contains_key(k) || self.len() < self.max_series {
+                *self.unpaired.entry(*k).or_insert(0.0) += 1.0;
+            }
+        }
+        for k in &ev.dropped {
+            if self.dropped.contains_key(k) || self.len() < self.max_series {
+                *self.dropped.entry(*k).or_insert(0.0) += 1.0;
+            }
+        }
+    }
+
+    fn record(&mut self, e: &EdgeEvent, dims: &[u32], failed_label: bool, now_ns: u64) {
+        let failed_key = failed_label && e.failed;
+        let hash = self.hash_parts(e, failed_key, dims);
+        let found = self.table.find_mut(hash, |x| {
+            x.key.client == e.client
+                && x.key.server == e.server
+                && x.key.conn == e.conn
+                && x.key.failed == failed_key
+                && x.key.virtual_side == e.virtual_side
+                && *x.key.dims == *dims
+        });
+        let values = match found {
+            Some(entry) => &mut entry.values,
+            None => {
+                if self.len() >= self.max_series {
+                    self.refused += 1;
+                    return;
+                }
+                let key = SeriesKey {
+                    client: e.client,
+                    server: e.server,
+                    conn: e.conn,
+                    failed: failed_key,
+                    virtual_side: e.virtual_side,
+                    dims: dims.into(),
+                };
+                let values = Values {
+                    request: 0.0,
+                    failed: 0.0,
+                    server: Hist::new(self.bounds.len()),
+                    client: Hist::new(self.bounds.len()),
+                    messaging: self.messaging.then(|| Hist::new(self.bounds.len())),
+                    created_ns: now_ns,
+                    updated_ns: now_ns,
+                    exposed: false,
+                    failed_exposed: false,
+                    messaging_exposed: false,
+                };
+                let hasher = &self.hasher;
+                let entry = self.table.insert_unique(hash, Entry { key, values }, |x| {
+                    let mut h = hasher.build_hasher();
+                    (x.key.client, x.key.server, x.key.conn, x.key.failed, x.key.virtual_side).hash(&mut h);
+                    x.key.dims.hash(&mut h);
+                    h.finish()
+                });
+                &mut entry.into_mut().values
+            }
+        };
+        let w = e.multiplier;
+        values.request += w;
+        if e.failed {
+            values.failed += w;
+        }
+        values.server.observe(&self.bounds, e.server_s, w);
+        values.client.observe(&self.bounds, e.client_s, w);
+        if let (Some(h), Some(m)) = (values.messaging.as_mut(), e.messaging_s) {
+            h.observe(&self.bounds, m, w);
+        }
+        values.updated_ns = values.updated_ns.max(now_ns);
+    }
+
+    /// Removes series not updated for `idle_ns`; returns how many.
+    pub fn remove_idle(&mut self, now_ns: u64, idle_ns: u64) -> usize {
+        let before = self.table.len();
+        self.table.retain(|x| x.values.updated_ns.saturating_add(idle_ns) >= now_ns);
+        before - self.table.len()
+    }
+
+    /// Copies every series out. With `zero_new`, series (and late families)
+    /// never shown before are copied as zeros and remembered as shown.
+    pub fn snapshot(&mut self, zero_new: bool) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.table.len());
+        for x in self.table.iter_mut() {
+            let mut copy = x.clone();
+            if zero_new {
+                let v = &mut x.values;
+                let c = &mut copy.values;
+                if !v.exposed {
+                    c.request = 0.0;
+                    c.server = Hist::new(self.bounds.len());
+                    c.client = Hist::new(self.bounds.len());
+                    v.exposed = true;
+                }
+                if v.has_failed() && !v.failed_exposed {
+                    c.failed = 0.0;
+                    c.failed_exposed = true;
+                    v.failed_exposed = true;
+                }
+                if v.has_messaging() && !v.messaging_exposed {
+                    c.messaging = Some(Hist::new(self.bounds.len()));
+                    c.messaging_exposed = true;
+                    v.messaging_exposed = true;
+                }
+            }
+            out.push(copy);
+        }
+        out
+    }
+
+    pub fn bounds(&self) -> &[f64] {
+        &self.bounds
+    }
+
+    pub fn edge_series(&self) -> usize {
+        self.table.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(client: u32, server: u32, failed: bool, s: f64) -> EdgeEvent {
+        EdgeEvent {
+            client,
+            server,
+            conn: ConnType::Plain,
+            failed,
+            virtual_side: Virtual::None,
+            dims_at: 0,
+            multiplier: 1.0,
+            client_s: s,
+            server_s: s / 2.0,
+            messaging_s: None,
+        }
+    }
+
+    #[test]
+    fn buckets_are_upper_inclusive() {
+        let bounds = [0.1, 1.0];
+        let mut h = Hist::new(2);
+        h.observe(&bounds, 0.1, 1.0);
+        h.observe(&bounds, 0.10001, 1.0);
+        h.observe(&bounds, 5.0, 2.0);
+        assert_eq!(&*h.buckets, &[1.0, 1.0, 2.0]);
+        assert_eq!(h.count, 4.0);
+        assert_eq!(h.sum, 0.1 + 0.10001 + 10.0);
+    }
+
+    #[test]
+    fn failed_label_splits_series_and_cap_refuses() {
+        let mut t = SeriesTable::new(&[1.0], false, 2);
+        let mut events = Events::default();
+        events.edges = vec![ev(1, 2, false, 0.5), ev(1, 2, true, 0.5), ev(1, 2, false, 2.0), ev(3, 4, false, 1.0)];
+        t.apply(&events, 0, true, 100);
+        assert_eq!(t.edge_series(), 2);
+        assert_eq!(t.refused, 1);
+        let snap = t.snapshot(false);
+        let ok = snap.iter().find(|x| !x.key.failed).unwrap();
+        assert_eq!(ok.values.request, 2.0);
+        assert_eq!(&*ok.values.client.buckets, &[1.0, 1.0]);
+        let bad = snap.iter().find(|x| x.key.failed).unwrap();
+        assert_eq!((bad.values.request, bad.values.failed), (1.0, 1.0));
+    }
+
+    #[test]
+    fn without_failed_label_one_series_counts_failures() {
+        let mut t = SeriesTable::new(&[1.0], false, 10);
+        let mut events = Events::default();
+        events.edges = vec![ev(1, 2, false, 0.5), ev(1, 2, true, 0.5)];
+        t.apply(&events, 0, false, 100);
+        let snap = t.snapshot(false);
+        assert_eq!(snap.len(), 1);
+        assert_eq!((snap[0].values.request, snap[0].values.failed), (2.0, 1.0));
+    }
+
+    #[test]
+    fn idle_series_are_removed() {
+        let mut t = SeriesTable::new(&[1.0], false, 10);
+        let mut events = Events::default();
+        events.edges = vec![ev(1, 2, false, 0.5)];
+        t.apply(&events, 0, false, 100);
+        events.edges = vec![ev(3, 4, false, 0.5)];
+        t.apply(&events, 0, false, 200);
+        assert_eq!(t.remove_idle(200, 100), 0);
+        assert_eq!(t.remove_idle(201, 100), 1);
+        assert_eq!(t.edge_series(), 1);
+    }
+}

@@ -1,0 +1,264 @@
+//! The pairing store: half-built edges waiting for their other side.
+//!
+//! Entries live in a slab, threaded on a doubly linked list in insertion
+//! order. Every entry waits the same time, so insertion order is expiry
+//! order and expiring is popping from the head. A hash table of slab indexes
+//! (4 bytes an entry) finds an entry by its key; the key itself is kept once,
+//! in the slab. Removing a completed entry is O(1) and frees its slot for
+//! reuse, so memory follows the number of waiting entries, bounded by
+//! `max_items`.
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+/// Where two sides meet: the trace ID and the client span's ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Key {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+}
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug)]
+struct Node<T> {
+    key: Key,
+    prev: u32,
+    next: u32,
+    expires_ns: u64,
+    live: bool,
+    /// Whether the key is in the table (linked consumers are not: several may
+    /// share their producer's key, and they are found through their producer).
+    indexed: bool,
+    value: T,
+}
+
+/// The store is full: a new entry was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+#[derive(Debug)]
+pub struct Store<T> {
+    nodes: Vec<Node<T>>,
+    table: HashTable<u32>,
+    hasher: RandomState,
+    head: u32,
+    tail: u32,
+    free: u32,
+    len: usize,
+    max_items: usize,
+}
+
+impl<T: Default> Store<T> {
+    pub fn new(max_items: usize) -> Store<T> {
+        Store {
+            nodes: Vec::new(),
+            table: HashTable::new(),
+            hasher: RandomState::default(),
+            head: NIL,
+            tail: NIL,
+            free: NIL,
+            len: 0,
+            max_items,
+        }
+    }
+
+    #[inline]
+    pub fn hash(&self, key: &Key) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len >= self.max_items
+    }
+
+    /// The slot holding `key`, if any.
+    #[inline]
+    pub fn find(&self, hash: u64, key: &Key) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.table.find(hash, |&s| nodes[s as usize].key == *key).copied()
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, slot: u32) -> &mut T {
+        &mut self.nodes[slot as usize].value
+    }
+
+    #[inline]
+    pub fn get(&self, slot: u32) -> &T {
+        &self.nodes[slot as usize].value
+    }
+
+    pub fn key(&self, slot: u32) -> Key {
+        self.nodes[slot as usize].key
+    }
+
+    /// Appends an entry that expires at `expires_ns`. With `indexed`, it can
+    /// be found by `find`; the caller guarantees the key is not present yet.
+    pub fn insert(&mut self, hash: u64, key: Key, value: T, expires_ns: u64, indexed: bool) -> Result<u32, Full> {
+        if self.is_full() {
+            return Err(Full);
+        }
+        let slot = if self.free != NIL {
+            let s = self.free;
+            self.free = self.nodes[s as usize].next;
+            let n = &mut self.nodes[s as usize];
+            n.key = key;
+            n.value = value;
+            n.expires_ns = expires_ns;
+            n.live = true;
+            n.indexed = indexed;
+            s
+        } else {
+            let s = self.nodes.len() as u32;
+            self.nodes.push(Node { key, prev: NIL, next: NIL, expires_ns, live: true, indexed, value });
+            s
+        };
+        // Link at the tail.
+        self.nodes[slot as usize].prev = self.tail;
+        self.nodes[slot as usize].next = NIL;
+        if self.tail != NIL {
+            self.nodes[self.tail as usize].next = slot;
+        } else {
+            self.head = slot;
+        }
+        self.tail = slot;
+        if indexed {
+            let (nodes, hasher) = (&self.nodes, &self.hasher);
+            self.table.insert_unique(hash, slot, |&s| hasher.hash_one(nodes[s as usize].key));
+        }
+        self.len += 1;
+        Ok(slot)
+    }
+
+    /// Removes the entry in `slot` and returns its value.
+    pub fn remove(&mut self, slot: u32) -> T {
+        let (prev, next, indexed, key) = {
+            let n = &self.nodes[slot as usize];
+            debug_assert!(n.live);
+            (n.prev, n.next, n.indexed, n.key)
+        };
+        if indexed {
+            let hash = self.hash(&key);
+            if let Ok(entry) = self.table.find_entry(hash, |&s| s == slot) {
+                entry.remove();
+            }
+        }
+        if prev != NIL {
+            self.nodes[prev as usize].next = next;
+        } else {
+            self.head = next;
+        }
+        if next != NIL {
+            self.nodes[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
+        }
+        let n = &mut self.nodes[slot as usize];
+        n.live = false;
+        n.indexed = false;
+        n.next = self.free;
+        n.prev = NIL;
+        self.free = slot;
+        self.len -= 1;
+        std::mem::take(&mut n.value)
+    }
+
+    /// The oldest entry if it has expired at `now_ns` (or unconditionally with `all`).
+    pub fn expired_head(&self, now_ns: u64, all: bool) -> Option<u32> {
+        if self.head == NIL {
+            return None;
+        }
+        let n = &self.nodes[self.head as usize];
+        (all || n.expires_ns <= now_ns).then_some(self.head)
+    }
+
+    /// Bytes held per slot, for the memory self-report.
+    pub fn bytes_per_slot() -> usize {
+        std::mem::size_of::<Node<T>>()
+    }
+
+    /// Approximate bytes held by the store's own structures.
+    pub fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node<T>>() + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+
+    pub fn slot_capacity(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> Key {
+        Key { trace_id: [n; 16], span_id: [n; 8] }
+    }
+
+    fn put(s: &mut Store<u32>, n: u8, expires: u64) -> Result<u32, Full> {
+        let k = key(n);
+        let h = s.hash(&k);
+        s.insert(h, k, n as u32, expires, true)
+    }
+
+    #[test]
+    fn insert_find_remove_reuses_slots() {
+        let mut s = Store::<u32>::new(10);
+        let a = put(&mut s, 1, 100).unwrap();
+        let b = put(&mut s, 2, 200).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.find(s.hash(&key(1)), &key(1)), Some(a));
+        assert_eq!(s.remove(a), 1);
+        assert_eq!(s.find(s.hash(&key(1)), &key(1)), None);
+        let c = put(&mut s, 3, 300).unwrap();
+        assert_eq!(c, a, "freed slot is reused");
+        assert_eq!(s.slot_capacity(), 2);
+        // Expiry order stays insertion order: 2 then 3.
+        assert_eq!(s.expired_head(1000, false), Some(b));
+        s.remove(b);
+        assert_eq!(s.expired_head(1000, false), Some(c));
+    }
+
+    #[test]
+    fn expiry_pops_only_expired_heads() {
+        let mut s = Store::<u32>::new(10);
+        put(&mut s, 1, 100).unwrap();
+        put(&mut s, 2, 200).unwrap();
+        assert_eq!(s.expired_head(99, false), None);
+        let h = s.expired_head(100, false).unwrap();
+        assert_eq!(s.remove(h), 1);
+        assert_eq!(s.expired_head(150, false), None);
+        assert!(s.expired_head(150, true).is_some());
+    }
+
+    #[test]
+    fn full_store_refuses_new_entries() {
+        let mut s = Store::<u32>::new(2);
+        put(&mut s, 1, 1).unwrap();
+        put(&mut s, 2, 1).unwrap();
+        assert_eq!(put(&mut s, 3, 1), Err(Full));
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn unindexed_entries_expire_but_are_not_found() {
+        let mut s = Store::<u32>::new(4);
+        let k = key(7);
+        let h = s.hash(&k);
+        let slot = s.insert(h, k, 7, 5, false).unwrap();
+        assert_eq!(s.find(h, &k), None);
+        assert_eq!(s.expired_head(5, false), Some(slot));
+        assert_eq!(s.remove(slot), 7);
+        assert!(s.is_empty());
+    }
+}

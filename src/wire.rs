@@ -1,0 +1,601 @@
+//! A borrowed reader for OTLP trace batches.
+//!
+//! Pairing needs a dozen fields per span out of a message that usually holds
+//! far more, so this walks the protobuf wire format directly and skips
+//! everything else by length: no allocation per span, no owned strings. A full
+//! prost decode costs microseconds per span, mostly in allocation; this walk
+//! costs a small fraction of that.
+//!
+//! The whole batch is read before anything is applied, so a malformed batch
+//! is rejected whole. What is read is checked: tags, wire types, lengths, and
+//! the sizes of trace and span IDs. Fields that are skipped are checked only
+//! for their framing.
+//!
+//! Field numbers are those of `opentelemetry/proto/trace/v1/trace.proto`,
+//! `common/v1/common.proto` and `resource/v1/resource.proto`.
+
+use crate::attributes::{AttrValue, KeySet};
+use crate::error::DecodeError;
+
+/// One span, as far as pairing needs it. Attribute values live in
+/// [`Batch::values`], `KeySet::len()` slots per span starting at `values_at`.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanRec {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// All zero when the span has no parent.
+    pub parent_span_id: [u8; 8],
+    pub has_parent: bool,
+    pub kind: SpanKind,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub error: bool,
+    /// Index of the span's resource in [`Batch::resources`].
+    pub resource: u32,
+    pub values_at: u32,
+    /// Range of this span's links in [`Batch::links`].
+    pub links_at: u32,
+    pub links_len: u32,
+}
+
+/// Span kinds as numbered in OTLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SpanKind {
+    Unspecified = 0,
+    Internal = 1,
+    Server = 2,
+    Client = 3,
+    Producer = 4,
+    Consumer = 5,
+}
+
+impl SpanKind {
+    fn from_wire(v: u64) -> SpanKind {
+        match v {
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
+        }
+    }
+
+    /// The name the peers use in the `unmatched_span_kind` label.
+    pub fn otel_name(self) -> &'static str {
+        match self {
+            SpanKind::Unspecified => "SPAN_KIND_UNSPECIFIED",
+            SpanKind::Internal => "SPAN_KIND_INTERNAL",
+            SpanKind::Server => "SPAN_KIND_SERVER",
+            SpanKind::Client => "SPAN_KIND_CLIENT",
+            SpanKind::Producer => "SPAN_KIND_PRODUCER",
+            SpanKind::Consumer => "SPAN_KIND_CONSUMER",
+        }
+    }
+}
+
+/// One resource: its `service.name` (None when absent) and its attribute
+/// values for the configured keys.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceRec<'a> {
+    pub service: Option<AttrValue<'a>>,
+    pub values_at: u32,
+}
+
+/// A span link that names another span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkRec {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+}
+
+/// Everything pairing needs from one batch. Reused across batches to keep
+/// its buffers.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    pub resources: Vec<ResourceRec<'a>>,
+    pub spans: Vec<SpanRec>,
+    pub values: Vec<Option<AttrValue<'a>>>,
+    pub links: Vec<LinkRec>,
+    /// Spans of kind INTERNAL or UNSPECIFIED, read and skipped.
+    pub ignored_spans: u64,
+    /// Spans under a resource without `service.name`, skipped as the peers do.
+    pub unnamed_spans: u64,
+}
+
+impl<'a> Batch<'a> {
+    pub fn clear(&mut self) {
+        self.resources.clear();
+        self.spans.clear();
+        self.values.clear();
+        self.links.clear();
+        self.ignored_spans = 0;
+        self.unnamed_spans = 0;
+    }
+
+    /// The values slot for configured key `k` of `span` (span attributes only).
+    #[inline]
+    pub fn span_value(&self, span: &SpanRec, k: usize) -> Option<AttrValue<'a>> {
+        self.values[span.values_at as usize + k]
+    }
+
+    /// The values slot for configured key `k` of a resource.
+    #[inline]
+    pub fn resource_value(&self, res: u32, k: usize) -> Option<AttrValue<'a>> {
+        self.values[self.resources[res as usize].values_at as usize + k]
+    }
+
+    pub fn span_links(&self, span: &SpanRec) -> &[LinkRec] {
+        &self.links[span.links_at as usize..(span.links_at + span.links_len) as usize]
+    }
+}
+
+const WT_VARINT: u8 = 0;
+const WT_I64: u8 = 1;
+const WT_LEN: u8 = 2;
+const WT_I32: u8 = 5;
+
+/// A cursor over one message's bytes. `base` is the offset of `buf` in the
+/// whole batch, for error messages.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    base: usize,
+    path: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], base: usize, path: &'static str) -> Self {
+        Reader { buf, pos: 0, base, path }
+    }
+
+    #[inline]
+    fn done(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    #[cold]
+    fn err(&self, reason: &'static str) -> DecodeError {
+        DecodeError { offset: self.base + self.pos, path: self.path, reason }
+    }
+
+    #[inline]
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Fast path: one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(b as u64);
+            }
+        }
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(self.err("truncated varint"));
+            };
+            self.pos += 1;
+            if i == 9 && b > 1 {
+                return Err(self.err("varint overflows 64 bits"));
+            }
+            v |= ((b & 0x7f) as u64) << (7 * i);
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(self.err("varint longer than 10 bytes"))
+    }
+
+    /// Reads a tag; returns (field number, wire type).
+    #[inline]
+    fn tag(&mut self) -> Result<(u32, u8), DecodeError> {
+        let t = self.varint()?;
+        let field = t >> 3;
+        if field == 0 || field > u32::MAX as u64 >> 3 {
+            return Err(self.err("invalid field number"));
+        }
+        Ok((field as u32, (t & 7) as u8))
+    }
+
+    /// Reads a length-delimited field; returns (bytes, offset of the bytes in the batch).
+    #[inline]
+    fn bytes(&mut self) -> Result<(&'a [u8], usize), DecodeError> {
+        let len = self.varint()?;
+        let start = self.pos;
+        if len > (self.buf.len() - start) as u64 {
+            return Err(self.err("length runs past the end of the message"));
+        }
+        let end = start + len as usize;
+        self.pos = end;
+        Ok((&self.buf[start..end], self.base + start))
+    }
+
+    #[inline]
+    fn fixed64(&mut self) -> Result<u64, DecodeError> {
+        let Some(b) = self.buf.get(self.pos..self.pos + 8) else {
+            return Err(self.err("truncated fixed64"));
+        };
+        self.pos += 8;
+        Ok(u64::from_le_bytes(b.try_into().unwrap()))
+    }
+
+    /// Skips a field of the given wire type.
+    #[inline]
+    fn skip(&mut self, wire_type: u8) -> Result<(), DecodeError> {
+        match wire_type {
+            WT_VARINT => {
+                self.varint()?;
+            }
+            WT_I64 => {
+                if self.buf.len() - self.pos < 8 {
+                    return Err(self.err("truncated fixed64"));
+                }
+                self.pos += 8;
+            }
+            WT_LEN => {
+                self.bytes()?;
+            }
+            WT_I32 => {
+                if self.buf.len() - self.pos < 4 {
+                    return Err(self.err("truncated fixed32"));
+                }
+                self.pos += 4;
+            }
+            _ => return Err(self.err("unsupported wire type (groups are not used by OTLP)")),
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn expect(&self, got: u8, want: u8) -> Result<(), DecodeError> {
+        if got != want { Err(self.err("unexpected wire type for field")) } else { Ok(()) }
+    }
+}
+
+/// Reads a whole `ExportTraceServiceRequest`/`TracesData` into `out`.
+/// `keys` decides which attributes are kept.
+pub fn read_batch<'a>(data: &'a [u8], keys: &KeySet, out: &mut Batch<'a>) -> Result<(), DecodeError> {
+    out.clear();
+    let mut r = Reader::new(data, 0, "ExportTraceServiceRequest");
+    while !r.done() {
+        let (field, wt) = r.tag()?;
+        if field == 1 {
+            r.expect(wt, WT_LEN)?;
+            let (rs, at) = r.bytes()?;
+            read_resource_spans(rs, at, keys, out)?;
+        } else {
+            r.skip(wt)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_resource_spans<'a>(buf: &'a [u8], base: usize, keys: &KeySet, out: &mut Batch<'a>) -> Result<(), DecodeError> {
+    // The resource may come after its spans on the wire; find it first.
+    let res_index = out.resources.len() as u32;
+    let values_at = out.values.len() as u32;
+    out.values.resize(out.values.len() + keys.len(), None);
+    let mut service = None;
+    let mut r = Reader::new(buf, base, "ResourceSpans");
+    while !r.done() {
+        let (field, wt) = r.tag()?;
+        if field == 1 {
+            r.expect(wt, WT_LEN)?;
+            let (res, at) = r.bytes()?;
+            service = read_resource(res, at, keys, &mut out.values[values_at as usize..])?;
+        } else {
+            r.skip(wt)?;
+        }
+    }
+    out.resources.push(ResourceRec { service, values_at });
+    let mut r = Reader::new(buf, base, "ResourceSpans");
+    while !r.done() {
+        let (field, wt) = r.tag()?;
+        if field == 2 {
+            r.expect(wt, WT_LEN)?;
+            let (ss, at) = r.bytes()?;
+            read_scope_spans(ss, at, res_index, service.is_some(), keys, out)?;
+        } else {
+            r.skip(wt)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads `Resource`; returns `service.name` and fills the resource's value slots.
+fn read_resource<'a>(
+    buf: &'a [u8],
+    base: usize,
+    keys: &KeySet,
+    slots: &mut [Option<AttrValue<'a>>],
+) -> Result<Option<AttrValue<'a>>, DecodeError> {
+    let mut service = None;
+    let mut r = Reader::new(buf, base, "Resource");
+    while !r.done() {
+        let (field, wt) = r.tag()?;
+        if field == 1 {
+            r.expect(wt, WT_LEN)?;
+            let (kv, at) = r.bytes()?;
+            let (key, value) = read_key_value(kv, at)?;
+            if key == b"service.name" {
+                service = Some(value);
+            }
+            if let Some(k) = keys.find(key) {
+                slots[k] = Some(value);
+            }
+        } else {
+            r.skip(wt)?;
+        }
+    }
+    Ok(service)
+}
+
+fn read_scope_spans<'a>(
+    buf: &'a [u8],
+    base: usize,
+    resource: u32,
+    named: bool,
+    keys: &KeySet,
+    out: &mut Batch<'a>,
+) -> Result<(), DecodeError> {
+    let mut r = Reader::new(buf, base, "ScopeSpans");
+    while !r.done() {
+        let (field, wt) = r.tag()?;
+        if field == 2 {
+            r.expect(wt, WT_LEN)?;
+            let (span, at) = r.bytes()?;
+            read_span(span, at, resource, named, keys, out)?;
+        } else {
+            r.skip(wt)?;
+        }
+    }
+    Ok(())
+}
+
+fn id<const N: usize>(r: &Reader, b: &[u8], what: &'static str) -> Result<[u8; N], DecodeError> {
+    b.try_into().map_err(|_| r.err(what))
+}
+
+fn read_span<'a>(
+    buf: &'a [u8],
+    base: usize,
+    resource: u32,
+    named: bool,
+    keys: &KeySet,
+    out: &mut Batch<'a>,
+) -> Result<(), DecodeError> {
+    let mut rec = SpanRec {
+        trace_id: [0; 16],
+        span_id: [0; 8],
+        parent_span_id: [0; 8],
+        has_parent: false,
+        kind: SpanKind::Unspecified,
+        start_ns: 0,
+        end_ns: 0,
+        error: false,
+        resource,
+        values_at: 0,
+        links_at: out.links.len() as u32,
+        links_len: 0,
+    };
+    let mut have_trace = false;
+    let mut have_span = false;
+    // Attributes and links are collected in a second pass once the kind is known,
+    // so spans that pairing ignores cost only the framing walk.
+    let mut r = Reader::new(buf, base, "Span");
+    while !r.done() {
+        let (field, wt) = r.tag()?;
+        match field {
+            1 => {
+                r.expect(wt, WT_LEN)?;
+                let (b, _) = r.bytes()?;
+                rec.trace_id = id(&r, b, "trace_id must be 16 bytes")?;
+                have_trace = true;
+            }
+            2 => {
+                r.expect(wt, WT_LEN)?;
+                let (b, _) = r.bytes()?;
+                rec.span_id = id(&r, b, "span_id must be 8 bytes")?;
+                have_span = true;
+            }
+            4 => {
+                r.expect(wt, WT_LEN)?;
+                let (b, _) = r.bytes()?;
+                if !b.is_empty() {
+                    rec.parent_span_id = id(&r, b, "parent_span_id must be empty or 8 bytes")?;
+                    rec.has_parent = true;
+                }
+            }
+            6 => {
+                r.expect(wt, WT_VARINT)?;
+                rec.kind = SpanKind::from_wire(r.varint()?);
+            }
+            7 => {
+                r.expect(wt, WT_I64)?;
+                rec.start_ns = r.fixed64()?;
+            }
+            8 => {
+                r.expect(wt, WT_I64)?;
+                rec.end_ns = r.fixed64()?;
+            }
+            15 => {
+                r.expect(wt, WT_LEN)?;
+                let (st, at) = r.bytes()?;
+                rec.error = read_status_is_error(st, at)?;
+            }
+            _ => r.skip(wt)?,
+        }
+    }
+    if !have_trace {
+        return Err(r.err("span has no trace_id"));
+    }
+    if !have_span {
+        return Err(r.err("span has no span_id"));
+    }
+    if matches!(rec.kind, SpanKind::Internal | SpanKind::Unspecified) {
+        out.ignored_spans += 1;
+        return Ok(());
+    }
+    if !named {
+        out.unnamed_spans += 1;
+        return Ok(());
+    }
+    rec.values_at = out.values.len() as u32;
+    out.values.resize(out.values.len() + keys.len(), None);
+    let want_links = rec.kind == SpanKind::Consumer;
+    if keys.len() > 0 || want_links {
+        let mut r = Reader::new(buf, base, "Span");
+        while !r.done() {
+            let (field, wt) = r.tag()?;
+            match field {
+                9 if keys.len() > 0 => {
+                    r.expect(wt, WT_LEN)?;
+                    let (kv, at) = r.bytes()?;
+                    let (key, value) = read_key_value(kv, at)?;
+                    if let Some(k) = keys.find(key) {
+                        out.values[rec.values_at as usize + k] = Some(value);
+                    }
+                }
+                13 if want_links => {
+                    r.expect(wt, WT_LEN)?;
+                    let (l, at) = r.bytes()?;
+                    if let Some(link) = read_link(l, at)? {
+                        out.links.push(link);
+                        rec.links_len += 1;
+                    }
+                }
+                _ => r.skip(wt)?,
+            }
+        }
+    }
+    out.spans.push(rec);
+    Ok(())
+}
+
+fn read_status_is_error(buf: &[u8], base: usize) -> Result<bool, DecodeError> {
+    let mut r = Reader::new(buf, base, "Status");
+    let mut code = 0;
+    while !r.done() {
+        let (field, wt) = r.tag()?;
+        if field == 3 {
+            r.expect(wt, WT_VARINT)?;
+            code = r.varint()?;
+        } else {
+            r.skip(wt)?;
+        }
+    }
+    Ok(code == 2)
+}
+
+/// A link with both IDs set; links with an empty ID are ignored, as the peers do.
+fn read_link(buf: &[u8], base: usize) -> Result<Option<LinkRec>, DecodeError> {
+    let mut r = Reader::new(buf, base, "Span.Link");
+    let mut trace: Option<[u8; 16]> = None;
+    let mut span: Option<[u8; 8]> = None;
+    while !r.done() {
+        let (field, wt) = r.tag()?;
+        match field {
+            1 => {
+                r.expect(wt, WT_LEN)?;
+                let (b, _) = r.bytes()?;
+                if !b.is_empty() {
+                    trace = Some(id(&r, b, "link trace_id must be 16 bytes")?);
+                }
+            }
+            2 => {
+                r.expect(wt, WT_LEN)?;
+                let (b, _) = r.bytes()?;
+                if !b.is_empty() {
+                    span = Some(id(&r, b, "link span_id must be 8 bytes")?);
+                }
+            }
+            _ => r.skip(wt)?,
+        }
+    }
+    Ok(match (trace, span) {
+        (Some(t), Some(s)) if t != [0; 16] && s != [0; 8] => Some(LinkRec { trace_id: t, span_id: s }),
+        _ => None,
+    })
+}
+
+/// Reads a `KeyValue`: the key bytes and its value.
+fn read_key_value(buf: &[u8], base: usize) -> Result<(&[u8], AttrValue<'_>), DecodeError> {
+    let mut r = Reader::new(buf, base, "KeyValue");
+    let mut key: &[u8] = &[];
+    let mut value = AttrValue::Empty;
+    while !r.done() {
+        let (field, wt) = r.tag()?;
+        match field {
+            1 => {
+                r.expect(wt, WT_LEN)?;
+                key = r.bytes()?.0;
+            }
+            2 => {
+                r.expect(wt, WT_LEN)?;
+                let (v, at) = r.bytes()?;
+                value = read_any_value(v, at)?;
+            }
+            _ => r.skip(wt)?,
+        }
+    }
+    Ok((key, value))
+}
+
+fn read_any_value(buf: &[u8], base: usize) -> Result<AttrValue<'_>, DecodeError> {
+    let mut r = Reader::new(buf, base, "AnyValue");
+    let mut value = AttrValue::Empty;
+    while !r.done() {
+        let (field, wt) = r.tag()?;
+        value = match (field, wt) {
+            (1, WT_LEN) => AttrValue::Str(r.bytes()?.0),
+            (2, WT_VARINT) => AttrValue::Bool(r.varint()? != 0),
+            (3, WT_VARINT) => AttrValue::Int(r.varint()? as i64),
+            (4, WT_I64) => AttrValue::Double(f64::from_bits(r.fixed64()?)),
+            (5, WT_LEN) => AttrValue::Array(r.bytes()?.0),
+            (6, WT_LEN) => AttrValue::KvList(r.bytes()?.0),
+            (7, WT_LEN) => AttrValue::Bytes(r.bytes()?.0),
+            (1..=7, _) => return Err(r.err("unexpected wire type for AnyValue field")),
+            _ => {
+                r.skip(wt)?;
+                value
+            }
+        };
+    }
+    Ok(value)
+}
+
+/// Reads the elements of an `ArrayValue` body (used to stringify values).
+pub(crate) fn array_values(buf: &[u8]) -> Vec<AttrValue<'_>> {
+    let mut out = Vec::new();
+    let mut r = Reader::new(buf, 0, "ArrayValue");
+    while !r.done() {
+        let Ok((field, wt)) = r.tag() else { break };
+        if field == 1 && wt == WT_LEN {
+            match r.bytes().and_then(|(b, at)| read_any_value(b, at)) {
+                Ok(v) => out.push(v),
+                Err(_) => break,
+            }
+        } else if r.skip(wt).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+/// Reads the pairs of a `KeyValueList` body (used to stringify values).
+pub(crate) fn kvlist_values(buf: &[u8]) -> Vec<(&[u8], AttrValue<'_>)> {
+    let mut out = Vec::new();
+    let mut r = Reader::new(buf, 0, "KeyValueList");
+    while !r.done() {
+        let Ok((field, wt)) = r.tag() else { break };
+        if field == 1 && wt == WT_LEN {
+            match r.bytes().and_then(|(b, at)| read_key_value(b, at)) {
+                Ok(kv) => out.push(kv),
+                Err(_) => break,
+            }
+        } else if r.skip(wt).is_err() {
+            break;
+        }
+    }
+    out
+}
