@@ -77,3 +77,60 @@ pub fn batch(resources: Vec<ResourceSpans>) -> Vec<u8> {
 pub const SEC: u64 = 1_000_000_000;
 /// A fixed base time for tests (2026-01-01T00:00:00Z).
 pub const T0: u64 = 1_767_225_600 * SEC;
+
+/// Parses Prometheus/OpenMetrics text into `name{label="v",...}` (labels
+/// sorted) → value, skipping comments.
+pub fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (series, value) = line.rsplit_once(' ').expect("sample line");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut parts = split_labels(labels);
+        parts.sort();
+        let key = if parts.is_empty() { name.to_string() } else { format!("{name}{{{}}}", parts.join(",")) };
+        let v = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().expect("sample value"),
+        };
+        assert!(out.insert(key, v).is_none(), "duplicate series in exposition: {line}");
+    }
+    out
+}
+
+/// Splits `a="x",b="y\"z"` at the commas between labels.
+fn split_labels(s: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let (mut cur, mut quoted, mut escaped) = (String::new(), false, false);
+    for c in s.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        parts.push(cur);
+    }
+    parts
+}
+
+/// Renders Prometheus text and parses it.
+pub fn scrape(e: &servicemap::Engine, now: u64) -> std::collections::BTreeMap<String, f64> {
+    samples(&String::from_utf8(e.render(servicemap::Format::Prometheus, now)).unwrap())
+}
+
+/// An engine from a JSON config; new series are shown with their values at once.
+pub fn engine(json: &str) -> servicemap::Engine {
+    let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v.as_object_mut().unwrap().entry("initial_zero").or_insert(serde_json::Value::Bool(false));
+    servicemap::Engine::new(servicemap::Config::from_json(v.to_string().as_bytes()).unwrap())
+}

@@ -1,0 +1,300 @@
+//! Pairing rules, one test each, with exact expected series values.
+
+mod common;
+use common::*;
+use servicemap::Format;
+
+const TOTAL: &str = "traces_service_graph_request_total";
+
+fn stats(e: &servicemap::Engine) -> servicemap::Stats {
+    e.stats()
+}
+
+fn pair(t: u8, client: &str, server: &str) -> Vec<u8> {
+    batch(vec![
+        resource(Some(client), vec![], vec![span(CLIENT, trace(t), sid(1), None, T0, T0 + 2 * SEC)]),
+        resource(Some(server), vec![], vec![span(SERVER, trace(t), sid(2), Some(sid(1)), T0, T0 + SEC)]),
+    ])
+}
+
+#[test]
+fn server_first_then_client_in_another_batch() {
+    let e = engine("{}");
+    let server = batch(vec![resource(Some("b"), vec![], vec![span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC)])]);
+    let client = batch(vec![resource(Some("a"), vec![], vec![span(CLIENT, trace(1), sid(1), None, T0, T0 + 2 * SEC)])]);
+    e.consume(&server, T0).unwrap();
+    assert_eq!(stats(&e).waiting, 1);
+    e.consume(&client, T0).unwrap();
+    let m = scrape(&e, T0);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")], 1.0);
+    assert_eq!(m["traces_service_graph_request_server_seconds_sum{client=\"a\",server=\"b\"}"], 1.0);
+    assert_eq!(m["traces_service_graph_request_client_seconds_sum{client=\"a\",server=\"b\"}"], 2.0);
+    let s = stats(&e);
+    assert_eq!((s.waiting, s.edges_new, s.edges_completed), (0, 1, 1));
+}
+
+#[test]
+fn internal_spans_and_unnamed_resources_are_skipped() {
+    let e = engine("{}");
+    let b = batch(vec![
+        resource(Some("a"), vec![], vec![span(INTERNAL, trace(1), sid(1), None, T0, T0 + SEC)]),
+        resource(None, vec![], vec![span(CLIENT, trace(1), sid(3), None, T0, T0 + SEC)]),
+    ]);
+    e.consume(&b, T0).unwrap();
+    let s = stats(&e);
+    assert_eq!((s.spans_received, s.spans_ignored, s.spans_unnamed, s.waiting), (2, 1, 1, 0));
+}
+
+#[test]
+fn producer_consumer_is_a_messaging_edge_with_queue_latency() {
+    let e = engine(r#"{"enable_messaging_system_latency_histogram":true,"histogram_buckets":[0.04]}"#);
+    let b = batch(vec![
+        resource(Some("orders"), vec![], vec![span(PRODUCER, trace(1), sid(1), None, T0, T0 + 10_000_000)]),
+        resource(Some("shipping"), vec![], vec![span(CONSUMER, trace(1), sid(2), Some(sid(1)), T0 + 35_000_000, T0 + 40_000_000)]),
+    ]);
+    e.consume(&b, T0).unwrap();
+    let m = scrape(&e, T0);
+    let l = "client=\"orders\",connection_type=\"messaging_system\",server=\"shipping\"";
+    assert_eq!(m[&format!("{TOTAL}{{{l}}}")], 1.0);
+    assert_eq!(m[&format!("traces_service_graph_request_messaging_system_seconds_sum{{{l}}}")], 0.025);
+    let bucket = "client=\"orders\",connection_type=\"messaging_system\",le=\"0.04\",server=\"shipping\"";
+    assert_eq!(m[&format!("traces_service_graph_request_messaging_system_seconds_bucket{{{bucket}}}")], 1.0);
+}
+
+#[test]
+fn linked_consumers_pair_with_their_producer_in_either_order() {
+    // contrib preset pairs by span link; one edge per link.
+    let producer = |t| batch(vec![resource(Some("orders"), vec![], vec![span(PRODUCER, trace(t), sid(1), None, T0, T0 + SEC)])]);
+    let consumer = |t: u8, own: u8, id: u8| {
+        let mut sp = span(CONSUMER, trace(own), sid(id), None, T0, T0 + SEC);
+        sp.links = vec![opentelemetry_proto::tonic::trace::v1::span::Link {
+            trace_id: trace(t),
+            span_id: sid(1),
+            ..Default::default()
+        }];
+        batch(vec![resource(Some("shipping"), vec![], vec![sp])])
+    };
+    for producer_first in [true, false] {
+        let e = engine(r#"{"compat":"contrib"}"#);
+        if producer_first {
+            e.consume(&producer(1), T0).unwrap();
+        }
+        e.consume(&consumer(1, 50, 7), T0).unwrap();
+        e.consume(&consumer(1, 51, 8), T0).unwrap();
+        if !producer_first {
+            e.consume(&producer(1), T0).unwrap();
+        }
+        let m = scrape(&e, T0);
+        let key = format!("{TOTAL}{{client=\"orders\",connection_type=\"messaging_system\",failed=\"false\",server=\"shipping\"}}");
+        assert_eq!(m.get(&key), Some(&2.0), "producer_first={producer_first}: {m:?}");
+        // The producer stays to serve later consumers, then leaves without a count.
+        e.expire_all(T0 + 10 * SEC);
+        let s = stats(&e);
+        assert_eq!((s.waiting, s.edges_expired, s.edges_completed), (0, 0, 2), "producer_first={producer_first}");
+    }
+}
+
+#[test]
+fn unprefixed_dimensions_take_the_last_written_side() {
+    let e = engine(r#"{"dimensions":["tier"]}"#);
+    let b = batch(vec![
+        resource(Some("a"), vec![s("tier", "front")], vec![span(CLIENT, trace(1), sid(1), None, T0, T0 + SEC)]),
+        resource(Some("b"), vec![], vec![with_attrs(span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC), vec![s("tier", "back")])]),
+        // Second pair: the server side lacks the dimension, so the client's value stays.
+        resource(Some("c"), vec![s("tier", "front")], vec![span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC)]),
+        resource(Some("d"), vec![], vec![span(SERVER, trace(2), sid(2), Some(sid(1)), T0, T0 + SEC)]),
+    ]);
+    e.consume(&b, T0).unwrap();
+    let m = scrape(&e, T0);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"a\",server=\"b\",tier=\"back\"}}")], 1.0);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"c\",server=\"d\",tier=\"front\"}}")], 1.0);
+}
+
+#[test]
+fn prefixed_dimensions_keep_both_sides_and_sanitize_names() {
+    let e = engine(r#"{"dimensions":["k8s.namespace"],"enable_client_server_prefix":true}"#);
+    let b = batch(vec![
+        resource(Some("a"), vec![s("k8s.namespace", "shop")], vec![span(CLIENT, trace(1), sid(1), None, T0, T0 + SEC)]),
+        resource(Some("b"), vec![s("k8s.namespace", "pay")], vec![span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC)]),
+    ]);
+    e.consume(&b, T0).unwrap();
+    let m = scrape(&e, T0);
+    let k = format!("{TOTAL}{{client=\"a\",client_k8s_namespace=\"shop\",server=\"b\",server_k8s_namespace=\"pay\"}}");
+    assert_eq!(m[&k], 1.0, "{m:?}");
+}
+
+#[test]
+fn expiry_makes_virtual_nodes_and_counts_the_rest() {
+    let e = engine(r#"{"enable_virtual_node_label":true}"#);
+    let b = batch(vec![
+        // Root server without a client: client "user".
+        resource(Some("web"), vec![], vec![span(SERVER, trace(1), sid(1), None, T0, T0 + SEC)]),
+        // Client to an uninstrumented peer.
+        resource(Some("web"), vec![], vec![with_attrs(span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC), vec![s("peer.service", "stripe")])]),
+        // Client with no peer attribute: counted as expired (Tempo).
+        resource(Some("web"), vec![], vec![span(CLIENT, trace(3), sid(1), None, T0, T0 + SEC)]),
+    ]);
+    e.consume(&b, T0).unwrap();
+    e.expire(T0 + 9 * SEC);
+    assert_eq!(stats(&e).waiting, 3, "nothing expires before the 10s wait");
+    e.expire(T0 + 10 * SEC);
+    let m = scrape(&e, T0 + 10 * SEC);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"user\",connection_type=\"virtual_node\",server=\"web\",virtual_node=\"client\"}}")], 1.0);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"web\",connection_type=\"virtual_node\",server=\"stripe\",virtual_node=\"server\"}}")], 1.0);
+    // The missing side is observed as 0.
+    assert_eq!(m["traces_service_graph_request_client_seconds_sum{client=\"user\",connection_type=\"virtual_node\",server=\"web\",virtual_node=\"client\"}"], 0.0);
+    assert_eq!(m["traces_service_graph_unpaired_spans_total{client=\"web\"}"], 1.0);
+    let s = stats(&e);
+    assert_eq!((s.waiting, s.edges_virtual, s.edges_expired), (0, 2, 1));
+    assert_eq!(s.expired_by_kind.iter().find(|(k, _)| *k == "SPAN_KIND_CLIENT").unwrap().1, 1);
+}
+
+#[test]
+fn contrib_preset_names_unknown_servers_and_counts_every_expiry() {
+    let e = engine(r#"{"compat":"contrib"}"#);
+    let b = batch(vec![resource(Some("web"), vec![], vec![span(CLIENT, trace(3), sid(1), None, T0, T0 + SEC)])]);
+    e.consume(&b, T0).unwrap();
+    e.expire(T0 + 2 * SEC);
+    let m = scrape(&e, T0);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"web\",connection_type=\"virtual_node\",failed=\"false\",server=\"unknown\"}}")], 1.0);
+    assert_eq!(stats(&e).edges_expired, 1);
+}
+
+#[test]
+fn full_store_drops_new_spans_and_counts_them() {
+    let e = engine(r#"{"max_items":1,"shards":1}"#);
+    let b = batch(vec![resource(
+        Some("a"),
+        vec![],
+        vec![span(CLIENT, trace(1), sid(1), None, T0, T0 + SEC), span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC)],
+    )]);
+    let summary = e.consume(&b, T0).unwrap();
+    assert_eq!(summary.dropped, 1);
+    assert_eq!(stats(&e).spans_dropped, 1);
+    assert_eq!(scrape(&e, T0)["traces_service_graph_dropped_spans_total{client=\"a\"}"], 1.0);
+    // The waiting span can still be completed while the store is full.
+    let server = batch(vec![resource(Some("b"), vec![], vec![span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC)])]);
+    e.consume(&server, T0).unwrap();
+    assert_eq!(scrape(&e, T0)[&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")], 1.0);
+}
+
+#[test]
+fn a_full_store_makes_room_by_expiring_a_due_head() {
+    let e = engine(r#"{"max_items":1,"shards":1}"#);
+    let one = |t| batch(vec![resource(Some("a"), vec![], vec![span(CLIENT, trace(t), sid(1), None, T0, T0 + SEC)])]);
+    e.consume(&one(1), T0).unwrap();
+    e.consume(&one(2), T0 + 11 * SEC).unwrap();
+    let s = stats(&e);
+    assert_eq!((s.spans_dropped, s.edges_expired, s.waiting), (0, 1, 1));
+}
+
+#[test]
+fn series_cap_refuses_new_label_sets() {
+    let e = engine(r#"{"max_series":1}"#);
+    e.consume(&pair(1, "a", "b"), T0).unwrap();
+    e.consume(&pair(2, "c", "d"), T0).unwrap();
+    e.consume(&pair(3, "a", "b"), T0).unwrap();
+    let m = scrape(&e, T0);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")], 2.0);
+    assert!(!m.contains_key(&format!("{TOTAL}{{client=\"c\",server=\"d\"}}")));
+    let s = stats(&e);
+    assert_eq!((s.active_series, s.series_refused), (1, 1));
+}
+
+#[test]
+fn idle_series_are_removed_after_the_timeout() {
+    let e = engine(r#"{"series_idle_timeout":"1m"}"#);
+    e.consume(&pair(1, "a", "b"), T0).unwrap();
+    e.consume(&pair(2, "c", "d"), T0 + 30 * SEC).unwrap();
+    e.expire(T0 + 60 * SEC);
+    assert_eq!(stats(&e).active_series, 2);
+    e.expire(T0 + 61 * SEC);
+    let m = scrape(&e, T0 + 61 * SEC);
+    assert!(!m.contains_key(&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")));
+    assert_eq!(m[&format!("{TOTAL}{{client=\"c\",server=\"d\"}}")], 1.0);
+}
+
+#[test]
+fn a_new_series_is_first_scraped_at_zero() {
+    let e = servicemap::Engine::new(servicemap::Config::from_json(b"{}").unwrap());
+    let key = format!("{TOTAL}{{client=\"a\",server=\"b\"}}");
+    e.consume(&pair(1, "a", "b"), T0).unwrap();
+    assert_eq!(scrape(&e, T0)[&key], 0.0);
+    assert_eq!(scrape(&e, T0)[&key], 1.0);
+    // A failure counter that appears later also starts at zero.
+    let failed_pair = batch(vec![
+        resource(Some("a"), vec![], vec![failed(span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC))]),
+        resource(Some("b"), vec![], vec![span(SERVER, trace(2), sid(2), Some(sid(1)), T0, T0 + SEC)]),
+    ]);
+    e.consume(&failed_pair, T0).unwrap();
+    let m = scrape(&e, T0);
+    assert_eq!((m[&key], m["traces_service_graph_request_failed_total{client=\"a\",server=\"b\"}"]), (2.0, 0.0));
+    assert_eq!(scrape(&e, T0)["traces_service_graph_request_failed_total{client=\"a\",server=\"b\"}"], 1.0);
+}
+
+#[test]
+fn span_multiplier_weights_counts() {
+    let e = engine(r#"{"span_multiplier_key":"sampler.param"}"#);
+    let b = batch(vec![
+        resource(Some("a"), vec![], vec![with_attrs(span(CLIENT, trace(1), sid(1), None, T0, T0 + SEC), vec![d("sampler.param", 0.25)])]),
+        resource(Some("b"), vec![], vec![with_attrs(span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC), vec![d("sampler.param", 0.25)])]),
+    ]);
+    e.consume(&b, T0).unwrap();
+    let m = scrape(&e, T0);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")], 4.0);
+    assert_eq!(m["traces_service_graph_request_server_seconds_count{client=\"a\",server=\"b\"}"], 4.0);
+}
+
+#[test]
+fn many_threads_count_exactly() {
+    let e = engine(r#"{"shards":4}"#);
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let e = &e;
+            s.spawn(move || {
+                for i in 0..50u8 {
+                    e.consume(&pair(t * 50 + i, "a", "b"), T0).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(scrape(&e, T0)[&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")], 200.0);
+}
+
+#[test]
+fn openmetrics_output_names_units_and_ends_with_eof() {
+    let e = engine("{}");
+    e.consume(&pair(1, "a", "b"), T0).unwrap();
+    let text = String::from_utf8(e.render(Format::OpenMetrics, T0)).unwrap();
+    assert!(text.contains("# TYPE traces_service_graph_request counter\n"), "{text}");
+    assert!(text.contains("# UNIT traces_service_graph_request_server_seconds seconds\n"), "{text}");
+    assert!(text.ends_with("# EOF\n"));
+    let m = samples(&text);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")], 1.0);
+}
+
+#[test]
+fn otlp_metrics_follow_contrib_shape() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+    use prost::Message;
+    let e = engine(r#"{"compat":"contrib"}"#);
+    e.consume(&pair(1, "a", "b"), T0).unwrap();
+    let req = ExportMetricsServiceRequest::decode(&e.render(Format::OtlpMetrics, T0 + SEC)[..]).unwrap();
+    let scope = &req.resource_metrics[0].scope_metrics[0];
+    assert_eq!(scope.scope.as_ref().unwrap().name, "traces_service_graph");
+    let names: Vec<&str> = scope.metrics.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["traces_service_graph_request_total", "traces_service_graph_request_server", "traces_service_graph_request_client"]);
+    let Some(Data::Sum(sum)) = &scope.metrics[0].data else { panic!("not a sum") };
+    let p = &sum.data_points[0];
+    assert_eq!(p.value, Some(Value::AsInt(1)));
+    assert_eq!((p.start_time_unix_nano, p.time_unix_nano), (T0, T0 + SEC));
+    let attrs: Vec<String> = p.attributes.iter().map(|kv| format!("{}={:?}", kv.key, kv.value.as_ref().unwrap().value)).collect();
+    assert_eq!(attrs.len(), 4, "{attrs:?}");
+    let Some(Data::Histogram(h)) = &scope.metrics[1].data else { panic!("not a histogram") };
+    assert_eq!(scope.metrics[1].unit, "s");
+    let hp = &h.data_points[0];
+    assert_eq!((hp.count, hp.sum), (1, Some(1.0)));
+    // 1 s with contrib's default bounds lands in bucket index 10.
+    assert_eq!(hp.bucket_counts.iter().position(|&c| c == 1), Some(10));
+}
