@@ -89,6 +89,8 @@ pub struct Config {
     /// scraped, so `rate()` sees its first increment (Tempo writes a 0 sample
     /// first for the same reason). One-shot renders (the CLI) turn this off.
     pub initial_zero: bool,
+    /// A batch larger than this is rejected before it is read.
+    pub max_batch_bytes: usize,
 }
 
 const TEMPO_BUCKETS: [f64; 8] = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8];
@@ -131,6 +133,7 @@ impl Config {
                 max_label_value_length: 2048,
                 shards,
                 initial_zero: true,
+                max_batch_bytes: 64 << 20,
             },
             Compat::Contrib => Config {
                 compat,
@@ -159,6 +162,7 @@ impl Config {
                 max_label_value_length: 2048,
                 shards,
                 initial_zero: true,
+                max_batch_bytes: 64 << 20,
             },
         }
     }
@@ -238,6 +242,7 @@ impl Config {
                 "max_series" => c.max_series = count(k, v, 1)?,
                 "max_label_value_length" => c.max_label_value_length = count(k, v, 1)?,
                 "initial_zero" => c.initial_zero = boolean(k, v)?,
+                "max_batch_bytes" => c.max_batch_bytes = count(k, v, 1)?,
                 "shards" => {
                     let n = count(k, v, 1)?;
                     if n > 1024 {

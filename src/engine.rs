@@ -12,7 +12,7 @@
 use crate::attributes::{AttrValue, KeySet};
 use crate::config::{Config, DatabaseNaming};
 use crate::edge::{ConnType, ExpiryRules, Expiry, HalfEdge, SideWrite, Virtual};
-use crate::error::Error;
+use crate::error::{DecodeError, Error};
 use crate::exposition;
 use crate::intern::{EMPTY, Interner, Resolver};
 use crate::otlp_metrics;
@@ -176,7 +176,12 @@ impl Engine {
     pub fn consume(&self, data: &[u8], now_ns: u64) -> Result<ConsumeSummary, Error> {
         self.note_now(now_ns);
         let mut batch = Batch::default();
-        if let Err(e) = wire::read_batch(data, &self.keys, &mut batch) {
+        let read = if data.len() > self.config.max_batch_bytes {
+            Err(DecodeError { offset: 0, path: "ExportTraceServiceRequest", reason: "batch is larger than max_batch_bytes" })
+        } else {
+            wire::read_batch(data, &self.keys, &mut batch)
+        };
+        if let Err(e) = read {
             self.counters.batches_rejected.fetch_add(1, Relaxed);
             return Err(e.into());
         }
