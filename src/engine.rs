@@ -120,7 +120,14 @@ pub struct Engine {
     dim_labels: DimLabels,
     counters: Counters,
     wait_ns: u64,
+    /// Interner size (strings, bytes) at which the next compaction runs.
+    compact_at: Mutex<(usize, usize)>,
 }
+
+/// The interner is compacted once it holds this many strings more than
+/// twice the live ones (and this many bytes more than twice the live bytes).
+const COMPACT_SLACK_STRINGS: usize = 4096;
+const COMPACT_SLACK_BYTES: usize = 4 << 20;
 
 impl Engine {
     pub fn new(config: Config) -> Engine {
@@ -150,6 +157,7 @@ impl Engine {
             series,
             dim_labels,
             counters: Counters::default(),
+            compact_at: Mutex::new((COMPACT_SLACK_STRINGS, COMPACT_SLACK_BYTES)),
         }
     }
 
@@ -433,10 +441,13 @@ impl Engine {
             }
         }
         let slot = shard.store.insert(hash, key, e, now_ns.saturating_add(self.wait_ns), indexed).ok()?;
-        let need = (slot as usize + 1) * 2 * self.dims_per_side();
+        let d = self.dims_per_side();
+        let need = (slot as usize + 1) * 2 * d;
         if shard.dims.len() < need {
             shard.dims.resize(need, EMPTY);
         }
+        // A reused slot must not show its previous occupant's dimensions.
+        shard.dims[slot as usize * 2 * d..need].fill(EMPTY);
         Some(slot)
     }
 
@@ -532,6 +543,55 @@ impl Engine {
         let idle = self.config.series_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
         lock(&self.series).remove_idle(now_ns, idle);
         self.add_tally(&tally);
+        self.compact_interner_if_due();
+    }
+
+    /// Label strings no waiting edge or series refers to any more are dropped,
+    /// so a flood of distinct values cannot grow memory without bound.
+    fn compact_interner_if_due(&self) {
+        let (len, bytes) = {
+            let i = self.interner.read().unwrap_or_else(|p| p.into_inner());
+            (i.len(), i.string_bytes())
+        };
+        let mut at = lock(&self.compact_at);
+        if len < at.0 && bytes < at.1 {
+            return;
+        }
+        // Lock order: shards, series, interner (consumers never hold the interner
+        // while waiting for a shard).
+        let mut shards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
+        let mut series = lock(&self.series);
+        let mut interner = self.interner.write().unwrap_or_else(|p| p.into_inner());
+        let old = std::mem::take(&mut *interner);
+        let mut fresh = Interner::default();
+        let mut map = vec![u32::MAX; old.len()];
+        map[EMPTY as usize] = EMPTY;
+        let mut remap = |id: u32| -> u32 {
+            let m = &mut map[id as usize];
+            if *m == u32::MAX {
+                *m = fresh.insert(old.get(id));
+            }
+            *m
+        };
+        // Fixed names first, in the order `new` interned them, so their ids stay.
+        let user = remap(self.user);
+        let fallback = remap(self.rules.server_fallback);
+        debug_assert_eq!((user, fallback), (self.user, self.rules.server_fallback));
+        let d = self.dims_per_side();
+        for shard in shards.iter_mut() {
+            let Shard { store, dims, .. } = &mut **shard;
+            store.for_each_mut(|slot, e| {
+                e.client = remap(e.client);
+                e.server = remap(e.server);
+                e.peer = remap(e.peer);
+                for v in &mut dims[slot as usize * 2 * d..(slot as usize + 1) * 2 * d] {
+                    *v = remap(*v);
+                }
+            });
+        }
+        series.remap(&mut remap);
+        *interner = fresh;
+        *at = (2 * interner.len() + COMPACT_SLACK_STRINGS, 2 * interner.string_bytes() + COMPACT_SLACK_BYTES);
     }
 
     /// Step 4: applies a call's events to the series table.

@@ -60,6 +60,11 @@ impl Interner {
         self.strings.len() <= 1
     }
 
+    /// Total bytes of the strings held.
+    pub fn string_bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.bytes + self.strings.capacity() * 16 + self.table.capacity() * 5
     }

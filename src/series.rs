@@ -136,6 +136,17 @@ pub struct Entry {
     pub values: Values,
 }
 
+fn hash_parts(h: &RandomState, client: u32, server: u32, conn: ConnType, failed: bool, v: Virtual, dims: &[u32]) -> u64 {
+    let mut h = h.build_hasher();
+    (client, server, conn, failed, v).hash(&mut h);
+    dims.hash(&mut h);
+    h.finish()
+}
+
+fn hash_key(h: &RandomState, k: &SeriesKey) -> u64 {
+    hash_parts(h, k.client, k.server, k.conn, k.failed, k.virtual_side, &k.dims)
+}
+
 #[derive(Debug)]
 pub struct SeriesTable {
     table: HashTable<Entry>,
@@ -164,10 +175,7 @@ impl SeriesTable {
     }
 
     fn hash_parts(&self, e: &EdgeEvent, failed: bool, dims: &[u32]) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        (e.client, e.server, e.conn, failed, e.virtual_side).hash(&mut h);
-        dims.hash(&mut h);
-        h.finish()
+        hash_parts(&self.hasher, e.client, e.server, e.conn, failed, e.virtual_side, dims)
     }
 
     /// Number of active label sets, counting the span counters too.
@@ -236,12 +244,7 @@ impl SeriesTable {
                     messaging_exposed: false,
                 };
                 let hasher = &self.hasher;
-                let entry = self.table.insert_unique(hash, Entry { key, values }, |x| {
-                    let mut h = hasher.build_hasher();
-                    (x.key.client, x.key.server, x.key.conn, x.key.failed, x.key.virtual_side).hash(&mut h);
-                    x.key.dims.hash(&mut h);
-                    h.finish()
-                });
+                let entry = self.table.insert_unique(hash, Entry { key, values }, |x| hash_key(hasher, &x.key));
                 &mut entry.into_mut().values
             }
         };
@@ -294,6 +297,30 @@ impl SeriesTable {
             out.push(copy);
         }
         out
+    }
+
+    /// Rewrites every interned id through `f` (after the interner was compacted).
+    pub fn remap(&mut self, f: &mut impl FnMut(u32) -> u32) {
+        let entries: Vec<Entry> = self.table.drain().collect();
+        for mut x in entries {
+            x.key.client = f(x.key.client);
+            x.key.server = f(x.key.server);
+            for d in x.key.dims.iter_mut() {
+                *d = f(*d);
+            }
+            let hash = self.hash_key(&x.key);
+            let hasher = &self.hasher;
+            self.table.insert_unique(hash, x, |y| hash_key(hasher, &y.key));
+        }
+        let mut side = |m: &mut HashMap<SideKey, f64>| {
+            *m = m.drain().map(|(k, v)| (SideKey { client: f(k.client), server: f(k.server), conn: k.conn }, v)).collect();
+        };
+        side(&mut self.unpaired);
+        side(&mut self.dropped);
+    }
+
+    fn hash_key(&self, k: &SeriesKey) -> u64 {
+        hash_key(&self.hasher, k)
     }
 
     pub fn bounds(&self) -> &[f64] {

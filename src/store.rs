@@ -195,6 +195,15 @@ impl<T: Default> Store<T> {
     pub fn slot_capacity(&self) -> usize {
         self.nodes.len()
     }
+
+    /// Calls `f` on every waiting entry with its slot.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(u32, &mut T)) {
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            if n.live {
+                f(i as u32, &mut n.value);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

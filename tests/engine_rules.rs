@@ -298,3 +298,36 @@ fn otlp_metrics_follow_contrib_shape() {
     // 1 s with contrib's default bounds lands in bucket index 10.
     assert_eq!(hp.bucket_counts.iter().position(|&c| c == 1), Some(10));
 }
+
+#[test]
+fn a_flood_of_distinct_label_values_does_not_grow_memory_without_bound() {
+    let e = engine(r#"{"wait":"1s","dimensions":["tier"],"max_items":100000}"#);
+    e.consume(&pair(1, "a", "b"), T0).unwrap();
+    // A client that waits through the flood and completes after it.
+    let waiting = batch(vec![resource(Some("c"), vec![s("tier", "gold")], vec![span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC)])]);
+    let mut now = T0;
+    for round in 0..30u32 {
+        e.consume(&waiting, now).unwrap_or_default();
+        let spans = (0..1000u32)
+            .map(|n| {
+                let mut t = trace(3);
+                t[..4].copy_from_slice(&round.to_be_bytes());
+                t[4..8].copy_from_slice(&n.to_be_bytes());
+                with_attrs(span(CLIENT, t, sid(1), None, now, now + SEC), vec![s("tier", &format!("tier-{round}-{n}"))])
+            })
+            .collect();
+        e.consume(&batch(vec![resource(Some("flood"), vec![], spans)]), now).unwrap();
+        now += 2 * SEC;
+        e.expire(now);
+    }
+    let s = e.stats();
+    assert_eq!(s.edges_expired, 30 * 1000 + 30);
+    assert!(s.interned_strings < 12_000, "interned strings: {}", s.interned_strings);
+    // Ids survived compaction: old series and a waiting edge keep their names.
+    e.consume(&waiting, now).unwrap();
+    let server = batch(vec![resource(Some("d"), vec![], vec![span(SERVER, trace(2), sid(2), Some(sid(1)), now, now + SEC)])]);
+    e.consume(&server, now).unwrap();
+    let m = scrape(&e, now);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")], 1.0);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"c\",server=\"d\",tier=\"gold\"}}")], 1.0);
+}
