@@ -174,8 +174,8 @@ impl Config {
         if text.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(Config::preset(Compat::Tempo));
         }
-        let value: Value = serde_json::from_slice(text)
-            .map_err(|e| Error::config("(document)", format!("not valid JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_slice(text).map_err(|e| Error::config("(document)", format!("not valid JSON: {e}")))?;
         let Value::Object(map) = value else {
             return Err(Error::config("(document)", "expected a JSON object"));
         };
@@ -231,7 +231,9 @@ impl Config {
                 "enable_messaging_system_latency_histogram" => {
                     c.enable_messaging_system_latency_histogram = boolean(k, v)?
                 }
-                "enable_virtual_node_label" | "virtual_node_extra_label" => c.enable_virtual_node_label = boolean(k, v)?,
+                "enable_virtual_node_label" | "virtual_node_extra_label" => {
+                    c.enable_virtual_node_label = boolean(k, v)?
+                }
                 "enable_connection_info" => c.enable_connection_info = boolean(k, v)?,
                 "failed_label" => c.failed_label = boolean(k, v)?,
                 "expired_includes_virtual" => c.expired_includes_virtual = boolean(k, v)?,
@@ -387,8 +389,10 @@ mod tests {
 
     #[test]
     fn override_on_top_of_preset() {
-        let c = Config::from_json(br#"{"compat":"contrib","wait":"1m30s","histogram_buckets":[0.04],"dimensions":["a.b"]}"#)
-            .unwrap();
+        let c = Config::from_json(
+            br#"{"compat":"contrib","wait":"1m30s","histogram_buckets":[0.04],"dimensions":["a.b"]}"#,
+        )
+        .unwrap();
         assert_eq!(c.wait, Duration::from_secs(90));
         assert_eq!(c.histogram_buckets, vec![0.04]);
         assert_eq!(c.dimensions, vec!["a.b".to_string()]);

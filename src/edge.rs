@@ -324,6 +324,9 @@ mod tests {
         let mut producer = HalfEdge::default();
         producer.write(&SideWrite { kind: SpanKind::Producer, ..client(5, 8) });
         assert_eq!(rules(Compat::Contrib).decide(&producer, user), Expiry::Unmatched { counted: true });
-        assert!(matches!(rules(Compat::Tempo).decide(&producer, user), Expiry::Virtual { server: 8, counted: false, .. }));
+        assert!(matches!(
+            rules(Compat::Tempo).decide(&producer, user),
+            Expiry::Virtual { server: 8, counted: false, .. }
+        ));
     }
 }

@@ -11,7 +11,7 @@
 
 use crate::attributes::{AttrValue, KeySet};
 use crate::config::{Config, DatabaseNaming};
-use crate::edge::{ConnType, ExpiryRules, Expiry, HalfEdge, SideWrite, Virtual};
+use crate::edge::{ConnType, Expiry, ExpiryRules, HalfEdge, SideWrite, Virtual};
 use crate::error::{DecodeError, Error};
 use crate::exposition;
 use crate::intern::{EMPTY, Interner, Resolver};
@@ -185,7 +185,11 @@ impl Engine {
         self.note_now(now_ns);
         let mut batch = Batch::default();
         let read = if data.len() > self.config.max_batch_bytes {
-            Err(DecodeError { offset: 0, path: "ExportTraceServiceRequest", reason: "batch is larger than max_batch_bytes" })
+            Err(DecodeError {
+                offset: 0,
+                path: "ExportTraceServiceRequest",
+                reason: "batch is larger than max_batch_bytes",
+            })
         } else {
             wire::read_batch(data, &self.keys, &mut batch)
         };
@@ -301,7 +305,8 @@ impl Engine {
             return Some(db.to_str().into_owned());
         }
         let ks = &self.keys;
-        if let Some(v) = self.lookup(batch, span, ks.peer_service).or_else(|| self.lookup(batch, span, ks.server_address))
+        if let Some(v) =
+            self.lookup(batch, span, ks.peer_service).or_else(|| self.lookup(batch, span, ks.server_address))
         {
             return Some(v.to_str().into_owned());
         }
@@ -647,7 +652,8 @@ impl Engine {
         };
         let names = self.interner.read().unwrap_or_else(|p| p.into_inner());
         let s = |id: u32| names.get(id).to_string();
-        let side = |(k, v): (SideKey, f64)| SideSeries { client: s(k.client), server: s(k.server), conn: k.conn, value: v };
+        let side =
+            |(k, v): (SideKey, f64)| SideSeries { client: s(k.client), server: s(k.server), conn: k.conn, value: v };
         let mut edges: Vec<EdgeSeries> = entries
             .into_iter()
             .map(|x| {
@@ -663,7 +669,15 @@ impl Engine {
                 }
             })
             .collect();
-        edges.sort_by(|a, b| (&a.client, &a.server, a.conn as u8, a.failed, &a.dims).cmp(&(&b.client, &b.server, b.conn as u8, b.failed, &b.dims)));
+        edges.sort_by(|a, b| {
+            (&a.client, &a.server, a.conn as u8, a.failed, &a.dims).cmp(&(
+                &b.client,
+                &b.server,
+                b.conn as u8,
+                b.failed,
+                &b.dims,
+            ))
+        });
         let mut unpaired: Vec<SideSeries> = unpaired.into_iter().map(side).collect();
         let mut dropped: Vec<SideSeries> = dropped.into_iter().map(side).collect();
         unpaired.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));

@@ -82,7 +82,8 @@ fn edge_labels<'a>(snap: &'a Snapshot, e: &'a EdgeSeries) -> Vec<(&'a str, &'a s
 }
 
 fn side_labels(s: &SideSeries) -> Vec<(&str, &str)> {
-    let mut l = vec![("client", s.client.as_str()), ("server", s.server.as_str()), ("connection_type", s.conn.as_str())];
+    let mut l =
+        vec![("client", s.client.as_str()), ("server", s.server.as_str()), ("connection_type", s.conn.as_str())];
     l.retain(|(_, v)| !v.is_empty());
     l
 }

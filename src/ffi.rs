@@ -230,7 +230,11 @@ pub unsafe extern "C" fn sm_engine_consume(
 /// # Safety
 /// `engine` must be a live engine.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sm_engine_expire(engine: *const sm_engine, now_unix_nano: u64, message: *mut sm_buf) -> sm_status {
+pub unsafe extern "C" fn sm_engine_expire(
+    engine: *const sm_engine,
+    now_unix_nano: u64,
+    message: *mut sm_buf,
+) -> sm_status {
     boundary(message, || {
         let engine = unsafe { engine_ref(engine) }?;
         engine.expire(now_unix_nano);
@@ -244,7 +248,11 @@ pub unsafe extern "C" fn sm_engine_expire(engine: *const sm_engine, now_unix_nan
 /// # Safety
 /// `engine` must be a live engine.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sm_engine_flush(engine: *const sm_engine, now_unix_nano: u64, message: *mut sm_buf) -> sm_status {
+pub unsafe extern "C" fn sm_engine_flush(
+    engine: *const sm_engine,
+    now_unix_nano: u64,
+    message: *mut sm_buf,
+) -> sm_status {
     boundary(message, || {
         let engine = unsafe { engine_ref(engine) }?;
         engine.expire_all(now_unix_nano);

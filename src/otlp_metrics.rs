@@ -31,7 +31,11 @@ fn kv_str(key: &str, v: &str) -> KeyValue {
 }
 
 fn kv_bool(key: &str, v: bool) -> KeyValue {
-    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(any_value::Value::BoolValue(v)) }), ..Default::default() }
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(any_value::Value::BoolValue(v)) }),
+        ..Default::default()
+    }
 }
 
 /// Data-point attributes. contrib always writes client, server,
@@ -147,8 +151,11 @@ pub fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMetricsSer
         metrics.push(sum(&format!("{REQUEST_FAILED}_total"), failed));
     }
     if !snap.edges.is_empty() {
-        for (name, get) in [(SERVER, (|e: &EdgeSeries| &e.values.server) as fn(&EdgeSeries) -> &Hist), (CLIENT, |e| &e.values.client)] {
-            let points = snap.edges.iter().zip(&attrs).map(|(e, a)| p.histogram(a.clone(), &snap.bounds, get(e))).collect();
+        for (name, get) in
+            [(SERVER, (|e: &EdgeSeries| &e.values.server) as fn(&EdgeSeries) -> &Hist), (CLIENT, |e| &e.values.client)]
+        {
+            let points =
+                snap.edges.iter().zip(&attrs).map(|(e, a)| p.histogram(a.clone(), &snap.bounds, get(e))).collect();
             metrics.push(histogram(name, points));
         }
     }

@@ -136,7 +136,15 @@ pub struct Entry {
     pub values: Values,
 }
 
-fn hash_parts(h: &RandomState, client: u32, server: u32, conn: ConnType, failed: bool, v: Virtual, dims: &[u32]) -> u64 {
+fn hash_parts(
+    h: &RandomState,
+    client: u32,
+    server: u32,
+    conn: ConnType,
+    failed: bool,
+    v: Virtual,
+    dims: &[u32],
+) -> u64 {
     let mut h = h.build_hasher();
     (client, server, conn, failed, v).hash(&mut h);
     dims.hash(&mut h);
@@ -313,7 +321,10 @@ impl SeriesTable {
             self.table.insert_unique(hash, x, |y| hash_key(hasher, &y.key));
         }
         let mut side = |m: &mut HashMap<SideKey, f64>| {
-            *m = m.drain().map(|(k, v)| (SideKey { client: f(k.client), server: f(k.server), conn: k.conn }, v)).collect();
+            *m = m
+                .drain()
+                .map(|(k, v)| (SideKey { client: f(k.client), server: f(k.server), conn: k.conn }, v))
+                .collect();
         };
         side(&mut self.unpaired);
         side(&mut self.dropped);

@@ -189,7 +189,8 @@ impl<T: Default> Store<T> {
 
     /// Approximate bytes held by the store's own structures.
     pub fn heap_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node<T>>() + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+        self.nodes.capacity() * std::mem::size_of::<Node<T>>()
+            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
     }
 
     pub fn slot_capacity(&self) -> usize {

@@ -10,7 +10,10 @@ fn good_batch() -> Vec<u8> {
         resource(
             Some("a"),
             vec![s("deployment.environment", "prod")],
-            vec![with_attrs(span(CLIENT, trace(1), sid(1), None, T0, T0 + SEC), vec![s("peer.service", "b"), i("http.status_code", 200)])],
+            vec![with_attrs(
+                span(CLIENT, trace(1), sid(1), None, T0, T0 + SEC),
+                vec![s("peer.service", "b"), i("http.status_code", 200)],
+            )],
         ),
         resource(Some("b"), vec![], vec![span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC)]),
         resource(Some("c"), vec![], vec![span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC)]),
@@ -70,7 +73,11 @@ fn ids_of_the_wrong_length_reject_the_batch() {
     let bad = batch(vec![resource(Some("a"), vec![], vec![span(CLIENT, vec![1; 8], sid(1), None, T0, T0 + SEC)])]);
     let err = e.consume(&bad, T0).unwrap_err().to_string();
     assert!(err.contains("trace_id must be 16 bytes"), "{err}");
-    let bad = batch(vec![resource(Some("a"), vec![], vec![span(SERVER, trace(1), sid(1), Some(vec![1, 2, 3]), T0, T0 + SEC)])]);
+    let bad = batch(vec![resource(
+        Some("a"),
+        vec![],
+        vec![span(SERVER, trace(1), sid(1), Some(vec![1, 2, 3]), T0, T0 + SEC)],
+    )]);
     let err = e.consume(&bad, T0).unwrap_err().to_string();
     assert!(err.contains("parent_span_id must be empty or 8 bytes"), "{err}");
     assert_eq!(e.stats().batches_rejected, 2);
@@ -144,8 +151,14 @@ fn ffi_rejects_nulls_and_bad_arguments_with_messages() {
         assert_eq!(text, "data is null but its length is 5");
         sm_buf_free(msg);
 
-        assert_eq!(sm_engine_new(std::ptr::null(), 0, std::ptr::null_mut(), std::ptr::null_mut()), sm_status::NullArgument);
-        assert_eq!(sm_engine_render(engine, 0, T0, std::ptr::null_mut(), std::ptr::null_mut()), sm_status::NullArgument);
+        assert_eq!(
+            sm_engine_new(std::ptr::null(), 0, std::ptr::null_mut(), std::ptr::null_mut()),
+            sm_status::NullArgument
+        );
+        assert_eq!(
+            sm_engine_render(engine, 0, T0, std::ptr::null_mut(), std::ptr::null_mut()),
+            sm_status::NullArgument
+        );
         let mut out = sm_buf { ptr: std::ptr::null_mut(), len: 0 };
         assert_eq!(sm_engine_render(engine, SM_FORMAT_STATS_JSON, T0, &mut out, std::ptr::null_mut()), sm_status::Ok);
         let stats: serde_json::Value = serde_json::from_slice(std::slice::from_raw_parts(out.ptr, out.len)).unwrap();

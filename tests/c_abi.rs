@@ -41,6 +41,9 @@ fn c_program_runs_a_batch_end_to_end() {
     assert!(out.status.success(), "C program failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("traces_service_graph_request_total{client=\"a\",server=\"b\"} 1.0\n"), "{text}");
-    assert!(text.contains("traces_service_graph_request_client_seconds_sum{client=\"a\",server=\"b\"} 2.0\n"), "{text}");
+    assert!(
+        text.contains("traces_service_graph_request_client_seconds_sum{client=\"a\",server=\"b\"} 2.0\n"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&tmp).ok();
 }

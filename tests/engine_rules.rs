@@ -20,7 +20,8 @@ fn pair(t: u8, client: &str, server: &str) -> Vec<u8> {
 #[test]
 fn server_first_then_client_in_another_batch() {
     let e = engine("{}");
-    let server = batch(vec![resource(Some("b"), vec![], vec![span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC)])]);
+    let server =
+        batch(vec![resource(Some("b"), vec![], vec![span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC)])]);
     let client = batch(vec![resource(Some("a"), vec![], vec![span(CLIENT, trace(1), sid(1), None, T0, T0 + 2 * SEC)])]);
     e.consume(&server, T0).unwrap();
     assert_eq!(stats(&e).waiting, 1);
@@ -50,7 +51,11 @@ fn producer_consumer_is_a_messaging_edge_with_queue_latency() {
     let e = engine(r#"{"enable_messaging_system_latency_histogram":true,"histogram_buckets":[0.04]}"#);
     let b = batch(vec![
         resource(Some("orders"), vec![], vec![span(PRODUCER, trace(1), sid(1), None, T0, T0 + 10_000_000)]),
-        resource(Some("shipping"), vec![], vec![span(CONSUMER, trace(1), sid(2), Some(sid(1)), T0 + 35_000_000, T0 + 40_000_000)]),
+        resource(
+            Some("shipping"),
+            vec![],
+            vec![span(CONSUMER, trace(1), sid(2), Some(sid(1)), T0 + 35_000_000, T0 + 40_000_000)],
+        ),
     ]);
     e.consume(&b, T0).unwrap();
     let m = scrape(&e, T0);
@@ -64,7 +69,8 @@ fn producer_consumer_is_a_messaging_edge_with_queue_latency() {
 #[test]
 fn linked_consumers_pair_with_their_producer_in_either_order() {
     // contrib preset pairs by span link; one edge per link.
-    let producer = |t| batch(vec![resource(Some("orders"), vec![], vec![span(PRODUCER, trace(t), sid(1), None, T0, T0 + SEC)])]);
+    let producer =
+        |t| batch(vec![resource(Some("orders"), vec![], vec![span(PRODUCER, trace(t), sid(1), None, T0, T0 + SEC)])]);
     let consumer = |t: u8, own: u8, id: u8| {
         let mut sp = span(CONSUMER, trace(own), sid(id), None, T0, T0 + SEC);
         sp.links = vec![opentelemetry_proto::tonic::trace::v1::span::Link {
@@ -85,7 +91,9 @@ fn linked_consumers_pair_with_their_producer_in_either_order() {
             e.consume(&producer(1), T0).unwrap();
         }
         let m = scrape(&e, T0);
-        let key = format!("{TOTAL}{{client=\"orders\",connection_type=\"messaging_system\",failed=\"false\",server=\"shipping\"}}");
+        let key = format!(
+            "{TOTAL}{{client=\"orders\",connection_type=\"messaging_system\",failed=\"false\",server=\"shipping\"}}"
+        );
         assert_eq!(m.get(&key), Some(&2.0), "producer_first={producer_first}: {m:?}");
         // The producer stays to serve later consumers, then leaves without a count.
         e.expire_all(T0 + 10 * SEC);
@@ -99,7 +107,11 @@ fn unprefixed_dimensions_take_the_last_written_side() {
     let e = engine(r#"{"dimensions":["tier"]}"#);
     let b = batch(vec![
         resource(Some("a"), vec![s("tier", "front")], vec![span(CLIENT, trace(1), sid(1), None, T0, T0 + SEC)]),
-        resource(Some("b"), vec![], vec![with_attrs(span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC), vec![s("tier", "back")])]),
+        resource(
+            Some("b"),
+            vec![],
+            vec![with_attrs(span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC), vec![s("tier", "back")])],
+        ),
         // Second pair: the server side lacks the dimension, so the client's value stays.
         resource(Some("c"), vec![s("tier", "front")], vec![span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC)]),
         resource(Some("d"), vec![], vec![span(SERVER, trace(2), sid(2), Some(sid(1)), T0, T0 + SEC)]),
@@ -115,7 +127,11 @@ fn prefixed_dimensions_keep_both_sides_and_sanitize_names() {
     let e = engine(r#"{"dimensions":["k8s.namespace"],"enable_client_server_prefix":true}"#);
     let b = batch(vec![
         resource(Some("a"), vec![s("k8s.namespace", "shop")], vec![span(CLIENT, trace(1), sid(1), None, T0, T0 + SEC)]),
-        resource(Some("b"), vec![s("k8s.namespace", "pay")], vec![span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC)]),
+        resource(
+            Some("b"),
+            vec![s("k8s.namespace", "pay")],
+            vec![span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC)],
+        ),
     ]);
     e.consume(&b, T0).unwrap();
     let m = scrape(&e, T0);
@@ -130,7 +146,11 @@ fn expiry_makes_virtual_nodes_and_counts_the_rest() {
         // Root server without a client: client "user".
         resource(Some("web"), vec![], vec![span(SERVER, trace(1), sid(1), None, T0, T0 + SEC)]),
         // Client to an uninstrumented peer.
-        resource(Some("web"), vec![], vec![with_attrs(span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC), vec![s("peer.service", "stripe")])]),
+        resource(
+            Some("web"),
+            vec![],
+            vec![with_attrs(span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC), vec![s("peer.service", "stripe")])],
+        ),
         // Client with no peer attribute: counted as expired (Tempo).
         resource(Some("web"), vec![], vec![span(CLIENT, trace(3), sid(1), None, T0, T0 + SEC)]),
     ]);
@@ -139,10 +159,23 @@ fn expiry_makes_virtual_nodes_and_counts_the_rest() {
     assert_eq!(stats(&e).waiting, 3, "nothing expires before the 10s wait");
     e.expire(T0 + 10 * SEC);
     let m = scrape(&e, T0 + 10 * SEC);
-    assert_eq!(m[&format!("{TOTAL}{{client=\"user\",connection_type=\"virtual_node\",server=\"web\",virtual_node=\"client\"}}")], 1.0);
-    assert_eq!(m[&format!("{TOTAL}{{client=\"web\",connection_type=\"virtual_node\",server=\"stripe\",virtual_node=\"server\"}}")], 1.0);
+    assert_eq!(
+        m[&format!(
+            "{TOTAL}{{client=\"user\",connection_type=\"virtual_node\",server=\"web\",virtual_node=\"client\"}}"
+        )],
+        1.0
+    );
+    assert_eq!(
+        m[&format!(
+            "{TOTAL}{{client=\"web\",connection_type=\"virtual_node\",server=\"stripe\",virtual_node=\"server\"}}"
+        )],
+        1.0
+    );
     // The missing side is observed as 0.
-    assert_eq!(m["traces_service_graph_request_client_seconds_sum{client=\"user\",connection_type=\"virtual_node\",server=\"web\",virtual_node=\"client\"}"], 0.0);
+    assert_eq!(
+        m["traces_service_graph_request_client_seconds_sum{client=\"user\",connection_type=\"virtual_node\",server=\"web\",virtual_node=\"client\"}"],
+        0.0
+    );
     assert_eq!(m["traces_service_graph_unpaired_spans_total{client=\"web\"}"], 1.0);
     let s = stats(&e);
     assert_eq!((s.waiting, s.edges_virtual, s.edges_expired), (0, 2, 1));
@@ -156,7 +189,10 @@ fn contrib_preset_names_unknown_servers_and_counts_every_expiry() {
     e.consume(&b, T0).unwrap();
     e.expire(T0 + 2 * SEC);
     let m = scrape(&e, T0);
-    assert_eq!(m[&format!("{TOTAL}{{client=\"web\",connection_type=\"virtual_node\",failed=\"false\",server=\"unknown\"}}")], 1.0);
+    assert_eq!(
+        m[&format!("{TOTAL}{{client=\"web\",connection_type=\"virtual_node\",failed=\"false\",server=\"unknown\"}}")],
+        1.0
+    );
     assert_eq!(stats(&e).edges_expired, 1);
 }
 
@@ -173,7 +209,8 @@ fn full_store_drops_new_spans_and_counts_them() {
     assert_eq!(stats(&e).spans_dropped, 1);
     assert_eq!(scrape(&e, T0)["traces_service_graph_dropped_spans_total{client=\"a\"}"], 1.0);
     // The waiting span can still be completed while the store is full.
-    let server = batch(vec![resource(Some("b"), vec![], vec![span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC)])]);
+    let server =
+        batch(vec![resource(Some("b"), vec![], vec![span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC)])]);
     e.consume(&server, T0).unwrap();
     assert_eq!(scrape(&e, T0)[&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")], 1.0);
 }
@@ -236,8 +273,19 @@ fn a_new_series_is_first_scraped_at_zero() {
 fn span_multiplier_weights_counts() {
     let e = engine(r#"{"span_multiplier_key":"sampler.param"}"#);
     let b = batch(vec![
-        resource(Some("a"), vec![], vec![with_attrs(span(CLIENT, trace(1), sid(1), None, T0, T0 + SEC), vec![d("sampler.param", 0.25)])]),
-        resource(Some("b"), vec![], vec![with_attrs(span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC), vec![d("sampler.param", 0.25)])]),
+        resource(
+            Some("a"),
+            vec![],
+            vec![with_attrs(span(CLIENT, trace(1), sid(1), None, T0, T0 + SEC), vec![d("sampler.param", 0.25)])],
+        ),
+        resource(
+            Some("b"),
+            vec![],
+            vec![with_attrs(
+                span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC),
+                vec![d("sampler.param", 0.25)],
+            )],
+        ),
     ]);
     e.consume(&b, T0).unwrap();
     let m = scrape(&e, T0);
@@ -284,12 +332,20 @@ fn otlp_metrics_follow_contrib_shape() {
     let scope = &req.resource_metrics[0].scope_metrics[0];
     assert_eq!(scope.scope.as_ref().unwrap().name, "traces_service_graph");
     let names: Vec<&str> = scope.metrics.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, ["traces_service_graph_request_total", "traces_service_graph_request_server", "traces_service_graph_request_client"]);
+    assert_eq!(
+        names,
+        [
+            "traces_service_graph_request_total",
+            "traces_service_graph_request_server",
+            "traces_service_graph_request_client"
+        ]
+    );
     let Some(Data::Sum(sum)) = &scope.metrics[0].data else { panic!("not a sum") };
     let p = &sum.data_points[0];
     assert_eq!(p.value, Some(Value::AsInt(1)));
     assert_eq!((p.start_time_unix_nano, p.time_unix_nano), (T0, T0 + SEC));
-    let attrs: Vec<String> = p.attributes.iter().map(|kv| format!("{}={:?}", kv.key, kv.value.as_ref().unwrap().value)).collect();
+    let attrs: Vec<String> =
+        p.attributes.iter().map(|kv| format!("{}={:?}", kv.key, kv.value.as_ref().unwrap().value)).collect();
     assert_eq!(attrs.len(), 4, "{attrs:?}");
     let Some(Data::Histogram(h)) = &scope.metrics[1].data else { panic!("not a histogram") };
     assert_eq!(scope.metrics[1].unit, "s");
@@ -304,7 +360,11 @@ fn a_flood_of_distinct_label_values_does_not_grow_memory_without_bound() {
     let e = engine(r#"{"wait":"1s","dimensions":["tier"],"max_items":100000}"#);
     e.consume(&pair(1, "a", "b"), T0).unwrap();
     // A client that waits through the flood and completes after it.
-    let waiting = batch(vec![resource(Some("c"), vec![s("tier", "gold")], vec![span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC)])]);
+    let waiting = batch(vec![resource(
+        Some("c"),
+        vec![s("tier", "gold")],
+        vec![span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC)],
+    )]);
     let mut now = T0;
     for round in 0..30u32 {
         e.consume(&waiting, now).unwrap_or_default();
@@ -325,7 +385,8 @@ fn a_flood_of_distinct_label_values_does_not_grow_memory_without_bound() {
     assert!(s.interned_strings < 12_000, "interned strings: {}", s.interned_strings);
     // Ids survived compaction: old series and a waiting edge keep their names.
     e.consume(&waiting, now).unwrap();
-    let server = batch(vec![resource(Some("d"), vec![], vec![span(SERVER, trace(2), sid(2), Some(sid(1)), now, now + SEC)])]);
+    let server =
+        batch(vec![resource(Some("d"), vec![], vec![span(SERVER, trace(2), sid(2), Some(sid(1)), now, now + SEC)])]);
     e.consume(&server, now).unwrap();
     let m = scrape(&e, now);
     assert_eq!(m[&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")], 1.0);

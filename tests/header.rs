@@ -13,8 +13,5 @@ fn committed_header_is_current() {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8(o.stdout).unwrap())
         .unwrap_or_else(|| std::fs::read_to_string(root.join("include/servicemap.h")).unwrap());
-    assert!(
-        committed == generated,
-        "include/servicemap.h is stale: build, then commit the regenerated header"
-    );
+    assert!(committed == generated, "include/servicemap.h is stale: build, then commit the regenerated header");
 }

@@ -14,15 +14,27 @@ pub const CONSUMER: i32 = span::SpanKind::Consumer as i32;
 pub const INTERNAL: i32 = span::SpanKind::Internal as i32;
 
 pub fn s(key: &str, v: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+        ..Default::default()
+    }
 }
 
 pub fn d(key: &str, v: f64) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::DoubleValue(v)) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::DoubleValue(v)) }),
+        ..Default::default()
+    }
 }
 
 pub fn i(key: &str, v: i64) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::IntValue(v)) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::IntValue(v)) }),
+        ..Default::default()
+    }
 }
 
 pub fn trace(n: u8) -> Vec<u8> {
