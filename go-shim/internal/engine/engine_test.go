@@ -10,13 +10,11 @@ import (
 	"time"
 
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
-// garbage is a truncated protobuf: field 1, length 5, but only one byte follows.
-var garbage = []byte{0x0a, 0x05, 0x01}
+var garbage = testutil.Garbage
 
 // realEngine skips a test that needs pairing output while the library is
 // still a stub that accepts everything and renders nothing.
@@ -139,7 +137,7 @@ func TestEmptyAndValidBatches(t *testing.T) {
 	if err := e.Consume(nil, now); err != nil {
 		t.Fatalf("nil batch: %v", err)
 	}
-	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(clientServer("a", "b"))
+	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(testutil.ClientServer("a", "b", time.Now(), false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,14 +175,23 @@ func TestPairRendersEdge(t *testing.T) {
 	}
 	defer e.Close()
 	now := time.Now()
-	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(clientServer("a", "b"))
+	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(testutil.ClientServer("a", "b", time.Now(), false))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Consume(b, now); err != nil {
 		t.Fatal(err)
 	}
+	// A new series is shown at zero the first time (Tempo semantics), then
+	// with its value.
 	text, err := e.Render(FormatPrometheus, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := testutil.Sample(text, "traces_service_graph_request_total", map[string]string{"client": "a", "server": "b"}); !ok || v != 0 {
+		t.Fatalf("first render: request_total{client=a,server=b} = %v (found %v), want 0:\n%s", v, ok, text)
+	}
+	text, err = e.Render(FormatPrometheus, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +232,7 @@ func TestConcurrentUseAndClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(clientServer("a", "b"))
+	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(testutil.ClientServer("a", "b", time.Now(), false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,35 +260,4 @@ func TestConcurrentUseAndClose(t *testing.T) {
 	close(start)
 	e.Close()
 	wg.Wait()
-}
-
-// clientServer is one trace: a CLIENT span of service client and the SERVER
-// span of service server whose parent it is.
-func clientServer(client, server string) ptrace.Traces {
-	td := ptrace.NewTraces()
-	traceID := pcommon.TraceID([16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
-	clientID := pcommon.SpanID([8]byte{1, 1, 1, 1, 1, 1, 1, 1})
-	start := time.Now().Add(-time.Second)
-
-	rs := td.ResourceSpans().AppendEmpty()
-	rs.Resource().Attributes().PutStr("service.name", client)
-	s := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-	s.SetTraceID(traceID)
-	s.SetSpanID(clientID)
-	s.SetKind(ptrace.SpanKindClient)
-	s.SetName("call")
-	s.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
-	s.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(100 * time.Millisecond)))
-
-	rs = td.ResourceSpans().AppendEmpty()
-	rs.Resource().Attributes().PutStr("service.name", server)
-	s = rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-	s.SetTraceID(traceID)
-	s.SetSpanID(pcommon.SpanID([8]byte{2, 2, 2, 2, 2, 2, 2, 2}))
-	s.SetParentSpanID(clientID)
-	s.SetKind(ptrace.SpanKindServer)
-	s.SetName("handle")
-	s.SetStartTimestamp(pcommon.NewTimestampFromTime(start.Add(10 * time.Millisecond)))
-	s.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(90 * time.Millisecond)))
-	return td
 }

@@ -88,6 +88,8 @@ type Options struct {
 	MaxSeries                             *int           `mapstructure:"max_series"`
 	MaxLabelValueLength                   *int           `mapstructure:"max_label_value_length"`
 	Shards                                *int           `mapstructure:"shards"`
+	InitialZero                           *bool          `mapstructure:"initial_zero"`
+	MaxBatchBytes                         *int           `mapstructure:"max_batch_bytes"`
 }
 
 // Defaults returns the options with nothing set except the preset and the loops.
@@ -200,6 +202,8 @@ func (o *Options) EngineJSON() ([]byte, error) {
 	putInt("max_series", o.MaxSeries)
 	putInt("max_label_value_length", o.MaxLabelValueLength)
 	putInt("shards", o.Shards)
+	putBool("initial_zero", o.InitialZero)
+	putInt("max_batch_bytes", o.MaxBatchBytes)
 	return json.Marshal(m)
 }
 

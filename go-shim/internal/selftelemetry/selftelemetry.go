@@ -63,8 +63,8 @@ func New(mp metric.MeterProvider, scope string, stats StatsSource) (*Telemetry, 
 	}
 	first, err := readStats(stats, time.Now())
 	if err != nil || len(first) == 0 {
-		// Nothing to observe (or the engine reports no statistics yet).
-		return t, nil //nolint:nilerr // engine statistics are optional
+		// Engine statistics are optional: nothing to observe.
+		return t, nil
 	}
 	keys := make([]string, 0, len(first))
 	for k := range first {
@@ -137,14 +137,24 @@ func (t *Telemetry) Shutdown() {
 	}
 }
 
-// cumulativeWords mark a statistic that counts events since the engine started.
-var cumulativeWords = []string{"dropped", "expired", "rejected", "received", "consumed", "completed", "paired", "decoded", "evicted", "truncated"}
+// Statistics are counters when they count events since the engine started,
+// recognised by their name; everything else (waiting edges, active series,
+// memory) is a gauge.
+var (
+	cumulativePrefixes = []string{"batches_", "spans_", "edges_", "expired_"}
+	cumulativeWords    = []string{"dropped", "expired", "rejected", "refused", "received", "accepted", "completed", "ignored", "evicted"}
+)
 
 // isCumulative reports whether a statistic counts events (a counter) rather
 // than describing current state (a gauge).
 func isCumulative(key string) bool {
 	if strings.HasSuffix(key, "_total") {
 		return true
+	}
+	for _, p := range cumulativePrefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
 	}
 	for _, w := range cumulativeWords {
 		if strings.Contains(key, w) {
@@ -252,7 +262,7 @@ func (r *RejectLog) Reject(err error, spans int) bool {
 	fields := []zap.Field{
 		zap.Error(err),
 		zap.Int("spans_in_batch", spans),
-		zap.Int64("rejected_batches", count),
+		zap.Int64("rejected_since_last_message", count),
 		zap.Duration("log_interval", r.interval),
 	}
 	if engine.IsInvalidInput(err) {

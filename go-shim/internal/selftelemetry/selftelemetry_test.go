@@ -1,0 +1,183 @@
+package selftelemetry
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/servicemap/servicemap/go-shim/internal/engine"
+)
+
+func TestParseStats(t *testing.T) {
+	got, err := ParseStats([]byte(`{"waiting": 3, "batches_rejected": 1, "by_kind": {"client": 2, "server": 0},
+		"healthy": true, "name": "x", "list": [1], "nothing": null, "odd key": 1.5}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"waiting": 3, "batches_rejected": 1, "by_kind_client": 2, "by_kind_server": 0, "healthy": 1, "odd_key": 1.5}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if m, err := ParseStats(nil); err != nil || len(m) != 0 {
+		t.Errorf("empty input: %v, %v", m, err)
+	}
+	if _, err := ParseStats([]byte("[1]")); err == nil {
+		t.Error("a JSON array was accepted")
+	}
+}
+
+func TestIsCumulative(t *testing.T) {
+	counters := []string{"batches_accepted", "batches_rejected", "spans_received", "spans_dropped", "edges_new",
+		"edges_expired", "expired_by_kind_client", "series_refused", "requests_total"}
+	gauges := []string{"waiting", "active_series", "store_bytes", "interned_strings"}
+	for _, k := range counters {
+		if !isCumulative(k) {
+			t.Errorf("%s should be a counter", k)
+		}
+	}
+	for _, k := range gauges {
+		if isCumulative(k) {
+			t.Errorf("%s should be a gauge", k)
+		}
+	}
+}
+
+func sumOf(t *testing.T, tt *componenttest.Telemetry, name string) float64 {
+	t.Helper()
+	m, err := tt.GetMetric(name)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var total float64
+	switch d := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		for _, p := range d.DataPoints {
+			total += float64(p.Value)
+		}
+	case metricdata.Sum[float64]:
+		for _, p := range d.DataPoints {
+			total += p.Value
+		}
+	case metricdata.Gauge[float64]:
+		for _, p := range d.DataPoints {
+			total += p.Value
+		}
+	default:
+		t.Fatalf("%s has unexpected data %T", name, m.Data)
+	}
+	return total
+}
+
+func TestInstruments(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer func() { _ = tt.Shutdown(context.Background()) }()
+	waiting := 4
+	stats := func(time.Time) ([]byte, error) {
+		if waiting == 4 {
+			return []byte(`{"waiting": 4, "edges_expired": 7}`), nil
+		}
+		return []byte(`{"waiting": 1, "edges_expired": 9}`), nil
+	}
+	tel, err := New(tt.NewTelemetrySettings().MeterProvider, "test", stats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tel.Batch(ctx, 10)
+	tel.Batch(ctx, 5)
+	tel.Rejected(ctx)
+	if got := sumOf(t, tt, Prefix+"spans"); got != 15 {
+		t.Errorf("spans = %v", got)
+	}
+	if got := sumOf(t, tt, Prefix+"batches"); got != 2 {
+		t.Errorf("batches = %v", got)
+	}
+	if got := sumOf(t, tt, Prefix+"batches_rejected"); got != 1 {
+		t.Errorf("batches_rejected = %v", got)
+	}
+	if got := sumOf(t, tt, Prefix+"engine_waiting"); got != 4 {
+		t.Errorf("engine_waiting = %v", got)
+	}
+	if got := sumOf(t, tt, Prefix+"engine_edges_expired"); got != 7 {
+		t.Errorf("engine_edges_expired = %v", got)
+	}
+	m, err := tt.GetMetric(Prefix + "engine_edges_expired")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := m.Data.(metricdata.Sum[float64]); !ok || !s.IsMonotonic {
+		t.Errorf("engine_edges_expired is %T, want a monotonic sum", m.Data)
+	}
+	waiting = 1
+	if got := sumOf(t, tt, Prefix+"engine_waiting"); got != 1 {
+		t.Errorf("engine_waiting after change = %v", got)
+	}
+	tel.Shutdown()
+	tel.Shutdown()
+}
+
+func TestInstrumentsFromEngine(t *testing.T) {
+	eng, err := engine.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	tt := componenttest.NewTelemetry()
+	defer func() { _ = tt.Shutdown(context.Background()) }()
+	tel, err := New(tt.NewTelemetrySettings().MeterProvider, "test", func(now time.Time) ([]byte, error) {
+		return eng.Render(engine.FormatStatsJSON, now)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown()
+	for _, k := range tel.StatKeys() {
+		if _, err := tt.GetMetric(Prefix + "engine_" + k); err != nil {
+			t.Errorf("engine statistic %s: %v", k, err)
+		}
+	}
+}
+
+func TestRejectLogIsRateLimited(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	r := NewRejectLog(zap.New(core), 10*time.Second)
+	now := time.Unix(1000, 0)
+	r.SetClock(func() time.Time { return now })
+	bad := &engine.Error{Op: "consume", Status: engine.StatusInvalidInput, Message: "malformed"}
+
+	if !r.Reject(bad, 3) {
+		t.Fatal("first rejection not logged")
+	}
+	for i := 0; i < 5; i++ {
+		now = now.Add(time.Second)
+		if r.Reject(bad, 3) {
+			t.Fatalf("rejection %d within the interval was logged", i+2)
+		}
+	}
+	now = now.Add(5 * time.Second)
+	if !r.Reject(errors.New("other"), 1) {
+		t.Fatal("rejection after the interval not logged")
+	}
+	entries := logs.All()
+	if len(entries) != 2 {
+		t.Fatalf("%d log entries, want 2", len(entries))
+	}
+	if entries[0].Level != zapcore.WarnLevel || entries[1].Level != zapcore.ErrorLevel {
+		t.Errorf("levels %v, %v", entries[0].Level, entries[1].Level)
+	}
+	if got := entries[1].ContextMap()["rejected_since_last_message"]; got != int64(6) {
+		t.Errorf("second message counts %v rejections, want 6", got)
+	}
+}

@@ -1,0 +1,89 @@
+package servicemapprocessor
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/servicemap/servicemap/go-shim/internal/engine"
+)
+
+const (
+	contentTypePrometheus  = "text/plain; version=0.0.4; charset=utf-8"
+	contentTypeOpenMetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+)
+
+// route is one endpoint of the processor's HTTP server.
+type route struct {
+	// pattern is an http.ServeMux pattern ("GET /metrics" also serves HEAD).
+	pattern string
+	handler http.HandlerFunc
+}
+
+// routes lists every endpoint the processor serves. New endpoints (graph
+// queries and the like) are added here.
+func (p *serviceMapProcessor) routes() []route {
+	return []route{
+		{pattern: http.MethodGet + " " + p.cfg.HTTP.MetricsPath, handler: p.serveMetrics},
+	}
+}
+
+func (p *serviceMapProcessor) handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range p.routes() {
+		mux.Handle(r.pattern, r.handler)
+	}
+	return mux
+}
+
+// serveMetrics renders the engine's series in the format the scraper asks for.
+func (p *serviceMapProcessor) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	format, contentType := engine.FormatPrometheus, contentTypePrometheus
+	if wantsOpenMetrics(r.Header.Values("Accept")) {
+		format, contentType = engine.FormatOpenMetrics, contentTypeOpenMetrics
+	}
+	body, err := p.eng.Render(format, p.now())
+	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, engine.ErrClosed) {
+			status = http.StatusServiceUnavailable
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Vary", "Accept")
+	_, _ = w.Write(body)
+}
+
+// wantsOpenMetrics reports whether the Accept header prefers OpenMetrics text
+// over Prometheus text: application/openmetrics-text is listed with a quality
+// above zero and at least as high as any range that text/plain matches.
+func wantsOpenMetrics(accept []string) bool {
+	openMetrics, text := -1.0, -1.0
+	for _, header := range accept {
+		for _, part := range strings.Split(header, ",") {
+			mediaType, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if v, ok := params["q"]; ok {
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					q = f
+				}
+			}
+			switch mediaType {
+			case "application/openmetrics-text":
+				openMetrics = max(openMetrics, q)
+			case "text/plain", "text/*", "*/*":
+				text = max(text, q)
+			}
+		}
+	}
+	return openMetrics > 0 && openMetrics >= text
+}

@@ -1,0 +1,188 @@
+package servicemapprocessor
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
+
+	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
+	"github.com/servicemap/servicemap/go-shim/processor/servicemapprocessor/internal/metadata"
+)
+
+// rejectLogInterval is the least time between two log messages about rejected batches.
+const rejectLogInterval = 10 * time.Second
+
+type serviceMapProcessor struct {
+	cfg     *Config
+	telset  component.TelemetrySettings
+	logger  *zap.Logger
+	eng     *engine.Engine
+	tel     *selftelemetry.Telemetry
+	rejects *selftelemetry.RejectLog
+
+	// Seams for tests; set before start.
+	now         func() time.Time
+	marshal     func(ptrace.Traces) ([]byte, error)
+	newTicker   func(time.Duration) (<-chan time.Time, func())
+	afterExpire func()
+
+	mu       sync.Mutex
+	started  bool
+	stopped  bool
+	server   *http.Server
+	listener net.Listener
+	stop     chan struct{}
+	loops    sync.WaitGroup
+}
+
+func newProcessor(telset component.TelemetrySettings, cfg *Config) (*serviceMapProcessor, error) {
+	eng, err := cfg.NewEngine()
+	if err != nil {
+		return nil, err
+	}
+	tel, err := selftelemetry.New(telset.MeterProvider, metadata.ScopeName, func(now time.Time) ([]byte, error) {
+		return eng.Render(engine.FormatStatsJSON, now)
+	})
+	if err != nil {
+		eng.Close()
+		return nil, err
+	}
+	marshaler := &ptrace.ProtoMarshaler{}
+	return &serviceMapProcessor{
+		cfg:       cfg,
+		telset:    telset,
+		logger:    telset.Logger,
+		eng:       eng,
+		tel:       tel,
+		rejects:   selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval),
+		now:       time.Now,
+		marshal:   marshaler.MarshalTraces,
+		newTicker: newTicker,
+		stop:      make(chan struct{}),
+	}, nil
+}
+
+func newTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}
+
+// processTraces hands the batch to the engine and returns it unchanged. A
+// batch the engine rejects is counted and logged; it still flows on.
+func (p *serviceMapProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+	spans := td.SpanCount()
+	if spans == 0 {
+		return td, nil
+	}
+	b, err := p.marshal(td)
+	if err == nil {
+		err = p.eng.Consume(b, p.now())
+	}
+	p.tel.Batch(ctx, spans)
+	if err != nil {
+		p.tel.Rejected(ctx)
+		p.rejects.Reject(err, spans)
+	}
+	return td, nil
+}
+
+func (p *serviceMapProcessor) start(ctx context.Context, host component.Host) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started || p.stopped {
+		return nil
+	}
+
+	ln, err := p.cfg.HTTP.ToListener(ctx)
+	if err != nil {
+		return err
+	}
+	srv, err := p.cfg.HTTP.ToServer(ctx, host.GetExtensions(), p.telset, p.handler())
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	p.server, p.listener, p.started = srv, ln, true
+	p.logger.Info("servicemap processor serving metrics",
+		zap.String("endpoint", ln.Addr().String()), zap.String("path", p.cfg.HTTP.MetricsPath))
+
+	p.loops.Add(2)
+	go func() {
+		defer p.loops.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
+		}
+	}()
+	tick, stopTick := p.newTicker(p.cfg.ExpirationLoop())
+	go func() {
+		defer p.loops.Done()
+		defer stopTick()
+		p.expiryLoop(tick)
+	}()
+	return nil
+}
+
+func (p *serviceMapProcessor) expiryLoop(tick <-chan time.Time) {
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-tick:
+			if err := p.eng.Expire(p.now()); err != nil {
+				p.logger.Warn("servicemap expiry failed", zap.Error(err))
+			}
+			if p.afterExpire != nil {
+				p.afterExpire()
+			}
+		}
+	}
+}
+
+// shutdown stops the server and the expiry loop, flushes the edges still
+// waiting for their other side, and frees the engine. It is safe without
+// start and when called again.
+func (p *serviceMapProcessor) shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return nil
+	}
+	p.stopped = true
+	close(p.stop)
+
+	var err error
+	if p.server != nil {
+		err = p.server.Shutdown(ctx)
+		if err != nil {
+			// Shutdown gave up waiting for active requests; cut them off.
+			_ = p.server.Close()
+		}
+	}
+	p.loops.Wait()
+
+	if ferr := p.eng.Flush(p.now()); ferr != nil {
+		p.logger.Warn("servicemap flush at shutdown failed", zap.Error(ferr))
+	}
+	p.tel.Shutdown()
+	p.eng.Close()
+	return err
+}
+
+// addr is the address the HTTP server listens on, once started.
+func (p *serviceMapProcessor) addr() net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.listener == nil {
+		return nil
+	}
+	return p.listener.Addr()
+}

@@ -1,0 +1,473 @@
+package servicemapprocessor
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/servicemap/servicemap/go-shim/internal/enginetest"
+	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
+	"github.com/servicemap/servicemap/go-shim/internal/testutil"
+	"github.com/servicemap/servicemap/go-shim/processor/servicemapprocessor/internal/metadata"
+)
+
+// testClock is a clock the test moves by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type fixture struct {
+	tp    processor.Traces
+	p     *serviceMapProcessor
+	sink  *consumertest.TracesSink
+	tel   *componenttest.Telemetry
+	clock *testClock
+	tick  chan time.Time
+	// expired receives once per processed expiry tick.
+	expired chan struct{}
+}
+
+func testConfig() *Config {
+	cfg := createDefaultConfig()
+	cfg.HTTP.NetAddr.Endpoint = "127.0.0.1:0"
+	return cfg
+}
+
+// newFixture builds a processor with a hand-driven clock and expiry ticker.
+func newFixture(t *testing.T, cfg *Config) *fixture {
+	t.Helper()
+	f := &fixture{
+		sink:    new(consumertest.TracesSink),
+		tel:     componenttest.NewTelemetry(),
+		clock:   &testClock{t: time.Unix(1_700_000_000, 0)},
+		tick:    make(chan time.Time),
+		expired: make(chan struct{}, 1),
+	}
+	t.Cleanup(func() { _ = f.tel.Shutdown(context.Background()) })
+	set := processortest.NewNopSettings(metadata.Type)
+	set.TelemetrySettings = f.tel.NewTelemetrySettings()
+	tp, p, err := newTracesProcessor(context.Background(), set, cfg, f.sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.now = f.clock.now
+	p.newTicker = func(time.Duration) (<-chan time.Time, func()) { return f.tick, func() {} }
+	p.afterExpire = func() { f.expired <- struct{}{} }
+	f.tp, f.p = tp, p
+	return f
+}
+
+func (f *fixture) start(t *testing.T) {
+	t.Helper()
+	if err := f.tp.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.tp.Shutdown(context.Background()) })
+}
+
+func (f *fixture) url() string {
+	return fmt.Sprintf("http://%s%s", f.p.addr(), f.p.cfg.HTTP.MetricsPath)
+}
+
+// expire runs one pass of the expiry loop and waits for it.
+func (f *fixture) expire() {
+	f.tick <- f.clock.now()
+	<-f.expired
+}
+
+func scrape(t *testing.T, url, accept string) (string, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	return resp.Header.Get("Content-Type"), body
+}
+
+func counterSum(t *testing.T, tt *componenttest.Telemetry, name string) int64 {
+	t.Helper()
+	m, err := tt.GetMetric(name)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	sum, ok := m.Data.(metricdata.Sum[int64])
+	if !ok {
+		t.Fatalf("%s is %T", name, m.Data)
+	}
+	var total int64
+	for _, p := range sum.DataPoints {
+		total += p.Value
+	}
+	return total
+}
+
+func marshal(t *testing.T, td ptrace.Traces) []byte {
+	t.Helper()
+	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestFactory(t *testing.T) {
+	f := NewFactory()
+	if f.Type() != metadata.Type || f.Type().String() != "servicemap" {
+		t.Errorf("type %s", f.Type())
+	}
+	if f.TracesStability() != metadata.TracesStability {
+		t.Errorf("stability %s", f.TracesStability())
+	}
+	cfg, ok := f.CreateDefaultConfig().(*Config)
+	if !ok || cfg.Compat != "tempo" {
+		t.Fatalf("default config %#v", f.CreateDefaultConfig())
+	}
+	cfg.HTTP.NetAddr.Endpoint = "127.0.0.1:0"
+	tp, err := f.CreateTraces(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp.Capabilities().MutatesData {
+		t.Error("the processor claims to mutate data")
+	}
+	if err := tp.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCreateRejectsInvalidConfig(t *testing.T) {
+	cfg := testConfig()
+	bad := 0
+	cfg.Store.MaxItems = &bad
+	_, err := NewFactory().CreateTraces(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "`store.max_items`") {
+		t.Fatalf("create with max_items 0: %v", err)
+	}
+}
+
+func TestTracesPassThroughUnchanged(t *testing.T) {
+	f := newFixture(t, testConfig())
+	f.start(t)
+	td := testutil.ClientServer("a", "b", f.clock.now(), true)
+	want := marshal(t, td)
+	if err := f.tp.ConsumeTraces(context.Background(), td); err != nil {
+		t.Fatal(err)
+	}
+	got := f.sink.AllTraces()
+	if len(got) != 1 {
+		t.Fatalf("%d batches passed on, want 1", len(got))
+	}
+	if !bytes.Equal(marshal(t, got[0]), want) {
+		t.Error("the batch passed on differs from the batch received")
+	}
+	if n := counterSum(t, f.tel, selftelemetry.Prefix+"spans"); n != 2 {
+		t.Errorf("spans counted %d, want 2", n)
+	}
+}
+
+func TestServesMetrics(t *testing.T) {
+	f := newFixture(t, testConfig())
+	f.start(t)
+	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+		t.Fatal(err)
+	}
+
+	ct, body := scrape(t, f.url(), "")
+	if ct != contentTypePrometheus {
+		t.Errorf("Content-Type %q, want %q", ct, contentTypePrometheus)
+	}
+	ct, body2 := scrape(t, f.url(), "application/openmetrics-text;version=1.0.0;q=0.6,text/plain;version=0.0.4;q=0.3,*/*;q=0.2")
+	if ct != contentTypeOpenMetrics {
+		t.Errorf("Content-Type %q, want %q", ct, contentTypeOpenMetrics)
+	}
+
+	enginetest.RequireRealEngine(t)
+	labels := map[string]string{"client": "a", "server": "b"}
+	// A new series is shown at zero first (Tempo semantics), then counted.
+	if v, ok := testutil.Sample(body, "traces_service_graph_request_total", labels); !ok || v != 0 {
+		t.Errorf("first scrape: request_total = %v (found %v), want 0\n%s", v, ok, body)
+	}
+	if v, ok := testutil.Sample(body2, "traces_service_graph_request_total", labels); !ok || v != 1 {
+		t.Errorf("second scrape: request_total = %v (found %v), want 1\n%s", v, ok, body2)
+	}
+	if !bytes.HasSuffix(body2, []byte("# EOF\n")) {
+		t.Error("OpenMetrics response does not end with # EOF")
+	}
+}
+
+func TestHTTPRoutes(t *testing.T) {
+	cfg := testConfig()
+	cfg.HTTP.MetricsPath = "/sm/metrics"
+	f := newFixture(t, cfg)
+	f.start(t)
+	base := "http://" + f.p.addr().String()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodGet, "/sm/metrics", http.StatusOK},
+		{http.MethodHead, "/sm/metrics", http.StatusOK},
+		{http.MethodPost, "/sm/metrics", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/metrics", http.StatusNotFound},
+	} {
+		req, err := http.NewRequest(tc.method, base+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.status)
+		}
+	}
+}
+
+func TestWantsOpenMetrics(t *testing.T) {
+	for accept, want := range map[string]bool{
+		"":                             false,
+		"*/*":                          false,
+		"text/plain; version=0.0.4":    false,
+		"application/openmetrics-text": true,
+		"application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2": true,
+		"text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5": false,
+		"application/openmetrics-text;q=0":                                  false,
+		"application/json":                                                  false,
+		"garbage;;;,application/openmetrics-text; version=1.0.0":            true,
+	} {
+		var headers []string
+		if accept != "" {
+			headers = []string{accept}
+		}
+		if got := wantsOpenMetrics(headers); got != want {
+			t.Errorf("wantsOpenMetrics(%q) = %v, want %v", accept, got, want)
+		}
+	}
+}
+
+func TestShutdownWithoutStart(t *testing.T) {
+	f := newFixture(t, testConfig())
+	if err := f.tp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.tp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestShutdownTwice(t *testing.T) {
+	f := newFixture(t, testConfig())
+	if err := f.tp.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	addr := f.p.addr().String()
+	if err := f.tp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.tp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The port is free again.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("port still taken after shutdown: %v", err)
+	}
+	_ = ln.Close()
+}
+
+func TestStartFailsWhenPortIsTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := testConfig()
+	cfg.HTTP.NetAddr.Endpoint = ln.Addr().String()
+	f := newFixture(t, cfg)
+	if err := f.tp.Start(context.Background(), componenttest.NewNopHost()); err == nil {
+		t.Fatal("Start succeeded on a taken port")
+	}
+	if err := f.tp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRejectedBatchIsCountedAndPassedOn(t *testing.T) {
+	enginetest.RequireRealEngine(t)
+	f := newFixture(t, testConfig())
+	f.p.marshal = func(ptrace.Traces) ([]byte, error) { return testutil.Garbage, nil }
+	f.start(t)
+	for i := 0; i < 3; i++ {
+		if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	if n := len(f.sink.AllTraces()); n != 3 {
+		t.Errorf("%d batches passed on, want 3", n)
+	}
+	if n := counterSum(t, f.tel, selftelemetry.Prefix+"batches_rejected"); n != 3 {
+		t.Errorf("batches_rejected = %d, want 3", n)
+	}
+	// The engine keeps working for good batches.
+	f.p.marshal = (&ptrace.ProtoMarshaler{}).MarshalTraces
+	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+		t.Fatal(err)
+	}
+	if n := counterSum(t, f.tel, selftelemetry.Prefix+"batches_rejected"); n != 3 {
+		t.Errorf("batches_rejected = %d after a good batch, want 3", n)
+	}
+}
+
+func TestExpiryLoopMakesVirtualNodes(t *testing.T) {
+	enginetest.RequireRealEngine(t)
+	cfg := testConfig()
+	noZero := false
+	cfg.InitialZero = &noZero
+	f := newFixture(t, cfg)
+	f.start(t)
+	if err := f.tp.ConsumeTraces(context.Background(), testutil.LoneClient("shop", "payments-gateway", f.clock.now())); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"client": "shop", "server": "payments-gateway"}
+	_, body := scrape(t, f.url(), "")
+	if _, ok := testutil.Sample(body, "traces_service_graph_request_total", labels); ok {
+		t.Fatalf("edge exists before expiry:\n%s", body)
+	}
+	f.expire() // not yet due
+	_, body = scrape(t, f.url(), "")
+	if _, ok := testutil.Sample(body, "traces_service_graph_request_total", labels); ok {
+		t.Fatalf("edge exists before its wait has passed:\n%s", body)
+	}
+	f.clock.add(time.Minute)
+	f.expire()
+	_, body = scrape(t, f.url(), "")
+	if v, ok := testutil.Sample(body, "traces_service_graph_request_total", labels); !ok || v != 1 {
+		t.Fatalf("virtual edge request_total = %v (found %v), want 1:\n%s", v, ok, body)
+	}
+}
+
+func TestConcurrentConsumeAndScrape(t *testing.T) {
+	cfg := testConfig()
+	noZero := false
+	cfg.InitialZero = &noZero
+	f := newFixture(t, cfg)
+	f.start(t)
+	const workers, batches = 8, 40
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := 0; i < batches; i++ {
+				td := testutil.ClientServer("a", "b", f.clock.now(), i%4 == 0)
+				if err := f.tp.ConsumeTraces(context.Background(), td); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	stopScrape := make(chan struct{})
+	var scrapers sync.WaitGroup
+	for s := 0; s < 2; s++ {
+		scrapers.Add(1)
+		go func(accept string) {
+			defer scrapers.Done()
+			req, err := http.NewRequest(http.MethodGet, f.url(), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if accept != "" {
+				req.Header.Set("Accept", accept)
+			}
+			for {
+				select {
+				case <-stopScrape:
+					return
+				default:
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		}([]string{"", "application/openmetrics-text"}[s])
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-start
+		for i := 0; i < 5; i++ {
+			f.expire()
+		}
+	}()
+	close(start)
+	wg.Wait()
+	close(stopScrape)
+	scrapers.Wait()
+
+	if n := len(f.sink.AllTraces()); n != workers*batches {
+		t.Errorf("%d batches passed on, want %d", n, workers*batches)
+	}
+	enginetest.RequireRealEngine(t)
+	_, body := scrape(t, f.url(), "")
+	if v, ok := testutil.Sample(body, "traces_service_graph_request_total", map[string]string{"client": "a", "server": "b"}); !ok || v != workers*batches {
+		t.Errorf("request_total = %v (found %v), want %d:\n%s", v, ok, workers*batches, body)
+	}
+	if v, ok := testutil.Sample(body, "traces_service_graph_request_failed_total", map[string]string{"client": "a", "server": "b"}); !ok || v != workers*batches/4 {
+		t.Errorf("request_failed_total = %v (found %v), want %d", v, ok, workers*batches/4)
+	}
+}
