@@ -1,0 +1,413 @@
+package servicemapconnector
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/connector"
+	"go.opentelemetry.io/collector/connector/connectortest"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/servicemap/servicemap/go-shim/connector/servicemapconnector/internal/metadata"
+	"github.com/servicemap/servicemap/go-shim/internal/enginetest"
+	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
+	"github.com/servicemap/servicemap/go-shim/internal/testutil"
+)
+
+// testClock is a clock the test moves by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// metricsSink records pushes.
+type metricsSink struct {
+	mu     sync.Mutex
+	pushes []pmetric.Metrics
+}
+
+func (s *metricsSink) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
+
+func (s *metricsSink) ConsumeMetrics(_ context.Context, md pmetric.Metrics) error {
+	s.mu.Lock()
+	s.pushes = append(s.pushes, md)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *metricsSink) all() []pmetric.Metrics {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]pmetric.Metrics(nil), s.pushes...)
+}
+
+type fixture struct {
+	c          *serviceMapConnector
+	sink       *metricsSink
+	tel        *componenttest.Telemetry
+	clock      *testClock
+	expiryTick chan time.Time
+	pushTick   chan time.Time
+	expired    chan struct{}
+	pushed     chan struct{}
+}
+
+const (
+	testExpiryLoop = 3 * time.Second
+	testFlushEvery = 17 * time.Second
+)
+
+func testConfig() *Config {
+	cfg := createDefaultConfig()
+	cfg.StoreExpirationLoop = testExpiryLoop
+	every := testFlushEvery
+	cfg.MetricsFlushInterval = &every
+	return cfg
+}
+
+// newFixture builds a connector with a hand-driven clock and tickers.
+func newFixture(t *testing.T, cfg *Config) *fixture {
+	t.Helper()
+	f := &fixture{
+		sink:       &metricsSink{},
+		tel:        componenttest.NewTelemetry(),
+		clock:      &testClock{t: time.Unix(1_700_000_000, 0)},
+		expiryTick: make(chan time.Time),
+		pushTick:   make(chan time.Time),
+		expired:    make(chan struct{}, 1),
+		pushed:     make(chan struct{}, 1),
+	}
+	t.Cleanup(func() { _ = f.tel.Shutdown(context.Background()) })
+	c, err := newConnector(f.tel.NewTelemetrySettings(), cfg, f.sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.now = f.clock.now
+	c.newTicker = func(d time.Duration) (<-chan time.Time, func()) {
+		switch d {
+		case testExpiryLoop:
+			return f.expiryTick, func() {}
+		case testFlushEvery:
+			return f.pushTick, func() {}
+		}
+		t.Errorf("unexpected ticker period %s", d)
+		return nil, func() {}
+	}
+	c.afterExpire = func() { f.expired <- struct{}{} }
+	c.afterPush = func() { f.pushed <- struct{}{} }
+	f.c = c
+	return f
+}
+
+func (f *fixture) start(t *testing.T) {
+	t.Helper()
+	if err := f.c.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.c.Shutdown(context.Background()) })
+}
+
+// push runs one pass of the push loop and waits for it.
+func (f *fixture) push() {
+	f.pushTick <- f.clock.now()
+	<-f.pushed
+}
+
+// expire runs one pass of the expiry loop and waits for it.
+func (f *fixture) expire() {
+	f.expiryTick <- f.clock.now()
+	<-f.expired
+}
+
+func counterSum(t *testing.T, tt *componenttest.Telemetry, name string) int64 {
+	t.Helper()
+	m, err := tt.GetMetric(name)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	sum, ok := m.Data.(metricdata.Sum[int64])
+	if !ok {
+		t.Fatalf("%s is %T", name, m.Data)
+	}
+	var total int64
+	for _, p := range sum.DataPoints {
+		total += p.Value
+	}
+	return total
+}
+
+func TestFactory(t *testing.T) {
+	f := NewFactory()
+	if f.Type().String() != "servicemap" {
+		t.Errorf("type %s", f.Type())
+	}
+	if f.TracesToMetricsStability() != metadata.TracesToMetricsStability {
+		t.Errorf("stability %s", f.TracesToMetricsStability())
+	}
+	cfg := f.CreateDefaultConfig()
+	set := connectortest.NewNopSettings(metadata.Type)
+	c, err := f.CreateTracesToMetrics(context.Background(), set, cfg, consumertest.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Capabilities().MutatesData {
+		t.Error("the connector claims to mutate data")
+	}
+	if err := c.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var _ connector.Traces = c
+}
+
+func TestCreateRejectsInvalidConfig(t *testing.T) {
+	cfg := createDefaultConfig()
+	ttl := -time.Second
+	cfg.Store.TTL = &ttl
+	_, err := NewFactory().CreateTracesToMetrics(context.Background(), connectortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "`store.ttl`") {
+		t.Fatalf("create with a negative ttl: %v", err)
+	}
+}
+
+func TestEmitsMetricsOnFlush(t *testing.T) {
+	enginetest.RequireRealEngine(t)
+	f := newFixture(t, testConfig())
+	f.start(t)
+	ctx := context.Background()
+	if err := f.c.ConsumeTraces(ctx, testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.ConsumeTraces(ctx, testutil.ClientServer("a", "b", f.clock.now(), true)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.sink.all()); n != 0 {
+		t.Fatalf("%d pushes before the flush interval", n)
+	}
+	f.clock.add(testFlushEvery)
+	f.push()
+	pushes := f.sink.all()
+	if len(pushes) != 1 {
+		t.Fatalf("%d pushes, want 1", len(pushes))
+	}
+	md := pushes[0]
+	// Contrib semantics: a failed label on every series.
+	ok := map[string]string{"client": "a", "server": "b", "failed": "false"}
+	failed := map[string]string{"client": "a", "server": "b", "failed": "true"}
+	if v, found := testutil.MetricValue(md, "traces_service_graph_request_total", ok); !found || v != 1 {
+		t.Errorf("request_total{failed=false} = %v (found %v), want 1", v, found)
+	}
+	if v, found := testutil.MetricValue(md, "traces_service_graph_request_total", failed); !found || v != 1 {
+		t.Errorf("request_total{failed=true} = %v (found %v), want 1", v, found)
+	}
+	if v, found := testutil.MetricValue(md, "traces_service_graph_request_failed_total", failed); !found || v != 1 {
+		t.Errorf("request_failed_total = %v (found %v), want 1", v, found)
+	}
+	if v, found := testutil.MetricValue(md, "traces_service_graph_request_server", ok); !found || v != 1 {
+		t.Errorf("request_server histogram count = %v (found %v), want 1", v, found)
+	}
+
+	// Cumulative: the next push still carries the totals.
+	if err := f.c.ConsumeTraces(ctx, testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.add(testFlushEvery)
+	f.push()
+	pushes = f.sink.all()
+	if len(pushes) != 2 {
+		t.Fatalf("%d pushes, want 2", len(pushes))
+	}
+	if v, _ := testutil.MetricValue(pushes[1], "traces_service_graph_request_total", ok); v != 2 {
+		t.Errorf("second push request_total{failed=false} = %v, want 2", v)
+	}
+}
+
+func TestNothingIsSentWithoutSeries(t *testing.T) {
+	f := newFixture(t, testConfig())
+	f.start(t)
+	f.push()
+	if n := len(f.sink.all()); n != 0 {
+		t.Fatalf("%d pushes with no series", n)
+	}
+}
+
+func TestFlushAfterEveryBatch(t *testing.T) {
+	enginetest.RequireRealEngine(t)
+	cfg := testConfig()
+	zero := time.Duration(0)
+	cfg.MetricsFlushInterval = &zero
+	f := newFixture(t, cfg)
+	f.start(t)
+	for i := 1; i <= 3; i++ {
+		if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+			t.Fatal(err)
+		}
+		pushes := f.sink.all()
+		if len(pushes) != i {
+			t.Fatalf("after batch %d: %d pushes", i, len(pushes))
+		}
+		if v, _ := testutil.MetricValue(pushes[i-1], "traces_service_graph_request_total", map[string]string{"client": "a"}); v != float64(i) {
+			t.Errorf("after batch %d: request_total = %v", i, v)
+		}
+	}
+}
+
+func TestExpiryMakesVirtualNodes(t *testing.T) {
+	enginetest.RequireRealEngine(t)
+	f := newFixture(t, testConfig())
+	f.start(t)
+	if err := f.c.ConsumeTraces(context.Background(), testutil.LoneClient("shop", "payments-gateway", f.clock.now())); err != nil {
+		t.Fatal(err)
+	}
+	f.expire() // not due yet
+	f.push()
+	if n := len(f.sink.all()); n != 0 {
+		t.Fatalf("%d pushes before the edge expired", n)
+	}
+	f.clock.add(time.Minute)
+	f.expire()
+	f.push()
+	pushes := f.sink.all()
+	if len(pushes) != 1 {
+		t.Fatalf("%d pushes, want 1", len(pushes))
+	}
+	labels := map[string]string{"client": "shop", "server": "payments-gateway", "connection_type": "virtual_node"}
+	if v, ok := testutil.MetricValue(pushes[0], "traces_service_graph_request_total", labels); !ok || v != 1 {
+		t.Errorf("virtual edge request_total = %v (found %v), want 1", v, ok)
+	}
+}
+
+func TestShutdownFlushesAndPushesOnce(t *testing.T) {
+	enginetest.RequireRealEngine(t)
+	f := newFixture(t, testConfig())
+	if err := f.c.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.ConsumeTraces(context.Background(), testutil.LoneClient("shop", "payments-gateway", f.clock.now())); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pushes := f.sink.all()
+	if len(pushes) != 1 {
+		t.Fatalf("%d pushes at shutdown, want 1", len(pushes))
+	}
+	if v, ok := testutil.MetricValue(pushes[0], "traces_service_graph_request_total", map[string]string{"client": "shop", "server": "payments-gateway"}); !ok || v != 1 {
+		t.Errorf("flushed edge request_total = %v (found %v), want 1", v, ok)
+	}
+	if err := f.c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.sink.all()); n != 1 {
+		t.Errorf("a second Shutdown pushed again (%d pushes)", n)
+	}
+}
+
+func TestShutdownWithoutStart(t *testing.T) {
+	f := newFixture(t, testConfig())
+	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.sink.all()); n != 0 {
+		t.Errorf("%d pushes from a connector that was never started", n)
+	}
+}
+
+func TestRejectedBatchIsCounted(t *testing.T) {
+	enginetest.RequireRealEngine(t)
+	f := newFixture(t, testConfig())
+	f.c.marshal = func(ptrace.Traces) ([]byte, error) { return testutil.Garbage, nil }
+	f.start(t)
+	for i := 0; i < 2; i++ {
+		if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+			t.Fatalf("a rejected batch is reported upstream: %v", err)
+		}
+	}
+	if n := counterSum(t, f.tel, selftelemetry.Prefix+"batches_rejected"); n != 2 {
+		t.Errorf("batches_rejected = %d, want 2", n)
+	}
+	f.c.marshal = (&ptrace.ProtoMarshaler{}).MarshalTraces
+	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+		t.Fatal(err)
+	}
+	f.push()
+	if n := len(f.sink.all()); n != 1 {
+		t.Errorf("%d pushes after a good batch, want 1", n)
+	}
+}
+
+func TestConcurrentConsumeAndFlush(t *testing.T) {
+	cfg := testConfig()
+	zero := time.Duration(0)
+	cfg.MetricsFlushInterval = &zero
+	f := newFixture(t, cfg)
+	f.start(t)
+	const workers, batches = 8, 30
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := 0; i < batches; i++ {
+				if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-start
+		for i := 0; i < 5; i++ {
+			f.expire()
+		}
+	}()
+	close(start)
+	wg.Wait()
+	if err := f.c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	enginetest.RequireRealEngine(t)
+	pushes := f.sink.all()
+	if len(pushes) != workers*batches+1 {
+		t.Fatalf("%d pushes, want one per batch plus the final one (%d)", len(pushes), workers*batches+1)
+	}
+	last := pushes[len(pushes)-1]
+	if v, _ := testutil.MetricValue(last, "traces_service_graph_request_total", map[string]string{"client": "a"}); v != workers*batches {
+		t.Errorf("final request_total = %v, want %d", v, workers*batches)
+	}
+}
