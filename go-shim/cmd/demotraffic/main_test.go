@@ -1,0 +1,100 @@
+package main
+
+import (
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+)
+
+func TestCheckLoopback(t *testing.T) {
+	for endpoint, ok := range map[string]bool{
+		"http://localhost:4318/v1/traces": true,
+		"http://127.0.0.1:4318/v1/traces": true,
+		"http://[::1]:4318/v1/traces":     true,
+		"https://localhost/v1/traces":     true,
+		"http://10.0.0.1:4318/v1/traces":  false,
+		"http://example.com/v1/traces":    false,
+		"ftp://localhost/v1/traces":       false,
+		"localhost:4318":                  false,
+	} {
+		if err := checkLoopback(endpoint); (err == nil) != ok {
+			t.Errorf("checkLoopback(%q) = %v", endpoint, err)
+		}
+	}
+}
+
+func TestCheckoutTopology(t *testing.T) {
+	g := &generator{rng: rand.New(rand.NewPCG(1, 2)), errorRate: 0}
+	batches := map[string]ptrace.Traces{}
+	if g.checkout(time.Now(), batches) {
+		t.Fatal("a checkout failed with error rate 0")
+	}
+	kinds := map[string]map[ptrace.SpanKind]int{}
+	for name, td := range batches {
+		kinds[name] = map[ptrace.SpanKind]int{}
+		rs := td.ResourceSpans().At(0)
+		if v, _ := rs.Resource().Attributes().Get("service.name"); v.Str() != name {
+			t.Errorf("batch %s has service.name %q", name, v.Str())
+		}
+		spans := rs.ScopeSpans().At(0).Spans()
+		for i := 0; i < spans.Len(); i++ {
+			s := spans.At(i)
+			kinds[name][s.Kind()]++
+			if s.EndTimestamp() < s.StartTimestamp() {
+				t.Errorf("%s span %s ends before it starts", name, s.Name())
+			}
+		}
+	}
+	want := map[string]map[ptrace.SpanKind]int{
+		"frontend": {ptrace.SpanKindServer: 1, ptrace.SpanKindClient: 1},
+		"checkout": {ptrace.SpanKindServer: 1, ptrace.SpanKindClient: 2, ptrace.SpanKindProducer: 1},
+		"payment":  {ptrace.SpanKindServer: 1, ptrace.SpanKindClient: 1},
+		"shipping": {ptrace.SpanKindConsumer: 1},
+	}
+	for name, w := range want {
+		for kind, n := range w {
+			if kinds[name][kind] != n {
+				t.Errorf("%s has %d %s spans, want %d", name, kinds[name][kind], kind, n)
+			}
+		}
+	}
+}
+
+func TestRunSendsToCollector(t *testing.T) {
+	var mu sync.Mutex
+	services := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req := ptraceotlp.NewExportRequest()
+		if err := req.UnmarshalProto(body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rs := req.Traces().ResourceSpans()
+		mu.Lock()
+		for i := 0; i < rs.Len(); i++ {
+			v, _ := rs.At(i).Resource().Attributes().Get("service.name")
+			services[v.Str()]++
+		}
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	if err := run(srv.URL+"/v1/traces", 100, 350*time.Millisecond, 0.5, 7); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, name := range []string{"frontend", "checkout", "payment"} {
+		if services[name] == 0 {
+			t.Errorf("nothing sent for %s (%v)", name, services)
+		}
+	}
+}
