@@ -59,6 +59,21 @@
 #define SM_FORMAT_STATS_JSON 3
 
 /**
+ * `sm_engine_render` format: the service map as JSON (schema `servicemap.graph/v1`).
+ */
+#define SM_FORMAT_GRAPH_JSON 4
+
+/**
+ * `sm_engine_render` format: the service map as Graphviz DOT, coloured by health.
+ */
+#define SM_FORMAT_GRAPH_DOT 5
+
+/**
+ * `sm_engine_render` format: the service map as a Mermaid flowchart.
+ */
+#define SM_FORMAT_GRAPH_MERMAID 6
+
+/**
  * The empty string's id.
  */
 #define EMPTY 0
@@ -200,6 +215,40 @@ enum sm_status sm_engine_render(const struct sm_engine *engine,
                                 uint64_t now_unix_nano,
                                 struct sm_buf *out,
                                 struct sm_buf *message);
+
+/**
+ * Answers a service-map query given as JSON (`request`, `request_len`
+ * bytes): `{"query":"impact","service":"NAME"}`, `{"query":"root_causes"}`,
+ * `{"query":"recovery_order"}`, `{"query":"diff","from":UNIX_NANO,"to":UNIX_NANO}`
+ * or `{"query":"history"}`. The JSON answer goes to `*out`, a new buffer the
+ * caller frees with `sm_buf_free`. Thread-safe.
+ *
+ * # Safety
+ * `engine` must be a live engine; `request` must point to `request_len`
+ * readable bytes; `out` must be writable.
+ */
+enum sm_status sm_engine_query(const struct sm_engine *engine,
+                               const uint8_t *request,
+                               size_t request_len,
+                               uint64_t now_unix_nano,
+                               struct sm_buf *out,
+                               struct sm_buf *message);
+
+/**
+ * Adds edges observed outside traces (network flows, gateway logs) to the
+ * service map: JSON lines of `{"client","server","count","errors",
+ * "latency_seconds","connection_type","protocol"}`, borrowed for the call.
+ * A bad line rejects the whole input (`SM_STATUS_INVALID_ARGUMENT`, the
+ * message names the line). Thread-safe.
+ *
+ * # Safety
+ * `engine` must be a live engine; `data` must point to `len` readable bytes.
+ */
+enum sm_status sm_engine_observe_edges(const struct sm_engine *engine,
+                                       const uint8_t *data,
+                                       size_t len,
+                                       uint64_t now_unix_nano,
+                                       struct sm_buf *message);
 
 /**
  * Frees a buffer returned by this library. A buffer with a NULL `ptr` is a no-op.

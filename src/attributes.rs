@@ -98,6 +98,17 @@ pub struct KeySet {
     pub network_peer_address: usize,
     pub network_peer_port: usize,
     pub multiplier: Option<usize>,
+    /// Resource facts for the service map: version, environment (two spellings),
+    /// namespace, Kubernetes namespace, owner.
+    pub version: usize,
+    pub environment: [usize; 2],
+    pub namespace: usize,
+    pub k8s_namespace: usize,
+    pub owner: usize,
+    /// Span attributes that tell an edge's protocol, in priority order; the
+    /// last two only say "http".
+    pub protocol: [usize; 4],
+    pub http: [usize; 2],
 }
 
 impl KeySet {
@@ -113,6 +124,13 @@ impl KeySet {
             network_peer_address: 0,
             network_peer_port: 0,
             multiplier: None,
+            version: 0,
+            environment: [0; 2],
+            namespace: 0,
+            k8s_namespace: 0,
+            owner: 0,
+            protocol: [0; 4],
+            http: [0; 2],
         };
         ks.dimensions = config.dimensions.iter().map(|k| ks.add(k)).collect();
         ks.peer = config.peer_attributes.iter().map(|k| ks.add(k)).collect();
@@ -122,6 +140,16 @@ impl KeySet {
         ks.network_peer_address = ks.add("network.peer.address");
         ks.network_peer_port = ks.add("network.peer.port");
         ks.multiplier = config.span_multiplier_key.as_deref().map(|k| ks.add(k));
+        if config.graph {
+            ks.version = ks.add("service.version");
+            ks.environment = [ks.add("deployment.environment.name"), ks.add("deployment.environment")];
+            ks.namespace = ks.add("service.namespace");
+            ks.k8s_namespace = ks.add("k8s.namespace.name");
+            ks.owner = ks.add(&config.owner_attribute);
+            ks.protocol =
+                [ks.add("rpc.system"), ks.add("messaging.system"), ks.add("db.system.name"), ks.add("db.system")];
+            ks.http = [ks.add("http.request.method"), ks.add("http.method")];
+        }
         ks
     }
 

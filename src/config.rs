@@ -91,6 +91,20 @@ pub struct Config {
     pub initial_zero: bool,
     /// A batch larger than this is rejected before it is read.
     pub max_batch_bytes: usize,
+    /// Keep the live service map (graph, health, queries, history).
+    pub graph: bool,
+    /// Sliding window for the map's rates, error rates and percentiles.
+    pub graph_window: Duration,
+    /// Number of slots the window is kept in (its resolution).
+    pub graph_window_slots: usize,
+    /// Resource attribute naming a service's owner or team.
+    pub owner_attribute: String,
+    /// How often a topology snapshot is kept for history and diffs.
+    pub snapshot_interval: Duration,
+    /// How many snapshots are kept (the oldest is dropped).
+    pub history_length: usize,
+    /// Owners, tiers and SLOs that traces do not carry.
+    pub catalog: crate::catalog::Catalog,
 }
 
 const TEMPO_BUCKETS: [f64; 8] = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8];
@@ -134,6 +148,13 @@ impl Config {
                 shards,
                 initial_zero: true,
                 max_batch_bytes: 64 << 20,
+                graph: true,
+                graph_window: Duration::from_secs(300),
+                graph_window_slots: 10,
+                owner_attribute: "service.owner".to_string(),
+                snapshot_interval: Duration::from_secs(60),
+                history_length: 1440,
+                catalog: crate::catalog::Catalog::default(),
             },
             Compat::Contrib => Config {
                 compat,
@@ -163,6 +184,13 @@ impl Config {
                 shards,
                 initial_zero: true,
                 max_batch_bytes: 64 << 20,
+                graph: true,
+                graph_window: Duration::from_secs(300),
+                graph_window_slots: 10,
+                owner_attribute: "service.owner".to_string(),
+                snapshot_interval: Duration::from_secs(60),
+                history_length: 1440,
+                catalog: crate::catalog::Catalog::default(),
             },
         }
     }
@@ -245,6 +273,19 @@ impl Config {
                 "max_label_value_length" => c.max_label_value_length = count(k, v, 1)?,
                 "initial_zero" => c.initial_zero = boolean(k, v)?,
                 "max_batch_bytes" => c.max_batch_bytes = count(k, v, 1)?,
+                "graph" => c.graph = boolean(k, v)?,
+                "graph_window" => c.graph_window = positive_duration(k, v)?,
+                "graph_window_slots" => c.graph_window_slots = count(k, v, 1)?.min(3600),
+                "owner_attribute" => {
+                    c.owner_attribute = v
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .ok_or_else(|| Error::config(k, format!("expected a non-empty string, got {v}")))?
+                }
+                "snapshot_interval" => c.snapshot_interval = positive_duration(k, v)?,
+                "history_length" => c.history_length = count(k, v, 1)?,
+                "catalog" => c.catalog = crate::catalog::Catalog::from_json(v.to_string().as_bytes())?,
                 "shards" => {
                     let n = count(k, v, 1)?;
                     if n > 1024 {
@@ -311,6 +352,14 @@ fn buckets(key: &str, v: &Value) -> Result<Vec<f64>, Error> {
         return Err(Error::config(key, "at least one bucket bound is needed"));
     }
     Ok(out)
+}
+
+fn positive_duration(key: &str, v: &Value) -> Result<Duration, Error> {
+    let d = duration(key, v)?;
+    if d.is_zero() {
+        return Err(Error::config(key, "must be greater than zero"));
+    }
+    Ok(d)
 }
 
 /// A duration: a number of seconds, or a Go-style string such as "10s",

@@ -76,6 +76,9 @@ pub struct HalfEdge {
     pub server_last: bool,
     /// A producer that already served a linked consumer.
     pub matched: bool,
+    /// The protocol (rpc.system, messaging.system, db.system or "http"), from
+    /// the first span that told it.
+    pub protocol: u32,
 }
 
 impl Default for HalfEdge {
@@ -97,6 +100,7 @@ impl Default for HalfEdge {
             seen_server: false,
             server_last: false,
             matched: false,
+            protocol: EMPTY,
         }
     }
 }
@@ -115,6 +119,7 @@ pub struct SideWrite {
     /// For a client/producer database call: the database node's name.
     pub database: Option<u32>,
     pub root: bool,
+    pub protocol: u32,
 }
 
 impl SideWrite {
@@ -136,6 +141,9 @@ impl HalfEdge {
         self.multiplier = w.multiplier;
         if w.peer != EMPTY {
             self.peer = w.peer;
+        }
+        if self.protocol == EMPTY {
+            self.protocol = w.protocol;
         }
         self.conn = if matches!(w.kind, SpanKind::Producer | SpanKind::Consumer) {
             ConnType::MessagingSystem
@@ -170,6 +178,9 @@ impl HalfEdge {
         self.client_end_ns = producer.client_end_ns;
         self.failed |= producer.failed;
         self.seen_client = true;
+        if producer.protocol != EMPTY {
+            self.protocol = producer.protocol;
+        }
         self.conn = ConnType::MessagingSystem;
     }
 
@@ -254,6 +265,7 @@ mod tests {
             peer,
             database: None,
             root: false,
+            protocol: EMPTY,
         }
     }
 

@@ -13,9 +13,13 @@ use crate::attributes::{AttrValue, KeySet};
 use crate::config::{Config, DatabaseNaming};
 use crate::edge::{ConnType, Expiry, ExpiryRules, HalfEdge, SideWrite, Virtual};
 use crate::error::{DecodeError, Error};
+use crate::export;
 use crate::exposition;
+use crate::graph::{Facts, Graph, Observation, View, Window};
+use crate::history::{self, History};
 use crate::intern::{EMPTY, Interner, Resolver};
 use crate::otlp_metrics;
+use crate::query;
 use crate::series::{EdgeEvent, Events, SeriesTable, SideKey};
 use crate::store::{Key, Store};
 use crate::wire::{self, Batch, SpanKind, SpanRec};
@@ -34,6 +38,12 @@ pub enum Format {
     OtlpMetrics,
     /// The self-report as JSON.
     StatsJson,
+    /// The service map as JSON (schema `servicemap.graph/v1`).
+    GraphJson,
+    /// The service map as Graphviz DOT, coloured by health.
+    GraphDot,
+    /// The service map as a Mermaid flowchart.
+    GraphMermaid,
 }
 
 /// What one accepted batch contained.
@@ -59,6 +69,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while a lock was held leaves consistent-enough state for counters;
     // keep serving rather than poisoning every later call.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The live map and what keeps feeding it cheap.
+#[derive(Debug)]
+struct GraphState {
+    graph: Graph,
+    history: History,
+    /// (client id, server id) → edge index, valid while `generation` matches
+    /// the graph's and the interner has not been compacted.
+    cache: HashMap<(u32, u32), usize>,
+    generation: u64,
+    /// The facts last reported per service id, so unchanged ones cost nothing.
+    facts: HashMap<u32, [u32; 5]>,
+}
+
+/// A resource's service and facts, as ids.
+#[derive(Debug, Clone, Copy)]
+struct ResourceFacts {
+    service: u32,
+    facts: [u32; 5],
 }
 
 /// Counters for the self-report, updated once per call.
@@ -122,6 +152,7 @@ pub struct Engine {
     wait_ns: u64,
     /// Interner size (strings, bytes) at which the next compaction runs.
     compact_at: Mutex<(usize, usize)>,
+    graph: Option<Mutex<GraphState>>,
 }
 
 /// The interner is compacted once it holds this many strings more than
@@ -146,6 +177,18 @@ impl Engine {
             config.max_series,
         ));
         let dim_labels = dim_labels(&config);
+        let graph = config.graph.then(|| {
+            Mutex::new(GraphState {
+                graph: Graph::new(Window { length: config.graph_window, slots: config.graph_window_slots }),
+                history: History::new(
+                    config.snapshot_interval.as_nanos().min(u64::MAX as u128) as u64,
+                    config.history_length,
+                ),
+                cache: HashMap::new(),
+                generation: 0,
+                facts: HashMap::new(),
+            })
+        });
         Engine {
             wait_ns: config.wait.as_nanos().min(u64::MAX as u128) as u64,
             config,
@@ -158,6 +201,7 @@ impl Engine {
             dim_labels,
             counters: Counters::default(),
             compact_at: Mutex::new((COMPACT_SLACK_STRINGS, COMPACT_SLACK_BYTES)),
+            graph,
         }
     }
 
@@ -204,7 +248,8 @@ impl Engine {
         c.spans_unnamed.fetch_add(batch.unnamed_spans, Relaxed);
 
         let mut dims = Vec::new();
-        let prepared = self.prepare(&batch, &mut dims);
+        let mut facts = Vec::new();
+        let prepared = self.prepare(&batch, &mut dims, &mut facts);
 
         // Route to shards: a counting sort of the prepared spans by shard.
         let n = self.shards.len();
@@ -237,17 +282,29 @@ impl Engine {
                 self.pair(&mut shard, p, &dims, now_ns, &mut tally, &mut events);
             }
         }
-        self.count(&events, now_ns);
+        self.count(&events, &facts, now_ns);
         self.add_tally(&tally);
         Ok(ConsumeSummary { spans: prepared.len() as u64, dropped: tally.dropped })
     }
 
     /// Step 2: resolves each pairing span's strings to ids.
-    fn prepare(&self, batch: &Batch<'_>, dims: &mut Vec<u32>) -> Vec<Prepared> {
+    fn prepare(&self, batch: &Batch<'_>, dims: &mut Vec<u32>, facts: &mut Vec<ResourceFacts>) -> Vec<Prepared> {
         let mut out = Vec::with_capacity(batch.spans.len());
         let mut r = Resolver::new(&self.interner, self.config.max_label_value_length);
         let services: Vec<u32> =
             batch.resources.iter().map(|res| res.service.map(|v| r.id(&v.to_str())).unwrap_or(EMPTY)).collect();
+        if self.graph.is_some() {
+            let ks = &self.keys;
+            for (i, &service) in services.iter().enumerate().filter(|(_, s)| **s != EMPTY) {
+                let mut id = |k: usize| batch.resource_value(i as u32, k).map(|v| r.id(&v.to_str())).unwrap_or(EMPTY);
+                let env = match id(ks.environment[0]) {
+                    EMPTY => id(ks.environment[1]),
+                    e => e,
+                };
+                let f = [id(ks.version), env, id(ks.namespace), id(ks.k8s_namespace), id(ks.owner)];
+                facts.push(ResourceFacts { service, facts: f });
+            }
+        }
         let d = self.dims_per_side();
         for span in &batch.spans {
             let client_side = matches!(span.kind, SpanKind::Client | SpanKind::Producer);
@@ -268,6 +325,7 @@ impl Engine {
                 EMPTY
             };
             let database = if client_side { self.database_name(batch, span).map(|s| r.id(&s)) } else { None };
+            let protocol = if self.graph.is_some() { self.protocol(batch, span, &mut r) } else { EMPTY };
             let side = SideWrite {
                 kind: span.kind,
                 service: services[span.resource as usize],
@@ -278,6 +336,7 @@ impl Engine {
                 peer,
                 database,
                 root: !client_side && !span.has_parent,
+                protocol,
             };
             let links = batch.span_links(span);
             if self.config.span_links && span.kind == SpanKind::Consumer && !links.is_empty() {
@@ -317,6 +376,18 @@ impl Engine {
             });
         }
         Some(db.to_str().into_owned())
+    }
+
+    /// The protocol an edge speaks, from the span's attributes.
+    fn protocol(&self, batch: &Batch<'_>, span: &SpanRec, r: &mut Resolver<'_>) -> u32 {
+        let ks = &self.keys;
+        if let Some(v) = ks.protocol.iter().find_map(|&k| batch.span_value(span, k)) {
+            return r.id(&v.to_str());
+        }
+        if ks.http.iter().any(|&k| batch.span_value(span, k).is_some()) {
+            return r.id("http");
+        }
+        EMPTY
     }
 
     /// `1/ratio` from the span multiplier attribute (span first, then resource).
@@ -480,6 +551,8 @@ impl Engine {
             conn,
             failed: e.failed,
             virtual_side: if self.config.enable_virtual_node_label { side } else { Virtual::None },
+            inferred: side,
+            protocol: e.protocol,
             dims_at,
             multiplier: e.multiplier,
             client_s: e.client_dur_ns as f64 / 1e9,
@@ -544,11 +617,19 @@ impl Engine {
                 self.expire_slot(&mut shard, slot, &mut tally, &mut events);
             }
         }
-        self.count(&events, now_ns);
+        self.count(&events, &[], now_ns);
         let idle = self.config.series_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
         lock(&self.series).remove_idle(now_ns, idle);
         self.add_tally(&tally);
         self.compact_interner_if_due();
+        if let Some(g) = &self.graph {
+            let mut g = lock(g);
+            g.graph.remove_idle(now_ns, self.config.series_idle_timeout);
+            if g.history.due(now_ns) {
+                let view = g.graph.view(now_ns, &self.config.catalog);
+                g.history.push(history::Snapshot::of(&view));
+            }
+        }
     }
 
     /// Label strings no waiting edge or series refers to any more are dropped,
@@ -562,11 +643,17 @@ impl Engine {
         if len < at.0 && bytes < at.1 {
             return;
         }
-        // Lock order: shards, series, interner (consumers never hold the interner
+        // Lock order: shards, series, graph, interner (consumers never hold the interner
         // while waiting for a shard).
         let mut shards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
         let mut series = lock(&self.series);
+        let mut graph = self.graph.as_ref().map(lock);
         let mut interner = self.interner.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = graph.as_mut() {
+            // Cached ids are about to change.
+            g.cache.clear();
+            g.facts.clear();
+        }
         let old = std::mem::take(&mut *interner);
         let mut fresh = Interner::default();
         let mut map = vec![u32::MAX; old.len()];
@@ -589,6 +676,7 @@ impl Engine {
                 e.client = remap(e.client);
                 e.server = remap(e.server);
                 e.peer = remap(e.peer);
+                e.protocol = remap(e.protocol);
                 for v in &mut dims[slot as usize * 2 * d..(slot as usize + 1) * 2 * d] {
                     *v = remap(*v);
                 }
@@ -599,12 +687,129 @@ impl Engine {
         *at = (2 * interner.len() + COMPACT_SLACK_STRINGS, 2 * interner.string_bytes() + COMPACT_SLACK_BYTES);
     }
 
-    /// Step 4: applies a call's events to the series table.
-    fn count(&self, events: &Events, now_ns: u64) {
-        if events.is_empty() {
-            return;
+    /// Step 4: applies a call's events to the series table and the map.
+    fn count(&self, events: &Events, facts: &[ResourceFacts], now_ns: u64) {
+        if !events.is_empty() {
+            lock(&self.series).apply(events, self.dims_per_series(), self.config.failed_label, now_ns);
         }
-        lock(&self.series).apply(events, self.dims_per_series(), self.config.failed_label, now_ns);
+        if let Some(g) = &self.graph {
+            if !events.edges.is_empty() || !facts.is_empty() {
+                self.feed_graph(&mut lock(g), events, facts, now_ns);
+            }
+        }
+    }
+
+    /// Adds a call's edges and resource facts to the map. Edge indexes are
+    /// cached by id pair, so a known edge costs one hash lookup.
+    fn feed_graph(&self, g: &mut GraphState, events: &Events, facts: &[ResourceFacts], now_ns: u64) {
+        let names = self.interner.read().unwrap_or_else(|p| p.into_inner());
+        if g.generation != g.graph.generation() {
+            g.cache.clear();
+            g.generation = g.graph.generation();
+        }
+        for f in facts {
+            if g.facts.get(&f.service) != Some(&f.facts) {
+                g.facts.insert(f.service, f.facts);
+                let s = |i: usize| names.get(f.facts[i]).to_string();
+                let facts =
+                    Facts { version: s(0), environment: s(1), namespace: s(2), k8s_namespace: s(3), owner: s(4) };
+                g.graph.report_service(names.get(f.service), facts, now_ns);
+            }
+        }
+        for e in &events.edges {
+            let o = Observation {
+                client: names.get(e.client),
+                server: names.get(e.server),
+                conn: e.conn,
+                protocol: names.get(e.protocol),
+                count: e.multiplier,
+                errors: if e.failed { e.multiplier } else { 0.0 },
+                // The server's view, except where the server was inferred.
+                latency_s: if e.inferred == Virtual::Server { e.client_s } else { e.server_s },
+                virtual_client: e.inferred == Virtual::Client,
+                virtual_server: e.inferred == Virtual::Server,
+            };
+            let index = match g.cache.get(&(e.client, e.server)) {
+                Some(&i) => Some(i),
+                None => {
+                    let i = g.graph.edge_index(&o, now_ns);
+                    if let Some(i) = i {
+                        g.cache.insert((e.client, e.server), i);
+                    }
+                    i
+                }
+            };
+            if let Some(i) = index {
+                g.graph.observe_at(i, &o, now_ns);
+            }
+        }
+    }
+
+    /// Adds edges observed elsewhere (network flows, gateway logs): JSON
+    /// lines of `{"client", "server", "count", "errors", "latency_seconds",
+    /// "connection_type", "protocol"}`. The whole input is checked before any
+    /// of it is applied. Returns the number of edges added.
+    pub fn observe_edges(&self, jsonl: &[u8], now_ns: u64) -> Result<usize, Error> {
+        let Some(g) = &self.graph else {
+            return Err(Error::Argument("the service map is disabled (config key `graph`)".into()));
+        };
+        let parsed = crate::graph::parse_edge_lines(jsonl)?;
+        let mut g = lock(g);
+        for p in &parsed {
+            g.graph.observe(&p.observation(), now_ns);
+        }
+        Ok(parsed.len())
+    }
+
+    /// The service map at `now_ns`, with health.
+    pub fn graph_view(&self, now_ns: u64) -> Option<View> {
+        self.graph.as_ref().map(|g| lock(g).graph.view(now_ns, &self.config.catalog))
+    }
+
+    /// Answers a query given as JSON: `{"query":"impact","service":NAME}`,
+    /// `{"query":"root_causes"}`, `{"query":"recovery_order"}`,
+    /// `{"query":"diff","from":UNIX_NANO,"to":UNIX_NANO}` (`to` defaults to
+    /// now) or `{"query":"history"}`.
+    pub fn query(&self, request: &[u8], now_ns: u64) -> Result<serde_json::Value, Error> {
+        use serde_json::{Value, json};
+        let bad = |m: &str| Error::Argument(format!("query: {m}"));
+        let req: Value = serde_json::from_slice(request).map_err(|e| bad(&format!("not valid JSON: {e}")))?;
+        let Some(g) = &self.graph else {
+            return Err(Error::Argument("the service map is disabled (config key `graph`)".into()));
+        };
+        let g = lock(g);
+        let view = || g.graph.view(now_ns, &self.config.catalog);
+        let time = |k: &str| -> Result<Option<u64>, Error> {
+            match req.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| bad(&format!("`{k}` must be unix nanoseconds"))),
+            }
+        };
+        match req.get("query").and_then(Value::as_str) {
+            Some("impact") => {
+                let service = req.get("service").and_then(Value::as_str).ok_or_else(|| bad("`service` is required"))?;
+                Ok(export::impact_json(&query::impact(&view(), service)))
+            }
+            Some("root_causes") => Ok(json!({"root_causes": query::root_causes(&view())})),
+            Some("recovery_order") => {
+                let steps = query::recovery_order(&view());
+                let flat: Vec<String> = steps.iter().flat_map(|s| s.services.clone()).collect();
+                let steps: Vec<Value> =
+                    steps.iter().map(|s| json!({"services": s.services, "cycle": s.cycle})).collect();
+                Ok(json!({"recovery_order": flat, "recovery_steps": steps}))
+            }
+            Some("history") => Ok(json!({"snapshots_unix_nano": g.history.times()})),
+            Some("diff") => {
+                let from = time("from")?.ok_or_else(|| bad("`from` is required"))?;
+                let a = g.history.at(from).cloned().ok_or_else(|| bad("no snapshot has been taken yet"))?;
+                let b = match time("to")? {
+                    Some(t) if t < now_ns => g.history.at(t).cloned().unwrap_or_default(),
+                    _ => history::Snapshot::of(&view()),
+                };
+                Ok(export::diff_json(&history::diff(&a, &b)))
+            }
+            _ => Err(bad("`query` must be one of impact, root_causes, recovery_order, diff, history")),
+        }
     }
 
     fn add_tally(&self, t: &Tally) {
@@ -637,6 +842,18 @@ impl Engine {
                 let mut s = serde_json::to_vec_pretty(&self.stats().to_json()).unwrap_or_default();
                 s.push(b'\n');
                 s
+            }
+            Format::GraphJson | Format::GraphDot | Format::GraphMermaid => {
+                let Some(view) = self.graph_view(now_ns) else { return Vec::new() };
+                match format {
+                    Format::GraphJson => {
+                        let mut s = serde_json::to_vec(&export::graph_json(&view)).unwrap_or_default();
+                        s.push(b'\n');
+                        s
+                    }
+                    Format::GraphDot => export::dot(&view).into_bytes(),
+                    _ => export::mermaid(&view).into_bytes(),
+                }
             }
         }
     }

@@ -37,6 +37,12 @@ pub const SM_FORMAT_OPENMETRICS: u32 = 1;
 pub const SM_FORMAT_OTLP_METRICS: u32 = 2;
 /// `sm_engine_render` format: the engine's self-report as a JSON object.
 pub const SM_FORMAT_STATS_JSON: u32 = 3;
+/// `sm_engine_render` format: the service map as JSON (schema `servicemap.graph/v1`).
+pub const SM_FORMAT_GRAPH_JSON: u32 = 4;
+/// `sm_engine_render` format: the service map as Graphviz DOT, coloured by health.
+pub const SM_FORMAT_GRAPH_DOT: u32 = 5;
+/// `sm_engine_render` format: the service map as a Mermaid flowchart.
+pub const SM_FORMAT_GRAPH_MERMAID: u32 = 6;
 
 /// Result of every fallible call.
 #[repr(C)]
@@ -285,11 +291,70 @@ pub unsafe extern "C" fn sm_engine_render(
             SM_FORMAT_OPENMETRICS => Format::OpenMetrics,
             SM_FORMAT_OTLP_METRICS => Format::OtlpMetrics,
             SM_FORMAT_STATS_JSON => Format::StatsJson,
+            SM_FORMAT_GRAPH_JSON => Format::GraphJson,
+            SM_FORMAT_GRAPH_DOT => Format::GraphDot,
+            SM_FORMAT_GRAPH_MERMAID => Format::GraphMermaid,
             other => return Err((sm_status::InvalidArgument, format!("unknown format {other}"))),
         };
         let bytes = engine.render(format, now_unix_nano);
         unsafe { out.write(sm_buf::from_vec(bytes)) };
         Ok(())
+    })
+}
+
+/// Answers a service-map query given as JSON (`request`, `request_len`
+/// bytes): `{"query":"impact","service":"NAME"}`, `{"query":"root_causes"}`,
+/// `{"query":"recovery_order"}`, `{"query":"diff","from":UNIX_NANO,"to":UNIX_NANO}`
+/// or `{"query":"history"}`. The JSON answer goes to `*out`, a new buffer the
+/// caller frees with `sm_buf_free`. Thread-safe.
+///
+/// # Safety
+/// `engine` must be a live engine; `request` must point to `request_len`
+/// readable bytes; `out` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sm_engine_query(
+    engine: *const sm_engine,
+    request: *const u8,
+    request_len: usize,
+    now_unix_nano: u64,
+    out: *mut sm_buf,
+    message: *mut sm_buf,
+) -> sm_status {
+    boundary(message, || {
+        if out.is_null() {
+            return Err((sm_status::NullArgument, "out is null".to_string()));
+        }
+        unsafe { out.write(sm_buf::empty()) };
+        let engine = unsafe { engine_ref(engine) }?;
+        let request = unsafe { bytes(request, request_len, "request") }?;
+        let answer = engine.query(request, now_unix_nano).map_err(failure)?;
+        let mut text = serde_json::to_vec(&answer).unwrap_or_default();
+        text.push(b'\n');
+        unsafe { out.write(sm_buf::from_vec(text)) };
+        Ok(())
+    })
+}
+
+/// Adds edges observed outside traces (network flows, gateway logs) to the
+/// service map: JSON lines of `{"client","server","count","errors",
+/// "latency_seconds","connection_type","protocol"}`, borrowed for the call.
+/// A bad line rejects the whole input (`SM_STATUS_INVALID_ARGUMENT`, the
+/// message names the line). Thread-safe.
+///
+/// # Safety
+/// `engine` must be a live engine; `data` must point to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sm_engine_observe_edges(
+    engine: *const sm_engine,
+    data: *const u8,
+    len: usize,
+    now_unix_nano: u64,
+    message: *mut sm_buf,
+) -> sm_status {
+    boundary(message, || {
+        let engine = unsafe { engine_ref(engine) }?;
+        let lines = unsafe { bytes(data, len, "data") }?;
+        engine.observe_edges(lines, now_unix_nano).map(|_| ()).map_err(failure)
     })
 }
 
@@ -304,4 +369,19 @@ pub unsafe extern "C" fn sm_buf_free(buf: sm_buf) {
     }
     // SAFETY: ptr/len came from sm_buf::from_vec (a boxed slice of exactly len bytes).
     drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(buf.ptr, buf.len)) });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_macros_follow_the_crate_version() {
+        let v = |s: &str| s.parse::<u32>().unwrap();
+        assert_eq!(SERVICEMAP_VERSION_MAJOR, v(env!("CARGO_PKG_VERSION_MAJOR")));
+        assert_eq!(SERVICEMAP_VERSION_MINOR, v(env!("CARGO_PKG_VERSION_MINOR")));
+        assert_eq!(SERVICEMAP_VERSION_PATCH, v(env!("CARGO_PKG_VERSION_PATCH")));
+        let s = unsafe { std::ffi::CStr::from_ptr(sm_version()) };
+        assert_eq!(s.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
 }

@@ -16,7 +16,11 @@ pub struct EdgeEvent {
     pub server: u32,
     pub conn: ConnType,
     pub failed: bool,
+    /// The `virtual_node` label value (None unless that label is enabled).
     pub virtual_side: Virtual,
+    /// Which side was inferred, whatever the labels say.
+    pub inferred: Virtual,
+    pub protocol: u32,
     /// Range of the final dimension label values in the event buffer's `dims`.
     pub dims_at: u32,
     pub multiplier: f64,
@@ -354,6 +358,8 @@ mod tests {
             conn: ConnType::Plain,
             failed,
             virtual_side: Virtual::None,
+            inferred: Virtual::None,
+            protocol: 0,
             dims_at: 0,
             multiplier: 1.0,
             client_s: s,

@@ -1,0 +1,673 @@
+//! The live service map: nodes and edges with request rate, error rate and
+//! latency percentiles over a sliding window, resource facts on nodes, and
+//! first/last seen times. It is fed by the same completed edges as the
+//! metrics (and by edges observed elsewhere), and answers the incident
+//! queries in [`crate::query`].
+
+use crate::catalog::Catalog;
+use crate::edge::ConnType;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeKind {
+    /// An instrumented service (it reported spans).
+    Service,
+    /// A database, named from a client span's database attributes.
+    Database,
+    /// A messaging system reached by a producer with no consumer in view.
+    Queue,
+    /// An uninstrumented peer named by a peer attribute (or `unknown`).
+    External,
+    /// The virtual client of root server spans.
+    User,
+}
+
+impl NodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Service => "service",
+            NodeKind::Database => "database",
+            NodeKind::Queue => "queue",
+            NodeKind::External => "external",
+            NodeKind::User => "user",
+        }
+    }
+
+    /// Instrumented evidence wins over inferred kinds.
+    fn merge(self, other: NodeKind) -> NodeKind {
+        if self == NodeKind::Service || other == NodeKind::Service { NodeKind::Service } else { self.min(other) }
+    }
+}
+
+/// Resource facts reported for a service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub version: String,
+    pub environment: String,
+    pub namespace: String,
+    pub k8s_namespace: String,
+    pub owner: String,
+}
+
+/// Latency sketch: log-spaced buckets from 100 µs to about 127 s by a factor
+/// of 1.25. A percentile is reported as the upper bound of its bucket, so it
+/// is never under-reported and at most 25 % high.
+const SKETCH_BUCKETS: usize = 64;
+const SKETCH_MIN: f64 = 1e-4;
+const SKETCH_FACTOR: f64 = 1.25;
+
+fn sketch_index(v: f64) -> usize {
+    if v <= SKETCH_MIN {
+        return 0;
+    }
+    ((v / SKETCH_MIN).ln() / SKETCH_FACTOR.ln()).ceil().clamp(0.0, (SKETCH_BUCKETS - 1) as f64) as usize
+}
+
+fn sketch_upper(i: usize) -> f64 {
+    SKETCH_MIN * SKETCH_FACTOR.powi(i as i32)
+}
+
+/// One time slot of an edge's window.
+#[derive(Debug, Clone)]
+struct Slot {
+    index: u64,
+    requests: f64,
+    errors: f64,
+    latency: [u32; SKETCH_BUCKETS],
+}
+
+impl Slot {
+    fn empty(index: u64) -> Slot {
+        Slot { index, requests: 0.0, errors: 0.0, latency: [0; SKETCH_BUCKETS] }
+    }
+}
+
+/// Window settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub length: Duration,
+    pub slots: usize,
+}
+
+impl Window {
+    fn slot_ns(&self) -> u64 {
+        (self.length.as_nanos() as u64 / self.slots as u64).max(1)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EdgeState {
+    client: usize,
+    server: usize,
+    conn: ConnType,
+    protocol: String,
+    first_seen_ns: u64,
+    last_seen_ns: u64,
+    total_requests: f64,
+    total_errors: f64,
+    slots: Vec<Slot>,
+}
+
+#[derive(Debug, Clone)]
+struct NodeState {
+    name: String,
+    kind: NodeKind,
+    facts: Facts,
+    first_seen_ns: u64,
+    last_seen_ns: u64,
+    /// When the current `facts.version` was first seen.
+    last_deploy_ns: Option<u64>,
+}
+
+/// One observation of an edge: a completed request, or an aggregate from
+/// another source (`count` requests of which `errors` failed).
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub client: &'a str,
+    pub server: &'a str,
+    pub conn: ConnType,
+    pub protocol: &'a str,
+    pub count: f64,
+    pub errors: f64,
+    /// Latency of each of the `count` requests (seconds), for the percentiles.
+    pub latency_s: f64,
+    /// The client side was inferred (root server span).
+    pub virtual_client: bool,
+    /// The server side was inferred (no server span).
+    pub virtual_server: bool,
+}
+
+/// The live graph. Nodes and edges live in vectors and are found by name
+/// through maps; callers on the hot path keep the edge index returned by
+/// [`Graph::edge_index`] and use [`Graph::observe_at`], valid while
+/// [`Graph::generation`] is unchanged.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    window: Window,
+    nodes: Vec<NodeState>,
+    node_index: HashMap<String, usize>,
+    edges: Vec<EdgeState>,
+    edge_index: HashMap<(usize, usize), usize>,
+    generation: u64,
+}
+
+/// A computed view of one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    pub name: String,
+    pub kind: NodeKind,
+    pub facts: Facts,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    pub last_deploy_ns: Option<u64>,
+    pub health: Health,
+    /// Requests per second into this node over the window.
+    pub rate: f64,
+    pub error_rate: f64,
+    pub tier: String,
+}
+
+/// A computed view of one edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeView {
+    pub client: String,
+    pub server: String,
+    pub conn: ConnType,
+    pub protocol: String,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// Requests per second over the window.
+    pub rate: f64,
+    /// Failed share of requests over the window (0 when there were none).
+    pub error_rate: f64,
+    pub p50_s: Option<f64>,
+    pub p90_s: Option<f64>,
+    pub p99_s: Option<f64>,
+    pub health: Health,
+    /// Why the edge is not green, for people.
+    pub reason: String,
+}
+
+/// Health against the SLOs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Health {
+    /// No traffic in the window.
+    Unknown,
+    Green,
+    Yellow,
+    Red,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Green => "green",
+            Health::Yellow => "yellow",
+            Health::Red => "red",
+        }
+    }
+
+    pub fn is_unhealthy(self) -> bool {
+        matches!(self, Health::Yellow | Health::Red)
+    }
+}
+
+/// The graph at one time, with health computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub at_ns: u64,
+    pub window_s: f64,
+    pub nodes: Vec<NodeView>,
+    pub edges: Vec<EdgeView>,
+}
+
+impl View {
+    pub fn node(&self, name: &str) -> Option<&NodeView> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+impl Graph {
+    pub fn new(window: Window) -> Graph {
+        Graph {
+            window,
+            nodes: Vec::new(),
+            node_index: HashMap::new(),
+            edges: Vec::new(),
+            edge_index: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Changes whenever indexes returned by [`Graph::edge_index`] become invalid.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn node(&mut self, name: &str, kind: NodeKind, now_ns: u64) -> usize {
+        if let Some(&i) = self.node_index.get(name) {
+            let n = &mut self.nodes[i];
+            n.kind = n.kind.merge(kind);
+            n.last_seen_ns = n.last_seen_ns.max(now_ns);
+            return i;
+        }
+        let i = self.nodes.len();
+        self.nodes.push(NodeState {
+            name: name.to_string(),
+            kind,
+            facts: Facts::default(),
+            first_seen_ns: now_ns,
+            last_seen_ns: now_ns,
+            last_deploy_ns: None,
+        });
+        self.node_index.insert(name.to_string(), i);
+        i
+    }
+
+    /// Records resource facts of an instrumented service.
+    pub fn report_service(&mut self, name: &str, facts: Facts, now_ns: u64) {
+        if name.is_empty() {
+            return;
+        }
+        let i = self.node(name, NodeKind::Service, now_ns);
+        let n = &mut self.nodes[i];
+        // The first version seen is not a deploy we watched happen.
+        if !facts.version.is_empty() && !n.facts.version.is_empty() && facts.version != n.facts.version {
+            n.last_deploy_ns = Some(now_ns);
+        }
+        let keep = |new: String, old: &mut String| {
+            if !new.is_empty() {
+                *old = new;
+            }
+        };
+        keep(facts.version, &mut n.facts.version);
+        keep(facts.environment, &mut n.facts.environment);
+        keep(facts.namespace, &mut n.facts.namespace);
+        keep(facts.k8s_namespace, &mut n.facts.k8s_namespace);
+        keep(facts.owner, &mut n.facts.owner);
+    }
+
+    /// Finds or creates the edge of an observation; None when a side is unnamed.
+    pub fn edge_index(&mut self, o: &Observation<'_>, now_ns: u64) -> Option<usize> {
+        if o.client.is_empty() || o.server.is_empty() {
+            return None;
+        }
+        let client_kind = match (o.virtual_client, o.client == "user") {
+            (true, true) => NodeKind::User,
+            // A client named after a peer attribute (Tempo) is an external caller.
+            (true, false) => NodeKind::External,
+            _ => NodeKind::Service,
+        };
+        let server_kind = match (o.conn, o.virtual_server) {
+            (ConnType::Database, _) => NodeKind::Database,
+            (ConnType::MessagingSystem, true) => NodeKind::Queue,
+            (_, true) => NodeKind::External,
+            _ => NodeKind::Service,
+        };
+        let c = self.node(o.client, client_kind, now_ns);
+        let s = self.node(o.server, server_kind, now_ns);
+        if let Some(&i) = self.edge_index.get(&(c, s)) {
+            return Some(i);
+        }
+        let i = self.edges.len();
+        self.edges.push(EdgeState {
+            client: c,
+            server: s,
+            conn: o.conn,
+            protocol: String::new(),
+            first_seen_ns: now_ns,
+            last_seen_ns: now_ns,
+            total_requests: 0.0,
+            total_errors: 0.0,
+            slots: Vec::new(),
+        });
+        self.edge_index.insert((c, s), i);
+        Some(i)
+    }
+
+    /// Adds an observation at `now_ns`.
+    pub fn observe(&mut self, o: &Observation<'_>, now_ns: u64) {
+        if let Some(i) = self.edge_index(o, now_ns) {
+            self.observe_at(i, o, now_ns);
+        }
+    }
+
+    /// Adds an observation to a known edge (the names in `o` are not read).
+    pub fn observe_at(&mut self, i: usize, o: &Observation<'_>, now_ns: u64) {
+        let slot_ns = self.window.slot_ns();
+        let index = now_ns / slot_ns;
+        let slots = self.window.slots;
+        let e = &mut self.edges[i];
+        if o.conn != ConnType::VirtualNode || e.conn == ConnType::Plain {
+            e.conn = o.conn;
+        }
+        if e.protocol.is_empty() && !o.protocol.is_empty() {
+            e.protocol = o.protocol.to_string();
+        }
+        e.last_seen_ns = e.last_seen_ns.max(now_ns);
+        e.total_requests += o.count;
+        e.total_errors += o.errors;
+        if e.slots.len() < slots {
+            e.slots.resize_with(slots, || Slot::empty(u64::MAX));
+        }
+        let slot = &mut e.slots[(index % slots as u64) as usize];
+        if slot.index != index {
+            *slot = Slot::empty(index);
+        }
+        slot.requests += o.count;
+        slot.errors += o.errors;
+        slot.latency[sketch_index(o.latency_s)] += o.count.round().max(1.0) as u32;
+        let (c, s) = (e.client, e.server);
+        for n in [c, s] {
+            let n = &mut self.nodes[n];
+            n.last_seen_ns = n.last_seen_ns.max(now_ns);
+        }
+    }
+
+    /// Computes the graph as it stands at `now_ns`, with health from `catalog`.
+    pub fn view(&self, now_ns: u64, catalog: &Catalog) -> View {
+        let slot_ns = self.window.slot_ns();
+        let newest = now_ns / slot_ns;
+        let oldest = newest.saturating_sub(self.window.slots as u64 - 1);
+        let window_s = self.window.length.as_secs_f64().max(1e-9);
+        let mut edges = Vec::with_capacity(self.edges.len());
+        let mut incoming: BTreeMap<&str, (f64, f64, Vec<Health>, [u32; SKETCH_BUCKETS])> = BTreeMap::new();
+        for e in &self.edges {
+            let (client, server) = (&self.nodes[e.client].name, &self.nodes[e.server].name);
+            let mut requests = 0.0;
+            let mut errors = 0.0;
+            let mut sketch = [0u32; SKETCH_BUCKETS];
+            for s in e.slots.iter().filter(|s| s.index >= oldest && s.index <= newest) {
+                requests += s.requests;
+                errors += s.errors;
+                for (a, b) in sketch.iter_mut().zip(s.latency.iter()) {
+                    *a += b;
+                }
+            }
+            let error_rate = if requests > 0.0 { errors / requests } else { 0.0 };
+            let (p50_s, p90_s, p99_s) = (quantile(&sketch, 0.5), quantile(&sketch, 0.9), quantile(&sketch, 0.99));
+            let slo = catalog.edge_slo(client, server);
+            let (health, reason) = if requests <= 0.0 {
+                (Health::Unknown, "no requests in the window".to_string())
+            } else {
+                slo.judge(error_rate, quantile(&sketch, slo.latency_percentile))
+            };
+            let inc = incoming.entry(server.as_str()).or_insert((0.0, 0.0, Vec::new(), [0; SKETCH_BUCKETS]));
+            inc.0 += requests;
+            inc.1 += errors;
+            inc.2.push(health);
+            for (a, b) in inc.3.iter_mut().zip(sketch.iter()) {
+                *a += b;
+            }
+            edges.push(EdgeView {
+                client: client.clone(),
+                server: server.clone(),
+                conn: e.conn,
+                protocol: e.protocol.clone(),
+                first_seen_ns: e.first_seen_ns,
+                last_seen_ns: e.last_seen_ns,
+                rate: requests / window_s,
+                error_rate,
+                p50_s,
+                p90_s,
+                p99_s,
+                health,
+                reason,
+            });
+        }
+        let mut nodes: Vec<NodeView> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let name = &n.name;
+                let entry = catalog.service(name);
+                let (requests, errors, healths, sketch) =
+                    incoming.get(name.as_str()).cloned().unwrap_or((0.0, 0.0, Vec::new(), [0; SKETCH_BUCKETS]));
+                let error_rate = if requests > 0.0 { errors / requests } else { 0.0 };
+                let health = match entry.and_then(|c| c.slo.as_ref()) {
+                    // A service with its own SLO is judged on all its incoming traffic.
+                    Some(slo) if requests > 0.0 => slo.judge(error_rate, quantile(&sketch, slo.latency_percentile)).0,
+                    _ => healths.iter().copied().filter(|h| *h != Health::Unknown).max().unwrap_or(if requests > 0.0 {
+                        Health::Green
+                    } else {
+                        Health::Unknown
+                    }),
+                };
+                let mut facts = n.facts.clone();
+                if let Some(c) = entry {
+                    if facts.owner.is_empty() {
+                        facts.owner = c.owner.clone();
+                    }
+                }
+                NodeView {
+                    name: name.clone(),
+                    kind: n.kind,
+                    facts,
+                    first_seen_ns: n.first_seen_ns,
+                    last_seen_ns: n.last_seen_ns,
+                    last_deploy_ns: n.last_deploy_ns,
+                    health,
+                    rate: requests / window_s,
+                    error_rate,
+                    tier: entry.map(|c| c.tier.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        edges.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
+        View { at_ns: now_ns, window_s, nodes, edges }
+    }
+
+    /// Forgets edges not seen for `idle`, and nodes with no edge left that
+    /// were not seen either. Invalidates edge indexes when anything goes.
+    pub fn remove_idle(&mut self, now_ns: u64, idle: Duration) {
+        let idle = idle.as_nanos().min(u64::MAX as u128) as u64;
+        let live = |t: u64| t.saturating_add(idle) >= now_ns;
+        let before = (self.nodes.len(), self.edges.len());
+        self.edges.retain(|e| live(e.last_seen_ns));
+        let mut used = vec![false; self.nodes.len()];
+        for e in &self.edges {
+            used[e.client] = true;
+            used[e.server] = true;
+        }
+        let mut remap = vec![usize::MAX; self.nodes.len()];
+        let mut kept = Vec::with_capacity(self.nodes.len());
+        for (i, n) in std::mem::take(&mut self.nodes).into_iter().enumerate() {
+            if used[i] || live(n.last_seen_ns) {
+                remap[i] = kept.len();
+                kept.push(n);
+            }
+        }
+        self.nodes = kept;
+        if before == (self.nodes.len(), self.edges.len()) {
+            return;
+        }
+        for e in &mut self.edges {
+            e.client = remap[e.client];
+            e.server = remap[e.server];
+        }
+        self.node_index = self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+        self.edge_index = self.edges.iter().enumerate().map(|(i, e)| ((e.client, e.server), i)).collect();
+        self.generation += 1;
+    }
+}
+
+/// The `q` quantile of a sketch: the upper bound of the bucket holding it.
+fn quantile(sketch: &[u32; SKETCH_BUCKETS], q: f64) -> Option<f64> {
+    let total: u64 = sketch.iter().map(|&c| c as u64).sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0u64;
+    for (i, &c) in sketch.iter().enumerate() {
+        seen += c as u64;
+        if seen >= rank {
+            return Some(sketch_upper(i));
+        }
+    }
+    Some(sketch_upper(SKETCH_BUCKETS - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs<'a>(c: &'a str, s: &'a str, latency: f64, errors: f64) -> Observation<'a> {
+        Observation {
+            client: c,
+            server: s,
+            conn: ConnType::Plain,
+            protocol: "http",
+            count: 1.0,
+            errors,
+            latency_s: latency,
+            virtual_client: false,
+            virtual_server: false,
+        }
+    }
+
+    const W: Window = Window { length: Duration::from_secs(300), slots: 30 };
+    const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn rate_errors_and_percentiles_over_the_window() {
+        let mut g = Graph::new(W);
+        for i in 0..100 {
+            let latency = if i < 90 { 0.01 } else { 1.0 };
+            g.observe(&obs("a", "b", latency, if i % 10 == 0 { 1.0 } else { 0.0 }), 1000 * SEC);
+        }
+        let v = g.view(1000 * SEC, &Catalog::default());
+        let e = &v.edges[0];
+        assert_eq!(e.rate, 100.0 / 300.0);
+        assert_eq!(e.error_rate, 0.1);
+        // 0.01 s falls in bucket 21, upper bound 1e-4 * 1.25^21 = 0.01088...
+        assert_eq!(sketch_index(0.01), 21);
+        assert_eq!(e.p50_s, Some(sketch_upper(21)));
+        assert_eq!(e.p90_s, Some(sketch_upper(21)));
+        assert_eq!(e.p99_s, Some(sketch_upper(sketch_index(1.0))));
+        // After the window has passed, the edge has no traffic but is still known.
+        let later = g.view(1000 * SEC + 301 * SEC, &Catalog::default());
+        assert_eq!((later.edges[0].rate, later.edges[0].health), (0.0, Health::Unknown));
+    }
+
+    #[test]
+    fn node_kinds_and_deploys() {
+        let mut g = Graph::new(W);
+        let mut db = obs("api", "postgres", 0.01, 0.0);
+        db.conn = ConnType::Database;
+        g.observe(&db, SEC);
+        let mut user = obs("user", "api", 0.01, 0.0);
+        user.virtual_client = true;
+        g.observe(&user, SEC);
+        g.report_service("api", Facts { version: "1.0".into(), ..Default::default() }, SEC);
+        g.report_service("api", Facts { version: "1.0".into(), ..Default::default() }, 2 * SEC);
+        g.report_service("api", Facts { version: "1.1".into(), owner: "team-a".into(), ..Default::default() }, 3 * SEC);
+        let v = g.view(3 * SEC, &Catalog::default());
+        assert_eq!(v.node("postgres").unwrap().kind, NodeKind::Database);
+        assert_eq!(v.node("user").unwrap().kind, NodeKind::User);
+        let api = v.node("api").unwrap();
+        assert_eq!(
+            (api.kind, api.last_deploy_ns, api.facts.owner.as_str()),
+            (NodeKind::Service, Some(3 * SEC), "team-a")
+        );
+    }
+}
+
+/// An edge observed outside traces, parsed from one JSON line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeLine {
+    pub client: String,
+    pub server: String,
+    pub count: f64,
+    pub errors: f64,
+    pub latency_s: f64,
+    pub conn: ConnType,
+    pub protocol: String,
+}
+
+impl EdgeLine {
+    pub fn observation(&self) -> Observation<'_> {
+        Observation {
+            client: &self.client,
+            server: &self.server,
+            conn: self.conn,
+            protocol: &self.protocol,
+            count: self.count,
+            errors: self.errors,
+            latency_s: self.latency_s,
+            virtual_client: false,
+            virtual_server: false,
+        }
+    }
+}
+
+/// Parses JSON lines of edges: `client` and `server` (required), `count`
+/// (default 1), `errors` (default 0), `latency_seconds` (or `latency` as a
+/// number of seconds or a duration string), `connection_type`, `protocol`.
+/// Blank lines are skipped; any bad line fails the whole input, naming it.
+pub fn parse_edge_lines(text: &[u8]) -> Result<Vec<EdgeLine>, crate::error::Error> {
+    use crate::error::Error;
+    use serde_json::Value;
+    let text = std::str::from_utf8(text).map_err(|e| Error::Argument(format!("edge lines are not UTF-8: {e}")))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |m: String| Error::Argument(format!("edge line {}: {m}", n + 1));
+        let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let name = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| bad(format!("`{k}` must be a non-empty string")))
+        };
+        let number = |k: &str, default: f64| match v.get(k) {
+            None | Some(Value::Null) => Ok(default),
+            Some(x) => x
+                .as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .ok_or_else(|| bad(format!("`{k}` must be a number >= 0"))),
+        };
+        let latency_s = match v.get("latency_seconds").or_else(|| v.get("latency")) {
+            None | Some(Value::Null) => 0.0,
+            Some(x) => crate::config::duration("latency", x).map_err(|e| bad(e.to_string()))?.as_secs_f64(),
+        };
+        let conn = match v.get("connection_type").and_then(Value::as_str).unwrap_or("") {
+            "" => ConnType::Plain,
+            "messaging_system" => ConnType::MessagingSystem,
+            "database" => ConnType::Database,
+            "virtual_node" => ConnType::VirtualNode,
+            other => return Err(bad(format!("unknown connection_type {other:?}"))),
+        };
+        let count = number("count", 1.0)?;
+        let errors = number("errors", 0.0)?;
+        if errors > count {
+            return Err(bad("`errors` is larger than `count`".into()));
+        }
+        out.push(EdgeLine {
+            client: name("client")?,
+            server: name("server")?,
+            count,
+            errors,
+            latency_s,
+            conn,
+            protocol: v.get("protocol").and_then(Value::as_str).unwrap_or("").to_string(),
+        });
+    }
+    Ok(out)
+}

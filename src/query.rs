@@ -1,0 +1,320 @@
+//! Incident questions answered over a [`View`] of the graph: who depends on a
+//! service, what it depends on, where the cause lies, and what to bring back
+//! first.
+
+use crate::graph::{Health, View};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// The graph as adjacency lists of node indexes.
+struct Adjacency<'a> {
+    names: Vec<&'a str>,
+    index: BTreeMap<&'a str, usize>,
+    callees: Vec<Vec<usize>>,
+    callers: Vec<Vec<usize>>,
+}
+
+impl<'a> Adjacency<'a> {
+    fn new(view: &'a View) -> Adjacency<'a> {
+        let names: Vec<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+        let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        let mut callees = vec![Vec::new(); names.len()];
+        let mut callers = vec![Vec::new(); names.len()];
+        for e in &view.edges {
+            if let (Some(&c), Some(&s)) = (index.get(e.client.as_str()), index.get(e.server.as_str())) {
+                if c != s {
+                    callees[c].push(s);
+                    callers[s].push(c);
+                }
+            }
+        }
+        Adjacency { names, index, callees, callers }
+    }
+
+    /// Nodes reachable from `start` (not including it), nearest first.
+    fn reach(&self, start: usize, next: &[Vec<usize>]) -> Vec<usize> {
+        let mut seen = vec![false; self.names.len()];
+        seen[start] = true;
+        let mut queue = VecDeque::from([start]);
+        let mut out = Vec::new();
+        while let Some(n) = queue.pop_front() {
+            let mut step: Vec<usize> = next[n].iter().copied().filter(|&m| !seen[m]).collect();
+            step.sort_by_key(|&m| self.names[m]);
+            step.dedup();
+            for m in step {
+                seen[m] = true;
+                out.push(m);
+                queue.push_back(m);
+            }
+        }
+        out
+    }
+
+    /// Strongly connected components (Tarjan), each sorted by name; a
+    /// component is emitted only after every component it calls.
+    fn components(&self, within: &BTreeSet<usize>) -> Vec<Vec<usize>> {
+        struct State {
+            index: Vec<Option<usize>>,
+            low: Vec<usize>,
+            on_stack: Vec<bool>,
+            stack: Vec<usize>,
+            next: usize,
+            out: Vec<Vec<usize>>,
+        }
+        fn visit(a: &Adjacency, within: &BTreeSet<usize>, v: usize, st: &mut State) {
+            st.index[v] = Some(st.next);
+            st.low[v] = st.next;
+            st.next += 1;
+            st.stack.push(v);
+            st.on_stack[v] = true;
+            let mut callees: Vec<usize> = a.callees[v].iter().copied().filter(|w| within.contains(w)).collect();
+            callees.sort_by_key(|&w| a.names[w]);
+            for w in callees {
+                match st.index[w] {
+                    None => {
+                        visit(a, within, w, st);
+                        st.low[v] = st.low[v].min(st.low[w]);
+                    }
+                    Some(iw) if st.on_stack[w] => st.low[v] = st.low[v].min(iw),
+                    _ => {}
+                }
+            }
+            if Some(st.low[v]) == st.index[v] {
+                let mut comp = Vec::new();
+                while let Some(w) = st.stack.pop() {
+                    st.on_stack[w] = false;
+                    comp.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                comp.sort_by_key(|&w| a.names[w]);
+                st.out.push(comp);
+            }
+        }
+        let n = self.names.len();
+        let mut st = State {
+            index: vec![None; n],
+            low: vec![0; n],
+            on_stack: vec![false; n],
+            stack: Vec::new(),
+            next: 0,
+            out: Vec::new(),
+        };
+        let mut order: Vec<usize> = within.iter().copied().collect();
+        order.sort_by_key(|&v| self.names[v]);
+        for v in order {
+            if st.index[v].is_none() {
+                visit(self, within, v, &mut st);
+            }
+        }
+        st.out
+    }
+}
+
+/// One step of a recovery order: a service, or a cycle of services that
+/// depend on each other and have to come back together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryStep {
+    pub services: Vec<String>,
+    pub cycle: bool,
+}
+
+/// The answer to "what if this service breaks?".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Impact {
+    pub service: String,
+    pub found: bool,
+    /// Transitive callers, nearest first.
+    pub dependents: Vec<String>,
+    /// Transitive callees, nearest first.
+    pub dependencies: Vec<String>,
+    /// The service and its dependencies, dependencies first, flattened.
+    pub recovery_order: Vec<String>,
+    pub recovery_steps: Vec<RecoveryStep>,
+    /// Requests per second that reach the service directly: what fails at once if it breaks.
+    pub blast_radius_rps: f64,
+    pub health: Health,
+}
+
+pub fn impact(view: &View, service: &str) -> Impact {
+    let a = Adjacency::new(view);
+    let Some(&i) = a.index.get(service) else {
+        return Impact {
+            service: service.to_string(),
+            found: false,
+            dependents: vec![],
+            dependencies: vec![],
+            recovery_order: vec![],
+            recovery_steps: vec![],
+            blast_radius_rps: 0.0,
+            health: Health::Unknown,
+        };
+    };
+    let names = |v: Vec<usize>| v.into_iter().map(|n| a.names[n].to_string()).collect::<Vec<_>>();
+    let dependents = names(a.reach(i, &a.callers));
+    let deps = a.reach(i, &a.callees);
+    let mut within: BTreeSet<usize> = deps.iter().copied().collect();
+    within.insert(i);
+    let steps = steps(&a, &a.components(&within));
+    let blast_radius_rps =
+        view.edges.iter().filter(|e| e.server == service && e.client != service).map(|e| e.rate).sum();
+    Impact {
+        service: service.to_string(),
+        found: true,
+        dependents,
+        dependencies: names(deps),
+        recovery_order: steps.iter().flat_map(|s| s.services.clone()).collect(),
+        recovery_steps: steps,
+        blast_radius_rps,
+        health: view.nodes[i].health,
+    }
+}
+
+fn steps(a: &Adjacency, comps: &[Vec<usize>]) -> Vec<RecoveryStep> {
+    comps
+        .iter()
+        .map(|c| RecoveryStep {
+            services: c.iter().map(|&n| a.names[n].to_string()).collect(),
+            cycle: c.len() > 1 || a.callees[c[0]].contains(&c[0]),
+        })
+        .collect()
+}
+
+/// Unhealthy services whose own dependencies are healthy: where to look
+/// first. A cycle of unhealthy services with no unhealthy dependency
+/// outside it counts as one cause, and all its members are listed.
+pub fn root_causes(view: &View) -> Vec<String> {
+    let a = Adjacency::new(view);
+    let bad: BTreeSet<usize> = (0..a.names.len()).filter(|&i| view.nodes[i].health.is_unhealthy()).collect();
+    let mut out = Vec::new();
+    for comp in a.components(&bad) {
+        let members: BTreeSet<usize> = comp.iter().copied().collect();
+        let blamed_elsewhere =
+            comp.iter().any(|&v| a.callees[v].iter().any(|w| bad.contains(w) && !members.contains(w)));
+        if !blamed_elsewhere {
+            out.extend(comp.iter().map(|&v| a.names[v].to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What to bring back first across all unhealthy services and their
+/// dependencies: dependencies first, cycles grouped.
+pub fn recovery_order(view: &View) -> Vec<RecoveryStep> {
+    let a = Adjacency::new(view);
+    let mut within = BTreeSet::new();
+    for i in (0..a.names.len()).filter(|&i| view.nodes[i].health.is_unhealthy()) {
+        within.insert(i);
+        within.extend(a.reach(i, &a.callees));
+    }
+    steps(&a, &a.components(&within))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::ConnType;
+    use crate::graph::{EdgeView, Facts, NodeKind, NodeView};
+
+    fn view(edges: &[(&str, &str, f64)], unhealthy: &[&str]) -> View {
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        for (c, s, _) in edges {
+            names.insert(c);
+            names.insert(s);
+        }
+        View {
+            at_ns: 0,
+            window_s: 300.0,
+            nodes: names
+                .iter()
+                .map(|n| NodeView {
+                    name: n.to_string(),
+                    kind: NodeKind::Service,
+                    facts: Facts::default(),
+                    first_seen_ns: 0,
+                    last_seen_ns: 0,
+                    last_deploy_ns: None,
+                    health: if unhealthy.contains(n) { Health::Red } else { Health::Green },
+                    rate: 0.0,
+                    error_rate: 0.0,
+                    tier: String::new(),
+                })
+                .collect(),
+            edges: edges
+                .iter()
+                .map(|(c, s, r)| EdgeView {
+                    client: c.to_string(),
+                    server: s.to_string(),
+                    conn: ConnType::Plain,
+                    protocol: String::new(),
+                    first_seen_ns: 0,
+                    last_seen_ns: 0,
+                    rate: *r,
+                    error_rate: 0.0,
+                    p50_s: None,
+                    p90_s: None,
+                    p99_s: None,
+                    health: Health::Green,
+                    reason: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    // web -> api -> {db, cache}; api <-> auth (a cycle); batch -> db
+    const EDGES: &[(&str, &str, f64)] = &[
+        ("web", "api", 10.0),
+        ("api", "db", 8.0),
+        ("api", "cache", 5.0),
+        ("api", "auth", 3.0),
+        ("auth", "api", 1.0),
+        ("batch", "db", 2.0),
+    ];
+
+    #[test]
+    fn impact_of_a_database() {
+        let v = view(EDGES, &[]);
+        let i = impact(&v, "db");
+        assert_eq!(i.dependents, ["api", "batch", "auth", "web"]);
+        assert!(i.dependencies.is_empty());
+        assert_eq!(i.recovery_order, ["db"]);
+        assert_eq!(i.blast_radius_rps, 10.0);
+    }
+
+    #[test]
+    fn recovery_order_puts_dependencies_first_and_groups_cycles() {
+        let v = view(EDGES, &[]);
+        let i = impact(&v, "web");
+        assert_eq!(i.dependencies, ["api", "auth", "cache", "db"]);
+        assert_eq!(i.recovery_order, ["cache", "db", "api", "auth", "web"]);
+        assert_eq!(
+            i.recovery_steps,
+            vec![
+                RecoveryStep { services: vec!["cache".into()], cycle: false },
+                RecoveryStep { services: vec!["db".into()], cycle: false },
+                RecoveryStep { services: vec!["api".into(), "auth".into()], cycle: true },
+                RecoveryStep { services: vec!["web".into()], cycle: false },
+            ]
+        );
+    }
+
+    #[test]
+    fn root_causes_are_unhealthy_with_healthy_dependencies() {
+        // db is broken; api and web suffer from it.
+        assert_eq!(root_causes(&view(EDGES, &["web", "api", "db"])), ["db"]);
+        // The api/auth cycle is broken on its own.
+        assert_eq!(root_causes(&view(EDGES, &["web", "api", "auth"])), ["api", "auth"]);
+        // Two independent causes.
+        assert_eq!(root_causes(&view(EDGES, &["cache", "batch"])), ["batch", "cache"]);
+        let order = recovery_order(&view(EDGES, &["web", "db"]));
+        let flat: Vec<_> = order.iter().flat_map(|s| s.services.clone()).collect();
+        assert_eq!(flat, ["cache", "db", "api", "auth", "web"]);
+    }
+
+    #[test]
+    fn unknown_service() {
+        let i = impact(&view(EDGES, &[]), "nope");
+        assert!(!i.found && i.dependents.is_empty());
+    }
+}
