@@ -12,6 +12,7 @@
 pub mod attributes;
 pub mod catalog;
 pub mod config;
+pub mod corpus;
 pub mod edge;
 pub mod engine;
 pub mod error;
