@@ -59,9 +59,11 @@ func run(endpoint string, rate float64, duration time.Duration, errorRate float6
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// An interrupt stops everything at once; the end of the run lets the
+	// requests of the last tick finish, so that no trace is sent half.
+	interrupted, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, duration)
+	ctx, cancel := context.WithTimeout(interrupted, duration)
 	defer cancel()
 
 	s := &sender{endpoint: endpoint, client: loopbackClient()}
@@ -105,7 +107,7 @@ func run(endpoint string, rate float64, duration time.Duration, errorRate float6
 		}
 		g.rng.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
 		for _, name := range names {
-			s.send(ctx, batches[name])
+			s.send(interrupted, batches[name])
 		}
 	}
 }

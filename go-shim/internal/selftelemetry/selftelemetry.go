@@ -213,12 +213,15 @@ func flatten(prefix string, obj map[string]any, out map[string]float64) {
 	}
 }
 
-// sanitize keeps a statistic name usable as part of an instrument name.
+// sanitize makes a statistic name usable as part of an instrument name:
+// lower case letters, digits and underscores.
 func sanitize(s string) string {
 	return strings.Map(func(r rune) rune {
 		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_':
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_':
 			return r
+		case r >= 'A' && r <= 'Z':
+			return r + ('a' - 'A')
 		}
 		return '_'
 	}, s)

@@ -16,12 +16,12 @@ import (
 )
 
 func TestParseStats(t *testing.T) {
-	got, err := ParseStats([]byte(`{"waiting": 3, "batches_rejected": 1, "by_kind": {"client": 2, "server": 0},
+	got, err := ParseStats([]byte(`{"waiting": 3, "batches_rejected": 1, "by_kind": {"SPAN_KIND_CLIENT": 2, "server": 0},
 		"healthy": true, "name": "x", "list": [1], "nothing": null, "odd key": 1.5}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"waiting": 3, "batches_rejected": 1, "by_kind_client": 2, "by_kind_server": 0, "healthy": 1, "odd_key": 1.5}
+	want := map[string]float64{"waiting": 3, "batches_rejected": 1, "by_kind_span_kind_client": 2, "by_kind_server": 0, "healthy": 1, "odd_key": 1.5}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
