@@ -22,6 +22,7 @@ pub mod ffi;
 pub mod graph;
 pub mod history;
 pub mod intern;
+pub mod otlp_json;
 pub mod otlp_metrics;
 pub mod query;
 pub mod series;
