@@ -1,1 +1,313 @@
-fn main(){}
+//! `servicemap`: reads OpenTelemetry trace files, builds the service graph,
+//! and prints its metrics (or the engine's self-report) once, at the end.
+
+use prost::Message;
+use servicemap::attributes::KeySet;
+use servicemap::otlp_json::{self, Layout};
+use servicemap::wire;
+use servicemap::{Config, Engine, Format};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE: &str = "\
+servicemap: builds a service graph from OpenTelemetry trace files.
+
+Usage:
+  servicemap metrics [--config FILE] [--format prometheus|openmetrics] FILE...
+  servicemap stats [--config FILE] FILE...
+  servicemap --help | --version
+
+Commands:
+  metrics   Print the service-graph metrics as Prometheus text (the default)
+            or OpenMetrics.
+  stats     Print the engine's self-report as JSON: spans read, edges made,
+            expired and dropped, series that would exist. A dry run for sizing.
+
+Options:
+  -c, --config FILE   Engine configuration: a JSON object, e.g.
+                      {\"compat\":\"contrib\",\"dimensions\":[\"service.namespace\"]}.
+                      Without it, the Tempo defaults.
+  -f, --format NAME   Output of `metrics`: prometheus or openmetrics.
+  -h, --help          Show this help.
+  -V, --version       Show the version.
+
+Input, read in the order given (\"-\" is standard input):
+  *.json            OTLP/JSON: one {\"resourceSpans\":[...]} document, or one
+                    document per line.
+  *.jsonl, *.ndjson JSON lines, one document per line, as the collector's file
+                    exporter writes them.
+  anything else     OTLP protobuf (ExportTraceServiceRequest or TracesData),
+                    unless the content is JSON text.
+
+Time is trace time: each batch is fed at the latest span end time read so far,
+and whatever still waits for its other side at the end of the input expires
+then. The output depends only on the input. Series are printed once, with
+their full values, and are never dropped for being idle unless the
+configuration sets series_idle_timeout.
+
+Exit status: 0 on success, 1 if a file or the configuration cannot be read
+(nothing is printed on standard output then), 2 for a usage error.
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Metrics,
+    Stats,
+}
+
+#[derive(Debug)]
+struct Args {
+    command: Command,
+    config: Option<String>,
+    format: Format,
+    files: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Parsed {
+    Help,
+    Version,
+    Run(Args),
+}
+
+fn parse_args(args: Vec<OsString>) -> Result<Parsed, String> {
+    let mut args = args.into_iter().map(|a| a.into_string().map_err(|a| format!("argument is not UTF-8: {a:?}")));
+    let command = match args.next().transpose()?.as_deref() {
+        None => return Err("no command given".into()),
+        Some("-h" | "--help" | "help") => return Ok(Parsed::Help),
+        Some("-V" | "--version") => return Ok(Parsed::Version),
+        Some("metrics") => Command::Metrics,
+        Some("stats") => Command::Stats,
+        Some(other) => return Err(format!("unknown command `{other}`")),
+    };
+    let mut parsed = Args { command, config: None, format: Format::Prometheus, files: Vec::new() };
+    let mut only_files = false;
+    while let Some(arg) = args.next().transpose()? {
+        if only_files || arg == "-" || !arg.starts_with('-') {
+            parsed.files.push(arg);
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => args.next().transpose()?.ok_or_else(|| format!("option `{name}` needs {what}")),
+            }
+        };
+        match name.as_str() {
+            "--" => only_files = true,
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "-c" | "--config" => parsed.config = Some(value("a file name")?),
+            "-f" | "--format" => {
+                if command != Command::Metrics {
+                    return Err("`--format` applies to `metrics` only".into());
+                }
+                parsed.format = match value("prometheus or openmetrics")?.as_str() {
+                    "prometheus" => Format::Prometheus,
+                    "openmetrics" => Format::OpenMetrics,
+                    other => return Err(format!("unknown format `{other}`: expected prometheus or openmetrics")),
+                };
+            }
+            _ => return Err(format!("unknown option `{arg}`")),
+        }
+    }
+    if parsed.files.is_empty() {
+        return Err("no input files given".into());
+    }
+    Ok(Parsed::Run(parsed))
+}
+
+fn main() -> ExitCode {
+    let parsed = match parse_args(std::env::args_os().skip(1).collect()) {
+        Ok(p) => p,
+        Err(msg) => {
+            eprintln!("servicemap: {msg}\nTry `servicemap --help`.");
+            return ExitCode::from(2);
+        }
+    };
+    let args = match parsed {
+        Parsed::Help => return print(USAGE.as_bytes()),
+        Parsed::Version => return print(format!("servicemap {}\n", env!("CARGO_PKG_VERSION")).as_bytes()),
+        Parsed::Run(a) => a,
+    };
+    match run(&args) {
+        Ok(out) => print(&out),
+        Err(msg) => {
+            eprintln!("servicemap: error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print(bytes: &[u8]) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`| head`) is not an error of ours.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("servicemap: error: writing the output: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Reads every file into one engine and returns what to print.
+fn run(args: &Args) -> Result<Vec<u8>, String> {
+    let config = load_config(args.config.as_deref())?;
+    let engine = Engine::new(config);
+    let mut feeder = Feeder { keys: KeySet::new(engine.config()), engine: &engine, now: 0 };
+    for name in &args.files {
+        let data = read_input(name)?;
+        feeder.feed_file(name, &data).map_err(|e| format!("{name}: {e}"))?;
+    }
+    engine.expire_all(feeder.now);
+    let format = match args.command {
+        Command::Metrics => args.format,
+        Command::Stats => Format::StatsJson,
+    };
+    Ok(engine.render(format, feeder.now))
+}
+
+fn load_config(path: Option<&str>) -> Result<Config, String> {
+    let Some(path) = path else {
+        return Ok(one_shot(Config::preset(servicemap::Compat::Tempo), false));
+    };
+    let text = read_input(path).map_err(|e| format!("config {e}"))?;
+    let config = Config::from_json(&text).map_err(|e| format!("config {path}: {e}"))?;
+    let idle_set =
+        serde_json::from_slice::<serde_json::Value>(&text).ok().is_some_and(|v| v.get("series_idle_timeout").is_some());
+    Ok(one_shot(config, idle_set))
+}
+
+/// Settings for rendering once, at the end: no zero-first samples, and series
+/// kept however long ago (in trace time) they were last updated, unless the
+/// configuration asked for an idle timeout.
+fn one_shot(mut config: Config, keep_idle_timeout: bool) -> Config {
+    config.initial_zero = false;
+    if !keep_idle_timeout {
+        config.series_idle_timeout = Duration::MAX;
+    }
+    config
+}
+
+fn read_input(name: &str) -> Result<Vec<u8>, String> {
+    if name == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map_err(|e| format!("standard input: cannot read: {e}"))?;
+        return Ok(buf);
+    }
+    std::fs::read(name).map_err(|e| format!("{name}: cannot read: {e}"))
+}
+
+/// How a file is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json(Layout),
+}
+
+fn encoding_of(name: &str, data: &[u8]) -> Encoding {
+    let ext = Path::new(name).extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("jsonl" | "ndjson") => Encoding::Json(Layout::Lines),
+        Some("json") => Encoding::Json(Layout::Detect),
+        Some("pb" | "binpb" | "bin" | "proto" | "protobuf" | "otlp") => Encoding::Protobuf,
+        // Protobuf batches can start with bytes that read as whitespace or
+        // `{`, but they are almost never valid UTF-8 throughout.
+        _ if data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') && std::str::from_utf8(data).is_ok() => {
+            Encoding::Json(Layout::Detect)
+        }
+        _ => Encoding::Protobuf,
+    }
+}
+
+struct Feeder<'e> {
+    engine: &'e Engine,
+    keys: KeySet,
+    /// The latest span end time read so far, in Unix nanoseconds.
+    now: u64,
+}
+
+impl Feeder<'_> {
+    fn feed_file(&mut self, name: &str, data: &[u8]) -> Result<(), String> {
+        match encoding_of(name, data) {
+            Encoding::Protobuf => self.feed(data).map_err(|e| e.to_string()),
+            Encoding::Json(layout) => {
+                let mut batches = otlp_json::batches(data, layout);
+                while let Some(batch) = batches.next() {
+                    let batch = batch.map_err(|e| e.to_string())?;
+                    self.feed(&batch.encode_to_vec()).map_err(|e| format!("line {}: {e}", batches.line()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Feeds one protobuf batch at the latest span end time seen, this batch's included.
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), servicemap::Error> {
+        let mut batch = wire::Batch::default();
+        wire::read_batch(bytes, &self.keys, &mut batch)?;
+        if let Some(end) = batch.spans.iter().map(|s| s.end_ns).max() {
+            self.now = self.now.max(end);
+        }
+        self.engine.consume(bytes, self.now).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Parsed, String> {
+        parse_args(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn arguments() {
+        let Ok(Parsed::Run(a)) = parse(&["metrics", "--format=openmetrics", "-c", "cfg.json", "a.json", "-", "b.pb"])
+        else {
+            panic!()
+        };
+        assert_eq!(a.command, Command::Metrics);
+        assert_eq!(a.format, Format::OpenMetrics);
+        assert_eq!(a.config.as_deref(), Some("cfg.json"));
+        assert_eq!(a.files, ["a.json", "-", "b.pb"]);
+        let Ok(Parsed::Run(a)) = parse(&["stats", "--config", "c", "--", "--odd-name.json"]) else { panic!() };
+        assert_eq!((a.command, a.files), (Command::Stats, vec!["--odd-name.json".to_string()]));
+        assert!(matches!(parse(&["--help"]), Ok(Parsed::Help)));
+        assert!(matches!(parse(&["metrics", "-h"]), Ok(Parsed::Help)));
+        assert!(matches!(parse(&["-V"]), Ok(Parsed::Version)));
+        assert_eq!(parse(&[]).unwrap_err(), "no command given");
+        assert_eq!(parse(&["graph", "x"]).unwrap_err(), "unknown command `graph`");
+        assert_eq!(parse(&["metrics"]).unwrap_err(), "no input files given");
+        assert_eq!(parse(&["metrics", "--config"]).unwrap_err(), "option `--config` needs a file name");
+        assert_eq!(
+            parse(&["metrics", "-f", "json", "x"]).unwrap_err(),
+            "unknown format `json`: expected prometheus or openmetrics"
+        );
+        assert_eq!(
+            parse(&["stats", "--format", "prometheus", "x"]).unwrap_err(),
+            "`--format` applies to `metrics` only"
+        );
+        assert_eq!(parse(&["metrics", "--verbose", "x"]).unwrap_err(), "unknown option `--verbose`");
+    }
+
+    #[test]
+    fn encodings() {
+        assert_eq!(encoding_of("a.jsonl", b"{}"), Encoding::Json(Layout::Lines));
+        assert_eq!(encoding_of("a.NDJSON", b"{}"), Encoding::Json(Layout::Lines));
+        assert_eq!(encoding_of("a.json", b""), Encoding::Json(Layout::Detect));
+        assert_eq!(encoding_of("a.pb", b"{}"), Encoding::Protobuf);
+        assert_eq!(encoding_of("-", b" \n{\"resourceSpans\":[]}"), Encoding::Json(Layout::Detect));
+        // A protobuf batch whose first length byte is `{` (123) is still protobuf.
+        assert_eq!(encoding_of("traces", &[0x0a, b'{', 0x0a, 0x79, 0xff, 0xfe]), Encoding::Protobuf);
+        assert_eq!(encoding_of("traces", &[0x0a, 0x02, 0x0a, 0x00]), Encoding::Protobuf);
+    }
+}
