@@ -1,0 +1,248 @@
+//! The `servicemap` command, run as a user would run it.
+//!
+//! Fixtures in tests/fixtures/cli: `pair.jsonl` holds, one batch per line, a
+//! failing frontend→backend request (client 2 s with http.method=GET,
+//! server 1 s) and a 0.25 s call from backend to redis; `client.json` and
+//! `server.json` hold the two halves of that request as pretty documents.
+
+use prost::Message;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cli").join(name).to_string_lossy().into_owned()
+}
+
+fn servicemap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_servicemap")).args(args).output().expect("run servicemap")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("UTF-8 stdout")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("UTF-8 stderr")
+}
+
+/// The sample lines (no comments) of an exposition.
+fn samples(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect()
+}
+
+/// A file in this test binary's scratch directory.
+fn scratch(name: &str, bytes: &[u8]) -> String {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Line `n` (1-based) of `pair.jsonl` as an OTLP protobuf batch.
+fn protobuf_line(n: usize) -> Vec<u8> {
+    let data = std::fs::read(fixture("pair.jsonl")).unwrap();
+    let batch =
+        servicemap::otlp_json::batches(&data, servicemap::otlp_json::Layout::Lines).nth(n - 1).unwrap().unwrap();
+    batch.encode_to_vec()
+}
+
+const PAIR_METRICS: &[&str] = &[
+    r#"traces_service_graph_request_total{client="backend",server="redis",connection_type="database"} 1.0"#,
+    r#"traces_service_graph_request_total{client="frontend",server="backend",http_method="GET"} 1.0"#,
+    r#"traces_service_graph_request_failed_total{client="frontend",server="backend",http_method="GET"} 1.0"#,
+    r#"traces_service_graph_request_server_seconds_sum{client="backend",server="redis",connection_type="database"} 0.25"#,
+    r#"traces_service_graph_request_server_seconds_count{client="backend",server="redis",connection_type="database"} 1"#,
+    r#"traces_service_graph_request_server_seconds_bucket{le="0.5",client="backend",server="redis",connection_type="database"} 1"#,
+    r#"traces_service_graph_request_server_seconds_bucket{le="1.5",client="backend",server="redis",connection_type="database"} 1"#,
+    r#"traces_service_graph_request_server_seconds_bucket{le="+Inf",client="backend",server="redis",connection_type="database"} 1"#,
+    r#"traces_service_graph_request_server_seconds_sum{client="frontend",server="backend",http_method="GET"} 1.0"#,
+    r#"traces_service_graph_request_server_seconds_count{client="frontend",server="backend",http_method="GET"} 1"#,
+    r#"traces_service_graph_request_server_seconds_bucket{le="0.5",client="frontend",server="backend",http_method="GET"} 0"#,
+    r#"traces_service_graph_request_server_seconds_bucket{le="1.5",client="frontend",server="backend",http_method="GET"} 1"#,
+    r#"traces_service_graph_request_server_seconds_bucket{le="+Inf",client="frontend",server="backend",http_method="GET"} 1"#,
+    r#"traces_service_graph_request_client_seconds_sum{client="backend",server="redis",connection_type="database"} 0.25"#,
+    r#"traces_service_graph_request_client_seconds_count{client="backend",server="redis",connection_type="database"} 1"#,
+    r#"traces_service_graph_request_client_seconds_bucket{le="0.5",client="backend",server="redis",connection_type="database"} 1"#,
+    r#"traces_service_graph_request_client_seconds_bucket{le="1.5",client="backend",server="redis",connection_type="database"} 1"#,
+    r#"traces_service_graph_request_client_seconds_bucket{le="+Inf",client="backend",server="redis",connection_type="database"} 1"#,
+    r#"traces_service_graph_request_client_seconds_sum{client="frontend",server="backend",http_method="GET"} 2.0"#,
+    r#"traces_service_graph_request_client_seconds_count{client="frontend",server="backend",http_method="GET"} 1"#,
+    r#"traces_service_graph_request_client_seconds_bucket{le="0.5",client="frontend",server="backend",http_method="GET"} 0"#,
+    r#"traces_service_graph_request_client_seconds_bucket{le="1.5",client="frontend",server="backend",http_method="GET"} 0"#,
+    r#"traces_service_graph_request_client_seconds_bucket{le="+Inf",client="frontend",server="backend",http_method="GET"} 1"#,
+];
+
+#[test]
+fn metrics_from_json_lines() {
+    let o = servicemap(&["metrics", "--config", &fixture("config.json"), &fixture("pair.jsonl")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+    let out = stdout(&o);
+    assert_eq!(samples(&out), PAIR_METRICS);
+    assert!(out.contains("# TYPE traces_service_graph_request_total counter\n"), "{out}");
+    assert!(out.contains("# TYPE traces_service_graph_request_server_seconds histogram\n"), "{out}");
+    assert!(!out.contains("# EOF"), "{out}");
+}
+
+/// The same spans split over three inputs of three encodings, in one run:
+/// the halves of a request pair across files.
+#[test]
+fn metrics_from_mixed_inputs() {
+    let pb = scratch("redis-call.pb", &protobuf_line(3));
+    let o =
+        servicemap(&["metrics", "-c", &fixture("config.json"), &fixture("client.json"), &pb, &fixture("server.json")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(samples(&stdout(&o)), PAIR_METRICS);
+}
+
+#[test]
+fn openmetrics_format() {
+    let o = servicemap(&["metrics", "--format", "openmetrics", "-c", &fixture("config.json"), &fixture("pair.jsonl")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.ends_with("# EOF\n"), "{out}");
+    assert!(out.contains("# TYPE traces_service_graph_request counter\n"), "{out}");
+    assert!(
+        out.contains(r#"traces_service_graph_request_total{client="frontend",server="backend",http_method="GET"} 1.0"#),
+        "{out}"
+    );
+}
+
+#[test]
+fn reads_standard_input() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_servicemap"))
+        .args(["metrics", "-c", &fixture("config.json"), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&std::fs::read(fixture("pair.jsonl")).unwrap()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(samples(&stdout(&o)), PAIR_METRICS);
+}
+
+#[test]
+fn stats_is_the_self_report() {
+    let o = servicemap(&["stats", &fixture("pair.jsonl")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stats is JSON");
+    assert_eq!(v["batches_accepted"], 3);
+    assert_eq!(v["spans_received"], 3);
+    assert_eq!(v["edges_new"], 2);
+    assert_eq!(v["edges_completed"], 2);
+    assert_eq!(v["edges_expired"], 0);
+    assert_eq!(v["waiting"], 0);
+    assert_eq!(v["spans_dropped"], 0);
+}
+
+/// The clock is the latest span end time read so far. With one store slot
+/// and a one-second wait, the first lone span has expired when a span ending
+/// ten seconds later arrives, so the second span finds room ...
+#[test]
+fn clock_follows_span_end_times() {
+    let cfg = fixture("clock-config.json");
+    let o = servicemap(&["stats", "-c", &cfg, &fixture("clock-late.jsonl")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["spans_dropped"].as_u64(), v["edges_virtual"].as_u64()), (Some(0), Some(2)));
+    let o = servicemap(&["metrics", "-c", &cfg, &fixture("clock-late.jsonl")]);
+    let out = stdout(&o);
+    let totals: Vec<&str> =
+        samples(&out).into_iter().filter(|l| l.starts_with("traces_service_graph_request_total")).collect();
+    assert_eq!(
+        totals,
+        [
+            r#"traces_service_graph_request_total{client="edge",server="first",connection_type="virtual_node"} 1.0"#,
+            r#"traces_service_graph_request_total{client="edge",server="second",connection_type="virtual_node"} 1.0"#,
+        ]
+    );
+}
+
+/// ... but when the second span ends only half a second later, the first is
+/// still waiting and the second is dropped.
+#[test]
+fn clock_does_not_run_ahead_of_the_spans() {
+    let o = servicemap(&["stats", "-c", &fixture("clock-config.json"), &fixture("clock-early.jsonl")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["spans_dropped"].as_u64(), v["edges_virtual"].as_u64()), (Some(1), Some(1)));
+}
+
+#[test]
+fn malformed_json_line_names_file_and_line() {
+    let bad = fixture("bad-line3.jsonl");
+    let o = servicemap(&["metrics", &fixture("pair.jsonl"), &bad]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "", "no partial output");
+    let err = stderr(&o);
+    assert!(err.starts_with(&format!("servicemap: error: {bad}: line 3, column ")), "{err}");
+    assert!(err.contains("invalid JSON: EOF while parsing"), "{err}");
+}
+
+#[test]
+fn truncated_protobuf_names_file_and_offset() {
+    let full = protobuf_line(1);
+    let cut = scratch("truncated.pb", &full[..full.len() - 5]);
+    let o = servicemap(&["stats", &fixture("pair.jsonl"), &cut]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "", "no partial output");
+    let err = stderr(&o);
+    assert!(err.starts_with(&format!("servicemap: error: {cut}: malformed OTLP traces batch at byte ")), "{err}");
+}
+
+#[test]
+fn bad_value_in_json_document_names_its_path() {
+    let text = std::fs::read_to_string(fixture("server.json")).unwrap().replace("c111000000000002", "not-an-id");
+    let path = scratch("bad-id.json", text.as_bytes());
+    let o = servicemap(&["metrics", &path]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "servicemap: error: {path}: at resourceSpans[0].scopeSpans[0].spans[0].spanId: \
+             expected 8 bytes as 16 hex digits (or base64), got \"not-an-id\"\n"
+        )
+    );
+}
+
+#[test]
+fn missing_file_and_bad_config() {
+    let o = servicemap(&["metrics", "/nonexistent/traces.json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    assert!(stderr(&o).starts_with("servicemap: error: /nonexistent/traces.json: cannot read:"), "{}", stderr(&o));
+
+    let cfg = scratch("bad-config.json", br#"{"max_itmes": 3}"#);
+    let o = servicemap(&["metrics", "-c", &cfg, &fixture("pair.jsonl")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(stderr(&o), format!("servicemap: error: config {cfg}: config key `max_itmes`: unknown key\n"));
+}
+
+#[test]
+fn help_and_usage_errors() {
+    let o = servicemap(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("Usage:\n  servicemap metrics [--config FILE]"), "{}", stdout(&o));
+    let o = servicemap(&["--version"]);
+    assert_eq!(stdout(&o), format!("servicemap {}\n", env!("CARGO_PKG_VERSION")));
+
+    for (args, message) in [
+        (&[][..], "no command given"),
+        (&["metrics"][..], "no input files given"),
+        (&["draw", "x.json"][..], "unknown command `draw`"),
+        (&["metrics", "--format", "json", "x.json"][..], "unknown format `json`: expected prometheus or openmetrics"),
+        (&["metrics", "--verbose", "x.json"][..], "unknown option `--verbose`"),
+        (&["stats", "-f", "openmetrics", "x.json"][..], "`--format` applies to `metrics` only"),
+    ] {
+        let o = servicemap(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert_eq!(stdout(&o), "", "{args:?}");
+        assert_eq!(stderr(&o), format!("servicemap: {message}\nTry `servicemap --help`.\n"), "{args:?}");
+    }
+}
