@@ -84,12 +84,18 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	return f
 }
 
+// client is the tests' HTTP client. Its idle connections are closed before
+// each shutdown: http.Server.Shutdown waits up to 5s for a connection that
+// was opened but never used.
+var client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+
 func (f *fixture) start(t *testing.T) {
 	t.Helper()
 	if err := f.tp.Start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.tp.Shutdown(context.Background()) })
+	t.Cleanup(client.CloseIdleConnections)
 }
 
 func (f *fixture) url() string {
@@ -111,7 +117,7 @@ func scrape(t *testing.T, url, accept string) (string, []byte) {
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +265,7 @@ func TestHTTPRoutes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -436,7 +442,7 @@ func TestConcurrentConsumeAndScrape(t *testing.T) {
 					return
 				default:
 				}
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := client.Do(req)
 				if err != nil {
 					t.Error(err)
 					return
