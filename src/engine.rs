@@ -411,7 +411,6 @@ impl Engine {
 
         if p.linked {
             let producer = found.filter(|&s| shard.store.get(s).seen_client);
-            t.edges_new += 1;
             let mut e = HalfEdge::default();
             e.write(&p.side);
             if let Some(slot) = producer {
@@ -420,11 +419,13 @@ impl Engine {
                 shard.store.get_mut(slot).matched = true;
                 let client_dims = slot_dims(&shard.dims, slot, d, false).to_vec();
                 self.emit(&e, &client_dims, side_dims, Virtual::None, ev);
+                t.edges_new += 1;
                 t.completed += 1;
                 return;
             }
             let seen = side_key(&e);
             if let Some(slot) = self.insert(shard, hash, p.key, e, now_ns, false, t, ev) {
+                t.edges_new += 1;
                 write_slot_dims(&mut shard.dims, slot, d, true, side_dims);
                 shard.pending.entry(p.key).or_default().push(slot);
             } else {
@@ -441,7 +442,7 @@ impl Engine {
                 slot
             }
             None => {
-                t.edges_new += 1;
+                // A new edge counts once it is stored or completes; a dropped span is not one.
                 let mut e = HalfEdge::default();
                 e.write(&p.side);
                 if e.is_complete() && !(client_side && shard.pending.contains_key(&p.key)) {
@@ -449,12 +450,14 @@ impl Engine {
                     let empty = vec![EMPTY; d];
                     let (c, s) = if client_side { (side_dims, &empty[..]) } else { (&empty[..], side_dims) };
                     self.emit(&e, c, s, Virtual::None, ev);
+                    t.edges_new += 1;
                     t.completed += 1;
                     return;
                 }
                 let seen = side_key(&e);
                 match self.insert(shard, hash, p.key, e, now_ns, true, t, ev) {
                     Some(slot) => {
+                        t.edges_new += 1;
                         write_slot_dims(&mut shard.dims, slot, d, !client_side, side_dims);
                         slot
                     }

@@ -211,7 +211,6 @@ fn too_many_spans_are_dropped() {
 /// once): a span refused for a full store is a dropped span, not an edge.
 /// Here A, C and D make edges.
 #[test]
-#[ignore = "engine bug: a span refused because the store is full is counted in edges_new (8, want 3)"]
 fn too_many_spans_do_not_count_as_new_edges() {
     let out = run(r#"{"max_items":1,"shards":1,"initial_zero":false}"#, &["tempo/queue-database.json"]);
     assert_eq!(out.stat("edges_new"), 3);
