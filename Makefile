@@ -46,6 +46,8 @@ test-go: rust ## go vet and go test -race for the collector shim
 	cd $(GO_SHIM) && $(CGO_ENV) $(GO) vet ./...
 	cd $(GO_SHIM) && $(CGO_ENV) $(GO) test -race ./...
 
+# A new series is shown at 0 the first time it is scraped (so that rate() sees
+# its first increase), hence the demo's two scrapes at the end.
 demo: build ## Run the collector (examples/processor.yaml) with demo traffic; metrics on localhost:9464/metrics
 	cd $(GO_SHIM) && $(GO) build -o ../bin/demotraffic ./cmd/demotraffic
 	@set -e; \
@@ -54,6 +56,7 @@ demo: build ## Run the collector (examples/processor.yaml) with demo traffic; me
 	for i in $$(seq 100); do curl -sf -o /dev/null http://localhost:9464/metrics && break; sleep 0.2; done; \
 	bin/demotraffic -rate $(DEMO_RATE) -duration $(DEMO_DURATION); \
 	echo "waiting for unpaired spans to expire into virtual nodes (store.ttl 10s)..."; sleep 12; \
+	curl -s -o /dev/null http://localhost:9464/metrics; \
 	curl -s http://localhost:9464/metrics | grep '^traces_service_graph_request_total'
 
 clean:
