@@ -597,7 +597,7 @@ pub struct Corpus {
 }
 
 /// Where span timestamps start: 2026-01-01T00:00:00Z.
-pub const EPOCH_NS: u64 = 1_767_225_600_000_000_000;
+const EPOCH_NS: u64 = 1_767_225_600_000_000_000;
 
 impl Corpus {
     pub fn new(seed: u64) -> Corpus {
