@@ -59,6 +59,22 @@ demo: build ## Run the collector (examples/processor.yaml) with demo traffic; me
 	curl -s -o /dev/null http://localhost:9464/metrics; \
 	curl -s http://localhost:9464/metrics | grep '^traces_service_graph_request_total'
 
+# Python and end-to-end tests run from a virtual environment that
+# setup-test makes (tests/e2e/setup.sh, which also installs Prometheus).
+VENV := $(CURDIR)/.venv
+PYTEST = $(VENV)/bin/python -m pytest
+
+.PHONY: test-python
+
+setup-test: ## Install the test tools: Prometheus and promtool (apt), .venv with tests/e2e/requirements.txt
+	VENV=$(VENV) bash tests/e2e/setup.sh
+
+test-python: rust setup-test ## Python ctypes tests against target/release/libservicemap.so
+	$(PYTEST) tests/python
+
+test-e2e: collector setup-test test-python ## The built collector fed by the OpenTelemetry SDK and scraped by Prometheus
+	$(PYTEST) -v --durations=5 tests/e2e
+
 clean:
 	$(CARGO) clean
 	rm -rf bin $(GO_SHIM)/_build
