@@ -224,6 +224,24 @@ fn missing_file_and_bad_config() {
     assert_eq!(stderr(&o), format!("servicemap: error: config {cfg}: config key `max_itmes`: unknown key\n"));
 }
 
+/// A batch limit set in the configuration is kept, and a batch the engine
+/// refuses is named by its line.
+#[test]
+fn configured_batch_limit_is_kept() {
+    let cfg = scratch("small-batches.json", br#"{"max_batch_bytes": 100}"#);
+    let o = servicemap(&["metrics", "-c", &cfg, &fixture("pair.jsonl")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "servicemap: error: {}: line 1: malformed OTLP traces batch at byte 0 in ExportTraceServiceRequest: \
+             batch is larger than max_batch_bytes\n",
+            fixture("pair.jsonl")
+        )
+    );
+}
+
 #[test]
 fn help_and_usage_errors() {
     let o = servicemap(&["--help"]);

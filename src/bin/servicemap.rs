@@ -45,8 +45,9 @@ Input, read in the order given (\"-\" is standard input):
 Time is trace time: each batch is fed at the latest span end time read so far,
 and whatever still waits for its other side at the end of the input expires
 then. The output depends only on the input. Series are printed once, with
-their full values, and are never dropped for being idle unless the
-configuration sets series_idle_timeout.
+their full values. Unless the configuration sets them, series_idle_timeout
+and max_batch_bytes are unlimited: nothing is dropped for being idle, and a
+file of any size is read.
 
 Exit status: 0 on success, 1 if a file or the configuration cannot be read
 (nothing is printed on standard output then), 2 for a usage error.
@@ -177,22 +178,25 @@ fn run(args: &Args) -> Result<Vec<u8>, String> {
 
 fn load_config(path: Option<&str>) -> Result<Config, String> {
     let Some(path) = path else {
-        return Ok(one_shot(Config::preset(servicemap::Compat::Tempo), false));
+        return Ok(one_shot(Config::preset(servicemap::Compat::Tempo), &|_| false));
     };
     let text = read_input(path).map_err(|e| format!("config {e}"))?;
     let config = Config::from_json(&text).map_err(|e| format!("config {path}: {e}"))?;
-    let idle_set =
-        serde_json::from_slice::<serde_json::Value>(&text).ok().is_some_and(|v| v.get("series_idle_timeout").is_some());
-    Ok(one_shot(config, idle_set))
+    let doc = serde_json::from_slice::<serde_json::Value>(&text).unwrap_or_default();
+    Ok(one_shot(config, &|key| doc.get(key).is_some()))
 }
 
-/// Settings for rendering once, at the end: no zero-first samples, and series
-/// kept however long ago (in trace time) they were last updated, unless the
-/// configuration asked for an idle timeout.
-fn one_shot(mut config: Config, keep_idle_timeout: bool) -> Config {
+/// Settings for reading whole files and rendering once, at the end, where
+/// the configuration does not say otherwise: no zero-first samples; series
+/// kept however long ago (in trace time) they were last updated; and no cap
+/// on the size of one batch (a file is one batch, or one per line).
+fn one_shot(mut config: Config, set: &dyn Fn(&str) -> bool) -> Config {
     config.initial_zero = false;
-    if !keep_idle_timeout {
+    if !set("series_idle_timeout") {
         config.series_idle_timeout = Duration::MAX;
+    }
+    if !set("max_batch_bytes") {
+        config.max_batch_bytes = usize::MAX;
     }
     config
 }
