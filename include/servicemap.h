@@ -26,7 +26,7 @@
 /**
  * Minor version of this library; changes when functions are added.
  */
-#define SERVICEMAP_VERSION_MINOR 1
+#define SERVICEMAP_VERSION_MINOR 2
 
 /**
  * Patch version of this library.
@@ -72,11 +72,6 @@
  * `sm_engine_render` format: the service map as a Mermaid flowchart.
  */
 #define SM_FORMAT_GRAPH_MERMAID 6
-
-/**
- * The empty string's id.
- */
-#define EMPTY 0
 
 /**
  * Result of every fallible call.
@@ -130,7 +125,7 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The library version as a static NUL-terminated string such as "0.1.0". Never free it.
+ * The library version as a static NUL-terminated string such as "0.2.0". Never free it.
  */
 const char *sm_version(void);
 

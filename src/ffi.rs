@@ -22,7 +22,7 @@ use std::ptr;
 /// Major version of this library; changes when the ABI breaks.
 pub const SERVICEMAP_VERSION_MAJOR: u32 = 0;
 /// Minor version of this library; changes when functions are added.
-pub const SERVICEMAP_VERSION_MINOR: u32 = 1;
+pub const SERVICEMAP_VERSION_MINOR: u32 = 2;
 /// Patch version of this library.
 pub const SERVICEMAP_VERSION_PATCH: u32 = 0;
 /// `MAJOR * 10000 + MINOR * 100 + PATCH`, comparable with `sm_version_number()`.
@@ -149,7 +149,7 @@ unsafe fn engine_ref<'a>(engine: *const sm_engine) -> Result<&'a Engine, Failure
     Ok(unsafe { &(*engine).engine })
 }
 
-/// The library version as a static NUL-terminated string such as "0.1.0". Never free it.
+/// The library version as a static NUL-terminated string such as "0.2.0". Never free it.
 #[unsafe(no_mangle)]
 pub extern "C" fn sm_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char

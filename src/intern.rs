@@ -9,7 +9,7 @@ use std::hash::BuildHasher;
 use std::sync::{RwLock, RwLockReadGuard};
 
 /// The empty string's id.
-pub const EMPTY: u32 = 0;
+pub(crate) const EMPTY: u32 = 0;
 
 #[derive(Debug)]
 pub struct Interner {

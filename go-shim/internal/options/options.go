@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
 )
@@ -90,6 +93,18 @@ type Options struct {
 	Shards                                *int           `mapstructure:"shards"`
 	InitialZero                           *bool          `mapstructure:"initial_zero"`
 	MaxBatchBytes                         *int           `mapstructure:"max_batch_bytes"`
+
+	// The live service map.
+
+	Graph            *bool          `mapstructure:"graph"`
+	GraphWindow      *time.Duration `mapstructure:"graph_window"`
+	GraphWindowSlots *int           `mapstructure:"graph_window_slots"`
+	OwnerAttribute   *string        `mapstructure:"owner_attribute"`
+	SnapshotInterval *time.Duration `mapstructure:"snapshot_interval"`
+	HistoryLength    *int           `mapstructure:"history_length"`
+	// Catalog is the path of a service catalog file (YAML or JSON): owners,
+	// tiers and SLOs per service or per edge.
+	Catalog string `mapstructure:"catalog"`
 }
 
 // Defaults returns the options with nothing set except the preset and the loops.
@@ -204,7 +219,34 @@ func (o *Options) EngineJSON() ([]byte, error) {
 	putInt("shards", o.Shards)
 	putBool("initial_zero", o.InitialZero)
 	putInt("max_batch_bytes", o.MaxBatchBytes)
+	putBool("graph", o.Graph)
+	putDuration("graph_window", o.GraphWindow)
+	putInt("graph_window_slots", o.GraphWindowSlots)
+	putString("owner_attribute", o.OwnerAttribute)
+	putDuration("snapshot_interval", o.SnapshotInterval)
+	putInt("history_length", o.HistoryLength)
+	if o.Catalog != "" {
+		catalog, err := readCatalog(o.Catalog)
+		if err != nil {
+			return nil, err
+		}
+		m["catalog"] = catalog
+	}
 	return json.Marshal(m)
+}
+
+// readCatalog reads a catalog file; YAML is a superset of JSON, so one parser
+// reads both.
+func readCatalog(path string) (any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	var doc any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("catalog: %s: %w", path, err)
+	}
+	return doc, nil
 }
 
 // NewEngine creates an engine from the options.

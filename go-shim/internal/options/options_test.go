@@ -2,6 +2,8 @@ package options
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +181,41 @@ func TestNewEngine(t *testing.T) {
 	o.Store.MaxItems = ptr(0)
 	if _, err := o.NewEngine(); err == nil || !strings.Contains(err.Error(), "`store.max_items`") {
 		t.Fatalf("NewEngine with bad max_items: %v", err)
+	}
+}
+
+func TestCatalogFileIsReadAsYAMLOrJSON(t *testing.T) {
+	dir := t.TempDir()
+	yamlPath := filepath.Join(dir, "catalog.yaml")
+	yamlDoc := "services:\n  checkout:\n    owner: team-shop\n    slo:\n      latency: {percentile: 0.9, threshold: 300ms}\n"
+	if err := os.WriteFile(yamlPath, []byte(yamlDoc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := Defaults(CompatTempo)
+	o.Catalog = yamlPath
+	doc, err := o.EngineJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"catalog":{"services":{"checkout":{"owner":"team-shop","slo":{"latency":{"percentile":0.9,"threshold":"300ms"}}}}},"compat":"tempo"}`
+	if string(doc) != want {
+		t.Errorf("engine JSON\n got %s\nwant %s", doc, want)
+	}
+	if err := o.Check(); err != nil {
+		t.Errorf("a valid catalog was rejected: %v", err)
+	}
+
+	badPath := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(badPath, []byte(`{"services":{"checkout":{"slo":{"availability":7}}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.Catalog = badPath
+	err = o.Check()
+	if err == nil || !strings.Contains(err.Error(), "catalog.services.checkout.slo.availability") {
+		t.Errorf("bad catalog: %v", err)
+	}
+	o.Catalog = filepath.Join(dir, "missing.yaml")
+	if err := o.Check(); err == nil || !strings.Contains(err.Error(), "catalog: open") {
+		t.Errorf("missing catalog file: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/web"
 )
 
 const (
@@ -35,6 +36,8 @@ func (p *serviceMapProcessor) handler() http.Handler {
 	for _, r := range p.routes() {
 		mux.Handle(r.pattern, r.handler)
 	}
+	// The live service map: its page, JSON API and exports.
+	web.Register(mux, p.eng, p.now)
 	return mux
 }
 

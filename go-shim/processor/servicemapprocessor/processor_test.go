@@ -260,6 +260,10 @@ func TestHTTPRoutes(t *testing.T) {
 		{http.MethodHead, "/sm/metrics", http.StatusOK},
 		{http.MethodPost, "/sm/metrics", http.StatusMethodNotAllowed},
 		{http.MethodGet, "/metrics", http.StatusNotFound},
+		{http.MethodGet, "/", http.StatusOK},
+		{http.MethodGet, "/api/graph", http.StatusOK},
+		{http.MethodGet, "/api/impact?service=a", http.StatusOK},
+		{http.MethodGet, "/graph.dot", http.StatusOK},
 	} {
 		req, err := http.NewRequest(tc.method, base+tc.path, nil)
 		if err != nil {
