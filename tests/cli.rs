@@ -256,11 +256,76 @@ fn help_and_usage_errors() {
         (&["draw", "x.json"][..], "unknown command `draw`"),
         (&["metrics", "--format", "json", "x.json"][..], "unknown format `json`: expected prometheus or openmetrics"),
         (&["metrics", "--verbose", "x.json"][..], "unknown option `--verbose`"),
-        (&["stats", "-f", "openmetrics", "x.json"][..], "`--format` applies to `metrics` only"),
+        (&["stats", "-f", "openmetrics", "x.json"][..], "`--format` does not apply to `stats`"),
     ] {
         let o = servicemap(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert_eq!(stdout(&o), "", "{args:?}");
         assert_eq!(stderr(&o), format!("servicemap: {message}\nTry `servicemap --help`.\n"), "{args:?}");
     }
+}
+
+fn tempo_fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tempo").join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn impact_answers_who_depends_on_a_database() {
+    let o = servicemap(&["impact", "postgres", &tempo_fixture("queue-database.json")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["service"], "postgres");
+    assert_eq!(v["dependents"], serde_json::json!(["mythical-server", "mythical-requester"]));
+    assert_eq!(v["dependencies"], serde_json::json!([]));
+    assert_eq!(v["recovery_order"], serde_json::json!(["postgres"]));
+    // One request in the 5-minute window.
+    assert_eq!(v["blast_radius_rps"].as_f64(), Some(1.0 / 300.0));
+
+    let o = servicemap(&["impact", "mythical-requester", "--format", "text", &tempo_fixture("queue-database.json")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("dependencies:   mythical-recorder, mythical-server, postgres\n"), "{text}");
+    assert!(
+        text.contains("  1. mythical-recorder\n  2. postgres\n  3. mythical-server\n  4. mythical-requester\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn graph_prints_json_dot_and_mermaid_and_takes_other_edges() {
+    let fx = tempo_fixture("queue-database.json");
+    let o = servicemap(&["graph", &fx]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let edges: Vec<String> = v["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}->{} {}",
+                e["client"].as_str().unwrap(),
+                e["server"].as_str().unwrap(),
+                e["connection_type"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            "mythical-requester->mythical-recorder messaging_system",
+            "mythical-requester->mythical-server ",
+            "mythical-server->postgres database"
+        ]
+    );
+    let o = servicemap(&["graph", "-f", "mermaid", &fx]);
+    assert!(stdout(&o).contains("  n3[(\"postgres\")]:::green\n"), "{}", stdout(&o));
+    let edges_file = scratch("edges.jsonl", b"{\"client\":\"lb\",\"server\":\"mythical-requester\",\"count\":3}\n");
+    let o = servicemap(&["graph", "-f", "dot", "--edges", &edges_file, &fx]);
+    assert!(stdout(&o).contains("\"lb\" -> \"mythical-requester\""), "{}", stdout(&o));
+    let bad = scratch("bad-edges.jsonl", b"{\"client\":\"lb\"}\n");
+    let o = servicemap(&["graph", "--edges", &bad, &fx]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).is_empty());
+    assert!(stderr(&o).contains("edge line 1: `server` must be a non-empty string"), "{}", stderr(&o));
 }

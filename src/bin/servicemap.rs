@@ -18,6 +18,8 @@ servicemap: builds a service graph from OpenTelemetry trace files.
 Usage:
   servicemap metrics [--config FILE] [--format prometheus|openmetrics] FILE...
   servicemap stats [--config FILE] FILE...
+  servicemap graph [--config FILE] [--format json|dot|mermaid] [--edges FILE] FILE...
+  servicemap impact SERVICE [--config FILE] [--format json|text] [--edges FILE] FILE...
   servicemap --help | --version
 
 Commands:
@@ -25,12 +27,20 @@ Commands:
             or OpenMetrics.
   stats     Print the engine's self-report as JSON: spans read, edges made,
             expired and dropped, series that would exist. A dry run for sizing.
+  graph     Print the service map: JSON (schema servicemap.graph/v1, the
+            default), Graphviz DOT or Mermaid, coloured by health.
+  impact    What if SERVICE breaks: who depends on it (transitively), what it
+            depends on, the order to bring things back, and the requests per
+            second that reach it directly. JSON (the default) or text.
 
 Options:
   -c, --config FILE   Engine configuration: a JSON object, e.g.
                       {\"compat\":\"contrib\",\"dimensions\":[\"service.namespace\"]}.
                       Without it, the Tempo defaults.
-  -f, --format NAME   Output of `metrics`: prometheus or openmetrics.
+  -f, --format NAME   Output format (see each command).
+  -e, --edges FILE    Also add edges observed elsewhere (graph, impact): JSON
+                      lines of {\"client\",\"server\",\"count\",\"errors\",
+                      \"latency_seconds\",\"connection_type\",\"protocol\"}.
   -h, --help          Show this help.
   -V, --version       Show the version.
 
@@ -44,7 +54,7 @@ Input, read in the order given (\"-\" is standard input):
 
 Time is trace time: each batch is fed at the latest span end time read so far,
 and whatever still waits for its other side at the end of the input expires
-then. The output depends only on the input. Series are printed once, with
+then. The map's rates cover the last graph_window (5m) of trace time. The output depends only on the input. Series are printed once, with
 their full values. Unless the configuration sets them, series_idle_timeout
 and max_batch_bytes are unlimited: nothing is dropped for being idle, and a
 file of any size is read.
@@ -53,10 +63,19 @@ Exit status: 0 on success, 1 if a file or the configuration cannot be read
 (nothing is printed on standard output then), 2 for a usage error.
 ";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Command {
     Metrics,
     Stats,
+    Graph,
+    Impact(String),
+}
+
+/// What `impact` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImpactFormat {
+    Json,
+    Text,
 }
 
 #[derive(Debug)]
@@ -64,6 +83,8 @@ struct Args {
     command: Command,
     config: Option<String>,
     format: Format,
+    impact_format: ImpactFormat,
+    edges: Option<String>,
     files: Vec<String>,
 }
 
@@ -82,9 +103,16 @@ fn parse_args(args: Vec<OsString>) -> Result<Parsed, String> {
         Some("-V" | "--version") => return Ok(Parsed::Version),
         Some("metrics") => Command::Metrics,
         Some("stats") => Command::Stats,
+        Some("graph") => Command::Graph,
+        Some("impact") => match args.next().transpose()? {
+            Some(service) if !service.starts_with('-') => Command::Impact(service),
+            _ => return Err("`impact` needs a service name first, as in `servicemap impact checkout FILE...`".into()),
+        },
         Some(other) => return Err(format!("unknown command `{other}`")),
     };
-    let mut parsed = Args { command, config: None, format: Format::Prometheus, files: Vec::new() };
+    let format = if command == Command::Graph { Format::GraphJson } else { Format::Prometheus };
+    let mut parsed =
+        Args { command, config: None, format, impact_format: ImpactFormat::Json, edges: None, files: Vec::new() };
     let mut only_files = false;
     while let Some(arg) = args.next().transpose()? {
         if only_files || arg == "-" || !arg.starts_with('-') {
@@ -105,20 +133,41 @@ fn parse_args(args: Vec<OsString>) -> Result<Parsed, String> {
             "--" => only_files = true,
             "-h" | "--help" => return Ok(Parsed::Help),
             "-c" | "--config" => parsed.config = Some(value("a file name")?),
-            "-f" | "--format" => {
-                if command != Command::Metrics {
-                    return Err("`--format` applies to `metrics` only".into());
+            "-f" | "--format" => match &parsed.command {
+                Command::Metrics => {
+                    parsed.format = match value("prometheus or openmetrics")?.as_str() {
+                        "prometheus" => Format::Prometheus,
+                        "openmetrics" => Format::OpenMetrics,
+                        other => return Err(format!("unknown format `{other}`: expected prometheus or openmetrics")),
+                    }
                 }
-                parsed.format = match value("prometheus or openmetrics")?.as_str() {
-                    "prometheus" => Format::Prometheus,
-                    "openmetrics" => Format::OpenMetrics,
-                    other => return Err(format!("unknown format `{other}`: expected prometheus or openmetrics")),
-                };
+                Command::Graph => {
+                    parsed.format = match value("json, dot or mermaid")?.as_str() {
+                        "json" => Format::GraphJson,
+                        "dot" => Format::GraphDot,
+                        "mermaid" => Format::GraphMermaid,
+                        other => return Err(format!("unknown format `{other}`: expected json, dot or mermaid")),
+                    }
+                }
+                Command::Impact(_) => {
+                    parsed.impact_format = match value("json or text")?.as_str() {
+                        "json" => ImpactFormat::Json,
+                        "text" => ImpactFormat::Text,
+                        other => return Err(format!("unknown format `{other}`: expected json or text")),
+                    }
+                }
+                Command::Stats => return Err("`--format` does not apply to `stats`".into()),
+            },
+            "-e" | "--edges" => {
+                if !matches!(parsed.command, Command::Graph | Command::Impact(_)) {
+                    return Err("`--edges` applies to `graph` and `impact` only".into());
+                }
+                parsed.edges = Some(value("a file name")?);
             }
             _ => return Err(format!("unknown option `{arg}`")),
         }
     }
-    if parsed.files.is_empty() {
+    if parsed.files.is_empty() && parsed.edges.is_none() {
         return Err("no input files given".into());
     }
     Ok(Parsed::Run(parsed))
@@ -169,11 +218,27 @@ fn run(args: &Args) -> Result<Vec<u8>, String> {
         feeder.feed_file(name, &data).map_err(|e| format!("{name}: {e}"))?;
     }
     engine.expire_all(feeder.now);
-    let format = match args.command {
-        Command::Metrics => args.format,
-        Command::Stats => Format::StatsJson,
-    };
-    Ok(engine.render(format, feeder.now))
+    if let Some(name) = &args.edges {
+        let lines = read_input(name)?;
+        engine.observe_edges(&lines, feeder.now).map_err(|e| format!("{name}: {e}"))?;
+    }
+    match &args.command {
+        Command::Metrics | Command::Graph => Ok(engine.render(args.format, feeder.now)),
+        Command::Stats => Ok(engine.render(Format::StatsJson, feeder.now)),
+        Command::Impact(service) => {
+            let view = engine.graph_view(feeder.now).ok_or("the service map is disabled (config key `graph`)")?;
+            let impact = servicemap::query::impact(&view, service);
+            Ok(match args.impact_format {
+                ImpactFormat::Text => servicemap::export::impact_text(&impact).into_bytes(),
+                ImpactFormat::Json => {
+                    let mut out =
+                        serde_json::to_vec_pretty(&servicemap::export::impact_json(&impact)).unwrap_or_default();
+                    out.push(b'\n');
+                    out
+                }
+            })
+        }
+    }
 }
 
 fn load_config(path: Option<&str>) -> Result<Config, String> {
@@ -289,7 +354,18 @@ mod tests {
         assert!(matches!(parse(&["metrics", "-h"]), Ok(Parsed::Help)));
         assert!(matches!(parse(&["-V"]), Ok(Parsed::Version)));
         assert_eq!(parse(&[]).unwrap_err(), "no command given");
-        assert_eq!(parse(&["graph", "x"]).unwrap_err(), "unknown command `graph`");
+        assert_eq!(parse(&["grpah", "x"]).unwrap_err(), "unknown command `grpah`");
+        let Ok(Parsed::Run(a)) = parse(&["graph", "-f", "dot", "--edges", "e.jsonl"]) else { panic!() };
+        assert_eq!((a.command, a.format, a.edges.as_deref()), (Command::Graph, Format::GraphDot, Some("e.jsonl")));
+        let Ok(Parsed::Run(a)) = parse(&["impact", "db", "--format", "text", "t.json"]) else { panic!() };
+        assert_eq!((a.command, a.impact_format), (Command::Impact("db".into()), ImpactFormat::Text));
+        assert!(
+            parse(&["impact", "--format", "text", "t.json"]).unwrap_err().starts_with("`impact` needs a service name")
+        );
+        assert_eq!(
+            parse(&["metrics", "--edges", "e", "x"]).unwrap_err(),
+            "`--edges` applies to `graph` and `impact` only"
+        );
         assert_eq!(parse(&["metrics"]).unwrap_err(), "no input files given");
         assert_eq!(parse(&["metrics", "--config"]).unwrap_err(), "option `--config` needs a file name");
         assert_eq!(
@@ -298,7 +374,7 @@ mod tests {
         );
         assert_eq!(
             parse(&["stats", "--format", "prometheus", "x"]).unwrap_err(),
-            "`--format` applies to `metrics` only"
+            "`--format` does not apply to `stats`"
         );
         assert_eq!(parse(&["metrics", "--verbose", "x"]).unwrap_err(), "unknown option `--verbose`");
     }
