@@ -44,9 +44,9 @@ impl<'a> AttrValue<'a> {
         }
     }
 
-    fn to_json(&self) -> serde_json::Value {
+    fn to_json(self) -> serde_json::Value {
         use serde_json::Value;
-        match *self {
+        match self {
             AttrValue::Empty => Value::Null,
             AttrValue::Str(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
             AttrValue::Bool(b) => Value::Bool(b),

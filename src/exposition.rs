@@ -114,7 +114,8 @@ impl Collector for SnapshotCollector {
                 m.encode_family(l)?.encode_counter::<NoLabelSet, _, f64>(&e.values.failed, None)?;
             }
         }
-        let hists: [(&str, &str, fn(&EdgeSeries) -> Option<&Hist>); 2] = [
+        type Pick = fn(&EdgeSeries) -> Option<&Hist>;
+        let hists: [(&str, &str, Pick); 2] = [
             (SERVER, "Time for a request between two nodes as seen from the server.", |e| Some(&e.values.server)),
             (CLIENT, "Time for a request between two nodes as seen from the client.", |e| Some(&e.values.client)),
         ];

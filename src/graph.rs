@@ -382,7 +382,9 @@ impl Graph {
         let oldest = newest.saturating_sub(self.window.slots as u64 - 1);
         let window_s = self.window.length.as_secs_f64().max(1e-9);
         let mut edges = Vec::with_capacity(self.edges.len());
-        let mut incoming: BTreeMap<&str, (f64, f64, Vec<Health>, [u32; SKETCH_BUCKETS])> = BTreeMap::new();
+        // Per server: requests, errors, the health of each incoming edge, the latency sketch.
+        type Incoming = (f64, f64, Vec<Health>, [u32; SKETCH_BUCKETS]);
+        let mut incoming: BTreeMap<&str, Incoming> = BTreeMap::new();
         for e in &self.edges {
             let (client, server) = (&self.nodes[e.client].name, &self.nodes[e.server].name);
             let mut requests = 0.0;

@@ -383,8 +383,10 @@ mod tests {
     #[test]
     fn failed_label_splits_series_and_cap_refuses() {
         let mut t = SeriesTable::new(&[1.0], false, 2);
-        let mut events = Events::default();
-        events.edges = vec![ev(1, 2, false, 0.5), ev(1, 2, true, 0.5), ev(1, 2, false, 2.0), ev(3, 4, false, 1.0)];
+        let events = Events {
+            edges: vec![ev(1, 2, false, 0.5), ev(1, 2, true, 0.5), ev(1, 2, false, 2.0), ev(3, 4, false, 1.0)],
+            ..Default::default()
+        };
         t.apply(&events, 0, true, 100);
         assert_eq!(t.edge_series(), 2);
         assert_eq!(t.refused, 1);
@@ -399,8 +401,7 @@ mod tests {
     #[test]
     fn without_failed_label_one_series_counts_failures() {
         let mut t = SeriesTable::new(&[1.0], false, 10);
-        let mut events = Events::default();
-        events.edges = vec![ev(1, 2, false, 0.5), ev(1, 2, true, 0.5)];
+        let events = Events { edges: vec![ev(1, 2, false, 0.5), ev(1, 2, true, 0.5)], ..Default::default() };
         t.apply(&events, 0, false, 100);
         let snap = t.snapshot(false);
         assert_eq!(snap.len(), 1);
@@ -410,8 +411,7 @@ mod tests {
     #[test]
     fn idle_series_are_removed() {
         let mut t = SeriesTable::new(&[1.0], false, 10);
-        let mut events = Events::default();
-        events.edges = vec![ev(1, 2, false, 0.5)];
+        let mut events = Events { edges: vec![ev(1, 2, false, 0.5)], ..Default::default() };
         t.apply(&events, 0, false, 100);
         events.edges = vec![ev(3, 4, false, 0.5)];
         t.apply(&events, 0, false, 200);

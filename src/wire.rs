@@ -443,12 +443,12 @@ fn read_span<'a>(
     rec.values_at = out.values.len() as u32;
     out.values.resize(out.values.len() + keys.len(), None);
     let want_links = rec.kind == SpanKind::Consumer;
-    if keys.len() > 0 || want_links {
+    if !keys.is_empty() || want_links {
         let mut r = Reader::new(buf, base, "Span");
         while !r.done() {
             let (field, wt) = r.tag()?;
             match field {
-                9 if keys.len() > 0 => {
+                9 if !keys.is_empty() => {
                     r.expect(wt, WT_LEN)?;
                     let (kv, at) = r.bytes()?;
                     let (key, value) = read_key_value(kv, at)?;
