@@ -108,7 +108,7 @@ def test_virtual_node_edges_after_expiry(settled):
 def test_unmatched_spans_write_no_edge(settled):
     # The health checks (no peer attribute) and the SERVER span whose caller
     # exports nothing expire without an edge.
-    edges = {(l["client"], l["server"]) for l, _ in settled.series("traces_service_graph_request_total")}
+    edges = {(labels["client"], labels["server"]) for labels, _ in settled.series("traces_service_graph_request_total")}
     assert edges == {(c, s) for c, s, _ in traffic.EXPECTED}
     unpaired = {}
     for labels, value in settled.series("traces_service_graph_unpaired_spans_total"):
@@ -121,33 +121,38 @@ def test_no_span_dropped(settled):
     assert settled.series("traces_service_graph_dropped_spans_total") in ([], [({}, 0.0)])
 
 
-def _stat(exposition, name):
-    for candidate in (name, name + "_total"):
-        for labels, value in exposition.series(candidate):
-            return value
-    return None
+def _stats(exposition, prefix):
+    """{statistic name, lower case: value} of the engine statistics among the
+    collector's own metrics (a counter may carry a `_total` suffix)."""
+    out = {}
+    for (name, _labels), value in exposition.samples.items():
+        if name.startswith(prefix):
+            stat = name[len(prefix):].lower()
+            out[stat[: -len("_total")] if stat.endswith("_total") else stat] = value
+    return out
 
 
 def test_engine_statistics_in_collector_telemetry(processor_collector, settled):
     """The engine's counters, as the collector's own metrics."""
-    prefix = "otelcol_servicemap_engine_"
-    want = {f"{prefix}expired_by_kind_{kind}": float(n) for kind, n in traffic.EXPIRED_UNMATCHED.items()}
-    want[f"{prefix}edges_virtual"] = float(len(traffic.EXPECTED[("user", "frontend", "virtual_node")])
-                                           + len(traffic.EXPECTED[("payment", "stripe-api", "virtual_node")]))
-    want[f"{prefix}spans_dropped"] = 0.0
-    want[f"{prefix}batches_rejected"] = 0.0
+    want = {f"expired_by_kind_{kind}".lower(): float(n) for kind, n in traffic.EXPIRED_UNMATCHED.items()}
+    want["edges_virtual"] = float(len(traffic.EXPECTED[("user", "frontend", "virtual_node")])
+                                  + len(traffic.EXPECTED[("payment", "stripe-api", "virtual_node")]))
+    want["spans_received"] = float(traffic.spans_per_run())
+    want["spans_dropped"] = 0.0
+    want["batches_rejected"] = 0.0
+    last = {}
 
     def stats():
         status, body = harness.http_get(processor_collector.telemetry_url)
         assert status == 200
-        exposition = harness.Exposition(body)
-        got = {name: _stat(exposition, name) for name in want}
-        return got if got == want else None
+        got = _stats(harness.Exposition(body), "otelcol_servicemap_engine_")
+        last["got"] = {k: got.get(k) for k in want}
+        return last["got"] == want
 
     try:
         harness.poll(stats, 30, interval=0.5, what="engine statistics")
-    except harness.Timeout as e:
-        raise AssertionError(f"engine statistics: want {want}; {e}") from None
+    except harness.Timeout:
+        raise AssertionError(f"engine statistics: want {want}, got {last.get('got')}") from None
 
 
 def test_openmetrics_on_request(processor_collector, settled):

@@ -25,7 +25,7 @@ def by_edge(result, labels=("client", "server")):
     """{(label values): float value} of a query result, failing on duplicates."""
     out = {}
     for row in result:
-        key = tuple(row["metric"].get(l, "") for l in labels)
+        key = tuple(row["metric"].get(name, "") for name in labels)
         assert key not in out, f"duplicate row {row}"
         out[key] = float(row["value"][1])
     return out
