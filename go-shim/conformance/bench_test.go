@@ -1,0 +1,310 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/open-telemetry/opentelemetry-collector-contrib/connector/servicegraphconnector"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/connector"
+	"go.opentelemetry.io/collector/connector/connectortest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/servicemap/servicemap/go-shim/conformance/internal/workload"
+	"github.com/servicemap/servicemap/go-shim/internal/engine"
+)
+
+// benchSettings is the configuration both sides run with in the
+// benchmarks: contrib's defaults (2s wait, default buckets), the two
+// workload dimensions, the same peer and database attributes, and a store
+// large enough that neither side refuses spans (contrib's default of 1000
+// would make it drop most of the traffic, which is cheaper than pairing it).
+func benchSettings() settings {
+	return settings{
+		dimensions:     workload.Dimensions,
+		peerAttributes: peerAttributes,
+		databaseNames:  databaseNameAttributes,
+		ttl:            2 * time.Second,
+		maxItems:       2_000_000,
+	}
+}
+
+// newBenchContrib starts contrib's connector as a collector would run it:
+// its own expiry loop every 2s, metrics flushed every 60s (its default).
+func newBenchContrib(b *testing.B, s settings, ttl, loop time.Duration) connector.Traces {
+	b.Helper()
+	f := servicegraphconnector.NewFactory()
+	cfg := f.CreateDefaultConfig().(*servicegraphconnector.Config)
+	cfg.Dimensions = s.dimensions
+	cfg.VirtualNodePeerAttributes = s.peerAttributes
+	cfg.DatabaseNameAttributes = s.databaseNames
+	cfg.Store.TTL = ttl
+	cfg.Store.MaxItems = s.storeCap()
+	cfg.StoreExpirationLoop = loop
+	conn, err := f.CreateTracesToMetrics(context.Background(), connectortest.NewNopSettings(f.Type()), cfg, consumertest.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := conn.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Shutdown(context.Background()) })
+	return conn
+}
+
+func newBenchEngine(b *testing.B, s settings, extra map[string]any) *engine.Engine {
+	b.Helper()
+	eng, err := engine.New(engineConfig(s, extra))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(eng.Close)
+	return eng
+}
+
+// cpuTime is the CPU time (user and system) this process has used: every
+// thread, so the collector's own goroutines (contrib's expiry loop) and
+// garbage collection count as well as the calling thread.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// meter follows the benchmark timer, adding up the CPU time spent while it
+// runs. Wall time per span depends on what else the machine is running; CPU
+// time much less so.
+type meter struct {
+	b       *testing.B
+	cpu     time.Duration
+	started time.Duration
+}
+
+func (m *meter) start() {
+	m.b.StartTimer()
+	m.started = cpuTime()
+}
+
+func (m *meter) stop() {
+	m.cpu += cpuTime() - m.started
+	m.b.StopTimer()
+}
+
+// replay hands out the batches in turn; each time round it gives the
+// traces new IDs (outside the timed part) so that nothing is a repeat.
+type replay struct {
+	batches []ptrace.Traces
+	next    int
+	pass    uint64
+}
+
+func (r *replay) batch(m *meter) ptrace.Traces {
+	if r.next == len(r.batches) {
+		m.stop()
+		r.pass++
+		workload.Renumber(r.batches, r.pass)
+		r.next = 0
+		m.start()
+	}
+	td := r.batches[r.next]
+	r.next++
+	return td
+}
+
+// BenchmarkVsContrib feeds the same batches to contrib's connector and to
+// the engine. The engine's side includes encoding the batch to OTLP bytes
+// (ptrace.ProtoMarshaler) and the cgo call, as the servicemap connector does;
+// it also runs the engine's expiry every 2s inside the timed loop, where
+// contrib's runs on its own goroutine.
+func BenchmarkVsContrib(b *testing.B) {
+	for _, size := range []int{100, 1000} {
+		// A ring of about 10,000 spans: enough variety, and a small live
+		// heap, so that garbage collection (which scans it) costs what it
+		// would in a collector rather than what a huge test fixture costs.
+		batches := workload.Batches(workload.Options{BatchSpans: size, Batches: 10_000 / size, Seed: 7})
+		spans := 0
+		for _, td := range batches {
+			spans += td.SpanCount()
+		}
+		perBatch := float64(spans) / float64(len(batches))
+		report := func(b *testing.B, m *meter) {
+			total := float64(b.N) * perBatch
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/span")
+			b.ReportMetric(float64(m.cpu.Nanoseconds())/total, "cpu-ns/span")
+		}
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			b.Run("contrib", func(b *testing.B) {
+				s := benchSettings()
+				conn := newBenchContrib(b, s, s.ttl, s.ttl)
+				r := &replay{batches: batches}
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.ResetTimer()
+				m := &meter{b: b}
+				m.start()
+				for i := 0; i < b.N; i++ {
+					if err := conn.ConsumeTraces(ctx, r.batch(m)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				m.stop()
+				report(b, m)
+			})
+			// servicemap runs the engine as the connector does by default,
+			// keeping the live service map as well; servicemap-graph-off does
+			// only what contrib does (the metrics).
+			for _, v := range []struct {
+				name  string
+				extra map[string]any
+			}{{"servicemap", nil}, {"servicemap-graph-off", map[string]any{"graph": false}}} {
+				b.Run(v.name, func(b *testing.B) {
+					s := benchSettings()
+					eng := newBenchEngine(b, s, v.extra)
+					r := &replay{batches: batches}
+					var pm ptrace.ProtoMarshaler
+					lastExpire := time.Now()
+					b.ReportAllocs()
+					b.ResetTimer()
+					m := &meter{b: b}
+					m.start()
+					for i := 0; i < b.N; i++ {
+						raw, err := pm.MarshalTraces(r.batch(m))
+						if err != nil {
+							b.Fatal(err)
+						}
+						now := time.Now()
+						if err := eng.Consume(raw, now); err != nil {
+							b.Fatal(err)
+						}
+						if now.Sub(lastExpire) >= s.ttl {
+							if err := eng.Expire(now); err != nil {
+								b.Fatal(err)
+							}
+							lastExpire = now
+						}
+					}
+					m.stop()
+					report(b, m)
+					o := &ourPeer{eng: eng, now: time.Now()}
+					if st := o.stats(b); st.SpansDrop != 0 {
+						b.Fatalf("the engine dropped %d spans; the comparison needs a store that refuses none", st.SpansDrop)
+					}
+				})
+			}
+		})
+	}
+}
+
+// waitingSpans is how many unpaired client spans the memory benchmark holds.
+func waitingSpans() int {
+	if v, err := strconv.Atoi(os.Getenv("CONFORMANCE_WAITING_SPANS")); err == nil && v > 0 {
+		return v
+	}
+	return 200_000
+}
+
+// settle collects garbage and hands freed memory back to the OS, so that
+// heap and RSS readings show what is still held.
+func settle() {
+	runtime.GC()
+	runtime.GC()
+	debug.FreeOSMemory()
+}
+
+func heapInUse() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// rssBytes is this process's resident set size.
+func rssBytes(b *testing.B) int64 {
+	raw, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		b.Skipf("no /proc/self/statm: %v", err)
+	}
+	f := strings.Fields(string(raw))
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pages * int64(os.Getpagesize())
+}
+
+// BenchmarkWaitingSpanMemory measures what each side holds per half-edge
+// waiting for its other side: N client spans whose servers never come, with
+// a wait long enough that none expires. contrib: Go heap growth after
+// garbage collection. servicemap: the engine's own account (store_bytes /
+// waiting) and the process's RSS growth. Run it with -benchtime=1x.
+func BenchmarkWaitingSpanMemory(b *testing.B) {
+	n := waitingSpans()
+	s := benchSettings()
+	s.maxItems = 4 * n
+	// Spans arrive as a receiver hands them over: decoded from the wire, so
+	// every string a side keeps is its own allocation.
+	var m ptrace.ProtoMarshaler
+	var u ptrace.ProtoUnmarshaler
+	wire := make([][]byte, 0, n/1000+1)
+	for _, td := range workload.LoneClients(n, 1000, 11) {
+		raw, err := m.MarshalTraces(td)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wire = append(wire, raw)
+	}
+
+	b.Run("contrib", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			conn := newBenchContrib(b, s, time.Hour, time.Hour)
+			settle()
+			heap0, rss0 := heapInUse(), rssBytes(b)
+			for _, raw := range wire {
+				td, err := u.UnmarshalTraces(raw)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := conn.ConsumeTraces(context.Background(), td); err != nil {
+					b.Fatal(err)
+				}
+			}
+			settle()
+			heap1, rss1 := heapInUse(), rssBytes(b)
+			b.ReportMetric(float64(int64(heap1)-int64(heap0))/float64(n), "heap-B/waiting-span")
+			b.ReportMetric(float64(rss1-rss0)/float64(n), "rss-B/waiting-span")
+			runtime.KeepAlive(conn)
+		}
+	})
+	b.Run("servicemap", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			s.ttl = time.Hour
+			eng := newBenchEngine(b, s, nil)
+			o := &ourPeer{eng: eng, now: time.Now()}
+			settle()
+			rss0 := rssBytes(b)
+			for _, raw := range wire {
+				if err := eng.Consume(raw, o.now); err != nil {
+					b.Fatal(err)
+				}
+			}
+			settle()
+			rss1 := rssBytes(b)
+			st := o.stats(b)
+			if st.Waiting != int64(n) {
+				b.Fatalf("%d spans waiting, want %d", st.Waiting, n)
+			}
+			b.ReportMetric(float64(st.StoreBytes)/float64(st.Waiting), "store-B/waiting-span")
+			b.ReportMetric(float64(rss1-rss0)/float64(n), "rss-B/waiting-span")
+		}
+	})
+}
