@@ -26,9 +26,19 @@ pub enum AttrValue<'a> {
 }
 
 impl<'a> AttrValue<'a> {
+    /// The value as a label string, doubles written as contrib writes them
+    /// (`es6`: the collector's `Value.AsString`, 1e-7 and 1e+21) or as Tempo
+    /// does (plain decimals).
+    pub fn to_label(&self, es6: bool) -> Cow<'a, str> {
+        match *self {
+            AttrValue::Double(d) if es6 => Cow::Owned(format_double_es6(d)),
+            _ => self.to_str(),
+        }
+    }
+
     /// The value as a label string. Strings are used as they are (invalid
-    /// UTF-8 is replaced); other types are formatted as the collector's
-    /// `Value.AsString` does.
+    /// UTF-8 is replaced); doubles are plain decimals (Go's `'f'` format, as
+    /// Tempo writes them); other types as the collector's `Value.AsString`.
     pub fn to_str(&self) -> Cow<'a, str> {
         match *self {
             AttrValue::Empty => Cow::Borrowed(""),
@@ -80,6 +90,26 @@ pub fn format_double(d: f64) -> String {
     }
     if d.is_infinite() {
         return if d > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    format!("{d}")
+}
+
+/// A double as JavaScript (and the collector's `Value.AsString`) writes it:
+/// plain decimals from 1e-6 up to 1e21, exponent form outside that range.
+pub fn format_double_es6(d: f64) -> String {
+    if d.is_nan() {
+        return "NaN".into();
+    }
+    if d.is_infinite() {
+        return if d > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    let abs = d.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        let s = format!("{d:e}");
+        return match s.split_once('e') {
+            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
+            _ => s,
+        };
     }
     format!("{d}")
 }
@@ -215,5 +245,18 @@ mod tests {
         assert_eq!(AttrValue::Str(b"a\xffb").to_str(), "a\u{fffd}b");
         assert_eq!(AttrValue::Bytes(b"hi").to_str(), "aGk=");
         assert_eq!(AttrValue::Empty.to_str(), "");
+    }
+
+    #[test]
+    fn contrib_writes_doubles_as_javascript_does() {
+        let f = |d: f64| AttrValue::Double(d).to_label(true).into_owned();
+        assert_eq!(f(1e-7), "1e-7");
+        assert_eq!(f(1e21), "1e+21");
+        assert_eq!(f(1.5e300), "1.5e+300");
+        assert_eq!(f(0.000001), "0.000001");
+        assert_eq!(f(123456.5), "123456.5");
+        assert_eq!(f(0.0), "0");
+        assert_eq!(f(f64::INFINITY), "Infinity");
+        assert_eq!(AttrValue::Double(1e-7).to_label(false), "0.0000001");
     }
 }

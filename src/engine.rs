@@ -24,7 +24,7 @@ use crate::series::{EdgeEvent, Events, SeriesTable, SideKey};
 use crate::store::{Key, Store};
 use crate::wire::{self, Batch, SpanKind, SpanRec};
 use hashbrown::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 /// Output formats of [`Engine::render`].
@@ -111,6 +111,8 @@ struct Counters {
 /// Per-call tallies, added to [`Counters`] at the end of the call.
 #[derive(Debug, Default)]
 struct Tally {
+    /// The shard's store size when this call took its lock.
+    shard_base: usize,
     dropped: u64,
     edges_new: u64,
     completed: u64,
@@ -153,6 +155,9 @@ pub struct Engine {
     /// Interner size (strings, bytes) at which the next compaction runs.
     compact_at: Mutex<(usize, usize)>,
     graph: Option<Mutex<GraphState>>,
+    /// Half-edges waiting across all shards, as of the last finished shard
+    /// visit. `max_items` applies to this total, as in both peers.
+    waiting: AtomicUsize,
 }
 
 /// The interner is compacted once it holds this many strings more than
@@ -167,9 +172,9 @@ impl Engine {
         let user = interner.insert("user");
         let fallback = config.virtual_server_fallback.as_deref().map(|s| interner.insert(s)).unwrap_or(EMPTY);
         let rules = ExpiryRules::new(&config, fallback);
-        let per_shard = config.max_items.div_ceil(config.shards).max(1);
+        // The engine enforces max_items over all shards (see `insert`).
         let shards = (0..config.shards)
-            .map(|_| Mutex::new(Shard { store: Store::new(per_shard), dims: Vec::new(), pending: HashMap::new() }))
+            .map(|_| Mutex::new(Shard { store: Store::new(usize::MAX), dims: Vec::new(), pending: HashMap::new() }))
             .collect();
         let series = Mutex::new(SeriesTable::new(
             &config.histogram_buckets,
@@ -202,6 +207,7 @@ impl Engine {
             counters: Counters::default(),
             compact_at: Mutex::new((COMPACT_SLACK_STRINGS, COMPACT_SLACK_BYTES)),
             graph,
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -277,10 +283,12 @@ impl Engine {
                 continue;
             }
             let mut shard = lock(&self.shards[s]);
+            tally.shard_base = shard.store.len();
             for &i in &order[a..b] {
                 let p = &prepared[i as usize];
                 self.pair(&mut shard, p, &dims, now_ns, &mut tally, &mut events);
             }
+            self.settle_waiting(tally.shard_base, shard.store.len());
         }
         self.count(&events, &facts, now_ns);
         self.add_tally(&tally);
@@ -292,11 +300,12 @@ impl Engine {
         let mut out = Vec::with_capacity(batch.spans.len());
         let mut r = Resolver::new(&self.interner, self.config.max_label_value_length);
         let services: Vec<u32> =
-            batch.resources.iter().map(|res| res.service.map(|v| r.id(&v.to_str())).unwrap_or(EMPTY)).collect();
+            batch.resources.iter().map(|res| res.service.map(|v| r.id(&self.label(&v))).unwrap_or(EMPTY)).collect();
         if self.graph.is_some() {
             let ks = &self.keys;
             for (i, &service) in services.iter().enumerate().filter(|(_, s)| **s != EMPTY) {
-                let mut id = |k: usize| batch.resource_value(i as u32, k).map(|v| r.id(&v.to_str())).unwrap_or(EMPTY);
+                let mut id =
+                    |k: usize| batch.resource_value(i as u32, k).map(|v| r.id(&self.label(&v))).unwrap_or(EMPTY);
                 let env = match id(ks.environment[0]) {
                     EMPTY => id(ks.environment[1]),
                     e => e,
@@ -311,7 +320,7 @@ impl Engine {
             let dims_at = dims.len() as u32;
             for &k in &self.keys.dimensions {
                 let v = self.lookup(batch, span, k);
-                dims.push(v.map(|v| r.id(&v.to_str())).unwrap_or(EMPTY));
+                dims.push(v.map(|v| r.id(&self.label(&v))).unwrap_or(EMPTY));
             }
             debug_assert_eq!(dims.len() - dims_at as usize, d);
             let peer = if client_side || self.config.peer_attributes_on_server_spans {
@@ -319,7 +328,7 @@ impl Engine {
                     .peer
                     .iter()
                     .find_map(|&k| batch.span_value(span, k))
-                    .map(|v| r.id(&v.to_str()))
+                    .map(|v| r.id(&self.label(&v)))
                     .unwrap_or(EMPTY)
             } else {
                 EMPTY
@@ -361,28 +370,33 @@ impl Engine {
     fn database_name(&self, batch: &Batch<'_>, span: &SpanRec) -> Option<String> {
         let db = self.keys.database.iter().find_map(|&k| self.lookup(batch, span, k))?;
         if self.config.database_naming == DatabaseNaming::AttributeValue {
-            return Some(db.to_str().into_owned());
+            return Some(self.label(&db).into_owned());
         }
         let ks = &self.keys;
         if let Some(v) =
             self.lookup(batch, span, ks.peer_service).or_else(|| self.lookup(batch, span, ks.server_address))
         {
-            return Some(v.to_str().into_owned());
+            return Some(self.label(&v).into_owned());
         }
         if let Some(addr) = self.lookup(batch, span, ks.network_peer_address) {
             return Some(match self.lookup(batch, span, ks.network_peer_port) {
-                Some(port) => format!("{}:{}", addr.to_str(), port.to_str()),
-                None => addr.to_str().into_owned(),
+                Some(port) => format!("{}:{}", self.label(&addr), self.label(&port)),
+                None => self.label(&addr).into_owned(),
             });
         }
-        Some(db.to_str().into_owned())
+        Some(self.label(&db).into_owned())
+    }
+
+    /// An attribute value as a label, in the preset's number format.
+    fn label<'a>(&self, v: &AttrValue<'a>) -> std::borrow::Cow<'a, str> {
+        v.to_label(self.config.compat == crate::config::Compat::Contrib)
     }
 
     /// The protocol an edge speaks, from the span's attributes.
     fn protocol(&self, batch: &Batch<'_>, span: &SpanRec, r: &mut Resolver<'_>) -> u32 {
         let ks = &self.keys;
         if let Some(v) = ks.protocol.iter().find_map(|&k| batch.span_value(span, k)) {
-            return r.id(&v.to_str());
+            return r.id(&self.label(&v));
         }
         if ks.http.iter().any(|&k| batch.span_value(span, k).is_some()) {
             return r.id("http");
@@ -514,9 +528,16 @@ impl Engine {
         t: &mut Tally,
         ev: &mut Events,
     ) -> Option<u32> {
-        if shard.store.is_full() {
+        // Waiting across all shards: the last settled total plus what this
+        // visit to the shard has changed so far.
+        let base = t.shard_base;
+        let total = |shard: &Shard| (self.waiting.load(Relaxed) + shard.store.len()).saturating_sub(base);
+        if total(shard) >= self.config.max_items {
             if let Some(head) = shard.store.expired_head(now_ns, false) {
                 self.expire_slot(shard, head, t, ev);
+            }
+            if total(shard) >= self.config.max_items {
+                return None;
             }
         }
         let slot = shard.store.insert(hash, key, e, now_ns.saturating_add(self.wait_ns), indexed).ok()?;
@@ -528,6 +549,15 @@ impl Engine {
         // A reused slot must not show its previous occupant's dimensions.
         shard.dims[slot as usize * 2 * d..need].fill(EMPTY);
         Some(slot)
+    }
+
+    /// Adds a shard visit's change in waiting half-edges to the total.
+    fn settle_waiting(&self, before: usize, after: usize) {
+        if after >= before {
+            self.waiting.fetch_add(after - before, Relaxed);
+        } else {
+            self.waiting.fetch_sub(before - after, Relaxed);
+        }
     }
 
     /// Builds the series event of a completed or virtual edge.
@@ -616,9 +646,11 @@ impl Engine {
         let mut events = Events::default();
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
+            let before = shard.store.len();
             while let Some(slot) = shard.store.expired_head(now_ns, all) {
                 self.expire_slot(&mut shard, slot, &mut tally, &mut events);
             }
+            self.settle_waiting(before, shard.store.len());
         }
         self.count(&events, &[], now_ns);
         let idle = self.config.series_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
@@ -976,12 +1008,18 @@ fn slot_dims(dims: &[u32], slot: u32, d: usize, server: bool) -> &[u32] {
     &dims[at..at + d]
 }
 
+/// Writes a side's dimension values; a dimension the span does not have
+/// keeps the value an earlier span of the same side gave it (both peers merge).
 fn write_slot_dims(dims: &mut [u32], slot: u32, d: usize, server: bool, values: &[u32]) {
     if d == 0 {
         return;
     }
     let at = slot as usize * 2 * d + if server { d } else { 0 };
-    dims[at..at + d].copy_from_slice(values);
+    for (old, &new) in dims[at..at + d].iter_mut().zip(values) {
+        if new != EMPTY {
+            *old = new;
+        }
+    }
 }
 
 fn side_key(e: &HalfEdge) -> SideKey {

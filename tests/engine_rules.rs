@@ -392,3 +392,37 @@ fn a_flood_of_distinct_label_values_does_not_grow_memory_without_bound() {
     assert_eq!(m[&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")], 1.0);
     assert_eq!(m[&format!("{TOTAL}{{client=\"c\",server=\"d\",tier=\"gold\"}}")], 1.0);
 }
+
+#[test]
+fn max_items_bounds_all_shards_together() {
+    let e = engine(r#"{"max_items":4}"#);
+    let spans = (1..=8u8).map(|t| span(CLIENT, trace(t), sid(1), None, T0, T0 + SEC)).collect();
+    let summary = e.consume(&batch(vec![resource(Some("a"), vec![], spans)]), T0).unwrap();
+    let s = e.stats();
+    assert_eq!((summary.dropped, s.waiting, s.spans_dropped), (4, 4, 4));
+}
+
+#[test]
+fn a_side_written_twice_keeps_dimensions_from_either_write() {
+    let e = engine(r#"{"dimensions":["tier","zone"],"enable_client_server_prefix":true}"#);
+    let b = batch(vec![
+        resource(
+            Some("b"),
+            vec![],
+            vec![with_attrs(span(SERVER, trace(1), sid(2), Some(sid(1)), T0, T0 + SEC), vec![s("tier", "gold")])],
+        ),
+        resource(
+            Some("b"),
+            vec![],
+            vec![with_attrs(span(SERVER, trace(1), sid(3), Some(sid(1)), T0, T0 + SEC), vec![s("zone", "eu")])],
+        ),
+        resource(Some("a"), vec![], vec![span(CLIENT, trace(1), sid(1), None, T0, T0 + SEC)]),
+    ]);
+    e.consume(&b, T0).unwrap();
+    let m = scrape(&e, T0);
+    assert_eq!(
+        m[&format!("{TOTAL}{{client=\"a\",server=\"b\",server_tier=\"gold\",server_zone=\"eu\"}}")],
+        1.0,
+        "{m:?}"
+    );
+}
