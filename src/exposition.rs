@@ -24,6 +24,16 @@ pub const CONNECTION_INFO: &str = "traces_service_graph_connection_info";
 pub const UNPAIRED: &str = "traces_service_graph_unpaired_spans";
 pub const DROPPED: &str = "traces_service_graph_dropped_spans";
 
+pub const REQUEST_HELP: &str = "Requests between two nodes.";
+pub const REQUEST_FAILED_HELP: &str = "Failed requests between two nodes.";
+pub const SERVER_HELP: &str = "Time for a request between two nodes as seen from the server.";
+pub const CLIENT_HELP: &str = "Time for a request between two nodes as seen from the client.";
+pub const MESSAGING_HELP: &str =
+    "Time between the producer ending and the consumer starting, for messaging-system edges.";
+pub const CONNECTION_INFO_HELP: &str = "1 for every pair of nodes that has been connected.";
+pub const UNPAIRED_HELP: &str = "Spans whose other side never arrived, by the side that did.";
+pub const DROPPED_HELP: &str = "Spans dropped because the pairing store was full.";
+
 const COUNTERS: [&str; 4] = [REQUEST, REQUEST_FAILED, UNPAIRED, DROPPED];
 
 /// Renders a snapshot as OpenMetrics (`openmetrics`) or Prometheus 0.0.4 text.
@@ -103,22 +113,19 @@ impl Collector for SnapshotCollector {
         let labels: Vec<_> = snap.edges.iter().map(|e| edge_labels(snap, e)).collect();
         let seconds = Unit::Seconds;
 
-        let mut m = enc.encode_descriptor(REQUEST, "Requests between two nodes.", None, MetricType::Counter)?;
+        let mut m = enc.encode_descriptor(REQUEST, REQUEST_HELP, None, MetricType::Counter)?;
         for (e, l) in snap.edges.iter().zip(&labels) {
             m.encode_family(l)?.encode_counter::<NoLabelSet, _, f64>(&e.values.request, None)?;
         }
-        let mut m =
-            enc.encode_descriptor(REQUEST_FAILED, "Failed requests between two nodes.", None, MetricType::Counter)?;
+        let mut m = enc.encode_descriptor(REQUEST_FAILED, REQUEST_FAILED_HELP, None, MetricType::Counter)?;
         for (e, l) in snap.edges.iter().zip(&labels) {
             if e.values.has_failed() {
                 m.encode_family(l)?.encode_counter::<NoLabelSet, _, f64>(&e.values.failed, None)?;
             }
         }
         type Pick = fn(&EdgeSeries) -> Option<&Hist>;
-        let hists: [(&str, &str, Pick); 2] = [
-            (SERVER, "Time for a request between two nodes as seen from the server.", |e| Some(&e.values.server)),
-            (CLIENT, "Time for a request between two nodes as seen from the client.", |e| Some(&e.values.client)),
-        ];
+        let hists: [(&str, &str, Pick); 2] =
+            [(SERVER, SERVER_HELP, |e| Some(&e.values.server)), (CLIENT, CLIENT_HELP, |e| Some(&e.values.client))];
         for (name, help, get) in hists {
             let mut m = enc.encode_descriptor(name, help, Some(&seconds), MetricType::Histogram)?;
             for (e, l) in snap.edges.iter().zip(&labels) {
@@ -133,8 +140,7 @@ impl Collector for SnapshotCollector {
             }
         }
         if snap.messaging {
-            let help = "Time between the producer ending and the consumer starting, for messaging-system edges.";
-            let mut m = enc.encode_descriptor(MESSAGING, help, Some(&seconds), MetricType::Histogram)?;
+            let mut m = enc.encode_descriptor(MESSAGING, MESSAGING_HELP, Some(&seconds), MetricType::Histogram)?;
             for (e, l) in snap.edges.iter().zip(&labels) {
                 if let (true, Some(h)) = (e.values.has_messaging(), e.values.messaging.as_ref()) {
                     m.encode_family(l)?.encode_histogram::<NoLabelSet>(
@@ -147,16 +153,13 @@ impl Collector for SnapshotCollector {
             }
         }
         if snap.connection_info {
-            let help = "1 for every pair of nodes that has been connected.";
-            let mut m = enc.encode_descriptor(CONNECTION_INFO, help, None, MetricType::Gauge)?;
+            let mut m = enc.encode_descriptor(CONNECTION_INFO, CONNECTION_INFO_HELP, None, MetricType::Gauge)?;
             for l in &labels {
                 m.encode_family(l)?.encode_gauge(&1i64)?;
             }
         }
-        let sides: [(&str, &str, &Vec<SideSeries>); 2] = [
-            (UNPAIRED, "Spans whose other side never arrived, by the side that did.", &snap.unpaired),
-            (DROPPED, "Spans dropped because the pairing store was full.", &snap.dropped),
-        ];
+        let sides: [(&str, &str, &Vec<SideSeries>); 2] =
+            [(UNPAIRED, UNPAIRED_HELP, &snap.unpaired), (DROPPED, DROPPED_HELP, &snap.dropped)];
         for (name, help, list) in sides {
             let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
             for s in list {

@@ -6,7 +6,10 @@
 use crate::config::Compat;
 use crate::edge::Virtual;
 use crate::engine::{EdgeSeries, SideSeries, Snapshot};
-use crate::exposition::{CLIENT, CONNECTION_INFO, DROPPED, MESSAGING, REQUEST, REQUEST_FAILED, SERVER, UNPAIRED};
+use crate::exposition::{
+    CLIENT, CLIENT_HELP, CONNECTION_INFO, CONNECTION_INFO_HELP, DROPPED, DROPPED_HELP, MESSAGING, MESSAGING_HELP,
+    REQUEST, REQUEST_FAILED, REQUEST_FAILED_HELP, REQUEST_HELP, SERVER, SERVER_HELP, UNPAIRED, UNPAIRED_HELP,
+};
 use crate::series::Hist;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -108,9 +111,10 @@ impl Points {
     }
 }
 
-fn sum(name: &str, points: Vec<NumberDataPoint>) -> Metric {
+fn sum(name: &str, help: &str, points: Vec<NumberDataPoint>) -> Metric {
     Metric {
         name: name.to_string(),
+        description: help.to_string(),
         data: Some(metric::Data::Sum(Sum {
             data_points: points,
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -120,9 +124,10 @@ fn sum(name: &str, points: Vec<NumberDataPoint>) -> Metric {
     }
 }
 
-fn histogram(name: &str, points: Vec<HistogramDataPoint>) -> Metric {
+fn histogram(name: &str, help: &str, points: Vec<HistogramDataPoint>) -> Metric {
     Metric {
         name: name.to_string(),
+        description: help.to_string(),
         unit: "s".to_string(),
         data: Some(metric::Data::Histogram(Histogram {
             data_points: points,
@@ -138,7 +143,7 @@ pub fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMetricsSer
     let mut metrics = Vec::new();
     if !snap.edges.is_empty() {
         let total = snap.edges.iter().zip(&attrs).map(|(e, a)| p.number(a.clone(), e.values.request)).collect();
-        metrics.push(sum(&format!("{REQUEST}_total"), total));
+        metrics.push(sum(&format!("{REQUEST}_total"), REQUEST_HELP, total));
     }
     let failed: Vec<_> = snap
         .edges
@@ -148,15 +153,16 @@ pub fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMetricsSer
         .map(|(e, a)| p.number(a.clone(), e.values.failed))
         .collect();
     if !failed.is_empty() {
-        metrics.push(sum(&format!("{REQUEST_FAILED}_total"), failed));
+        metrics.push(sum(&format!("{REQUEST_FAILED}_total"), REQUEST_FAILED_HELP, failed));
     }
     if !snap.edges.is_empty() {
-        for (name, get) in
-            [(SERVER, (|e: &EdgeSeries| &e.values.server) as fn(&EdgeSeries) -> &Hist), (CLIENT, |e| &e.values.client)]
-        {
+        type Pick = fn(&EdgeSeries) -> &Hist;
+        let pick: [(&str, &str, Pick); 2] =
+            [(SERVER, SERVER_HELP, |e| &e.values.server), (CLIENT, CLIENT_HELP, |e| &e.values.client)];
+        for (name, help, get) in pick {
             let points =
                 snap.edges.iter().zip(&attrs).map(|(e, a)| p.histogram(a.clone(), &snap.bounds, get(e))).collect();
-            metrics.push(histogram(name, points));
+            metrics.push(histogram(name, help, points));
         }
     }
     if snap.messaging {
@@ -168,7 +174,7 @@ pub fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMetricsSer
             .filter_map(|(e, a)| e.values.messaging.as_ref().map(|h| p.histogram(a.clone(), &snap.bounds, h)))
             .collect();
         if !points.is_empty() {
-            metrics.push(histogram(MESSAGING, points));
+            metrics.push(histogram(MESSAGING, MESSAGING_HELP, points));
         }
     }
     if snap.connection_info && !snap.edges.is_empty() {
@@ -183,15 +189,16 @@ pub fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMetricsSer
             .collect();
         metrics.push(Metric {
             name: CONNECTION_INFO.to_string(),
+            description: CONNECTION_INFO_HELP.to_string(),
             data: Some(metric::Data::Gauge(Gauge { data_points: points })),
             ..Default::default()
         });
     }
-    for (name, list) in [(UNPAIRED, &snap.unpaired), (DROPPED, &snap.dropped)] {
+    for (name, help, list) in [(UNPAIRED, UNPAIRED_HELP, &snap.unpaired), (DROPPED, DROPPED_HELP, &snap.dropped)] {
         if !list.is_empty() {
             let ints = Points { ints: true, ..p };
             let points = list.iter().map(|s| ints.number(side_attributes(s), s.value)).collect();
-            metrics.push(sum(&format!("{name}_total"), points));
+            metrics.push(sum(&format!("{name}_total"), help, points));
         }
     }
     ExportMetricsServiceRequest {
