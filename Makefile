@@ -11,7 +11,7 @@ OCB_VERSION := v0.159.0
 BUILDER := $(TOOLS_BIN)/builder-$(OCB_VERSION)
 COLLECTOR := bin/otelcol-servicemap
 DEMO_RATE ?= 20
-DEMO_DURATION ?= 1m
+DEMO_DURATION ?= 10m
 # Go's build cache does not hash the Rust archive that cgo links, so a stale
 # library could be reused after a Rust rebuild. A define carrying the
 # archive's checksum changes the cache key of every cgo package instead.
@@ -46,18 +46,28 @@ test-go: rust ## go vet and go test -race for the collector shim
 	cd $(GO_SHIM) && $(CGO_ENV) $(GO) vet ./...
 	cd $(GO_SHIM) && $(CGO_ENV) $(GO) test -race ./...
 
-# A new series is shown at 0 the first time it is scraped (so that rate() sees
-# its first increase), hence the demo's two scrapes at the end.
-demo: build ## Run the collector (examples/processor.yaml) with demo traffic; metrics on localhost:9464/metrics
+# The demo: the collector with examples/processor.yaml and a realistic
+# topology of demo traffic, bounded by DEMO_DURATION. While it runs, open
+# http://localhost:9464/ for the live map. At the end it prints the request
+# counters (a new series shows 0 on its first scrape, hence two scrapes).
+demo: build ## Run the collector with live demo traffic: map on localhost:9464/, metrics on /metrics
 	cd $(GO_SHIM) && $(GO) build -o ../bin/demotraffic ./cmd/demotraffic
 	@set -e; \
 	$(COLLECTOR) --config=examples/processor.yaml & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
 	for i in $$(seq 100); do curl -sf -o /dev/null http://localhost:9464/metrics && break; sleep 0.2; done; \
+	echo; \
+	echo "servicemap demo: sending traffic for $(DEMO_DURATION) (Ctrl-C stops)"; \
+	echo "  live map:   http://localhost:9464/"; \
+	echo "  metrics:    curl localhost:9464/metrics"; \
+	echo "  impact:     curl 'localhost:9464/api/impact?service=postgres'"; \
+	echo "  graphviz:   curl localhost:9464/graph.dot"; \
+	echo; \
 	bin/demotraffic -rate $(DEMO_RATE) -duration $(DEMO_DURATION); \
 	echo "waiting for unpaired spans to expire into virtual nodes (store.ttl 10s)..."; sleep 12; \
 	curl -s -o /dev/null http://localhost:9464/metrics; \
-	curl -s http://localhost:9464/metrics | grep '^traces_service_graph_request_total'
+	curl -s http://localhost:9464/metrics | grep '^traces_service_graph_request_total'; \
+	curl -s 'http://localhost:9464/api/impact?service=postgres'
 
 # Python and end-to-end tests run from a virtual environment that
 # setup-test makes (tests/e2e/setup.sh, which also installs Prometheus).
