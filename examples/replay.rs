@@ -1,0 +1,54 @@
+//! Replays the benchmark workload (`benches/workload`) through one engine on
+//! one thread and prints the time per span: a steady-state run to point a
+//! profiler at.
+//!
+//!     cargo run --release --example replay -- [BATCHES] [--wire-only]
+//!
+//! The engine is warmed with one pass over the ring first; only the BATCHES
+//! after it (default 2000) are timed. With `--wire-only`, only the wire
+//! reader runs.
+
+#[path = "../benches/workload/mod.rs"]
+mod workload;
+
+use servicemap::Engine;
+use servicemap::attributes::KeySet;
+use servicemap::wire::{self, Batch};
+use std::time::Instant;
+use workload::{Replay, SPANS_PER_BATCH};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let batches: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(2000);
+    let wire_only = args.iter().any(|a| a == "--wire-only");
+    let replay = Replay::new();
+    let spans = batches * SPANS_PER_BATCH as u64;
+    if wire_only {
+        let keys = KeySet::new(&workload::config());
+        let mut batch = Batch::default();
+        let mut read = 0;
+        let start = Instant::now();
+        for k in 0..batches as usize {
+            wire::read_batch(&replay.ring[k % replay.ring.len()], &keys, &mut batch).unwrap();
+            read += batch.spans.len();
+        }
+        let ns = start.elapsed().as_nanos() as f64 / spans as f64;
+        println!("wire::read_batch: {ns:.0} ns/span over {spans} spans ({read} kept for pairing)");
+        return;
+    }
+    let engine = Engine::new(workload::config());
+    let first = replay.warm(&engine);
+    let start = Instant::now();
+    for k in first..first + batches {
+        replay.feed(&engine, k);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / spans as f64;
+    let st = engine.stats();
+    println!(
+        "consume: {ns:.0} ns/span ({:.2} M spans/s) over {spans} spans of {:.0} bytes; {} waiting, {} series",
+        1e3 / ns,
+        replay.bytes_per_span,
+        st.waiting,
+        st.active_series
+    );
+}
