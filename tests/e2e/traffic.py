@@ -8,7 +8,7 @@ SERVER (or CONSUMER) span under it, as instrumented HTTP and Kafka clients do.
 Span times are set explicitly so that every latency is known exactly (all are
 binary fractions of a second, so sums are exact too).
 
-    frontend ──HTTP──▶ checkout ──HTTP──▶ payment ──▶ postgres (pg-primary)
+    frontend ──HTTP──▶ checkout ──gRPC──▶ payment ──▶ postgres (pg-primary)
         ▲                 │   └──▶ mysql (inventory-db)    └──▶ stripe-api (not instrumented)
       user                └──kafka──▶ fulfillment ──▶ redis, postgres, mongodb, mssql
 """
@@ -25,7 +25,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 MS = 1_000_000  # nanoseconds
-# deployment.environment.name of every service.
+# The instrumented services (each exports its own spans), and the
+# service.version and deployment.environment.name of every one.
+SERVICES = ("frontend", "checkout", "payment", "fulfillment")
+SERVICE_VERSION = "1.0.0"
 ENVIRONMENT = "e2e"
 PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -85,6 +88,23 @@ EXPECTED = {
     ("fulfillment", "mongodb", "database"): _requests(1, FULFILLMENT_DB, FULFILLMENT_DB),
     # The older db.name (before db.system).
     ("fulfillment", "legacy", "database"): _requests(1, FULFILLMENT_DB, FULFILLMENT_DB),
+}
+
+# The protocol of each edge, from its spans' attributes: rpc.system, then
+# messaging.system, then db.system.name or db.system, else "http" for spans
+# with HTTP attributes.
+PROTOCOL = {
+    ("user", "frontend", "virtual_node"): "http",
+    ("frontend", "checkout", None): "http",
+    ("checkout", "payment", None): "grpc",
+    ("payment", "pg-primary", "database"): "postgresql",
+    ("checkout", "inventory-db", "database"): "mysql",
+    ("payment", "stripe-api", "virtual_node"): "http",
+    ("checkout", "fulfillment", "messaging_system"): "kafka",
+    ("fulfillment", "redis.local:6379", "database"): "redis",
+    ("fulfillment", "warehouse", "database"): "postgresql",
+    ("fulfillment", "mongodb", "database"): "mongodb",
+    ("fulfillment", "legacy", "database"): "mssql",
 }
 
 # Edges that are written only when a half-edge expires.
@@ -154,7 +174,7 @@ class Fleet:
             exporter = RecordingExporter(inner)
             provider = TracerProvider(resource=Resource.create({
                 "service.name": service,
-                "service.version": "1.0.0",
+                "service.version": SERVICE_VERSION,
                 "deployment.environment.name": ENVIRONMENT,
             }))
             # Spans wait in the queue until flush(), so all services send
@@ -202,6 +222,10 @@ def _server_context(headers):
     return PROPAGATOR.extract(headers)
 
 
+# The gRPC call from checkout to payment, as gRPC instrumentation describes it.
+GRPC_CHARGE = {"rpc.system": "grpc", "rpc.service": "shop.Payments", "rpc.method": "Charge"}
+
+
 def run_shop(fleet, requests=REQUESTS, lone_clients=LONE_CLIENTS):
     """Records the shop's traffic (spans are exported by flush())."""
     frontend = fleet.tracer("frontend")
@@ -227,8 +251,8 @@ def run_shop(fleet, requests=REQUESTS, lone_clients=LONE_CLIENTS):
                                    "http.response.status_code": 500 if i == 1 else 200},
                        error=(i == 1))
         served_ctx = trace.set_span_in_context(served)
-        to_payment = _span(checkout, "POST", SpanKind.CLIENT, t + 110 * MS, CHECKOUT_TO_PAYMENT_CLIENT,
-                           context=served_ctx, attributes={"http.request.method": "POST"}, error=(i == 2))
+        to_payment = _span(checkout, "shop.Payments/Charge", SpanKind.CLIENT, t + 110 * MS,
+                           CHECKOUT_TO_PAYMENT_CLIENT, context=served_ctx, attributes=GRPC_CHARGE, error=(i == 2))
         _span(checkout, "SELECT inventory.stock", SpanKind.CLIENT, t + 240 * MS, INVENTORY_DB, context=served_ctx,
               attributes={"db.system": "mysql", "peer.service": "inventory-db", "server.address": "mysql.local",
                           "db.namespace": "inventory"})
@@ -237,11 +261,11 @@ def run_shop(fleet, requests=REQUESTS, lone_clients=LONE_CLIENTS):
                         attributes={"messaging.system": "kafka", "messaging.destination.name": "orders",
                                     "messaging.operation.type": "send"})
 
-        # payment: serves the charge (request 2 fails here too), writes to postgres
+        # payment: serves the charge over gRPC (request 2 fails here too), writes to postgres
         # (request 3 fails there), and calls the card processor, which is not traced.
-        charge = _span(payment, "POST /charge", SpanKind.SERVER, t + 125 * MS, PAYMENT_SERVER,
+        charge = _span(payment, "shop.Payments/Charge", SpanKind.SERVER, t + 125 * MS, PAYMENT_SERVER,
                        context=_server_context(_headers_of(to_payment)),
-                       attributes={"http.request.method": "POST", "http.route": "/charge"}, error=(i == 2))
+                       attributes={**GRPC_CHARGE, "rpc.grpc.status_code": 13 if i == 2 else 0}, error=(i == 2))
         charge_ctx = trace.set_span_in_context(charge)
         _span(payment, "INSERT payments", SpanKind.CLIENT, t + 130 * MS, PAYMENT_DB, context=charge_ctx,
               attributes={"db.system.name": "postgresql", "db.namespace": "payments",
