@@ -28,6 +28,11 @@ class Collector:
         self.config_path = config_path
 
     @property
+    def base_url(self):
+        """The processor's HTTP endpoint: the service map at `/`, its API under `/api/`."""
+        return f"http://{LOOPBACK}:{self.ports['metrics']}"
+
+    @property
     def telemetry_url(self):
         return f"http://{LOOPBACK}:{self.ports['telemetry']}/metrics"
 

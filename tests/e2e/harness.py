@@ -70,6 +70,18 @@ def http_get(url, timeout=5.0, headers=None):
         return e.code, e.read().decode("utf-8", "replace")
 
 
+def http_post(url, body, content_type="application/x-ndjson", timeout=5.0):
+    """POSTs `body` (bytes or text); returns (status, body as text)."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode("utf-8")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
 def poll(condition, timeout, interval=0.2, what="condition"):
     """Calls `condition` until it returns a true value, which is returned.
     Exceptions and false values are retried until `timeout` seconds pass;
