@@ -88,3 +88,21 @@ test-e2e: collector setup-test test-python ## The built collector fed by the Ope
 clean:
 	$(CARGO) clean
 	rm -rf bin $(GO_SHIM)/_build
+
+# Conformance against contrib's servicegraph connector (go-shim/conformance,
+# its own Go module): the differential test, Tempo scenarios, and the
+# side-by-side benchmarks recorded in BENCHMARKS.md.
+CONFORMANCE := $(GO_SHIM)/conformance
+
+.PHONY: test-conformance bench-conformance bench-collector
+
+test-conformance: rust ## Differential test against contrib's servicegraph connector, Tempo scenarios
+	cd $(CONFORMANCE) && $(CGO_ENV) $(GO) vet ./...
+	cd $(CONFORMANCE) && $(CGO_ENV) $(GO) test -count=1 ./...
+
+bench-conformance: rust ## Benchmarks against contrib's connector: CPU per span, memory per waiting span
+	cd $(CONFORMANCE) && $(CGO_ENV) $(GO) test -run '^$$' -bench BenchmarkVsContrib -benchmem -count=1 .
+	cd $(CONFORMANCE) && $(CGO_ENV) $(GO) test -run '^$$' -bench BenchmarkWaitingSpanMemory -benchtime=1x -count=1 .
+
+bench-collector: rust ## Whole collector, contrib's connector vs servicemap: CPU seconds per million spans
+	$(CGO_ENV) $(CONFORMANCE)/scripts/compare-collector.sh
