@@ -202,6 +202,56 @@ func BenchmarkVsContrib(b *testing.B) {
 					}
 				})
 			}
+			// servicemap-engine-only leaves the encoding out: the batches are
+			// encoded once per pass round the ring, outside the timed part.
+			// Not a fair comparison (a collector hands the connector pdata,
+			// not bytes); it shows what the engine itself costs.
+			b.Run("servicemap-engine-only", func(b *testing.B) {
+				s := benchSettings()
+				eng := newBenchEngine(b, s, nil)
+				var pm ptrace.ProtoMarshaler
+				encoded := make([][]byte, len(batches))
+				encode := func(pass uint64) {
+					workload.Renumber(batches, pass)
+					for i, td := range batches {
+						raw, err := pm.MarshalTraces(td)
+						if err != nil {
+							b.Fatal(err)
+						}
+						encoded[i] = raw
+					}
+				}
+				pass := uint64(1 << 40)
+				encode(pass)
+				next := 0
+				lastExpire := time.Now()
+				b.ReportAllocs()
+				b.ResetTimer()
+				m := &meter{b: b}
+				m.start()
+				for i := 0; i < b.N; i++ {
+					if next == len(encoded) {
+						m.stop()
+						pass++
+						encode(pass)
+						next = 0
+						m.start()
+					}
+					now := time.Now()
+					if err := eng.Consume(encoded[next], now); err != nil {
+						b.Fatal(err)
+					}
+					next++
+					if now.Sub(lastExpire) >= s.ttl {
+						if err := eng.Expire(now); err != nil {
+							b.Fatal(err)
+						}
+						lastExpire = now
+					}
+				}
+				m.stop()
+				report(b, m)
+			})
 		})
 	}
 }
