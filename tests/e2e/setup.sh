@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end and Python tests need on a Debian machine:
-# Prometheus and promtool (Debian's prometheus package) and a Python virtual
-# environment (.venv at the repository root) with tests/e2e/requirements.txt.
+# Prometheus and promtool (Debian's prometheus package), Chromium (Debian's
+# chromium package, for the map page test) and a Python virtual environment
+# (.venv at the repository root) with tests/e2e/requirements.txt.
 # Run as root. Running it again changes nothing that is already in place.
 set -euo pipefail
 
@@ -31,6 +32,13 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
 fi
 prometheus --version 2>&1 | head -n 1
 promtool --version 2>&1 | head -n 1
+
+# Chromium for the map page test (tests/e2e/test_map_page.py), driven by
+# Playwright over the DevTools protocol: Debian's browser, not a download.
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
+/usr/bin/chromium --version 2>/dev/null | head -n 1 || true
 
 # Python virtual environment with the pinned requirements.
 if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
