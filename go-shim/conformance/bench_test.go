@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/servicemap/servicemap/go-shim/conformance/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/conformance/internal/workload"
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
 )
@@ -163,23 +164,43 @@ func BenchmarkVsContrib(b *testing.B) {
 			})
 			// servicemap runs the engine as the connector does by default,
 			// keeping the live service map as well; servicemap-graph-off does
-			// only what contrib does (the metrics).
+			// only what contrib does (the metrics). servicemap-projected is an
+			// experiment: the batch is encoded by projection.Encoder (only
+			// what the engine reads; TestProjectionMatchesFullEncoding shows
+			// the output is the same) instead of ptrace.ProtoMarshaler.
 			for _, v := range []struct {
-				name  string
-				extra map[string]any
-			}{{"servicemap", nil}, {"servicemap-graph-off", map[string]any{"graph": false}}} {
+				name    string
+				extra   map[string]any
+				project bool
+			}{
+				{"servicemap", nil, false},
+				{"servicemap-graph-off", map[string]any{"graph": false}, false},
+				{"servicemap-projected", nil, true},
+				{"servicemap-projected-graph-off", map[string]any{"graph": false}, true},
+			} {
 				b.Run(v.name, func(b *testing.B) {
 					s := benchSettings()
 					eng := newBenchEngine(b, s, v.extra)
 					r := &replay{batches: batches}
 					var pm ptrace.ProtoMarshaler
+					encode := pm.MarshalTraces
+					if v.project {
+						graph := v.extra == nil
+						enc := projection.New(projection.EngineKeys(s.dimensions, s.peerAttributes, s.databaseNames, graph))
+						encode = func(td ptrace.Traces) ([]byte, error) {
+							if raw, ok := enc.Encode(td); ok {
+								return raw, nil
+							}
+							return pm.MarshalTraces(td)
+						}
+					}
 					lastExpire := time.Now()
 					b.ReportAllocs()
 					b.ResetTimer()
 					m := &meter{b: b}
 					m.start()
 					for i := 0; i < b.N; i++ {
-						raw, err := pm.MarshalTraces(r.batch(m))
+						raw, err := encode(r.batch(m))
 						if err != nil {
 							b.Fatal(err)
 						}

@@ -1,8 +1,9 @@
-// Program compare runs one collector binary twice, once with contrib's
-// servicegraph connector and once with the servicemap connector, sends each
-// the same OTLP/HTTP load on loopback, and reports the CPU time the
-// collector process used per million spans (user + system, from
-// /proc/<pid>/stat). The load is bounded by a span count and a time limit.
+// Program compare runs one collector binary with contrib's servicegraph
+// connector, with the servicemap connector, and with no connector at all
+// (the baseline: receiver and nop exporter), sends each the same OTLP/HTTP
+// load on loopback, and reports the CPU time the collector process used per
+// million spans (user + system, from /proc/<pid>/stat). The load is bounded
+// by a span count and a time limit.
 //
 //	compare -collector bin/otelcol-compare -spans 1000000 -batch 1000
 package main
@@ -43,7 +44,31 @@ const connectorSettings = `
     metrics_flush_interval: 60s
 `
 
+// baseline is the mode without a connector: receiver → nop exporter. Its
+// CPU is what both connectors' runs spend before the connector.
+const baseline = "baseline"
+
 func config(connectorType string, port int) string {
+	if connectorType == baseline {
+		return fmt.Sprintf(`receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:%d
+exporters:
+  nop:
+service:
+  telemetry:
+    logs:
+      level: warn
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [nop]
+`, port)
+	}
 	return fmt.Sprintf(`receivers:
   otlp:
     protocols:
@@ -109,11 +134,11 @@ func run(o options) error {
 	// Requests are encoded before any collector starts: a ring of about
 	// 20,000 spans, given new trace IDs each time round.
 	ring := workload.Batches(workload.Options{BatchSpans: o.batch, Batches: max(1, 20_000/o.batch), Seed: 3})
-	modes := []string{"service_graph", "servicemap"}
+	modes := []string{"service_graph", "servicemap", baseline}
 	var results []result
 	for round := 0; round < o.rounds; round++ {
 		for _, mode := range modes {
-			r, err := runOne(o, mode, ring, round)
+			r, err := runOne(o, mode, ring)
 			if err != nil {
 				return fmt.Errorf("%s: %w", mode, err)
 			}
@@ -129,9 +154,10 @@ func run(o options) error {
 		s[1] += float64(r.spans) / 1e6
 		sum[r.mode] = s
 	}
-	c, m := sum["service_graph"], sum["servicemap"]
-	cm, mm := c[0]/c[1], m[0]/m[1]
+	c, m, z := sum["service_graph"], sum["servicemap"], sum[baseline]
+	cm, mm, zm := c[0]/c[1], m[0]/m[1], z[0]/z[1]
 	fmt.Printf("contrib servicegraph: %.2f cpu-s per million spans; servicemap: %.2f; ratio %.2fx\n", cm, mm, cm/mm)
+	fmt.Printf("without a connector: %.2f; above that, contrib %.2f, servicemap %.2f: ratio %.2fx\n", zm, cm-zm, mm-zm, (cm-zm)/(mm-zm))
 	return nil
 }
 
@@ -144,7 +170,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func runOne(o options, mode string, ring []ptrace.Traces, round int) (result, error) {
+func runOne(o options, mode string, ring []ptrace.Traces) (result, error) {
 	port, err := freePort()
 	if err != nil {
 		return result{}, err
@@ -189,7 +215,7 @@ func runOne(o options, mode string, ring []ptrace.Traces, round int) (result, er
 		return result{}, err
 	}
 	start := time.Now()
-	sent, err := load(client, url, ring, o, uint64(round)*2+boolU64(mode == "servicemap"))
+	sent, err := load(client, url, ring, o)
 	wall := time.Since(start)
 	if err != nil {
 		return result{}, fmt.Errorf("%w\ncollector output:\n%s", err, logs.String())
@@ -221,13 +247,6 @@ func exitedOrKill(cmd *exec.Cmd, exited chan struct{}) chan struct{} {
 	return exited
 }
 
-func boolU64(b bool) uint64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // waitReady polls the receiver with empty requests until it answers, the
 // collector exits, or the deadline passes.
 func waitReady(client *http.Client, url string, exited <-chan struct{}, within time.Duration) error {
@@ -254,9 +273,9 @@ func waitReady(client *http.Client, url string, exited <-chan struct{}, within t
 }
 
 // load sends o.spans spans (whole requests) from o.workers senders. Each
-// time round the ring, the traces get new IDs so that nothing repeats;
-// passes differ between runs through base.
-func load(client *http.Client, url string, ring []ptrace.Traces, o options, base uint64) (int64, error) {
+// time round the ring, the traces get new IDs so that nothing repeats
+// within a run (each run is a fresh collector).
+func load(client *http.Client, url string, ring []ptrace.Traces, o options) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.limit)
 	defer cancel()
 	type req struct {
@@ -300,7 +319,7 @@ func load(client *http.Client, url string, ring []ptrace.Traces, o options, base
 	pass := uint64(0)
 feed:
 	for queued < o.spans {
-		workload.Renumber(ring, base<<32|pass)
+		workload.Renumber(ring, pass)
 		pass++
 		for _, td := range ring {
 			body, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()

@@ -1,0 +1,123 @@
+package conformance
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/servicemap/servicemap/go-shim/conformance/internal/projection"
+	"github.com/servicemap/servicemap/go-shim/conformance/internal/workload"
+	"github.com/servicemap/servicemap/go-shim/internal/engine"
+)
+
+// formatGraphJSON is SM_FORMAT_GRAPH_JSON of the C header: the live service
+// map, which reads more attributes than the metrics do.
+const formatGraphJSON = engine.Format(4)
+
+// TestProjectionMatchesFullEncoding feeds the differential scenarios and the
+// benchmark workload to two engines, one given each batch encoded in full,
+// the other given only what projection.Encoder keeps, and requires the same
+// metrics, service map and self-report from both after every step.
+func TestProjectionMatchesFullEncoding(t *testing.T) {
+	type scenario struct {
+		name  string
+		s     settings
+		steps []step
+	}
+	var scenarios []scenario
+	for seed := uint64(1); seed <= uint64(differentialSeeds(t)); seed++ {
+		s := seedSettings(seed)
+		bounds := s.buckets
+		if bounds == nil {
+			bounds = contribDefaultBuckets
+		}
+		scenarios = append(scenarios, scenario{fmt.Sprintf("seed=%d", seed), s, newGenerator(seed, bounds).scenario(60)})
+	}
+	var wl []step
+	for _, td := range workload.Batches(workload.Options{BatchSpans: 500, Batches: 12, Seed: 5}) {
+		wl = append(wl, step{traces: td})
+	}
+	scenarios = append(scenarios, scenario{"workload", benchSettings(), append(wl, step{expire: true})})
+
+	for n, sc := range scenarios {
+		// Every other scenario runs without the live service map, which
+		// needs fewer attributes.
+		graph := n%2 == 0
+		t.Run(fmt.Sprintf("%s/graph=%v", sc.name, graph), func(t *testing.T) {
+			config := engineConfig(sc.s, map[string]any{"graph": graph})
+			full := newOurPeer(t, config, sc.s.ttl)
+			proj := newOurPeer(t, config, sc.s.ttl)
+			enc := projection.New(projection.EngineKeys(sc.s.dimensions, sc.s.peerAttributes, sc.s.databaseNames, graph))
+			var m ptrace.ProtoMarshaler
+			for i, st := range sc.steps {
+				if st.expire {
+					full.expireAll(t)
+					proj.expireAll(t)
+				} else {
+					raw, err := m.MarshalTraces(st.traces)
+					if err != nil {
+						t.Fatal(err)
+					}
+					small, ok := enc.Encode(st.traces)
+					if !ok {
+						t.Fatalf("step %d: the projection cannot encode this batch", i+1)
+					}
+					if len(small) >= len(raw) && st.traces.SpanCount() > 0 {
+						t.Errorf("step %d: projected %d bytes, full %d", i+1, len(small), len(raw))
+					}
+					full.now = full.now.Add(time.Microsecond)
+					proj.now = full.now
+					if err := full.eng.Consume(raw, full.now); err != nil {
+						t.Fatal(err)
+					}
+					if err := proj.eng.Consume(small, proj.now); err != nil {
+						t.Fatalf("step %d: the engine rejects the projected batch: %v", i+1, err)
+					}
+					full.render(t)
+					proj.render(t)
+				}
+				if d := diffMetrics(full.last, proj.last); len(d) > 0 {
+					t.Fatalf("step %d: metrics differ (full vs projected):\n%s", i+1, strings.Join(d, "\n"))
+				}
+				formats := []engine.Format{engine.FormatStatsJSON}
+				if graph {
+					formats = append(formats, formatGraphJSON)
+				}
+				for _, f := range formats {
+					a, err1 := full.eng.Render(f, full.now)
+					b, err2 := proj.eng.Render(f, proj.now)
+					if err1 != nil || err2 != nil {
+						t.Fatal(err1, err2)
+					}
+					if f == engine.FormatStatsJSON {
+						// store_bytes counts allocated capacity, which may
+						// grow differently; everything else must match.
+						a, b = withoutStoreBytes(t, a), withoutStoreBytes(t, b)
+					}
+					if !bytes.Equal(a, b) {
+						t.Fatalf("step %d: %s differs (full vs projected):\n%s\n%s", i+1, f, a, b)
+					}
+				}
+			}
+		})
+	}
+}
+
+func withoutStoreBytes(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "store_bytes")
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
