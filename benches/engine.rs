@@ -5,11 +5,6 @@
 mod workload;
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
-use prost::Message;
 use servicemap::attributes::KeySet;
 use servicemap::wire::{self, Batch};
 use servicemap::{Engine, Format};
@@ -94,82 +89,8 @@ fn read_batch(c: &mut Criterion) {
     g.finish();
 }
 
-fn kv(key: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
-        ..Default::default()
-    }
-}
-
-/// An engine holding `clients × servers` distinct edges: every client service
-/// calls every server service a few times, some calls failing.
-fn mesh(clients: usize, servers: usize) -> (Engine, u64) {
-    let engine = Engine::new(workload::config());
-    let now = workload::T0;
-    let mut n: u64 = 0;
-    for round in 0..3u64 {
-        for c in 0..clients {
-            let mut client_spans = Vec::new();
-            let mut server_spans: Vec<Vec<Span>> = vec![Vec::new(); servers];
-            for (s, server) in server_spans.iter_mut().enumerate() {
-                n += 1;
-                let trace_id = [&n.to_be_bytes()[..], &[0x5a; 8]].concat();
-                let client_id = (n << 1).to_be_bytes().to_vec();
-                let failed = (c + s + round as usize) % 13 == 0;
-                let start = now + round * 1_000_000_000;
-                let dur = 1_000_000 * (1 + (n % 400));
-                let st = failed.then(|| Status { code: status::StatusCode::Error as i32, message: String::new() });
-                client_spans.push(Span {
-                    trace_id: trace_id.clone(),
-                    span_id: client_id.clone(),
-                    parent_span_id: vec![1; 8],
-                    name: "GET".into(),
-                    kind: span::SpanKind::Client as i32,
-                    start_time_unix_nano: start,
-                    end_time_unix_nano: start + dur + 500_000,
-                    attributes: vec![kv("http.request.method", "GET"), kv("server.address", "svc")],
-                    status: st.clone(),
-                    ..Default::default()
-                });
-                server.push(Span {
-                    trace_id,
-                    span_id: ((n << 1) | 1).to_be_bytes().to_vec(),
-                    parent_span_id: client_id,
-                    name: "GET /items/{id}".into(),
-                    kind: span::SpanKind::Server as i32,
-                    start_time_unix_nano: start + 200_000,
-                    end_time_unix_nano: start + dur,
-                    attributes: vec![kv("http.request.method", "GET"), kv("http.route", "/items/{id}")],
-                    status: st,
-                    ..Default::default()
-                });
-            }
-            let mut resource_spans = vec![resource(&format!("client-{c:03}"), client_spans)];
-            for (s, spans) in server_spans.into_iter().enumerate() {
-                resource_spans.push(resource(&format!("server-{s:03}"), spans));
-            }
-            let bytes = ExportTraceServiceRequest { resource_spans }.encode_to_vec();
-            engine.consume(&bytes, now).unwrap();
-        }
-    }
-    let later = now + 10_000_000_000;
-    // The first scrape shows new series at zero; render once so that later
-    // renders show the real values, as they would in steady operation.
-    engine.render(Format::Prometheus, later);
-    (engine, later)
-}
-
-fn resource(service: &str, spans: Vec<Span>) -> ResourceSpans {
-    ResourceSpans {
-        resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
-        scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-        ..Default::default()
-    }
-}
-
 fn render(c: &mut Criterion) {
-    let (engine, now) = mesh(100, 100);
+    let (engine, now) = workload::mesh(100, 100);
     let series = engine.stats().active_series;
     let mut g = c.benchmark_group("render");
     g.sample_size(30);

@@ -2,18 +2,20 @@
 //! one thread and prints the time per span: a steady-state run to point a
 //! profiler at.
 //!
-//!     cargo run --release --example replay -- [BATCHES] [--wire-only]
+//!     cargo run --release --example replay -- [N] [--wire-only | --render FORMAT]
 //!
-//! The engine is warmed with one pass over the ring first; only the BATCHES
-//! after it (default 2000) are timed. With `--wire-only`, only the wire
-//! reader runs.
+//! The engine is warmed with one pass over the ring first; only the N
+//! batches after it (default 2000) are timed. With `--wire-only`, only the
+//! wire reader runs. With `--render prometheus|openmetrics|otlp`, the
+//! engine of the render benchmark (10 000 edges) is rendered N times
+//! (default 20) instead.
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;
 
-use servicemap::Engine;
 use servicemap::attributes::KeySet;
 use servicemap::wire::{self, Batch};
+use servicemap::{Engine, Format};
 use std::time::Instant;
 use workload::{Replay, SPANS_PER_BATCH};
 
@@ -21,6 +23,23 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let batches: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(2000);
     let wire_only = args.iter().any(|a| a == "--wire-only");
+    let render = args.iter().position(|a| a == "--render").map(|i| match args.get(i + 1).map(|s| s.as_str()) {
+        Some("openmetrics") => Format::OpenMetrics,
+        Some("otlp") => Format::OtlpMetrics,
+        _ => Format::Prometheus,
+    });
+    if let Some(format) = render {
+        let times: u32 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(20);
+        let (engine, now) = workload::mesh(100, 100);
+        let start = Instant::now();
+        let mut bytes = 0;
+        for _ in 0..times {
+            bytes = engine.render(format, now).len();
+        }
+        let ms = start.elapsed().as_secs_f64() * 1e3 / times as f64;
+        println!("render {format:?}: {ms:.1} ms for {} series, {bytes} bytes", engine.stats().active_series);
+        return;
+    }
     let replay = Replay::new();
     let spans = batches * SPANS_PER_BATCH as u64;
     if wire_only {
