@@ -17,8 +17,10 @@
 use crate::attributes::{AttrValue, KeySet};
 use crate::error::DecodeError;
 
-/// One span, as far as pairing needs it. Attribute values live in
-/// [`Batch::values`], `KeySet::len()` slots per span starting at `values_at`.
+/// One span, as far as pairing needs it. The values of the attributes the
+/// engine reads live in [`Batch::values`]: `values_len` pairs of (key index,
+/// value) from `values_at`, and `mask` has bit `k` set when key `k` (< 64) is
+/// among them, so most look-ups of an absent key cost one test.
 #[derive(Debug, Clone, Copy)]
 pub struct SpanRec {
     pub trace_id: [u8; 16],
@@ -33,6 +35,8 @@ pub struct SpanRec {
     /// Index of the span's resource in [`Batch::resources`].
     pub resource: u32,
     pub values_at: u32,
+    pub values_len: u32,
+    pub mask: u64,
     /// Range of this span's links in [`Batch::links`].
     pub links_at: u32,
     pub links_len: u32,
@@ -62,6 +66,13 @@ impl SpanKind {
         }
     }
 
+    /// Whether spans of this kind take part in pairing (INTERNAL and
+    /// UNSPECIFIED do not).
+    #[inline]
+    pub fn pairs(self) -> bool {
+        !matches!(self, SpanKind::Internal | SpanKind::Unspecified)
+    }
+
     /// The name the peers use in the `unmatched_span_kind` label.
     pub fn otel_name(self) -> &'static str {
         match self {
@@ -76,11 +87,13 @@ impl SpanKind {
 }
 
 /// One resource: its `service.name` (None when absent) and its attribute
-/// values for the configured keys.
+/// values for the configured keys (laid out as a span's are).
 #[derive(Debug, Clone, Copy)]
 pub struct ResourceRec<'a> {
     pub service: Option<AttrValue<'a>>,
     pub values_at: u32,
+    pub values_len: u32,
+    pub mask: u64,
 }
 
 /// A span link that names another span.
@@ -96,7 +109,7 @@ pub struct LinkRec {
 pub struct Batch<'a> {
     pub resources: Vec<ResourceRec<'a>>,
     pub spans: Vec<SpanRec>,
-    pub values: Vec<Option<AttrValue<'a>>>,
+    pub values: Vec<(u16, AttrValue<'a>)>,
     pub links: Vec<LinkRec>,
     /// Spans of kind INTERNAL or UNSPECIFIED, read and skipped.
     pub ignored_spans: u64,
@@ -114,16 +127,25 @@ impl<'a> Batch<'a> {
         self.unnamed_spans = 0;
     }
 
-    /// The values slot for configured key `k` of `span` (span attributes only).
+    /// The value of configured key `k` on `span` (span attributes only).
     #[inline]
     pub fn span_value(&self, span: &SpanRec, k: usize) -> Option<AttrValue<'a>> {
-        self.values[span.values_at as usize + k]
+        self.find(span.values_at, span.values_len, span.mask, k)
     }
 
-    /// The values slot for configured key `k` of a resource.
+    /// The value of configured key `k` on a resource.
     #[inline]
     pub fn resource_value(&self, res: u32, k: usize) -> Option<AttrValue<'a>> {
-        self.values[self.resources[res as usize].values_at as usize + k]
+        let r = &self.resources[res as usize];
+        self.find(r.values_at, r.values_len, r.mask, k)
+    }
+
+    #[inline]
+    fn find(&self, at: u32, len: u32, mask: u64, k: usize) -> Option<AttrValue<'a>> {
+        if k < 64 && mask & (1 << k) == 0 {
+            return None;
+        }
+        self.values[at as usize..(at + len) as usize].iter().find(|(key, _)| *key as usize == k).map(|(_, v)| *v)
     }
 
     pub fn span_links(&self, span: &SpanRec) -> &[LinkRec] {
@@ -150,7 +172,7 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0, base, path }
     }
 
-    #[inline]
+    #[inline(always)]
     fn done(&self) -> bool {
         self.pos >= self.buf.len()
     }
@@ -160,7 +182,7 @@ impl<'a> Reader<'a> {
         DecodeError { offset: self.base + self.pos, path: self.path, reason }
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, DecodeError> {
         // Fast path: one byte.
         if let Some(&b) = self.buf.get(self.pos) {
@@ -187,7 +209,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a tag; returns (field number, wire type).
-    #[inline]
+    #[inline(always)]
     fn tag(&mut self) -> Result<(u32, u8), DecodeError> {
         let t = self.varint()?;
         let field = t >> 3;
@@ -198,7 +220,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a length-delimited field; returns (bytes, offset of the bytes in the batch).
-    #[inline]
+    #[inline(always)]
     fn bytes(&mut self) -> Result<(&'a [u8], usize), DecodeError> {
         let len = self.varint()?;
         let start = self.pos;
@@ -210,7 +232,7 @@ impl<'a> Reader<'a> {
         Ok((&self.buf[start..end], self.base + start))
     }
 
-    #[inline]
+    #[inline(always)]
     fn fixed64(&mut self) -> Result<u64, DecodeError> {
         let Some(b) = self.buf.get(self.pos..self.pos + 8) else {
             return Err(self.err("truncated fixed64"));
@@ -220,7 +242,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips a field of the given wire type.
-    #[inline]
+    #[inline(always)]
     fn skip(&mut self, wire_type: u8) -> Result<(), DecodeError> {
         match wire_type {
             WT_VARINT => {
@@ -246,7 +268,7 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn expect(&self, got: u8, want: u8) -> Result<(), DecodeError> {
         if got != want { Err(self.err("unexpected wire type for field")) } else { Ok(()) }
     }
@@ -274,7 +296,7 @@ fn read_resource_spans<'a>(buf: &'a [u8], base: usize, keys: &KeySet, out: &mut 
     // The resource may come after its spans on the wire; find it first.
     let res_index = out.resources.len() as u32;
     let values_at = out.values.len() as u32;
-    out.values.resize(out.values.len() + keys.len(), None);
+    let mut mask = 0u64;
     let mut service = None;
     let mut r = Reader::new(buf, base, "ResourceSpans");
     while !r.done() {
@@ -282,12 +304,13 @@ fn read_resource_spans<'a>(buf: &'a [u8], base: usize, keys: &KeySet, out: &mut 
         if field == 1 {
             r.expect(wt, WT_LEN)?;
             let (res, at) = r.bytes()?;
-            service = read_resource(res, at, keys, &mut out.values[values_at as usize..])?;
+            service = read_resource(res, at, keys, &mut out.values, &mut mask)?;
         } else {
             r.skip(wt)?;
         }
     }
-    out.resources.push(ResourceRec { service, values_at });
+    let values_len = out.values.len() as u32 - values_at;
+    out.resources.push(ResourceRec { service, values_at, values_len, mask });
     let mut r = Reader::new(buf, base, "ResourceSpans");
     while !r.done() {
         let (field, wt) = r.tag()?;
@@ -307,7 +330,8 @@ fn read_resource<'a>(
     buf: &'a [u8],
     base: usize,
     keys: &KeySet,
-    slots: &mut [Option<AttrValue<'a>>],
+    values: &mut Vec<(u16, AttrValue<'a>)>,
+    mask: &mut u64,
 ) -> Result<Option<AttrValue<'a>>, DecodeError> {
     let mut service = None;
     let mut r = Reader::new(buf, base, "Resource");
@@ -321,7 +345,7 @@ fn read_resource<'a>(
                 service = Some(value);
             }
             if let Some(k) = keys.find(key) {
-                slots[k] = Some(value);
+                push_value(values, mask, k, value);
             }
         } else {
             r.skip(wt)?;
@@ -374,14 +398,18 @@ fn read_span<'a>(
         end_ns: 0,
         error: false,
         resource,
-        values_at: 0,
+        values_at: out.values.len() as u32,
+        values_len: 0,
+        mask: 0,
         links_at: out.links.len() as u32,
         links_len: 0,
     };
     let mut have_trace = false;
     let mut have_span = false;
-    // Attributes and links are collected in a second pass once the kind is known,
-    // so spans that pairing ignores cost only the framing walk.
+    let mut have_kind = false;
+    // Attributes or links seen before the kind (not the canonical field
+    // order): they are read in a second pass once the kind is known.
+    let mut deferred = false;
     let mut r = Reader::new(buf, base, "Span");
     while !r.done() {
         let (field, wt) = r.tag()?;
@@ -409,6 +437,7 @@ fn read_span<'a>(
             6 => {
                 r.expect(wt, WT_VARINT)?;
                 rec.kind = SpanKind::from_wire(r.varint()?);
+                have_kind = true;
             }
             7 => {
                 r.expect(wt, WT_I64)?;
@@ -417,6 +446,15 @@ fn read_span<'a>(
             8 => {
                 r.expect(wt, WT_I64)?;
                 rec.end_ns = r.fixed64()?;
+            }
+            9 | 13 => {
+                r.expect(wt, WT_LEN)?;
+                let (b, at) = r.bytes()?;
+                if !have_kind {
+                    deferred = true;
+                } else if named && rec.kind.pairs() {
+                    read_span_extra(field, b, at, keys, &mut rec, out)?;
+                }
             }
             15 => {
                 r.expect(wt, WT_LEN)?;
@@ -432,44 +470,93 @@ fn read_span<'a>(
     if !have_span {
         return Err(r.err("span has no span_id"));
     }
-    if matches!(rec.kind, SpanKind::Internal | SpanKind::Unspecified) {
+    if !rec.kind.pairs() {
         out.ignored_spans += 1;
         return Ok(());
     }
     if !named {
         out.unnamed_spans += 1;
+        out.values.truncate(rec.values_at as usize);
+        out.links.truncate(rec.links_at as usize);
         return Ok(());
     }
-    rec.values_at = out.values.len() as u32;
-    out.values.resize(out.values.len() + keys.len(), None);
-    let want_links = rec.kind == SpanKind::Consumer;
-    if !keys.is_empty() || want_links {
+    if deferred {
         let mut r = Reader::new(buf, base, "Span");
         while !r.done() {
             let (field, wt) = r.tag()?;
-            match field {
-                9 if !keys.is_empty() => {
-                    r.expect(wt, WT_LEN)?;
-                    let (kv, at) = r.bytes()?;
-                    let (key, value) = read_key_value(kv, at)?;
-                    if let Some(k) = keys.find(key) {
-                        out.values[rec.values_at as usize + k] = Some(value);
-                    }
-                }
-                13 if want_links => {
-                    r.expect(wt, WT_LEN)?;
-                    let (l, at) = r.bytes()?;
-                    if let Some(link) = read_link(l, at)? {
-                        out.links.push(link);
-                        rec.links_len += 1;
-                    }
-                }
-                _ => r.skip(wt)?,
+            if field == 9 || field == 13 {
+                let (b, at) = r.bytes()?;
+                read_span_extra(field, b, at, keys, &mut rec, out)?;
+            } else {
+                r.skip(wt)?;
             }
         }
     }
+    rec.values_len = out.values.len() as u32 - rec.values_at;
     out.spans.push(rec);
     Ok(())
+}
+
+/// Records a value; the first one of a repeated key is the one looked up.
+#[inline]
+fn push_value<'a>(values: &mut Vec<(u16, AttrValue<'a>)>, mask: &mut u64, k: usize, value: AttrValue<'a>) {
+    if k < 64 {
+        *mask |= 1 << k;
+    }
+    values.push((k as u16, value));
+}
+
+/// Reads one attribute (field 9) or link (field 13) of a span that pairs.
+fn read_span_extra<'a>(
+    field: u32,
+    b: &'a [u8],
+    at: usize,
+    keys: &KeySet,
+    rec: &mut SpanRec,
+    out: &mut Batch<'a>,
+) -> Result<(), DecodeError> {
+    if field == 9 {
+        if let Some((k, value)) = read_wanted_key_value(b, at, keys)? {
+            push_value(&mut out.values, &mut rec.mask, k, value);
+        }
+    } else if rec.kind == SpanKind::Consumer {
+        if let Some(link) = read_link(b, at)? {
+            out.links.push(link);
+            rec.links_len += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a `KeyValue` only as far as needed: when its key is not one the
+/// engine reads, the value is not decoded at all.
+fn read_wanted_key_value<'a>(
+    buf: &'a [u8],
+    base: usize,
+    keys: &KeySet,
+) -> Result<Option<(usize, AttrValue<'a>)>, DecodeError> {
+    // The key comes first in every encoder's output; anything else takes the
+    // general path.
+    if buf.first() == Some(&0x0a) {
+        let mut r = Reader::new(buf, base, "KeyValue");
+        r.tag()?;
+        let (key, _) = r.bytes()?;
+        let Some(k) = keys.find(key) else { return Ok(None) };
+        let mut value = AttrValue::Empty;
+        while !r.done() {
+            let (field, wt) = r.tag()?;
+            if field == 2 {
+                r.expect(wt, WT_LEN)?;
+                let (v, at) = r.bytes()?;
+                value = read_any_value(v, at)?;
+            } else {
+                r.skip(wt)?;
+            }
+        }
+        return Ok(Some((k, value)));
+    }
+    let (key, value) = read_key_value(buf, base)?;
+    Ok(keys.find(key).map(|k| (k, value)))
 }
 
 fn read_status_is_error(buf: &[u8], base: usize) -> Result<bool, DecodeError> {
