@@ -37,7 +37,27 @@ impl Default for Slo {
 }
 
 impl Slo {
-    /// Health of traffic with this error rate and latency at the percentile.
+    /// Health of traffic with this error rate and latency at the percentile,
+    /// without the explanation (cheaper: no strings).
+    pub fn health(&self, error_rate: f64, latency: Option<f64>) -> Health {
+        let budget = (1.0 - self.availability).max(0.0);
+        let errors = if error_rate > budget {
+            Health::Red
+        } else if budget > 0.0 && error_rate > self.warn_fraction * budget {
+            Health::Yellow
+        } else {
+            Health::Green
+        };
+        let latency = match latency {
+            Some(l) if l > self.latency_threshold_s => Health::Red,
+            Some(l) if l > self.warn_fraction * self.latency_threshold_s => Health::Yellow,
+            _ => Health::Green,
+        };
+        errors.max(latency)
+    }
+
+    /// Health of traffic with this error rate and latency at the percentile,
+    /// and why, for people.
     pub fn judge(&self, error_rate: f64, latency: Option<f64>) -> (Health, String) {
         let budget = (1.0 - self.availability).max(0.0);
         let mut health = Health::Green;
@@ -95,8 +115,10 @@ impl Catalog {
 
     /// The SLO of an edge: its own, else its server's, else the default.
     pub fn edge_slo(&self, client: &str, server: &str) -> Slo {
-        if let Some(s) = self.edges.get(&(client.to_string(), server.to_string())) {
-            return *s;
+        if !self.edges.is_empty() {
+            if let Some(s) = self.edges.get(&(client.to_string(), server.to_string())) {
+                return *s;
+            }
         }
         self.services.get(server).and_then(|e| e.slo).unwrap_or(self.defaults)
     }
@@ -240,6 +262,9 @@ mod tests {
         assert_eq!(slo.judge(0.02, Some(0.1)).0, Health::Red);
         assert_eq!(slo.judge(0.0, Some(0.45)), (Health::Yellow, "p99 450.0ms near 500.0ms".into()));
         assert_eq!(slo.judge(0.0, Some(0.6)).0, Health::Red);
+        for (e, l) in [(0.0, Some(0.1)), (0.009, Some(0.1)), (0.02, None), (0.0, Some(0.45)), (0.009, Some(0.6))] {
+            assert_eq!(slo.health(e, l), slo.judge(e, l).0, "{e} {l:?}");
+        }
     }
 
     #[test]

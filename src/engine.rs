@@ -661,7 +661,7 @@ impl Engine {
             let mut g = lock(g);
             g.graph.remove_idle(now_ns, self.config.series_idle_timeout);
             if g.history.due(now_ns) {
-                let view = g.graph.view(now_ns, &self.config.catalog);
+                let view = g.graph.view_with(now_ns, &self.config.catalog, false);
                 g.history.push(history::Snapshot::of(&view));
             }
         }
@@ -813,7 +813,7 @@ impl Engine {
             return Err(Error::Argument("the service map is disabled (config key `graph`)".into()));
         };
         let g = lock(g);
-        let view = || g.graph.view(now_ns, &self.config.catalog);
+        let view = || g.graph.view_with(now_ns, &self.config.catalog, false);
         let time = |k: &str| -> Result<Option<u64>, Error> {
             match req.get(k) {
                 None | Some(Value::Null) => Ok(None),
@@ -881,11 +881,7 @@ impl Engine {
             Format::GraphJson | Format::GraphDot | Format::GraphMermaid => {
                 let Some(view) = self.graph_view(now_ns) else { return Vec::new() };
                 match format {
-                    Format::GraphJson => {
-                        let mut s = serde_json::to_vec(&export::graph_json(&view)).unwrap_or_default();
-                        s.push(b'\n');
-                        s
-                    }
+                    Format::GraphJson => export::graph_json(&view),
                     Format::GraphDot => export::dot(&view).into_bytes(),
                     _ => export::mermaid(&view).into_bytes(),
                 }

@@ -21,63 +21,107 @@ fn finite(v: f64) -> Value {
     serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null)
 }
 
-fn opt(v: Option<f64>) -> Value {
-    v.map(finite).unwrap_or(Value::Null)
+#[derive(serde::Serialize)]
+struct GraphDoc<'a> {
+    schema: &'static str,
+    at_unix_nano: u64,
+    window_seconds: Option<f64>,
+    nodes: Vec<NodeDoc<'a>>,
+    edges: Vec<EdgeDoc<'a>>,
+    root_causes: Vec<String>,
 }
 
-/// The graph as JSON.
-pub fn graph_json(view: &View) -> Value {
-    let nodes: Vec<Value> = view
-        .nodes
-        .iter()
-        .map(|n| {
-            json!({
-                "id": n.name,
-                "kind": n.kind.as_str(),
-                "health": n.health.as_str(),
-                "rate": finite(n.rate),
-                "error_rate": finite(n.error_rate),
-                "owner": n.facts.owner,
-                "tier": n.tier,
-                "version": n.facts.version,
-                "environment": n.facts.environment,
-                "namespace": n.facts.namespace,
-                "k8s_namespace": n.facts.k8s_namespace,
-                "first_seen_unix_nano": n.first_seen_ns,
-                "last_seen_unix_nano": n.last_seen_ns,
-                "last_deploy_unix_nano": n.last_deploy_ns,
+#[derive(serde::Serialize)]
+struct NodeDoc<'a> {
+    id: &'a str,
+    kind: &'static str,
+    health: &'static str,
+    rate: Option<f64>,
+    error_rate: Option<f64>,
+    owner: &'a str,
+    tier: &'a str,
+    version: &'a str,
+    environment: &'a str,
+    namespace: &'a str,
+    k8s_namespace: &'a str,
+    first_seen_unix_nano: u64,
+    last_seen_unix_nano: u64,
+    last_deploy_unix_nano: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct EdgeDoc<'a> {
+    client: &'a str,
+    server: &'a str,
+    connection_type: &'static str,
+    protocol: &'a str,
+    rate: Option<f64>,
+    error_rate: Option<f64>,
+    p50_seconds: Option<f64>,
+    p90_seconds: Option<f64>,
+    p99_seconds: Option<f64>,
+    health: &'static str,
+    reason: &'a str,
+    first_seen_unix_nano: u64,
+    last_seen_unix_nano: u64,
+}
+
+/// A finite number, or null.
+fn num(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// The graph as JSON, one line. Written through typed structs rather than a
+/// `serde_json::Value` tree: a 20,000-edge graph is large.
+pub fn graph_json(view: &View) -> Vec<u8> {
+    let doc = GraphDoc {
+        schema: "servicemap.graph/v1",
+        at_unix_nano: view.at_ns,
+        window_seconds: num(view.window_s),
+        nodes: view
+            .nodes
+            .iter()
+            .map(|n| NodeDoc {
+                id: &n.name,
+                kind: n.kind.as_str(),
+                health: n.health.as_str(),
+                rate: num(n.rate),
+                error_rate: num(n.error_rate),
+                owner: &n.facts.owner,
+                tier: &n.tier,
+                version: &n.facts.version,
+                environment: &n.facts.environment,
+                namespace: &n.facts.namespace,
+                k8s_namespace: &n.facts.k8s_namespace,
+                first_seen_unix_nano: n.first_seen_ns,
+                last_seen_unix_nano: n.last_seen_ns,
+                last_deploy_unix_nano: n.last_deploy_ns,
             })
-        })
-        .collect();
-    let edges: Vec<Value> = view
-        .edges
-        .iter()
-        .map(|e| {
-            json!({
-                "client": e.client,
-                "server": e.server,
-                "connection_type": e.conn.as_str(),
-                "protocol": e.protocol,
-                "rate": finite(e.rate),
-                "error_rate": finite(e.error_rate),
-                "p50_seconds": opt(e.p50_s),
-                "p90_seconds": opt(e.p90_s),
-                "p99_seconds": opt(e.p99_s),
-                "health": e.health.as_str(),
-                "reason": e.reason,
-                "first_seen_unix_nano": e.first_seen_ns,
-                "last_seen_unix_nano": e.last_seen_ns,
+            .collect(),
+        edges: view
+            .edges
+            .iter()
+            .map(|e| EdgeDoc {
+                client: &e.client,
+                server: &e.server,
+                connection_type: e.conn.as_str(),
+                protocol: &e.protocol,
+                rate: num(e.rate),
+                error_rate: num(e.error_rate),
+                p50_seconds: e.p50_s.and_then(num),
+                p90_seconds: e.p90_s.and_then(num),
+                p99_seconds: e.p99_s.and_then(num),
+                health: e.health.as_str(),
+                reason: &e.reason,
+                first_seen_unix_nano: e.first_seen_ns,
+                last_seen_unix_nano: e.last_seen_ns,
             })
-        })
-        .collect();
-    json!({
-        "schema": "servicemap.graph/v1",
-        "at_unix_nano": view.at_ns,
-        "window_seconds": finite(view.window_s),
-        "nodes": nodes,
-        "edges": edges,
-        "root_causes": root_causes(view),
-    })
+            .collect(),
+        root_causes: root_causes(view),
+    };
+    let mut out = serde_json::to_vec(&doc).unwrap_or_default();
+    out.push(b'\n');
+    out
 }
 
 fn steps_json(steps: &[RecoveryStep]) -> Value {
