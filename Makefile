@@ -27,7 +27,7 @@ build: rust collector ## Build the Rust library, the CLI and bin/otelcol-service
 rust: ## Build the Rust static library, shared library and CLI (release)
 	$(CARGO) build --release --locked
 
-test: test-rust test-go test-e2e ## Run every test (what CI runs)
+test: test-rust test-go test-conformance test-e2e ## Run every test (what CI runs)
 
 test-rust: ## Rust unit and integration tests, the C ABI test, the header check
 	$(CARGO) test --release --locked
