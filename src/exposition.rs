@@ -123,26 +123,20 @@ impl Collector for SnapshotCollector {
                 m.encode_family(l)?.encode_counter::<NoLabelSet, _, f64>(&e.values.failed, None)?;
             }
         }
+        // The messaging histogram exists only for edges that observed one.
         type Pick = fn(&EdgeSeries) -> Option<&Hist>;
-        let hists: [(&str, &str, Pick); 2] =
-            [(SERVER, SERVER_HELP, |e| Some(&e.values.server)), (CLIENT, CLIENT_HELP, |e| Some(&e.values.client))];
+        let hists: [(&str, &str, Pick); 3] = [
+            (SERVER, SERVER_HELP, |e| Some(&e.values.server)),
+            (CLIENT, CLIENT_HELP, |e| Some(&e.values.client)),
+            (MESSAGING, MESSAGING_HELP, |e| e.values.messaging.as_ref().filter(|_| e.values.has_messaging())),
+        ];
         for (name, help, get) in hists {
+            if name == MESSAGING && !snap.messaging {
+                continue;
+            }
             let mut m = enc.encode_descriptor(name, help, Some(&seconds), MetricType::Histogram)?;
             for (e, l) in snap.edges.iter().zip(&labels) {
                 if let Some(h) = get(e) {
-                    m.encode_family(l)?.encode_histogram::<NoLabelSet>(
-                        h.sum,
-                        h.count.round() as u64,
-                        &buckets(&snap.bounds, h),
-                        None,
-                    )?;
-                }
-            }
-        }
-        if snap.messaging {
-            let mut m = enc.encode_descriptor(MESSAGING, MESSAGING_HELP, Some(&seconds), MetricType::Histogram)?;
-            for (e, l) in snap.edges.iter().zip(&labels) {
-                if let (true, Some(h)) = (e.values.has_messaging(), e.values.messaging.as_ref()) {
                     m.encode_family(l)?.encode_histogram::<NoLabelSet>(
                         h.sum,
                         h.count.round() as u64,
