@@ -21,6 +21,60 @@ pub struct Key {
 
 const NIL: u32 = u32::MAX;
 
+/// Slots per chunk of the slab.
+const CHUNK_SHIFT: u32 = 10;
+const CHUNK: usize = 1 << CHUNK_SHIFT;
+
+/// A vector in fixed-size chunks: it grows one chunk at a time and never
+/// moves or doubles, so the memory held follows the number of slots (a
+/// doubling `Vec` can hold twice what it uses).
+#[derive(Debug)]
+struct Slab<N> {
+    chunks: Vec<Vec<N>>,
+    len: usize,
+}
+
+impl<N> Slab<N> {
+    fn new() -> Self {
+        Slab { chunks: Vec::new(), len: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, n: N) {
+        if self.len % CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks.last_mut().expect("a chunk with room").push(n);
+        self.len += 1;
+    }
+
+    fn capacity(&self) -> usize {
+        self.chunks.len() * CHUNK
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut N> {
+        self.chunks.iter_mut().flatten()
+    }
+}
+
+impl<N> std::ops::Index<usize> for Slab<N> {
+    type Output = N;
+    #[inline]
+    fn index(&self, i: usize) -> &N {
+        &self.chunks[i >> CHUNK_SHIFT][i & (CHUNK - 1)]
+    }
+}
+
+impl<N> std::ops::IndexMut<usize> for Slab<N> {
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut N {
+        &mut self.chunks[i >> CHUNK_SHIFT][i & (CHUNK - 1)]
+    }
+}
+
 #[derive(Debug)]
 struct Node<T> {
     key: Key,
@@ -40,7 +94,7 @@ pub struct Full;
 
 #[derive(Debug)]
 pub struct Store<T> {
-    nodes: Vec<Node<T>>,
+    nodes: Slab<Node<T>>,
     table: HashTable<u32>,
     hasher: RandomState,
     head: u32,
@@ -53,7 +107,7 @@ pub struct Store<T> {
 impl<T: Default> Store<T> {
     pub fn new(max_items: usize) -> Store<T> {
         Store {
-            nodes: Vec::new(),
+            nodes: Slab::new(),
             table: HashTable::new(),
             hasher: RandomState::default(),
             head: NIL,
