@@ -278,6 +278,11 @@ impl<'a> Reader<'a> {
 /// `keys` decides which attributes are kept.
 pub fn read_batch<'a>(data: &'a [u8], keys: &KeySet, out: &mut Batch<'a>) -> Result<(), DecodeError> {
     out.clear();
+    // Size the buffers once for a typical batch (spans of a few hundred
+    // bytes, a few wanted values each) rather than growing them from empty.
+    let spans = data.len() / 256;
+    out.spans.reserve(spans);
+    out.values.reserve(spans * 4);
     let mut r = Reader::new(data, 0, "ExportTraceServiceRequest");
     while !r.done() {
         let (field, wt) = r.tag()?;
