@@ -29,7 +29,7 @@ rust: ## Build the Rust static library, shared library and CLI (release)
 
 test: test-rust test-go test-conformance test-e2e ## Run every test (what CI runs)
 
-test-rust: ## Rust unit and integration tests, the C ABI test, the header check
+test-rust: rust ## Rust unit and integration tests, the C ABI test, the header check
 	$(CARGO) test --release --locked
 
 $(BUILDER):

@@ -15,6 +15,15 @@ fn target_dir() -> PathBuf {
 fn c_program_runs_a_batch_end_to_end() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib = target_dir().join("libservicemap.a");
+    if !lib.exists() {
+        // `cargo test` builds the library only as an rlib; build the archive too.
+        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        build.args(["build", "--lib"]).current_dir(root);
+        if target_dir().ends_with("release") {
+            build.arg("--release");
+        }
+        assert!(build.status().expect("run cargo build").success(), "building the static library failed");
+    }
     assert!(lib.exists(), "static library not built at {}", lib.display());
     let tmp = std::env::temp_dir().join(format!("servicemap-c-abi-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
