@@ -53,7 +53,7 @@ test-go: rust ## go vet and go test -race for the collector shim
 demo: build ## Run the collector with live demo traffic: map on localhost:9464/, metrics on /metrics
 	cd $(GO_SHIM) && $(GO) build -o ../bin/demotraffic ./cmd/demotraffic
 	@set -e; \
-	$(COLLECTOR) --config=examples/processor.yaml & pid=$$!; \
+	$(COLLECTOR) --config=examples/processor.yaml 2> bin/demo-collector.log & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
 	for i in $$(seq 100); do curl -sf -o /dev/null http://localhost:9464/metrics && break; sleep 0.2; done; \
 	echo; \
@@ -62,6 +62,7 @@ demo: build ## Run the collector with live demo traffic: map on localhost:9464/,
 	echo "  metrics:    curl localhost:9464/metrics"; \
 	echo "  impact:     curl 'localhost:9464/api/impact?service=postgres'"; \
 	echo "  graphviz:   curl localhost:9464/graph.dot"; \
+	echo "  collector log: bin/demo-collector.log"; \
 	echo; \
 	bin/demotraffic -rate $(DEMO_RATE) -duration $(DEMO_DURATION); \
 	echo "waiting for unpaired spans to expire into virtual nodes (store.ttl 10s)..."; sleep 12; \
