@@ -992,8 +992,11 @@ fn shard_index(key: &Key, n: usize) -> usize {
     }
     let t = &key.trace_id;
     let x = u64::from_le_bytes(t[8..16].try_into().unwrap()) ^ u64::from_le_bytes(t[0..8].try_into().unwrap());
-    // Multiply-shift spreads the bits before reducing to the shard count.
-    ((x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize) % n
+    // The multiply carries every bit of `x` into the product's high bits; the
+    // shard is taken from those (a multiply-high reduction), never from the
+    // low bits, which depend only on the low bits of the trace ID.
+    let h = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h as u128 * n as u128) >> 64) as usize
 }
 
 fn slot_dims(dims: &[u32], slot: u32, d: usize, server: bool) -> &[u32] {
@@ -1130,5 +1133,22 @@ impl Stats {
             "store_bytes": self.store_bytes,
             "interned_strings": self.interned_strings,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_trace_id_byte_chooses_the_shard() {
+        // Trace IDs that differ only in their last byte still spread over the shards.
+        let mut seen = [0u32; 16];
+        for b in 0..=255u8 {
+            let mut trace_id = [0x5a; 16];
+            trace_id[15] = b;
+            seen[shard_index(&Key { trace_id, span_id: [0; 8] }, 16)] += 1;
+        }
+        assert!(seen.iter().all(|&c| c >= 4), "uneven spread: {seen:?}");
     }
 }
