@@ -248,6 +248,21 @@ mod tests {
     }
 
     #[test]
+    fn arrays_and_maps_are_written_as_json() {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value};
+        use prost::Message;
+        let v = |x| AnyValue { value: Some(x) };
+        let array =
+            ArrayValue { values: vec![v(Value::StringValue("a".into())), v(Value::IntValue(2))] }.encode_to_vec();
+        assert_eq!(AttrValue::Array(&array).to_str(), r#"["a",2]"#);
+        let map = KeyValueList {
+            values: vec![KeyValue { key: "k".into(), value: Some(v(Value::BoolValue(true))), ..Default::default() }],
+        }
+        .encode_to_vec();
+        assert_eq!(AttrValue::KvList(&map).to_str(), r#"{"k":true}"#);
+    }
+
+    #[test]
     fn contrib_writes_doubles_as_javascript_does() {
         let f = |d: f64| AttrValue::Double(d).to_label(true).into_owned();
         assert_eq!(f(1e-7), "1e-7");

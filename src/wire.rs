@@ -656,14 +656,19 @@ fn read_any_value(buf: &[u8], base: usize) -> Result<AttrValue<'_>, DecodeError>
     Ok(value)
 }
 
-/// Reads the elements of an `ArrayValue` body (used to stringify values).
-pub(crate) fn array_values(buf: &[u8]) -> Vec<AttrValue<'_>> {
+/// Reads every field 1 (a message) of `buf` with `read`, stopping quietly at
+/// the first malformed one: used to stringify nested attribute values.
+fn each_field_1<'a, T>(
+    buf: &'a [u8],
+    path: &'static str,
+    read: fn(&'a [u8], usize) -> Result<T, DecodeError>,
+) -> Vec<T> {
     let mut out = Vec::new();
-    let mut r = Reader::new(buf, 0, "ArrayValue");
+    let mut r = Reader::new(buf, 0, path);
     while !r.done() {
         let Ok((field, wt)) = r.tag() else { break };
         if field == 1 && wt == WT_LEN {
-            match r.bytes().and_then(|(b, at)| read_any_value(b, at)) {
+            match r.bytes().and_then(|(b, at)| read(b, at)) {
                 Ok(v) => out.push(v),
                 Err(_) => break,
             }
@@ -674,20 +679,12 @@ pub(crate) fn array_values(buf: &[u8]) -> Vec<AttrValue<'_>> {
     out
 }
 
-/// Reads the pairs of a `KeyValueList` body (used to stringify values).
+/// Reads the elements of an `ArrayValue` body.
+pub(crate) fn array_values(buf: &[u8]) -> Vec<AttrValue<'_>> {
+    each_field_1(buf, "ArrayValue", read_any_value)
+}
+
+/// Reads the pairs of a `KeyValueList` body.
 pub(crate) fn kvlist_values(buf: &[u8]) -> Vec<(&[u8], AttrValue<'_>)> {
-    let mut out = Vec::new();
-    let mut r = Reader::new(buf, 0, "KeyValueList");
-    while !r.done() {
-        let Ok((field, wt)) = r.tag() else { break };
-        if field == 1 && wt == WT_LEN {
-            match r.bytes().and_then(|(b, at)| read_key_value(b, at)) {
-                Ok(kv) => out.push(kv),
-                Err(_) => break,
-            }
-        } else if r.skip(wt).is_err() {
-            break;
-        }
-    }
-    out
+    each_field_1(buf, "KeyValueList", read_key_value)
 }
