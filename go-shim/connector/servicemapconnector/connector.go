@@ -53,9 +53,7 @@ func newConnector(telset component.TelemetrySettings, cfg *Config, next consumer
 	if err != nil {
 		return nil, err
 	}
-	tel, err := selftelemetry.New(telset.MeterProvider, metadata.ScopeName, func(now time.Time) ([]byte, error) {
-		return eng.Render(engine.FormatStatsJSON, now)
-	})
+	tel, err := selftelemetry.ForEngine(telset.MeterProvider, metadata.ScopeName, eng)
 	if err != nil {
 		eng.Close()
 		return nil, err

@@ -275,3 +275,10 @@ func (r *RejectLog) Reject(err error, spans int) bool {
 	}
 	return true
 }
+
+// ForEngine is New with an engine's own self-report as the statistics source.
+func ForEngine(mp metric.MeterProvider, scope string, eng *engine.Engine) (*Telemetry, error) {
+	return New(mp, scope, func(now time.Time) ([]byte, error) {
+		return eng.Render(engine.FormatStatsJSON, now)
+	})
+}

@@ -49,9 +49,7 @@ func newProcessor(telset component.TelemetrySettings, cfg *Config) (*serviceMapP
 	if err != nil {
 		return nil, err
 	}
-	tel, err := selftelemetry.New(telset.MeterProvider, metadata.ScopeName, func(now time.Time) ([]byte, error) {
-		return eng.Render(engine.FormatStatsJSON, now)
-	})
+	tel, err := selftelemetry.ForEngine(telset.MeterProvider, metadata.ScopeName, eng)
 	if err != nil {
 		eng.Close()
 		return nil, err
