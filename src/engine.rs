@@ -155,6 +155,8 @@ pub struct Engine {
     /// Interner size (strings, bytes) at which the next compaction runs.
     compact_at: Mutex<(usize, usize)>,
     graph: Option<Mutex<GraphState>>,
+    /// One side's dimension values when that side is absent (all empty).
+    no_dims: Box<[u32]>,
     /// Half-edges waiting across all shards, as of the last finished shard
     /// visit. `max_items` applies to this total, as in both peers.
     waiting: AtomicUsize,
@@ -168,6 +170,7 @@ const COMPACT_SLACK_BYTES: usize = 4 << 20;
 impl Engine {
     pub fn new(config: Config) -> Engine {
         let keys = KeySet::new(&config);
+        let keys_dims = keys.dimensions.len();
         let mut interner = Interner::default();
         let user = interner.insert("user");
         let fallback = config.virtual_server_fallback.as_deref().map(|s| interner.insert(s)).unwrap_or(EMPTY);
@@ -208,6 +211,7 @@ impl Engine {
             compact_at: Mutex::new((COMPACT_SLACK_STRINGS, COMPACT_SLACK_BYTES)),
             graph,
             waiting: AtomicUsize::new(0),
+            no_dims: vec![EMPTY; keys_dims].into(),
         }
     }
 
@@ -431,8 +435,8 @@ impl Engine {
                 let prod = *shard.store.get(slot);
                 e.take_client_from(&prod);
                 shard.store.get_mut(slot).matched = true;
-                let client_dims = slot_dims(&shard.dims, slot, d, false).to_vec();
-                self.emit(&e, &client_dims, side_dims, Virtual::None, ev);
+                let client_dims = slot_dims(&shard.dims, slot, d, false);
+                self.emit(&e, client_dims, side_dims, Virtual::None, ev);
                 t.edges_new += 1;
                 t.completed += 1;
                 return;
@@ -461,8 +465,8 @@ impl Engine {
                 e.write(&p.side);
                 if e.is_complete() && !(client_side && shard.pending.contains_key(&p.key)) {
                     // A database call: complete on arrival, never stored.
-                    let empty = vec![EMPTY; d];
-                    let (c, s) = if client_side { (side_dims, &empty[..]) } else { (&empty[..], side_dims) };
+                    let none = &self.no_dims[..];
+                    let (c, s) = if client_side { (side_dims, none) } else { (none, side_dims) };
                     self.emit(&e, c, s, Virtual::None, ev);
                     t.edges_new += 1;
                     t.completed += 1;
@@ -490,9 +494,9 @@ impl Engine {
         }
         let e = *shard.store.get(slot);
         if e.is_complete() {
-            let c = slot_dims(&shard.dims, slot, d, false).to_vec();
-            let s = slot_dims(&shard.dims, slot, d, true).to_vec();
-            self.emit(&e, &c, &s, Virtual::None, ev);
+            let c = slot_dims(&shard.dims, slot, d, false);
+            let s = slot_dims(&shard.dims, slot, d, true);
+            self.emit(&e, c, s, Virtual::None, ev);
             t.completed += 1;
             shard.store.remove(slot);
         }
@@ -503,12 +507,14 @@ impl Engine {
     fn serve_linked(&self, shard: &mut Shard, producer_slot: u32, waiting: Vec<u32>, t: &mut Tally, ev: &mut Events) {
         let d = self.dims_per_side();
         let prod = *shard.store.get(producer_slot);
-        let client_dims = slot_dims(&shard.dims, producer_slot, d, false).to_vec();
+        // Dimension values stay in place when a slot is removed (a slot is
+        // cleared when it is reused), so they are read without copying.
+        let client_dims = slot_dims(&shard.dims, producer_slot, d, false);
         for slot in waiting {
-            let server_dims = slot_dims(&shard.dims, slot, d, true).to_vec();
+            let server_dims = slot_dims(&shard.dims, slot, d, true);
             let mut e = shard.store.remove(slot);
             e.take_client_from(&prod);
-            self.emit(&e, &client_dims, &server_dims, Virtual::None, ev);
+            self.emit(&e, client_dims, server_dims, Virtual::None, ev);
             t.completed += 1;
         }
         shard.store.get_mut(producer_slot).matched = true;
@@ -598,8 +604,8 @@ impl Engine {
     fn expire_slot(&self, shard: &mut Shard, slot: u32, t: &mut Tally, ev: &mut Events) {
         let d = self.dims_per_side();
         let key = shard.store.key(slot);
-        let c = slot_dims(&shard.dims, slot, d, false).to_vec();
-        let s = slot_dims(&shard.dims, slot, d, true).to_vec();
+        let c = slot_dims(&shard.dims, slot, d, false);
+        let s = slot_dims(&shard.dims, slot, d, true);
         let mut e = shard.store.remove(slot);
         if let Some(list) = shard.pending.get_mut(&key) {
             list.retain(|&x| x != slot);
@@ -619,7 +625,7 @@ impl Engine {
                 }
                 e.client = client;
                 e.server = server;
-                self.emit(&e, &c, &s, side, ev);
+                self.emit(&e, c, s, side, ev);
                 t.virtual_edges += 1;
             }
             Expiry::Unmatched { counted } => {
