@@ -241,6 +241,16 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(b.try_into().unwrap()))
     }
 
+    /// Moves past `n` bytes that must be there.
+    #[inline(always)]
+    fn advance(&mut self, n: usize, what: &'static str) -> Result<(), DecodeError> {
+        if self.buf.len() - self.pos < n {
+            return Err(self.err(what));
+        }
+        self.pos += n;
+        Ok(())
+    }
+
     /// Skips a field of the given wire type.
     #[inline(always)]
     fn skip(&mut self, wire_type: u8) -> Result<(), DecodeError> {
@@ -248,21 +258,11 @@ impl<'a> Reader<'a> {
             WT_VARINT => {
                 self.varint()?;
             }
-            WT_I64 => {
-                if self.buf.len() - self.pos < 8 {
-                    return Err(self.err("truncated fixed64"));
-                }
-                self.pos += 8;
-            }
+            WT_I64 => self.advance(8, "truncated fixed64")?,
             WT_LEN => {
                 self.bytes()?;
             }
-            WT_I32 => {
-                if self.buf.len() - self.pos < 4 {
-                    return Err(self.err("truncated fixed32"));
-                }
-                self.pos += 4;
-            }
+            WT_I32 => self.advance(4, "truncated fixed32")?,
             _ => return Err(self.err("unsupported wire type (groups are not used by OTLP)")),
         }
         Ok(())
