@@ -91,18 +91,7 @@ func (c *serviceMapConnector) Capabilities() consumer.Capabilities {
 // ConsumeTraces hands the batch to the engine. A batch the engine rejects is
 // counted and logged, and not reported as an error upstream.
 func (c *serviceMapConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
-	spans := td.SpanCount()
-	if spans == 0 {
-		return nil
-	}
-	b, err := c.marshal(td)
-	if err == nil {
-		err = c.eng.Consume(b, c.now())
-	}
-	c.tel.Batch(ctx, spans)
-	if err != nil {
-		c.tel.Rejected(ctx)
-		c.rejects.Reject(err, spans)
+	if !c.tel.Feed(ctx, c.eng, c.marshal, c.now(), c.rejects, td) {
 		return nil
 	}
 	if c.every == 0 {

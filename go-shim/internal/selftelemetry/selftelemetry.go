@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
@@ -281,4 +282,27 @@ func ForEngine(mp metric.MeterProvider, scope string, eng *engine.Engine) (*Tele
 	return New(mp, scope, func(now time.Time) ([]byte, error) {
 		return eng.Render(engine.FormatStatsJSON, now)
 	})
+}
+
+// Feed hands one batch to the engine as OTLP bytes (marshal encodes it) and
+// accounts for it: its spans are counted, and a batch that cannot be encoded
+// or that the engine rejects is counted and logged. It reports whether the
+// engine took the batch. Empty batches are skipped.
+func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, marshal func(ptrace.Traces) ([]byte, error),
+	now time.Time, rejects *RejectLog, td ptrace.Traces) bool {
+	spans := td.SpanCount()
+	if spans == 0 {
+		return false
+	}
+	b, err := marshal(td)
+	if err == nil {
+		err = eng.Consume(b, now)
+	}
+	t.Batch(ctx, spans)
+	if err != nil {
+		t.Rejected(ctx)
+		rejects.Reject(err, spans)
+		return false
+	}
+	return true
 }

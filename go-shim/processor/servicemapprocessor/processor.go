@@ -77,19 +77,7 @@ func newTicker(d time.Duration) (<-chan time.Time, func()) {
 // processTraces hands the batch to the engine and returns it unchanged. A
 // batch the engine rejects is counted and logged; it still flows on.
 func (p *serviceMapProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
-	spans := td.SpanCount()
-	if spans == 0 {
-		return td, nil
-	}
-	b, err := p.marshal(td)
-	if err == nil {
-		err = p.eng.Consume(b, p.now())
-	}
-	p.tel.Batch(ctx, spans)
-	if err != nil {
-		p.tel.Rejected(ctx)
-		p.rejects.Reject(err, spans)
-	}
+	p.tel.Feed(ctx, p.eng, p.marshal, p.now(), p.rejects, td)
 	return td, nil
 }
 
