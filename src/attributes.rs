@@ -118,8 +118,10 @@ pub fn format_double_es6(d: f64) -> String {
 #[derive(Debug, Clone)]
 pub struct KeySet {
     keys: Vec<Box<[u8]>>,
-    /// Indexes into `keys` by key length, for the lookup below.
-    by_len: Vec<Vec<u16>>,
+    /// Open-addressed table over `keys` for [`KeySet::find`] (see [`Slot`]):
+    /// a power of two at least twice the number of keys, so that a miss
+    /// usually ends at the first empty slot.
+    table: Box<[Slot]>,
     pub dimensions: Vec<usize>,
     pub peer: Vec<usize>,
     pub database: Vec<usize>,
@@ -145,7 +147,7 @@ impl KeySet {
     pub fn new(config: &Config) -> KeySet {
         let mut ks = KeySet {
             keys: Vec::new(),
-            by_len: Vec::new(),
+            table: Box::new([]),
             dimensions: Vec::new(),
             peer: Vec::new(),
             database: Vec::new(),
@@ -180,20 +182,29 @@ impl KeySet {
                 [ks.add("rpc.system"), ks.add("messaging.system"), ks.add("db.system.name"), ks.add("db.system")];
             ks.http = [ks.add("http.request.method"), ks.add("http.method")];
         }
+        ks.build_table();
         ks
     }
 
     fn add(&mut self, key: &str) -> usize {
-        if let Some(i) = self.find(key.as_bytes()) {
+        if let Some(i) = self.keys.iter().position(|k| **k == *key.as_bytes()) {
             return i;
         }
-        let i = self.keys.len();
         self.keys.push(key.as_bytes().into());
-        if self.by_len.len() <= key.len() {
-            self.by_len.resize(key.len() + 1, Vec::new());
+        self.keys.len() - 1
+    }
+
+    fn build_table(&mut self) {
+        let mut table = vec![Slot::EMPTY; (self.keys.len() * 2).next_power_of_two().max(64)];
+        for (i, key) in self.keys.iter().enumerate() {
+            let (head, tail) = head_tail(key);
+            let mut at = slot_of(head, tail, key.len(), table.len());
+            while table[at].index != u32::MAX {
+                at = (at + 1) & (table.len() - 1);
+            }
+            table[at] = Slot { head, tail, len: key.len() as u32, index: i as u32 };
         }
-        self.by_len[key.len()].push(i as u16);
-        i
+        self.table = table.into_boxed_slice();
     }
 
     /// Number of distinct keys, i.e. value slots per span.
@@ -205,17 +216,72 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    /// The slot of `key`, if the engine reads it. Most attribute keys differ in
-    /// length from every configured key and are rejected without a comparison.
-    #[inline]
+    /// The slot of `key`, if the engine reads it.
+    ///
+    /// This runs for every attribute of every span, and most keys are not
+    /// wanted, so a miss must be cheap: one hash of the key's length and its
+    /// first and last eight bytes picks a table slot, and a slot is compared as
+    /// three integers. Keys of up to 16 bytes are wholly inside those integers;
+    /// only longer keys that match them have their middle compared.
+    #[inline(always)]
     pub fn find(&self, key: &[u8]) -> Option<usize> {
-        let candidates = self.by_len.get(key.len())?;
-        candidates.iter().map(|&i| i as usize).find(|&i| &*self.keys[i] == key)
+        let (head, tail) = head_tail(key);
+        let mask = self.table.len() - 1;
+        let mut at = slot_of(head, tail, key.len(), self.table.len());
+        loop {
+            let slot = &self.table[at];
+            if slot.index == u32::MAX {
+                return None;
+            }
+            if slot.head == head
+                && slot.tail == tail
+                && slot.len as usize == key.len()
+                && (key.len() <= 16 || self.keys[slot.index as usize][8..key.len() - 8] == key[8..key.len() - 8])
+            {
+                return Some(slot.index as usize);
+            }
+            at = (at + 1) & mask;
+        }
     }
 
     pub fn key(&self, i: usize) -> &str {
         std::str::from_utf8(&self.keys[i]).unwrap_or("")
     }
+}
+
+/// One configured key in [`KeySet`]'s table: its first and last eight bytes
+/// (zero-padded when shorter), its length, and its index (`u32::MAX`: empty).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    head: u64,
+    tail: u64,
+    len: u32,
+    index: u32,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot { head: 0, tail: 0, len: 0, index: u32::MAX };
+}
+
+/// The first and the last eight bytes of `key`, overlapping when it is
+/// shorter than 16 bytes; both are the zero-padded key when it is shorter
+/// than eight.
+#[inline(always)]
+fn head_tail(key: &[u8]) -> (u64, u64) {
+    if let (Some(head), Some(tail)) = (key.first_chunk::<8>(), key.last_chunk::<8>()) {
+        return (u64::from_le_bytes(*head), u64::from_le_bytes(*tail));
+    }
+    let mut short = [0u8; 8];
+    short[..key.len()].copy_from_slice(key);
+    let v = u64::from_le_bytes(short);
+    (v, v)
+}
+
+/// The home slot of a key in a table of `slots` (a power of two) slots.
+#[inline(always)]
+fn slot_of(head: u64, tail: u64, len: usize, slots: usize) -> usize {
+    let h = (head ^ tail.rotate_left(23) ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> (64 - slots.trailing_zeros())) as usize
 }
 
 #[cfg(test)]
@@ -233,6 +299,23 @@ mod tests {
         assert_eq!(ks.find(b"http.method"), Some(ks.dimensions[1]));
         assert_eq!(ks.find(b"http.route"), None);
         assert_eq!(ks.find(b""), None);
+    }
+
+    #[test]
+    fn lookup_tells_apart_keys_that_share_their_ends() {
+        let mut c = Config::preset(Compat::Tempo);
+        // Same length, same first and last eight bytes; differ only in the middle.
+        c.dimensions = vec!["attribute.one.suffix".into(), "attribute.two.suffix".into(), "k".into(), "".into()];
+        let ks = KeySet::new(&c);
+        assert_eq!(ks.find(b"attribute.one.suffix"), Some(ks.dimensions[0]));
+        assert_eq!(ks.find(b"attribute.two.suffix"), Some(ks.dimensions[1]));
+        assert_eq!(ks.find(b"attribute.six.suffix"), None);
+        assert_eq!(ks.find(b"k"), Some(ks.dimensions[2]));
+        assert_eq!(ks.find(b"k\0"), None);
+        assert_eq!(ks.find(b""), Some(ks.dimensions[3]));
+        for i in 0..ks.len() {
+            assert_eq!(ks.find(ks.key(i).as_bytes()), Some(i), "{}", ks.key(i));
+        }
     }
 
     #[test]

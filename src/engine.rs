@@ -304,12 +304,12 @@ impl Engine {
         let mut out = Vec::with_capacity(batch.spans.len());
         let mut r = Resolver::new(&self.interner, self.config.max_label_value_length);
         let services: Vec<u32> =
-            batch.resources.iter().map(|res| res.service.map(|v| r.id(&self.label(&v))).unwrap_or(EMPTY)).collect();
+            batch.resources.iter().map(|res| res.service.map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY)).collect();
         if self.graph.is_some() {
             let ks = &self.keys;
             for (i, &service) in services.iter().enumerate().filter(|(_, s)| **s != EMPTY) {
                 let mut id =
-                    |k: usize| batch.resource_value(i as u32, k).map(|v| r.id(&self.label(&v))).unwrap_or(EMPTY);
+                    |k: usize| batch.resource_value(i as u32, k).map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY);
                 let env = match id(ks.environment[0]) {
                     EMPTY => id(ks.environment[1]),
                     e => e,
@@ -324,7 +324,7 @@ impl Engine {
             let dims_at = dims.len() as u32;
             for &k in &self.keys.dimensions {
                 let v = self.lookup(batch, span, k);
-                dims.push(v.map(|v| r.id(&self.label(&v))).unwrap_or(EMPTY));
+                dims.push(v.map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY));
             }
             debug_assert_eq!(dims.len() - dims_at as usize, d);
             let peer = if client_side || self.config.peer_attributes_on_server_spans {
@@ -332,12 +332,12 @@ impl Engine {
                     .peer
                     .iter()
                     .find_map(|&k| batch.span_value(span, k))
-                    .map(|v| r.id(&self.label(&v)))
+                    .map(|v| r.value(&v, self.es6()))
                     .unwrap_or(EMPTY)
             } else {
                 EMPTY
             };
-            let database = if client_side { self.database_name(batch, span).map(|s| r.id(&s)) } else { None };
+            let database = if client_side { self.database_name(batch, span, &mut r) } else { None };
             let protocol = if self.graph.is_some() { self.protocol(batch, span, &mut r) } else { EMPTY };
             let side = SideWrite {
                 kind: span.kind,
@@ -370,37 +370,42 @@ impl Engine {
         batch.resource_value(span.resource, k).or_else(|| batch.span_value(span, k))
     }
 
-    /// The database node's name if this client span is a database call.
-    fn database_name(&self, batch: &Batch<'_>, span: &SpanRec) -> Option<String> {
+    /// The id of the database node's name if this client span is a database call.
+    fn database_name(&self, batch: &Batch<'_>, span: &SpanRec, r: &mut Resolver<'_>) -> Option<u32> {
         let db = self.keys.database.iter().find_map(|&k| self.lookup(batch, span, k))?;
         if self.config.database_naming == DatabaseNaming::AttributeValue {
-            return Some(self.label(&db).into_owned());
+            return Some(r.value(&db, self.es6()));
         }
         let ks = &self.keys;
         if let Some(v) =
             self.lookup(batch, span, ks.peer_service).or_else(|| self.lookup(batch, span, ks.server_address))
         {
-            return Some(self.label(&v).into_owned());
+            return Some(r.value(&v, self.es6()));
         }
         if let Some(addr) = self.lookup(batch, span, ks.network_peer_address) {
             return Some(match self.lookup(batch, span, ks.network_peer_port) {
-                Some(port) => format!("{}:{}", self.label(&addr), self.label(&port)),
-                None => self.label(&addr).into_owned(),
+                Some(port) => r.id(&format!("{}:{}", self.label(&addr), self.label(&port))),
+                None => r.value(&addr, self.es6()),
             });
         }
-        Some(self.label(&db).into_owned())
+        Some(r.value(&db, self.es6()))
     }
 
     /// An attribute value as a label, in the preset's number format.
     fn label<'a>(&self, v: &AttrValue<'a>) -> std::borrow::Cow<'a, str> {
-        v.to_label(self.config.compat == crate::config::Compat::Contrib)
+        v.to_label(self.es6())
+    }
+
+    /// Whether doubles are written as contrib writes them (see [`AttrValue::to_label`]).
+    fn es6(&self) -> bool {
+        self.config.compat == crate::config::Compat::Contrib
     }
 
     /// The protocol an edge speaks, from the span's attributes.
     fn protocol(&self, batch: &Batch<'_>, span: &SpanRec, r: &mut Resolver<'_>) -> u32 {
         let ks = &self.keys;
         if let Some(v) = ks.protocol.iter().find_map(|&k| batch.span_value(span, k)) {
-            return r.id(&self.label(&v));
+            return r.value(&v, self.es6());
         }
         if ks.http.iter().any(|&k| batch.span_value(span, k).is_some()) {
             return r.id("http");

@@ -512,6 +512,9 @@ fn push_value<'a>(values: &mut Vec<(u16, AttrValue<'a>)>, mask: &mut u64, k: usi
 }
 
 /// Reads one attribute (field 9) or link (field 13) of a span that pairs.
+/// Inlined: it runs for every attribute, and most are skipped after a key
+/// look-up, so a call costs as much as the work.
+#[inline(always)]
 fn read_span_extra<'a>(
     field: u32,
     b: &'a [u8],
@@ -535,6 +538,7 @@ fn read_span_extra<'a>(
 
 /// Reads a `KeyValue` only as far as needed: when its key is not one the
 /// engine reads, the value is not decoded at all.
+#[inline(always)]
 fn read_wanted_key_value<'a>(
     buf: &'a [u8],
     base: usize,
