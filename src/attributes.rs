@@ -130,6 +130,8 @@ pub struct KeySet {
     pub network_peer_address: usize,
     pub network_peer_port: usize,
     pub multiplier: Option<usize>,
+    /// Read from resources (and, harmlessly, from spans that carry it).
+    pub service_name: usize,
     /// Resource facts for the service map: version, environment (two spellings),
     /// namespace, Kubernetes namespace, owner.
     pub version: usize,
@@ -156,6 +158,7 @@ impl KeySet {
             network_peer_address: 0,
             network_peer_port: 0,
             multiplier: None,
+            service_name: 0,
             version: 0,
             environment: [0; 2],
             namespace: 0,
@@ -172,6 +175,7 @@ impl KeySet {
         ks.network_peer_address = ks.add("network.peer.address");
         ks.network_peer_port = ks.add("network.peer.port");
         ks.multiplier = config.span_multiplier_key.as_deref().map(|k| ks.add(k));
+        ks.service_name = ks.add("service.name");
         if config.graph {
             ks.version = ks.add("service.version");
             ks.environment = [ks.add("deployment.environment.name"), ks.add("deployment.environment")];
@@ -236,7 +240,7 @@ impl KeySet {
             if slot.head == head
                 && slot.tail == tail
                 && slot.len as usize == key.len()
-                && (key.len() <= 16 || self.keys[slot.index as usize][8..key.len() - 8] == key[8..key.len() - 8])
+                && (key.len() <= 16 || middle_eq(&self.keys[slot.index as usize], key))
             {
                 return Some(slot.index as usize);
             }
@@ -277,6 +281,18 @@ fn head_tail(key: &[u8]) -> (u64, u64) {
     (v, v)
 }
 
+/// Whether two keys of the same length over 16 bytes, whose first and last
+/// eight bytes are equal, are equal: up to 32 bytes, two more 8-byte loads.
+#[inline(always)]
+fn middle_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n > 32 {
+        return a[8..n - 8] == b[8..n - 8];
+    }
+    let load = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    load(a, 8) == load(b, 8) && load(a, n - 16) == load(b, n - 16)
+}
+
 /// The home slot of a key in a table of `slots` (a power of two) slots.
 #[inline(always)]
 fn slot_of(head: u64, tail: u64, len: usize, slots: usize) -> usize {
@@ -305,7 +321,14 @@ mod tests {
     fn lookup_tells_apart_keys_that_share_their_ends() {
         let mut c = Config::preset(Compat::Tempo);
         // Same length, same first and last eight bytes; differ only in the middle.
-        c.dimensions = vec!["attribute.one.suffix".into(), "attribute.two.suffix".into(), "k".into(), "".into()];
+        c.dimensions = vec![
+            "attribute.one.suffix".into(),
+            "attribute.two.suffix".into(),
+            "k".into(),
+            "".into(),
+            "a.much.longer.attribute.key.of.forty.bytes".into(),
+            "a.much.longer.attribute.key.of.fifty.bytes".into(),
+        ];
         let ks = KeySet::new(&c);
         assert_eq!(ks.find(b"attribute.one.suffix"), Some(ks.dimensions[0]));
         assert_eq!(ks.find(b"attribute.two.suffix"), Some(ks.dimensions[1]));
@@ -313,6 +336,10 @@ mod tests {
         assert_eq!(ks.find(b"k"), Some(ks.dimensions[2]));
         assert_eq!(ks.find(b"k\0"), None);
         assert_eq!(ks.find(b""), Some(ks.dimensions[3]));
+        assert_eq!(ks.find(b"a.much.longer.attribute.key.of.fifty.bytes"), Some(ks.dimensions[5]));
+        assert_eq!(ks.find(b"a.much.longer.attribute.key.of.sixty.bytes"), None);
+        assert_eq!(ks.find(b"attribute.one.suffiX"), None);
+        assert_eq!(ks.find(b"Attribute.one.suffix"), None);
         for i in 0..ks.len() {
             assert_eq!(ks.find(ks.key(i).as_bytes()), Some(i), "{}", ks.key(i));
         }

@@ -345,11 +345,10 @@ fn read_resource<'a>(
         if field == 1 {
             r.expect(wt, WT_LEN)?;
             let (kv, at) = r.bytes()?;
-            let (key, value) = read_key_value(kv, at)?;
-            if key == b"service.name" {
-                service = Some(value);
-            }
-            if let Some(k) = keys.find(key) {
+            if let Some((k, value)) = read_wanted_key_value(kv, at, keys)? {
+                if k == keys.service_name {
+                    service = Some(value);
+                }
                 push_value(values, mask, k, value);
             }
         } else {
@@ -551,6 +550,13 @@ fn read_wanted_key_value<'a>(
         r.tag()?;
         let (key, _) = r.bytes()?;
         let Some(k) = keys.find(key) else { return Ok(None) };
+        // Most wanted values are short strings, the rest of the message
+        // being exactly `value: AnyValue { string_value }`.
+        if let [0x12, n, 0x0a, m, s @ ..] = &buf[r.pos..] {
+            if *n < 0x80 && *m < 0x80 && *n as usize == *m as usize + 2 && s.len() == *m as usize {
+                return Ok(Some((k, AttrValue::Str(s))));
+            }
+        }
         let mut value = AttrValue::Empty;
         while !r.done() {
             let (field, wt) = r.tag()?;
