@@ -219,6 +219,19 @@ impl Engine {
         &self.config
     }
 
+    /// The attribute keys the wire reader keeps, as
+    /// `{"resource":[...],"span":[...]}`: a batch holding only the attributes
+    /// with these keys (and the span fields pairing reads) gives the same
+    /// result as the whole batch. Resources also need `service.name`.
+    pub fn wanted_keys(&self) -> serde_json::Value {
+        let span: Vec<&str> = self.keys.keys().collect();
+        let mut resource = span.clone();
+        if !resource.contains(&"service.name") {
+            resource.insert(0, "service.name");
+        }
+        serde_json::json!({ "resource": resource, "span": span })
+    }
+
     /// Dimension values per side of a waiting edge.
     fn dims_per_side(&self) -> usize {
         self.keys.dimensions.len()
