@@ -375,3 +375,40 @@ func BenchmarkWaitingSpanMemory(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkEncode measures the shim's side alone: encoding the benchmark
+// workload for the engine, whole (ptrace.ProtoMarshaler) or projected to
+// what the engine reads (into a reused buffer).
+func BenchmarkEncode(b *testing.B) {
+	batches := workload.Batches(workload.Options{BatchSpans: 1000, Batches: 4, Seed: 7})
+	spans := 0
+	for _, td := range batches {
+		spans += td.SpanCount()
+	}
+	eng := newBenchEngine(b, benchSettings(), nil)
+	projected, err := projection.ForEngine(eng)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range []struct {
+		name   string
+		encode projection.Encode
+	}{{"full", projection.Full}, {"projected", projected}} {
+		b.Run(v.name, func(b *testing.B) {
+			var buf []byte
+			b.ReportAllocs()
+			cpu := cpuTime()
+			for i := 0; i < b.N; i++ {
+				raw, err := v.encode(buf[:0], batches[i%len(batches)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				buf = raw
+			}
+			perSpan := float64(len(batches)) / float64(b.N) / float64(spans)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())*perSpan, "ns/span")
+			b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())*perSpan, "cpu-ns/span")
+			b.ReportMetric(float64(len(buf))*float64(len(batches))/float64(spans), "B/span")
+		})
+	}
+}

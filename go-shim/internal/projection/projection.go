@@ -49,30 +49,37 @@ func ForEngine(eng *engine.Engine) (Encode, error) {
 	return New(keys.Resource, keys.Span).Append, nil
 }
 
-// keySet answers "is this key kept" with a length test first: most keys
-// differ in length from every kept key.
+// keySet answers "is this key kept" the way the engine's KeySet does: by
+// length first (most keys differ in length from every kept key), then by
+// comparing with the few kept keys of that length.
 type keySet struct {
-	keys  map[string]struct{}
-	byLen [64]bool // some key has this length (longer keys: always looked up)
+	byLen [][]string
 }
 
 func newKeySet(keys []string) keySet {
-	s := keySet{keys: make(map[string]struct{}, len(keys))}
+	var s keySet
 	for _, k := range keys {
-		s.keys[k] = struct{}{}
-		if len(k) < len(s.byLen) {
-			s.byLen[len(k)] = true
+		if s.has(k) {
+			continue
 		}
+		for len(s.byLen) <= len(k) {
+			s.byLen = append(s.byLen, nil)
+		}
+		s.byLen[len(k)] = append(s.byLen[len(k)], k)
 	}
 	return s
 }
 
 func (s *keySet) has(k string) bool {
-	if len(k) < len(s.byLen) && !s.byLen[len(k)] {
+	if len(k) >= len(s.byLen) {
 		return false
 	}
-	_, ok := s.keys[k]
-	return ok
+	for _, c := range s.byLen[len(k)] {
+		if c == k {
+			return true
+		}
+	}
+	return false
 }
 
 // Encoder writes projected batches. It holds no buffer of its own and is
