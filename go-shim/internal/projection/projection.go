@@ -1,19 +1,21 @@
 // Package projection encodes trace batches for the engine. Instead of the
 // whole batch (ptrace.ProtoMarshaler), it writes an OTLP
 // ExportTraceServiceRequest holding only what the engine reads: trace, span
-// and parent IDs, kind, start and end times, status code, links, and the
-// resource and span attributes whose keys the engine looks up (it reports
-// them itself: engine.WantedKeys). Names, events, scopes, trace state and
-// every other attribute are left out, so there is less to encode, no
-// garbage (the caller passes the buffer to append to) and less for the
-// engine to skip.
+// and parent IDs, kind, start and end times, status code, a CONSUMER span's
+// links, and the resource and span attributes whose keys the engine looks
+// up (it reports them itself: engine.WantedKeys). Of spans the engine only
+// counts (INTERNAL or UNSPECIFIED, or under a resource without
+// service.name) just the IDs and kind are written. Names, events, scopes,
+// trace state and every other attribute are left out, so there is less to
+// encode, no garbage (the caller passes the buffer to append to) and less
+// for the engine to skip.
 //
-// What is written is written as the full encoding writes it (field numbers,
-// presence of empty IDs, attribute order and duplicates, every value type
-// including arrays and maps), so the engine's metrics, service map and
-// self-report are the same as from the full encoding: the equivalence test
-// beside this file checks that on generated scenarios. Full remains for
-// comparison and for an engine that cannot report its keys.
+// What is kept is written as the full encoding writes it (presence of empty
+// IDs, attribute order and duplicates, every value type including arrays
+// and maps), so the engine's metrics, service map and self-report are the
+// same as from the full encoding: the tests beside this file and
+// TestProjectionMatchesFullEncoding in the conformance module check that.
+// Full remains for comparison and as a fallback.
 package projection
 
 import (
@@ -103,8 +105,10 @@ func (e *Encoder) Append(dst []byte, td ptrace.Traces) ([]byte, error) {
 		rs := rss.At(i)
 		r := w.begin(1) // ExportTraceServiceRequest.resource_spans
 		res := w.begin(1)
-		w.attributes(1, rs.Resource().Attributes(), &e.resource)
+		attrs := rs.Resource().Attributes()
+		w.attributes(1, attrs, &e.resource)
 		w.end(res)
+		_, named := attrs.Get("service.name")
 		sss := rs.ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
 			spans := sss.At(j).Spans()
@@ -113,7 +117,7 @@ func (e *Encoder) Append(dst []byte, td ptrace.Traces) ([]byte, error) {
 			}
 			ss := w.begin(2) // ResourceSpans.scope_spans
 			for k := 0; k < spans.Len(); k++ {
-				w.span(spans.At(k), &e.span)
+				w.span(spans.At(k), named, &e.span)
 			}
 			w.end(ss)
 		}
@@ -126,19 +130,33 @@ type writer struct {
 	buf []byte
 }
 
-func (w *writer) span(s ptrace.Span, keys *keySet) {
+// pairs reports whether the engine pairs spans of this kind; it only counts
+// the others (INTERNAL, UNSPECIFIED and unknown kinds).
+func pairs(k ptrace.SpanKind) bool {
+	return k >= ptrace.SpanKindServer && k <= ptrace.SpanKindConsumer
+}
+
+// span writes a span. Of a span the engine only counts (one that does not
+// pair, or under a resource without service.name) it needs the IDs, which
+// it checks, and the kind; the rest is left out.
+func (w *writer) span(s ptrace.Span, named bool, keys *keySet) {
 	at := w.begin(2) // ScopeSpans.spans
 	// IDs are written even when empty, as the full encoding does: an empty
 	// trace or span ID makes the engine reject the batch either way.
 	tid, sid := s.TraceID(), s.SpanID()
 	w.id(1, tid[:], tid.IsEmpty())
 	w.id(2, sid[:], sid.IsEmpty())
+	kind := s.Kind()
+	if kind != 0 {
+		w.tag(6, 0)
+		w.varint(uint64(kind))
+	}
+	if !named || !pairs(kind) {
+		w.end(at)
+		return
+	}
 	if p := s.ParentSpanID(); !p.IsEmpty() {
 		w.bytes(4, p[:])
-	}
-	if k := s.Kind(); k != 0 {
-		w.tag(6, 0)
-		w.varint(uint64(k))
 	}
 	if t := s.StartTimestamp(); t != 0 {
 		w.fixed64(7, uint64(t))
@@ -147,8 +165,10 @@ func (w *writer) span(s ptrace.Span, keys *keySet) {
 		w.fixed64(8, uint64(t))
 	}
 	w.attributes(9, s.Attributes(), keys)
+	// Only a CONSUMER span's links name its producer; the engine skips
+	// the links of other spans unread.
 	links := s.Links()
-	for i := 0; i < links.Len(); i++ {
+	for i := 0; kind == ptrace.SpanKindConsumer && i < links.Len(); i++ {
 		l := links.At(i)
 		lt, ls := l.TraceID(), l.SpanID()
 		at := w.begin(13)

@@ -85,6 +85,11 @@ func batches() []ptrace.Traces {
 	addSpan(td, "", ptrace.SpanKindServer, 2, 2, 1) // no service: skipped
 	in := addSpan(td, "client", ptrace.SpanKindInternal, 2, 3, 1)
 	in.Attributes().PutStr("dim.a", "internal")
+	in.Links().AppendEmpty().SetTraceID(id16(9))
+	in.Status().SetCode(ptrace.StatusCodeError)
+	cl := addSpan(td, "client", ptrace.SpanKindClient, 2, 4, 0)
+	cl.Links().AppendEmpty().SetTraceID(id16(9))
+	cl.Links().At(0).SetSpanID(id8(9))
 	p := addSpan(td, "producer", ptrace.SpanKindProducer, 3, 1, 0)
 	p.Attributes().PutStr("messaging.system", "kafka")
 	cons := addSpan(td, "consumer", ptrace.SpanKindConsumer, 4, 1, 0)
