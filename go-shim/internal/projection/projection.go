@@ -18,6 +18,10 @@
 // Every attribute value type can be projected, so the processor and the
 // connector never need the full encoding; Full remains for comparison (the
 // tests and benchmarks) and for callers without an engine to ask.
+//
+// One visible difference: the engine's max_batch_bytes limit applies to the
+// bytes it is handed, so in the collector it bounds the projection (about a
+// third of the full encoding of a typical batch), not the full batch.
 package projection
 
 import (
