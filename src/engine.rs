@@ -1160,6 +1160,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn wanted_keys_are_the_wire_readers_keys() {
+        let mut c = Config::preset(crate::config::Compat::Tempo);
+        c.dimensions = vec!["http.route".into(), "service.name".into()];
+        c.span_multiplier_key = Some("sample.ratio".into());
+        let keys =
+            |e: &Engine, side: &str| -> Vec<String> { serde_json::from_value(e.wanted_keys()[side].clone()).unwrap() };
+        let e = Engine::new(c.clone());
+        let span = keys(&e, "span");
+        assert_eq!(span, e.keys.keys().collect::<Vec<_>>());
+        assert!(span.iter().any(|k| k == "sample.ratio") && span.iter().any(|k| k == "rpc.system"));
+        assert_eq!(keys(&e, "resource"), span, "service.name is a dimension, so already there");
+        c.dimensions.pop();
+        c.graph = false;
+        let e = Engine::new(c);
+        let span = keys(&e, "span");
+        assert!(!span.iter().any(|k| k == "rpc.system" || k == "service.name"));
+        assert_eq!(keys(&e, "resource")[0], "service.name");
+        assert_eq!(keys(&e, "resource")[1..], span[..]);
+    }
+
+    #[test]
     fn every_trace_id_byte_chooses_the_shard() {
         // Trace IDs that differ only in their last byte still spread over the shards.
         let mut seen = [0u32; 16];
