@@ -382,9 +382,11 @@ func BenchmarkWaitingSpanMemory(b *testing.B) {
 
 // BenchmarkEncode measures the shim's side alone: encoding the benchmark
 // workload for the engine, whole (ptrace.ProtoMarshaler) or projected to
-// what the engine reads (into a reused buffer).
+// what the engine reads (into a reused buffer). The ring of batches is as
+// large as BenchmarkVsContrib's, so that as there most of the spans are not
+// in the CPU's caches.
 func BenchmarkEncode(b *testing.B) {
-	batches := workload.Batches(workload.Options{BatchSpans: 1000, Batches: 4, Seed: 7})
+	batches := workload.Batches(workload.Options{BatchSpans: 1000, Batches: 10, Seed: 7})
 	spans := 0
 	for _, td := range batches {
 		spans += td.SpanCount()
