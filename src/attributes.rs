@@ -251,6 +251,11 @@ impl KeySet {
     pub fn key(&self, i: usize) -> &str {
         std::str::from_utf8(&self.keys[i]).unwrap_or("")
     }
+
+    /// Every key, in slot order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        (0..self.keys.len()).map(|i| self.key(i))
+    }
 }
 
 /// One configured key in [`KeySet`]'s table: its first and last eight bytes

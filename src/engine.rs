@@ -219,6 +219,19 @@ impl Engine {
         &self.config
     }
 
+    /// The attribute keys the wire reader keeps, as
+    /// `{"resource":[...],"span":[...]}`: a batch holding only the attributes
+    /// with these keys (and the span fields pairing reads) gives the same
+    /// result as the whole batch. Resources also need `service.name`.
+    pub fn wanted_keys(&self) -> serde_json::Value {
+        let span: Vec<&str> = self.keys.keys().collect();
+        let mut resource = span.clone();
+        if !resource.contains(&"service.name") {
+            resource.insert(0, "service.name");
+        }
+        serde_json::json!({ "resource": resource, "span": span })
+    }
+
     /// Dimension values per side of a waiting edge.
     fn dims_per_side(&self) -> usize {
         self.keys.dimensions.len()
@@ -1150,6 +1163,27 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wanted_keys_are_the_wire_readers_keys() {
+        let mut c = Config::preset(crate::config::Compat::Tempo);
+        c.dimensions = vec!["http.route".into(), "service.name".into()];
+        c.span_multiplier_key = Some("sample.ratio".into());
+        let keys =
+            |e: &Engine, side: &str| -> Vec<String> { serde_json::from_value(e.wanted_keys()[side].clone()).unwrap() };
+        let e = Engine::new(c.clone());
+        let span = keys(&e, "span");
+        assert_eq!(span, e.keys.keys().collect::<Vec<_>>());
+        assert!(span.iter().any(|k| k == "sample.ratio") && span.iter().any(|k| k == "rpc.system"));
+        assert_eq!(keys(&e, "resource"), span, "service.name is a dimension, so already there");
+        c.dimensions.pop();
+        c.graph = false;
+        let e = Engine::new(c);
+        let span = keys(&e, "span");
+        assert!(!span.iter().any(|k| k == "rpc.system" || k == "service.name"));
+        assert_eq!(keys(&e, "resource")[0], "service.name");
+        assert_eq!(keys(&e, "resource")[1..], span[..]);
+    }
 
     #[test]
     fn every_trace_id_byte_chooses_the_shard() {
