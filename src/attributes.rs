@@ -132,6 +132,8 @@ pub struct KeySet {
     pub multiplier: Option<usize>,
     /// Read from resources (and, harmlessly, from spans that carry it).
     pub service_name: usize,
+    /// Whether `service.name` is wanted only for that, so not on spans.
+    service_name_only: bool,
     /// Resource facts for the service map: version, environment (two spellings),
     /// namespace, Kubernetes namespace, owner.
     pub version: usize,
@@ -159,6 +161,7 @@ impl KeySet {
             network_peer_port: 0,
             multiplier: None,
             service_name: 0,
+            service_name_only: false,
             version: 0,
             environment: [0; 2],
             namespace: 0,
@@ -175,6 +178,7 @@ impl KeySet {
         ks.network_peer_address = ks.add("network.peer.address");
         ks.network_peer_port = ks.add("network.peer.port");
         ks.multiplier = config.span_multiplier_key.as_deref().map(|k| ks.add(k));
+        ks.service_name_only = !ks.keys.iter().any(|k| **k == *b"service.name");
         ks.service_name = ks.add("service.name");
         if config.graph {
             ks.version = ks.add("service.version");
@@ -255,6 +259,12 @@ impl KeySet {
     /// Every key, in slot order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         (0..self.keys.len()).map(|i| self.key(i))
+    }
+
+    /// The keys that matter on spans: all but `service.name` when only
+    /// resources need it.
+    pub fn span_keys(&self) -> impl Iterator<Item = &str> {
+        (0..self.keys.len()).filter(|&i| !(self.service_name_only && i == self.service_name)).map(|i| self.key(i))
     }
 }
 

@@ -224,11 +224,8 @@ impl Engine {
     /// with these keys (and the span fields pairing reads) gives the same
     /// result as the whole batch. Resources also need `service.name`.
     pub fn wanted_keys(&self) -> serde_json::Value {
-        let span: Vec<&str> = self.keys.keys().collect();
-        let mut resource = span.clone();
-        if !resource.contains(&"service.name") {
-            resource.insert(0, "service.name");
-        }
+        let span: Vec<&str> = self.keys.span_keys().collect();
+        let resource: Vec<&str> = self.keys.keys().collect();
         serde_json::json!({ "resource": resource, "span": span })
     }
 
@@ -1173,7 +1170,7 @@ mod tests {
             |e: &Engine, side: &str| -> Vec<String> { serde_json::from_value(e.wanted_keys()[side].clone()).unwrap() };
         let e = Engine::new(c.clone());
         let span = keys(&e, "span");
-        assert_eq!(span, e.keys.keys().collect::<Vec<_>>());
+        assert_eq!(span, e.keys.keys().collect::<Vec<_>>(), "service.name is a dimension, so wanted on spans");
         assert!(span.iter().any(|k| k == "sample.ratio") && span.iter().any(|k| k == "rpc.system"));
         assert_eq!(keys(&e, "resource"), span, "service.name is a dimension, so already there");
         c.dimensions.pop();
@@ -1181,8 +1178,9 @@ mod tests {
         let e = Engine::new(c);
         let span = keys(&e, "span");
         assert!(!span.iter().any(|k| k == "rpc.system" || k == "service.name"));
-        assert_eq!(keys(&e, "resource")[0], "service.name");
-        assert_eq!(keys(&e, "resource")[1..], span[..]);
+        let mut resource = keys(&e, "resource");
+        assert_eq!(resource.pop().as_deref(), Some("service.name"));
+        assert_eq!(resource, span);
     }
 
     #[test]
