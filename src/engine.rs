@@ -290,7 +290,10 @@ impl Engine {
         }
 
         let mut tally = Tally::default();
+        // About one edge per two spans; sized once rather than grown.
         let mut events = Events::default();
+        events.edges.reserve(prepared.len() / 2 + 16);
+        events.dims.reserve((prepared.len() / 2 + 16) * self.dims_per_side() * 2);
         for s in 0..n {
             let (a, b) = (starts[s] as usize, starts[s + 1] as usize);
             if a == b {

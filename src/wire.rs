@@ -543,20 +543,26 @@ fn read_wanted_key_value<'a>(
     base: usize,
     keys: &KeySet,
 ) -> Result<Option<(usize, AttrValue<'a>)>, DecodeError> {
-    // The key comes first in every encoder's output; anything else takes the
-    // general path.
+    // The key comes first in every encoder's output, almost always shorter
+    // than 128 bytes; anything else takes the general path.
+    if let [0x0a, n, rest @ ..] = buf {
+        if *n < 0x80 && (*n as usize) <= rest.len() {
+            let (key, value) = rest.split_at(*n as usize);
+            let Some(k) = keys.find(key) else { return Ok(None) };
+            // Most wanted values are short strings, the rest of the message
+            // being exactly `value: AnyValue { string_value }`.
+            if let [0x12, n, 0x0a, m, s @ ..] = value {
+                if *n < 0x80 && *m < 0x80 && *n as usize == *m as usize + 2 && s.len() == *m as usize {
+                    return Ok(Some((k, AttrValue::Str(s))));
+                }
+            }
+        }
+    }
     if buf.first() == Some(&0x0a) {
         let mut r = Reader::new(buf, base, "KeyValue");
         r.tag()?;
         let (key, _) = r.bytes()?;
         let Some(k) = keys.find(key) else { return Ok(None) };
-        // Most wanted values are short strings, the rest of the message
-        // being exactly `value: AnyValue { string_value }`.
-        if let [0x12, n, 0x0a, m, s @ ..] = &buf[r.pos..] {
-            if *n < 0x80 && *m < 0x80 && *n as usize == *m as usize + 2 && s.len() == *m as usize {
-                return Ok(Some((k, AttrValue::Str(s))));
-            }
-        }
         let mut value = AttrValue::Empty;
         while !r.done() {
             let (field, wt) = r.tag()?;
