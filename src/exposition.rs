@@ -47,30 +47,25 @@ pub const DROPPED_HELP: &str = "Spans dropped because the pairing store was full
 /// Renders a snapshot as OpenMetrics (`openmetrics`) or Prometheus 0.0.4 text.
 pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
     let labels = Labels::of_edges(snap);
-    // `le="…"` for every bucket, the +Inf one last.
-    let le: Vec<String> = snap
-        .bounds
-        .iter()
-        .map(|&b| format!("le=\"{}\"", dtoa::Buffer::new().format(b)))
-        .chain(std::iter::once("le=\"+Inf\"".to_string()))
-        .collect();
     let hists = 2 + usize::from(snap.messaging);
-    let per_edge = 2 + usize::from(snap.connection_info) + hists * (2 + le.len());
-    let line = 48 + le.iter().map(|l| l.len()).max().unwrap_or(0) + MESSAGING.len();
+    let per_edge = 2 + usize::from(snap.connection_info) + hists * (3 + snap.bounds.len());
+    let line = 80 + MESSAGING.len();
     let sides = snap.unpaired.len() + snap.dropped.len();
     let mut w = Writer {
-        out: String::with_capacity(2048 + per_edge * (snap.edges.len() * line + labels.text.len()) + sides * 160),
+        out: String::with_capacity(2048 + per_edge * (snap.edges.len() * line + labels.text.len()) + sides * 200),
         openmetrics,
     };
 
     w.descriptor(REQUEST, REQUEST_HELP, Kind::Counter);
+    let open = format!("{REQUEST}_total{{");
     for (i, e) in snap.edges.iter().enumerate() {
-        w.number(REQUEST, "_total", labels.get(i), Num::F64(e.values.request));
+        w.line(&open, labels.get(i), Num::F64(e.values.request));
     }
     w.descriptor(REQUEST_FAILED, REQUEST_FAILED_HELP, Kind::Counter);
+    let open = format!("{REQUEST_FAILED}_total{{");
     for (i, e) in snap.edges.iter().enumerate() {
         if e.values.has_failed() {
-            w.number(REQUEST_FAILED, "_total", labels.get(i), Num::F64(e.values.failed));
+            w.line(&open, labels.get(i), Num::F64(e.values.failed));
         }
     }
     // The messaging histogram exists only for edges that observed one.
@@ -81,27 +76,30 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
         (MESSAGING, MESSAGING_HELP, |e| e.values.messaging.as_ref().filter(|_| e.values.has_messaging())),
     ];
     for (name, help, get) in &families[..hists] {
-        let name = &format!("{name}_seconds");
-        w.descriptor(name, help, Kind::Histogram);
+        let family = Histogram::new(name, &snap.bounds);
+        w.descriptor(&family.name, help, Kind::Histogram);
         for (i, e) in snap.edges.iter().enumerate() {
             if let Some(h) = get(e) {
-                w.histogram(name, labels.get(i), &le, h);
+                w.histogram(&family, labels.get(i), h);
             }
         }
     }
     if snap.connection_info {
         w.descriptor(CONNECTION_INFO, CONNECTION_INFO_HELP, Kind::Gauge);
+        let open = format!("{CONNECTION_INFO}{{");
         for i in 0..snap.edges.len() {
-            w.number(CONNECTION_INFO, "", labels.get(i), Num::U64(1));
+            w.line(&open, labels.get(i), Num::U64(1));
         }
     }
     let mut block = String::new();
     for (name, help, list) in [(UNPAIRED, UNPAIRED_HELP, &snap.unpaired), (DROPPED, DROPPED_HELP, &snap.dropped)] {
         w.descriptor(name, help, Kind::Counter);
+        let open = format!("{name}_total{{");
         for s in list {
             block.clear();
             side_labels(&mut block, s);
-            w.number(name, "_total", &block, Num::F64(s.value));
+            block.push_str(CLOSE);
+            w.line(&open, &block, Num::F64(s.value));
         }
     }
     if openmetrics {
@@ -110,8 +108,11 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
     w.out
 }
 
-/// Every edge's label block (`a="x",b="y"`, escaped, without braces), in one
-/// string.
+/// What follows a label block on every line.
+const CLOSE: &str = "} ";
+
+/// Every edge's label block (`a="x",b="y"`, escaped), followed by [`CLOSE`],
+/// in one string.
 struct Labels {
     text: String,
     /// End of edge `i`'s block in `text`; it starts where edge `i - 1`'s ends.
@@ -124,6 +125,7 @@ impl Labels {
         let mut ends = Vec::with_capacity(snap.edges.len());
         for e in &snap.edges {
             edge_labels(&mut text, snap, e);
+            text.push_str(CLOSE);
             ends.push(text.len());
         }
         Labels { text, ends }
@@ -192,6 +194,29 @@ fn escape(out: &mut String, value: &str) {
     out.push_str(&value[last..]);
 }
 
+/// A histogram family's line beginnings, made once per render.
+struct Histogram {
+    /// `x_seconds`
+    name: String,
+    sum: String,
+    count: String,
+    /// `x_seconds_bucket{le="…"` for every bucket, the +Inf one last.
+    buckets: Vec<String>,
+}
+
+impl Histogram {
+    fn new(name: &str, bounds: &[f64]) -> Histogram {
+        let name = format!("{name}_seconds");
+        let mut dtoa = dtoa::Buffer::new();
+        let buckets = bounds
+            .iter()
+            .map(|&b| format!("{name}_bucket{{le=\"{}\"", dtoa.format(b)))
+            .chain(std::iter::once(format!("{name}_bucket{{le=\"+Inf\"")))
+            .collect();
+        Histogram { sum: format!("{name}_sum{{"), count: format!("{name}_count{{"), buckets, name }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Counter,
@@ -203,6 +228,20 @@ enum Num {
     F64(f64),
     U64(u64),
 }
+
+/// A bucket weight or count as a whole number, as prometheus-client is
+/// given it (`round() as u64`, which saturates), without the call to
+/// `round` when it already is one.
+#[inline]
+fn whole(w: f64) -> u64 {
+    let t = w as u64;
+    if t as f64 == w { t } else { w.round() as u64 }
+}
+
+/// Below this, a whole-number float is written as its integer and `.0`,
+/// which is what `dtoa` writes for it (checked for every one of them in the
+/// tests), without `dtoa`'s general algorithm.
+const SMALL_WHOLE: f64 = (1u64 << 20) as f64;
 
 struct Writer {
     out: String,
@@ -235,41 +274,71 @@ impl Writer {
         }
     }
 
-    /// `name suffix{labels} value`.
-    fn number(&mut self, name: &str, suffix: &str, labels: &str, v: Num) {
+    /// `open` (`name{`), the label block with its [`CLOSE`], the value.
+    #[inline]
+    fn line(&mut self, open: &str, labels: &str, v: Num) {
         let o = &mut self.out;
-        o.push_str(name);
-        o.push_str(suffix);
-        o.push('{');
+        o.push_str(open);
         o.push_str(labels);
-        o.push_str("} ");
         match v {
+            Num::F64(v) if v.is_sign_positive() && v < SMALL_WHOLE && v == (v as u64) as f64 => {
+                o.push_str(itoa::Buffer::new().format(v as u64));
+                o.push_str(".0");
+            }
             Num::F64(v) => o.push_str(dtoa::Buffer::new().format(v)),
             Num::U64(v) => o.push_str(itoa::Buffer::new().format(v)),
         }
         o.push('\n');
     }
 
-    /// A histogram's `_sum`, `_count` and cumulative `_bucket` lines; `le`
-    /// holds the bucket labels, +Inf last. Buckets carry `le` first.
-    fn histogram(&mut self, name: &str, labels: &str, le: &[String], h: &Hist) {
-        self.number(name, "_sum", labels, Num::F64(h.sum));
-        self.number(name, "_count", labels, Num::U64(h.count.round() as u64));
+    /// A histogram's `_sum`, `_count` and cumulative `_bucket` lines. Bucket
+    /// lines carry `le` first.
+    fn histogram(&mut self, family: &Histogram, labels: &str, h: &Hist) {
+        self.line(&family.sum, labels, Num::F64(h.sum));
+        self.line(&family.count, labels, Num::U64(whole(h.count)));
         let o = &mut self.out;
+        let comma = labels.len() > CLOSE.len();
         let mut itoa = itoa::Buffer::new();
         let mut cumulative = 0u64;
-        for (le, &w) in le.iter().zip(h.buckets.iter()) {
-            cumulative = cumulative.wrapping_add(w.round() as u64);
-            o.push_str(name);
-            o.push_str("_bucket{");
-            o.push_str(le);
-            if !labels.is_empty() {
+        for (open, &w) in family.buckets.iter().zip(h.buckets.iter()) {
+            cumulative = cumulative.wrapping_add(whole(w));
+            o.push_str(open);
+            if comma {
                 o.push(',');
-                o.push_str(labels);
             }
-            o.push_str("} ");
+            o.push_str(labels);
             o.push_str(itoa.format(cumulative));
             o.push('\n');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_whole_numbers_are_written_as_dtoa_writes_them() {
+        let mut w = Writer { out: String::new(), openmetrics: true };
+        let mut want = String::new();
+        for n in 0..=SMALL_WHOLE as u64 + 2 {
+            let v = n as f64;
+            w.line("", "", Num::F64(v));
+            want.push_str(dtoa::Buffer::new().format(v));
+            want.push('\n');
+        }
+        for v in [-0.0, -1.0, 0.5, f64::NAN, f64::INFINITY] {
+            w.line("", "", Num::F64(v));
+            want.push_str(dtoa::Buffer::new().format(v));
+            want.push('\n');
+        }
+        assert_eq!(w.out, want);
+    }
+
+    #[test]
+    fn whole_is_round_as_u64() {
+        for w in [0.0, -0.0, 0.5, 1.5, 2.4999, -3.0, 1e19, 1.8446744073709552e19, 1e30, f64::INFINITY, f64::NAN, 7.0] {
+            assert_eq!(whole(w), w.round() as u64, "{w}");
         }
     }
 }

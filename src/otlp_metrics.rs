@@ -66,7 +66,7 @@ fn edge_attributes(snap: &Snapshot, e: &EdgeSeries) -> Vec<KeyValue> {
 
 fn side_attributes(s: &SideSeries) -> Vec<KeyValue> {
     let mut a = Vec::new();
-    for (k, v) in [("client", s.client.as_str()), ("server", s.server.as_str()), ("connection_type", s.conn.as_str())] {
+    for (k, v) in [("client", &*s.client), ("server", &*s.server), ("connection_type", s.conn.as_str())] {
         if !v.is_empty() {
             a.push(kv_str(k, v));
         }

@@ -55,14 +55,14 @@ struct SnapshotCollector(Snapshot);
 /// missing label are the same series in Prometheus).
 fn edge_labels<'a>(snap: &'a Snapshot, e: &'a EdgeSeries) -> Vec<(&'a str, &'a str)> {
     let mut l = Vec::with_capacity(4 + e.dims.len());
-    l.push(("client", e.client.as_str()));
-    l.push(("server", e.server.as_str()));
+    l.push(("client", &*e.client));
+    l.push(("server", &*e.server));
     l.push(("connection_type", e.conn.as_str()));
     if snap.failed_label {
         l.push(("failed", if e.failed { "true" } else { "false" }));
     }
     for (name, value) in snap.dim_labels.prometheus.iter().zip(&e.dims) {
-        l.push((name.as_str(), value.as_str()));
+        l.push((name.as_str(), &**value));
     }
     if snap.virtual_label && e.virtual_side != Virtual::None {
         l.push(("virtual_node", e.virtual_side.as_str()));
@@ -72,8 +72,7 @@ fn edge_labels<'a>(snap: &'a Snapshot, e: &'a EdgeSeries) -> Vec<(&'a str, &'a s
 }
 
 fn side_labels(s: &SideSeries) -> Vec<(&str, &str)> {
-    let mut l =
-        vec![("client", s.client.as_str()), ("server", s.server.as_str()), ("connection_type", s.conn.as_str())];
+    let mut l = vec![("client", &*s.client), ("server", &*s.server), ("connection_type", s.conn.as_str())];
     l.retain(|(_, v)| !v.is_empty());
     l
 }
@@ -255,8 +254,8 @@ mod tests {
             .map(|_| {
                 let messaging_hist = (messaging && r.chance(70)).then(|| hist(r, bounds.len()));
                 EdgeSeries {
-                    client: r.pick(VALUES).to_string(),
-                    server: r.pick(VALUES).to_string(),
+                    client: (*r.pick(VALUES)).into(),
+                    server: (*r.pick(VALUES)).into(),
                     conn: *r.pick(&[
                         ConnType::Plain,
                         ConnType::MessagingSystem,
@@ -265,7 +264,7 @@ mod tests {
                     ]),
                     failed: r.chance(30),
                     virtual_side: *r.pick(&[Virtual::None, Virtual::Client, Virtual::Server]),
-                    dims: dims.iter().map(|_| r.pick(VALUES).to_string()).collect(),
+                    dims: dims.iter().map(|_| (*r.pick(VALUES)).into()).collect(),
                     values: Values {
                         request: float(r),
                         failed: if r.chance(50) { 0.0 } else { float(r) },
@@ -284,8 +283,8 @@ mod tests {
         let side = |r: &mut Rng| {
             (0..r.below(6))
                 .map(|_| SideSeries {
-                    client: r.pick(VALUES).to_string(),
-                    server: r.pick(VALUES).to_string(),
+                    client: (*r.pick(VALUES)).into(),
+                    server: (*r.pick(VALUES)).into(),
                     conn: *r.pick(&[ConnType::Plain, ConnType::Database]),
                     value: float(r),
                 })
