@@ -23,7 +23,7 @@ use crate::engine::{EdgeSeries, SideSeries, Snapshot};
 use crate::series::Hist;
 
 #[cfg(test)]
-mod oracle;
+pub(crate) mod oracle;
 
 pub const REQUEST: &str = "traces_service_graph_request";
 pub const REQUEST_FAILED: &str = "traces_service_graph_request_failed";
@@ -47,27 +47,6 @@ pub const DROPPED_HELP: &str = "Spans dropped because the pairing store was full
 /// Renders a snapshot as OpenMetrics (`openmetrics`) or Prometheus 0.0.4 text.
 pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
     let labels = Labels::of_edges(snap);
-    let hists = 2 + usize::from(snap.messaging);
-    let per_edge = 2 + usize::from(snap.connection_info) + hists * (3 + snap.bounds.len());
-    let line = 80 + MESSAGING.len();
-    let sides = snap.unpaired.len() + snap.dropped.len();
-    let mut w = Writer {
-        out: String::with_capacity(2048 + per_edge * (snap.edges.len() * line + labels.text.len()) + sides * 200),
-        openmetrics,
-    };
-
-    w.descriptor(REQUEST, REQUEST_HELP, Kind::Counter);
-    let open = format!("{REQUEST}_total{{");
-    for (i, e) in snap.edges.iter().enumerate() {
-        w.line(&open, labels.get(i), Num::F64(e.values.request));
-    }
-    w.descriptor(REQUEST_FAILED, REQUEST_FAILED_HELP, Kind::Counter);
-    let open = format!("{REQUEST_FAILED}_total{{");
-    for (i, e) in snap.edges.iter().enumerate() {
-        if e.values.has_failed() {
-            w.line(&open, labels.get(i), Num::F64(e.values.failed));
-        }
-    }
     // The messaging histogram exists only for edges that observed one.
     type Pick = fn(&EdgeSeries) -> Option<&Hist>;
     let families: [(&str, &str, Pick); 3] = [
@@ -75,20 +54,57 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
         (CLIENT, CLIENT_HELP, |e| Some(&e.values.client)),
         (MESSAGING, MESSAGING_HELP, |e| e.values.messaging.as_ref().filter(|_| e.values.has_messaging())),
     ];
-    for (name, help, get) in &families[..hists] {
-        let family = Histogram::new(name, &snap.bounds);
+    let families = &families[..2 + usize::from(snap.messaging)];
+    let hists: Vec<Histogram> = families.iter().map(|(name, _, _)| Histogram::new(name, &snap.bounds)).collect();
+    let request = format!("{REQUEST}_total{{");
+    let failed = format!("{REQUEST_FAILED}_total{{");
+    let connection_info = format!("{CONNECTION_INFO}{{");
+
+    // About the size of the text: every line's beginning and labels, and a
+    // few bytes for its value (a longer one only makes the string grow). An
+    // estimate well above the size would make the allocator map fresh pages
+    // for every render.
+    const VALUE: usize = 6;
+    let mut size = 4096 + (snap.unpaired.len() + snap.dropped.len()) * 160;
+    for (i, e) in snap.edges.iter().enumerate() {
+        let l = labels.get(i).len() + VALUE;
+        size += request.len() + l;
+        if e.values.has_failed() {
+            size += failed.len() + l;
+        }
+        if snap.connection_info {
+            size += connection_info.len() + l;
+        }
+        for (h, (_, _, get)) in hists.iter().zip(families) {
+            if get(e).is_some() {
+                size += h.sum.len() + h.count.len() + 2 * l + h.bucket_bytes + h.buckets.len() * (l + 1);
+            }
+        }
+    }
+    let mut w = Writer { out: String::with_capacity(size), openmetrics };
+
+    w.descriptor(REQUEST, REQUEST_HELP, Kind::Counter);
+    for (i, e) in snap.edges.iter().enumerate() {
+        w.line(&request, labels.get(i), Num::F64(e.values.request));
+    }
+    w.descriptor(REQUEST_FAILED, REQUEST_FAILED_HELP, Kind::Counter);
+    for (i, e) in snap.edges.iter().enumerate() {
+        if e.values.has_failed() {
+            w.line(&failed, labels.get(i), Num::F64(e.values.failed));
+        }
+    }
+    for (family, (_, help, get)) in hists.iter().zip(families) {
         w.descriptor(&family.name, help, Kind::Histogram);
         for (i, e) in snap.edges.iter().enumerate() {
             if let Some(h) = get(e) {
-                w.histogram(&family, labels.get(i), h);
+                w.histogram(family, labels.get(i), h);
             }
         }
     }
     if snap.connection_info {
         w.descriptor(CONNECTION_INFO, CONNECTION_INFO_HELP, Kind::Gauge);
-        let open = format!("{CONNECTION_INFO}{{");
         for i in 0..snap.edges.len() {
-            w.line(&open, labels.get(i), Num::U64(1));
+            w.line(&connection_info, labels.get(i), Num::U64(1));
         }
     }
     let mut block = String::new();
@@ -202,18 +218,21 @@ struct Histogram {
     count: String,
     /// `x_seconds_bucket{le="…"` for every bucket, the +Inf one last.
     buckets: Vec<String>,
+    /// Their total length.
+    bucket_bytes: usize,
 }
 
 impl Histogram {
     fn new(name: &str, bounds: &[f64]) -> Histogram {
         let name = format!("{name}_seconds");
         let mut dtoa = dtoa::Buffer::new();
-        let buckets = bounds
+        let buckets: Vec<String> = bounds
             .iter()
             .map(|&b| format!("{name}_bucket{{le=\"{}\"", dtoa.format(b)))
             .chain(std::iter::once(format!("{name}_bucket{{le=\"+Inf\"")))
             .collect();
-        Histogram { sum: format!("{name}_sum{{"), count: format!("{name}_count{{"), buckets, name }
+        let bucket_bytes = buckets.iter().map(|b| b.len()).sum();
+        Histogram { sum: format!("{name}_sum{{"), count: format!("{name}_count{{"), buckets, bucket_bytes, name }
     }
 }
 

@@ -143,8 +143,9 @@ impl Collector for SnapshotCollector {
     }
 }
 
+/// Random snapshots, for this test and the OTLP encoder's.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::render as oracle;
     use crate::config::Compat;
     use crate::edge::{ConnType, Virtual};
@@ -153,7 +154,7 @@ mod tests {
     use crate::series::{Hist, Values};
 
     /// xorshift64*: enough randomness to pick cases, and repeatable.
-    struct Rng(u64);
+    pub(crate) struct Rng(pub(crate) u64);
 
     impl Rng {
         fn next(&mut self) -> u64 {
@@ -244,7 +245,7 @@ mod tests {
         h
     }
 
-    fn snapshot(r: &mut Rng) -> Snapshot {
+    pub(crate) fn snapshot(r: &mut Rng) -> Snapshot {
         const BOUNDS: &[f64] = &[0.002, 0.004, 0.1, 0.25, 1.0, 2.5, 10.0, 1e-7, 1e21, 1.0 / 3.0, 100.0, 0.0];
         const DIMS: &[&str] = &["http_method", "deployment_environment", "client_k8s_ns", "server_k8s_ns", "_1x"];
         let bounds: Vec<f64> = (0..r.below(12)).map(|_| *r.pick(BOUNDS)).collect();
@@ -291,14 +292,14 @@ mod tests {
                 .collect()
         };
         Snapshot {
-            compat: Compat::Tempo,
+            compat: if r.chance(50) { Compat::Tempo } else { Compat::Contrib },
             failed_label: r.chance(50),
             virtual_label: r.chance(50),
             connection_info: r.chance(50),
             messaging,
-            weighted: false,
+            weighted: r.chance(30),
             bounds,
-            dim_labels: DimLabels { raw: dims.clone(), prometheus: dims },
+            dim_labels: DimLabels { raw: dims.iter().map(|d| d.replace('_', ".")).collect(), prometheus: dims },
             edges,
             unpaired: side(r),
             dropped: side(r),
