@@ -429,9 +429,17 @@ fn a_side_written_twice_keeps_dimensions_from_either_write() {
 
 #[test]
 fn series_are_rendered_in_label_value_order() {
+    // Dimensions after the first only add empty values.
+    for extra in [0, 30] {
+        let dims: Vec<String> = std::iter::once("k".to_string()).chain((0..extra).map(|i| format!("d{i}"))).collect();
+        rendered_in_label_value_order(&serde_json::json!({"dimensions": dims, "failed_label": true}).to_string());
+    }
+}
+
+fn rendered_in_label_value_order(config: &str) {
     // Names interned in an order unlike their string order, a dimension whose
     // values decide between otherwise equal series, and the failed label.
-    let e = engine(r#"{"dimensions":["k"],"failed_label":true}"#);
+    let e = engine(config);
     let names = ["zeta", "Mid", "alpha", "émile", "beta", "alpha2", "", "a"];
     let mut t = 0u8;
     for (n, client) in names.iter().enumerate() {
