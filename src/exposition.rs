@@ -257,6 +257,20 @@ fn whole(w: f64) -> u64 {
     if t as f64 == w { t } else { w.round() as u64 }
 }
 
+/// An integer as `itoa` writes it; one or two digits a byte at a time,
+/// cheaper than copying them from a buffer.
+#[inline]
+fn integer(o: &mut String, v: u64) {
+    if v < 10 {
+        o.push(char::from(b'0' + v as u8));
+    } else if v < 100 {
+        o.push(char::from(b'0' + (v / 10) as u8));
+        o.push(char::from(b'0' + (v % 10) as u8));
+    } else {
+        o.push_str(itoa::Buffer::new().format(v));
+    }
+}
+
 /// Below this, a whole-number float is written as its integer and `.0`,
 /// which is what `dtoa` writes for it (checked for every one of them in the
 /// tests), without `dtoa`'s general algorithm.
@@ -301,11 +315,12 @@ impl Writer {
         o.push_str(labels);
         match v {
             Num::F64(v) if v.is_sign_positive() && v < SMALL_WHOLE && v == (v as u64) as f64 => {
-                o.push_str(itoa::Buffer::new().format(v as u64));
-                o.push_str(".0");
+                integer(o, v as u64);
+                o.push('.');
+                o.push('0');
             }
             Num::F64(v) => o.push_str(dtoa::Buffer::new().format(v)),
-            Num::U64(v) => o.push_str(itoa::Buffer::new().format(v)),
+            Num::U64(v) => integer(o, v),
         }
         o.push('\n');
     }
@@ -317,7 +332,6 @@ impl Writer {
         self.line(&family.count, labels, Num::U64(whole(h.count)));
         let o = &mut self.out;
         let comma = labels.len() > CLOSE.len();
-        let mut itoa = itoa::Buffer::new();
         let mut cumulative = 0u64;
         for (open, &w) in family.buckets.iter().zip(h.buckets.iter()) {
             cumulative = cumulative.wrapping_add(whole(w));
@@ -326,7 +340,7 @@ impl Writer {
                 o.push(',');
             }
             o.push_str(labels);
-            o.push_str(itoa.format(cumulative));
+            integer(o, cumulative);
             o.push('\n');
         }
     }
@@ -352,6 +366,15 @@ mod tests {
             want.push('\n');
         }
         assert_eq!(w.out, want);
+    }
+
+    #[test]
+    fn integers_are_written_as_itoa_writes_them() {
+        for v in (0..1000).chain([u64::MAX, 1 << 53, 12345678901]) {
+            let mut o = String::new();
+            integer(&mut o, v);
+            assert_eq!(o, itoa::Buffer::new().format(v));
+        }
     }
 
     #[test]
