@@ -20,12 +20,12 @@ use crate::history::{self, History};
 use crate::intern::{EMPTY, Interner, Resolver};
 use crate::otlp_metrics;
 use crate::query;
-use crate::series::{EdgeEvent, Events, SeriesTable, SideKey};
+use crate::series::{EdgeEvent, Entry, Events, SeriesTable, SideKey};
 use crate::store::{Key, Store};
 use crate::wire::{self, Batch, SpanKind, SpanRec};
 use hashbrown::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// Output formats of [`Engine::render`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -913,7 +913,8 @@ impl Engine {
         }
     }
 
-    /// A copy of every series with label strings resolved.
+    /// A copy of every series with label strings resolved, edges in the
+    /// order of their label values.
     pub fn snapshot(&self, zero_new: bool) -> Snapshot {
         let (entries, unpaired, dropped, bounds) = {
             let mut t = lock(&self.series);
@@ -922,36 +923,52 @@ impl Engine {
             let dropped: Vec<_> = t.dropped.iter().map(|(k, v)| (*k, *v)).collect();
             (entries, unpaired, dropped, t.bounds().to_vec())
         };
+        // Each distinct label value is resolved once, to one shared copy and
+        // its rank in string order, so that sorting compares integers. An
+        // edge's key is [client, server, connection type, failed, dims...],
+        // label values as slots in `strings`, then as ranks in `ranks`.
+        let stride = 4 + self.dim_labels.raw.len();
+        let mut strings = Strings::default();
+        let mut slots = Vec::with_capacity(entries.len() * stride);
+        for x in &entries {
+            let k = &x.key;
+            slots.extend([strings.slot(k.client), strings.slot(k.server), k.conn as u32, u32::from(k.failed)]);
+            slots.extend(k.dims.iter().map(|&id| strings.slot(id)));
+        }
         let names = self.interner.read().unwrap_or_else(|p| p.into_inner());
-        let s = |id: u32| names.get(id).to_string();
-        let side =
-            |(k, v): (SideKey, f64)| SideSeries { client: s(k.client), server: s(k.server), conn: k.conn, value: v };
-        let mut edges: Vec<EdgeSeries> = entries
+        let (shared, rank) = strings.resolve(&names);
+        let side = |(k, v): (SideKey, f64)| SideSeries {
+            client: names.get(k.client).into(),
+            server: names.get(k.server).into(),
+            conn: k.conn,
+            value: v,
+        };
+        let mut unpaired: Vec<SideSeries> = unpaired.into_iter().map(side).collect();
+        let mut dropped: Vec<SideSeries> = dropped.into_iter().map(side).collect();
+        drop(names);
+        let is_string = |i: usize| i % stride < 2 || i % stride >= 4;
+        let ranks: Vec<u32> =
+            slots.iter().enumerate().map(|(i, &s)| if is_string(i) { rank[s as usize] } else { s }).collect();
+        let key = |i: usize| &ranks[i * stride..(i + 1) * stride];
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by(|&a, &b| key(a).cmp(key(b)));
+        let mut entries: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+        let edges = order
             .into_iter()
-            .map(|x| {
-                let values = x.values;
+            .map(|i| {
+                let x = entries[i].take().expect("each entry is taken once");
+                let s = &slots[i * stride..(i + 1) * stride];
                 EdgeSeries {
-                    client: s(x.key.client),
-                    server: s(x.key.server),
+                    client: shared[s[0] as usize].clone(),
+                    server: shared[s[1] as usize].clone(),
                     conn: x.key.conn,
                     failed: x.key.failed,
                     virtual_side: x.key.virtual_side,
-                    dims: x.key.dims.iter().map(|&id| s(id)).collect(),
-                    values,
+                    dims: s[4..].iter().map(|&slot| shared[slot as usize].clone()).collect(),
+                    values: x.values,
                 }
             })
             .collect();
-        edges.sort_by(|a, b| {
-            (&a.client, &a.server, a.conn as u8, a.failed, &a.dims).cmp(&(
-                &b.client,
-                &b.server,
-                b.conn as u8,
-                b.failed,
-                &b.dims,
-            ))
-        });
-        let mut unpaired: Vec<SideSeries> = unpaired.into_iter().map(side).collect();
-        let mut dropped: Vec<SideSeries> = dropped.into_iter().map(side).collect();
         unpaired.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
         dropped.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
         Snapshot {
@@ -1076,24 +1093,59 @@ fn dim_labels(config: &Config) -> DimLabels {
     DimLabels { raw, prometheus }
 }
 
-/// One edge series with its labels resolved.
+/// The distinct label values of a snapshot, by interned id.
+#[derive(Default)]
+struct Strings {
+    slot: HashMap<u32, u32>,
+    ids: Vec<u32>,
+}
+
+impl Strings {
+    /// `id`'s index among the distinct values seen so far.
+    fn slot(&mut self, id: u32) -> u32 {
+        *self.slot.entry(id).or_insert_with(|| {
+            self.ids.push(id);
+            self.ids.len() as u32 - 1
+        })
+    }
+
+    /// Each slot's string, shared, and its rank in string order (equal
+    /// strings, equal ranks).
+    fn resolve(&self, names: &Interner) -> (Vec<Arc<str>>, Vec<u32>) {
+        let shared: Vec<Arc<str>> = self.ids.iter().map(|&id| Arc::from(names.get(id))).collect();
+        let mut by_string: Vec<u32> = (0..shared.len() as u32).collect();
+        by_string.sort_unstable_by(|&a, &b| shared[a as usize].cmp(&shared[b as usize]));
+        let mut rank = vec![0; shared.len()];
+        let mut r = 0;
+        for (n, w) in by_string.iter().enumerate() {
+            if n > 0 && shared[*w as usize] != shared[by_string[n - 1] as usize] {
+                r += 1;
+            }
+            rank[*w as usize] = r;
+        }
+        (shared, rank)
+    }
+}
+
+/// One edge series with its labels resolved. Label values are shared
+/// between the series of a snapshot.
 #[derive(Debug, Clone)]
 pub struct EdgeSeries {
-    pub client: String,
-    pub server: String,
+    pub client: Arc<str>,
+    pub server: Arc<str>,
     pub conn: ConnType,
     pub failed: bool,
     pub virtual_side: Virtual,
     /// Values of [`Snapshot::dim_labels`], "" where absent.
-    pub dims: Vec<String>,
+    pub dims: Vec<Arc<str>>,
     pub values: crate::series::Values,
 }
 
 /// One unpaired or dropped span counter.
 #[derive(Debug, Clone)]
 pub struct SideSeries {
-    pub client: String,
-    pub server: String,
+    pub client: Arc<str>,
+    pub server: Arc<str>,
     pub conn: ConnType,
     pub value: f64,
 }
