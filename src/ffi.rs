@@ -149,6 +149,24 @@ unsafe fn engine_ref<'a>(engine: *const sm_engine) -> Result<&'a Engine, Failure
     Ok(unsafe { &(*engine).engine })
 }
 
+/// The shape of every export that answers with a new buffer: `*out` is
+/// emptied first (so it is never left dangling on an error), then set to
+/// what `answer` returns for the engine.
+unsafe fn answer_into(
+    engine: *const sm_engine,
+    out: *mut sm_buf,
+    answer: impl FnOnce(&Engine) -> Result<Vec<u8>, Failure>,
+) -> Result<(), Failure> {
+    if out.is_null() {
+        return Err((sm_status::NullArgument, "out is null".to_string()));
+    }
+    // SAFETY: checked non-null above; the caller promises it is writable.
+    unsafe { out.write(sm_buf::empty()) };
+    let bytes = answer(unsafe { engine_ref(engine) }?)?;
+    unsafe { out.write(sm_buf::from_vec(bytes)) };
+    Ok(())
+}
+
 /// The library version as a static NUL-terminated string such as "0.3.0". Never free it.
 #[unsafe(no_mangle)]
 pub extern "C" fn sm_version() -> *const c_char {
@@ -280,25 +298,20 @@ pub unsafe extern "C" fn sm_engine_render(
     out: *mut sm_buf,
     message: *mut sm_buf,
 ) -> sm_status {
-    boundary(message, || {
-        if out.is_null() {
-            return Err((sm_status::NullArgument, "out is null".to_string()));
-        }
-        unsafe { out.write(sm_buf::empty()) };
-        let engine = unsafe { engine_ref(engine) }?;
-        let format = match format {
-            SM_FORMAT_PROMETHEUS => Format::Prometheus,
-            SM_FORMAT_OPENMETRICS => Format::OpenMetrics,
-            SM_FORMAT_OTLP_METRICS => Format::OtlpMetrics,
-            SM_FORMAT_STATS_JSON => Format::StatsJson,
-            SM_FORMAT_GRAPH_JSON => Format::GraphJson,
-            SM_FORMAT_GRAPH_DOT => Format::GraphDot,
-            SM_FORMAT_GRAPH_MERMAID => Format::GraphMermaid,
-            other => return Err((sm_status::InvalidArgument, format!("unknown format {other}"))),
-        };
-        let bytes = engine.render(format, now_unix_nano);
-        unsafe { out.write(sm_buf::from_vec(bytes)) };
-        Ok(())
+    boundary(message, || unsafe {
+        answer_into(engine, out, |engine| {
+            let format = match format {
+                SM_FORMAT_PROMETHEUS => Format::Prometheus,
+                SM_FORMAT_OPENMETRICS => Format::OpenMetrics,
+                SM_FORMAT_OTLP_METRICS => Format::OtlpMetrics,
+                SM_FORMAT_STATS_JSON => Format::StatsJson,
+                SM_FORMAT_GRAPH_JSON => Format::GraphJson,
+                SM_FORMAT_GRAPH_DOT => Format::GraphDot,
+                SM_FORMAT_GRAPH_MERMAID => Format::GraphMermaid,
+                other => return Err((sm_status::InvalidArgument, format!("unknown format {other}"))),
+            };
+            Ok(engine.render(format, now_unix_nano))
+        })
     })
 }
 
@@ -320,18 +333,14 @@ pub unsafe extern "C" fn sm_engine_query(
     out: *mut sm_buf,
     message: *mut sm_buf,
 ) -> sm_status {
-    boundary(message, || {
-        if out.is_null() {
-            return Err((sm_status::NullArgument, "out is null".to_string()));
-        }
-        unsafe { out.write(sm_buf::empty()) };
-        let engine = unsafe { engine_ref(engine) }?;
-        let request = unsafe { bytes(request, request_len, "request") }?;
-        let answer = engine.query(request, now_unix_nano).map_err(failure)?;
-        let mut text = serde_json::to_vec(&answer).unwrap_or_default();
-        text.push(b'\n');
-        unsafe { out.write(sm_buf::from_vec(text)) };
-        Ok(())
+    boundary(message, || unsafe {
+        answer_into(engine, out, |engine| {
+            let request = bytes(request, request_len, "request")?;
+            let answer = engine.query(request, now_unix_nano).map_err(failure)?;
+            let mut text = serde_json::to_vec(&answer).unwrap_or_default();
+            text.push(b'\n');
+            Ok(text)
+        })
     })
 }
 
@@ -373,15 +382,8 @@ pub unsafe extern "C" fn sm_engine_wanted_keys(
     out: *mut sm_buf,
     message: *mut sm_buf,
 ) -> sm_status {
-    boundary(message, || {
-        if out.is_null() {
-            return Err((sm_status::NullArgument, "out is null".to_string()));
-        }
-        unsafe { out.write(sm_buf::empty()) };
-        let engine = unsafe { engine_ref(engine) }?;
-        let text = serde_json::to_vec(&engine.wanted_keys()).unwrap_or_default();
-        unsafe { out.write(sm_buf::from_vec(text)) };
-        Ok(())
+    boundary(message, || unsafe {
+        answer_into(engine, out, |engine| Ok(serde_json::to_vec(&engine.wanted_keys()).unwrap_or_default()))
     })
 }
 
