@@ -62,10 +62,30 @@ const SKETCH_FACTOR: f64 = 1.25;
 static SKETCH_BOUNDS: std::sync::LazyLock<[f64; SKETCH_BUCKETS]> =
     std::sync::LazyLock::new(|| std::array::from_fn(|i| SKETCH_MIN * SKETCH_FACTOR.powi(i as i32)));
 
-/// The bucket holding `v`: the first whose upper bound is at least `v` (a
-/// binary search of 64 bounds, cheaper than a logarithm on the hot path).
+/// The bucket holding `v`: the first whose upper bound is at least `v`.
+/// The base-2 logarithm read from the float's exponent and mantissa bits
+/// (at most 0.09 low) lands on or next to the bucket; the table settles it.
 fn sketch_index(v: f64) -> usize {
-    SKETCH_BOUNDS.partition_point(|&b| b < v).min(SKETCH_BUCKETS - 1)
+    let b = &*SKETCH_BOUNDS;
+    // Also NaN and negatives, as a search of the bounds would.
+    if v.is_nan() || v <= b[0] {
+        return 0;
+    }
+    if v > b[SKETCH_BUCKETS - 1] {
+        return SKETCH_BUCKETS - 1;
+    }
+    let bits = (v / SKETCH_MIN).to_bits();
+    let mantissa = (bits & ((1 << 52) - 1)) as f64 / (1u64 << 52) as f64;
+    let log2 = ((bits >> 52) as i64 - 1023) as f64 + mantissa;
+    // 1 / log2(1.25)
+    let mut i = ((log2 * 3.106_283_715_090_556) as usize).min(SKETCH_BUCKETS - 1);
+    while i > 0 && b[i - 1] >= v {
+        i -= 1;
+    }
+    while b[i] < v {
+        i += 1;
+    }
+    i
 }
 
 fn sketch_upper(i: usize) -> f64 {
@@ -154,6 +174,8 @@ pub struct Graph {
     edges: Vec<EdgeState>,
     edge_index: HashMap<(usize, usize), usize>,
     generation: u64,
+    /// The last time observed: (now_ns, its slot index, its slot position).
+    tick: (u64, u64, usize),
 }
 
 /// A computed view of one node.
@@ -242,6 +264,7 @@ impl Graph {
             edges: Vec::new(),
             edge_index: HashMap::new(),
             generation: 0,
+            tick: (0, u64::MAX, 0),
         }
     }
 
@@ -346,10 +369,19 @@ impl Graph {
         }
     }
 
+    /// The window slot of `now_ns` and its position in an edge's slots,
+    /// remembered for the last time asked (a batch observes at one time).
+    fn tick(&mut self, now_ns: u64) -> (u64, usize) {
+        if self.tick.0 != now_ns || self.tick.1 == u64::MAX {
+            let index = now_ns / self.window.slot_ns();
+            self.tick = (now_ns, index, (index % self.window.slots as u64) as usize);
+        }
+        (self.tick.1, self.tick.2)
+    }
+
     /// Adds an observation to a known edge (the names in `o` are not read).
     pub fn observe_at(&mut self, i: usize, o: &Observation<'_>, now_ns: u64) {
-        let slot_ns = self.window.slot_ns();
-        let index = now_ns / slot_ns;
+        let (index, at) = self.tick(now_ns);
         let slots = self.window.slots;
         let e = &mut self.edges[i];
         if o.conn != ConnType::VirtualNode || e.conn == ConnType::Plain {
@@ -358,23 +390,28 @@ impl Graph {
         if e.protocol.is_empty() && !o.protocol.is_empty() {
             e.protocol = o.protocol.to_string();
         }
+        // An edge seen at `now_ns` or later already brought its nodes that far.
+        let nodes_seen = e.last_seen_ns >= now_ns;
         e.last_seen_ns = e.last_seen_ns.max(now_ns);
         e.total_requests += o.count;
         e.total_errors += o.errors;
         if e.slots.len() < slots {
             e.slots.resize_with(slots, || Slot::empty(u64::MAX));
         }
-        let slot = &mut e.slots[(index % slots as u64) as usize];
+        let slot = &mut e.slots[at];
         if slot.index != index {
             *slot = Slot::empty(index);
         }
         slot.requests += o.count;
         slot.errors += o.errors;
-        slot.latency[sketch_index(o.latency_s)] += o.count.round().max(1.0) as u32;
-        let (c, s) = (e.client, e.server);
-        for n in [c, s] {
-            let n = &mut self.nodes[n];
-            n.last_seen_ns = n.last_seen_ns.max(now_ns);
+        let n = if o.count == 1.0 { 1 } else { o.count.round().max(1.0) as u32 };
+        slot.latency[sketch_index(o.latency_s)] += n;
+        if !nodes_seen {
+            let (c, s) = (e.client, e.server);
+            for n in [c, s] {
+                let n = &mut self.nodes[n];
+                n.last_seen_ns = n.last_seen_ns.max(now_ns);
+            }
         }
     }
 
@@ -574,6 +611,27 @@ mod tests {
         // After the window has passed, the edge has no traffic but is still known.
         let later = g.view(1000 * SEC + 301 * SEC, &Catalog::default());
         assert_eq!((later.edges[0].rate, later.edges[0].health), (0.0, Health::Unknown));
+    }
+
+    #[test]
+    fn sketch_index_is_the_first_bound_at_or_above() {
+        let search = |v: f64| SKETCH_BOUNDS.partition_point(|&b| b < v).min(SKETCH_BUCKETS - 1);
+        let around = |v: f64| [v, f64::from_bits(v.to_bits() + 1), f64::from_bits(v.to_bits() - 1)];
+        let mut v: f64 = 1e-7;
+        while v < 1e4 {
+            for x in around(v) {
+                assert_eq!(sketch_index(x), search(x), "{x}");
+            }
+            v *= 1.0137;
+        }
+        for &b in SKETCH_BOUNDS.iter() {
+            for x in around(b) {
+                assert_eq!(sketch_index(x), search(x), "{x}");
+            }
+        }
+        for x in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, f64::MIN_POSITIVE] {
+            assert_eq!(sketch_index(x), search(x), "{x}");
+        }
     }
 
     #[test]
