@@ -926,7 +926,7 @@ impl Engine {
         match req.get("query").and_then(Value::as_str) {
             Some("impact") => {
                 let service = req.get("service").and_then(Value::as_str).ok_or_else(|| bad("`service` is required"))?;
-                Ok(export::impact_json(&query::impact(&view(), service)))
+                Ok(export::impact_json(&query::impact_on_graph(&g.graph, now_ns, &self.config.catalog, service)))
             }
             Some("root_causes") => Ok(json!({"root_causes": query::root_causes(&view())})),
             Some("recovery_order") => {

@@ -420,29 +420,62 @@ impl Graph {
         self.view_with(now_ns, catalog, true)
     }
 
+    /// The slot indexes a view at `now_ns` sums: oldest and newest.
+    fn window_at(&self, now_ns: u64) -> (u64, u64) {
+        let newest = now_ns / self.window.slot_ns();
+        (newest.saturating_sub(self.window.slots as u64 - 1), newest)
+    }
+
+    fn window_s(&self) -> f64 {
+        self.window.length.as_secs_f64().max(1e-9)
+    }
+
+    /// An edge's requests, errors and latency sketch over the window.
+    fn edge_totals(e: &EdgeState, (oldest, newest): (u64, u64)) -> (f64, f64, [u32; SKETCH_BUCKETS]) {
+        let mut requests = 0.0;
+        let mut errors = 0.0;
+        let mut sketch = [0u32; SKETCH_BUCKETS];
+        for s in e.slots.iter().filter(|s| s.index >= oldest && s.index <= newest) {
+            requests += s.requests;
+            errors += s.errors;
+            for (a, b) in sketch.iter_mut().zip(s.latency.iter()) {
+                *a += b;
+            }
+        }
+        (requests, errors, sketch)
+    }
+
+    /// A node's health from its incoming traffic: requests, errors, the
+    /// health of each incoming edge, the merged latency sketch.
+    fn node_health(
+        catalog: &Catalog,
+        name: &str,
+        (requests, errors, healths, sketch): (f64, f64, &[Health], &[u32; SKETCH_BUCKETS]),
+    ) -> Health {
+        let error_rate = if requests > 0.0 { errors / requests } else { 0.0 };
+        match catalog.service(name).and_then(|c| c.slo.as_ref()) {
+            // A service with its own SLO is judged on all its incoming traffic.
+            Some(slo) if requests > 0.0 => slo.health(error_rate, quantile(sketch, slo.latency_percentile)),
+            _ => healths.iter().copied().filter(|h| *h != Health::Unknown).max().unwrap_or(if requests > 0.0 {
+                Health::Green
+            } else {
+                Health::Unknown
+            }),
+        }
+    }
+
     /// As [`Graph::view`]; without `reasons`, edges carry no explanation of
     /// their health, which queries do not need and which costs a string per edge.
     pub fn view_with(&self, now_ns: u64, catalog: &Catalog, reasons: bool) -> View {
-        let slot_ns = self.window.slot_ns();
-        let newest = now_ns / slot_ns;
-        let oldest = newest.saturating_sub(self.window.slots as u64 - 1);
-        let window_s = self.window.length.as_secs_f64().max(1e-9);
+        let window = self.window_at(now_ns);
+        let window_s = self.window_s();
         let mut edges = Vec::with_capacity(self.edges.len());
         // Per server: requests, errors, the health of each incoming edge, the latency sketch.
         type Incoming = (f64, f64, Vec<Health>, [u32; SKETCH_BUCKETS]);
         let mut incoming: Vec<Option<Box<Incoming>>> = vec![None; self.nodes.len()];
         for e in &self.edges {
             let (client, server) = (&self.nodes[e.client].name, &self.nodes[e.server].name);
-            let mut requests = 0.0;
-            let mut errors = 0.0;
-            let mut sketch = [0u32; SKETCH_BUCKETS];
-            for s in e.slots.iter().filter(|s| s.index >= oldest && s.index <= newest) {
-                requests += s.requests;
-                errors += s.errors;
-                for (a, b) in sketch.iter_mut().zip(s.latency.iter()) {
-                    *a += b;
-                }
-            }
+            let (requests, errors, sketch) = Self::edge_totals(e, window);
             let error_rate = if requests > 0.0 { errors / requests } else { 0.0 };
             let (p50_s, p90_s, p99_s) = (quantile(&sketch, 0.5), quantile(&sketch, 0.9), quantile(&sketch, 0.99));
             let slo = catalog.edge_slo(client, server);
@@ -486,15 +519,7 @@ impl Graph {
                 let (requests, errors, healths, sketch) =
                     *inc.unwrap_or_else(|| Box::new((0.0, 0.0, Vec::new(), [0; SKETCH_BUCKETS])));
                 let error_rate = if requests > 0.0 { errors / requests } else { 0.0 };
-                let health = match entry.and_then(|c| c.slo.as_ref()) {
-                    // A service with its own SLO is judged on all its incoming traffic.
-                    Some(slo) if requests > 0.0 => slo.health(error_rate, quantile(&sketch, slo.latency_percentile)),
-                    _ => healths.iter().copied().filter(|h| *h != Health::Unknown).max().unwrap_or(if requests > 0.0 {
-                        Health::Green
-                    } else {
-                        Health::Unknown
-                    }),
-                };
+                let health = Self::node_health(catalog, name, (requests, errors, &healths, &sketch));
                 let mut facts = n.facts.clone();
                 if let Some(c) = entry {
                     if facts.owner.is_empty() {
@@ -518,6 +543,55 @@ impl Graph {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         edges.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
         View { at_ns: now_ns, window_s, nodes, edges }
+    }
+
+    /// Node names, indexed as [`Graph::edge_pairs`] refers to them.
+    pub(crate) fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|n| n.name.as_str())
+    }
+
+    /// The index of a node.
+    pub(crate) fn node_position(&self, name: &str) -> Option<usize> {
+        self.node_index.get(name).copied()
+    }
+
+    /// Every edge as (client, server) node indexes.
+    pub(crate) fn edge_pairs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.edges.iter().map(|e| (e.client, e.server))
+    }
+
+    /// What [`Graph::view`] would say of one node at `now_ns`: its health,
+    /// and the requests per second its callers (not itself) send it, summed
+    /// in the view's order (by caller name). Only the node's incoming edges
+    /// are read.
+    pub(crate) fn node_health_and_inflow(&self, i: usize, now_ns: u64, catalog: &Catalog) -> (Health, f64) {
+        let window = self.window_at(now_ns);
+        let window_s = self.window_s();
+        let server = &self.nodes[i].name;
+        let (mut requests, mut errors, mut healths, mut sketch) = (0.0, 0.0, Vec::new(), [0u32; SKETCH_BUCKETS]);
+        let mut inflow: Vec<(&str, f64)> = Vec::new();
+        for e in self.edges.iter().filter(|e| e.server == i) {
+            let client = &self.nodes[e.client].name;
+            let (r, err, s) = Self::edge_totals(e, window);
+            let health = if r > 0.0 {
+                let slo = catalog.edge_slo(client, server);
+                slo.health(err / r, quantile(&s, slo.latency_percentile))
+            } else {
+                Health::Unknown
+            };
+            requests += r;
+            errors += err;
+            healths.push(health);
+            for (a, b) in sketch.iter_mut().zip(s.iter()) {
+                *a += b;
+            }
+            if e.client != i {
+                inflow.push((client, r / window_s));
+            }
+        }
+        inflow.sort_by(|a, b| a.0.cmp(b.0));
+        let health = Self::node_health(catalog, server, (requests, errors, &healths, &sketch));
+        (health, inflow.iter().map(|(_, rate)| rate).sum())
     }
 
     /// Forgets edges not seen for `idle`, and nodes with no edge left that
