@@ -118,8 +118,9 @@ pub fn format_double_es6(d: f64) -> String {
 #[derive(Debug, Clone)]
 pub struct KeySet {
     keys: Vec<Box<[u8]>>,
-    /// Indexes into `keys` by key length, for the lookup below.
-    by_len: Vec<Vec<u16>>,
+    /// Per key length, the keys of that length: their first eight bytes as
+    /// one word, and their index into `keys`, for the lookup below.
+    by_len: Vec<Vec<(u64, u16)>>,
     pub dimensions: Vec<usize>,
     pub peer: Vec<usize>,
     pub database: Vec<usize>,
@@ -192,7 +193,7 @@ impl KeySet {
         if self.by_len.len() <= key.len() {
             self.by_len.resize(key.len() + 1, Vec::new());
         }
-        self.by_len[key.len()].push(i as u16);
+        self.by_len[key.len()].push((prefix_word(key.as_bytes()), i as u16));
         i
     }
 
@@ -206,15 +207,38 @@ impl KeySet {
     }
 
     /// The slot of `key`, if the engine reads it. Most attribute keys differ in
-    /// length from every configured key and are rejected without a comparison.
-    #[inline]
+    /// length from every configured key and are rejected without a comparison;
+    /// most of the rest differ in their first eight bytes, compared as one word.
+    #[inline(always)]
     pub fn find(&self, key: &[u8]) -> Option<usize> {
         let candidates = self.by_len.get(key.len())?;
-        candidates.iter().map(|&i| i as usize).find(|&i| &*self.keys[i] == key)
+        if candidates.is_empty() {
+            return None;
+        }
+        let w = prefix_word(key);
+        for &(p, i) in candidates {
+            if p == w && (key.len() <= 8 || self.keys[i as usize].get(8..) == key.get(8..)) {
+                return Some(i as usize);
+            }
+        }
+        None
     }
 
     pub fn key(&self, i: usize) -> &str {
         std::str::from_utf8(&self.keys[i]).unwrap_or("")
+    }
+}
+
+/// The first eight bytes of a key as a word, zero-padded when shorter.
+#[inline(always)]
+fn prefix_word(key: &[u8]) -> u64 {
+    match key.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => {
+            let mut w = [0u8; 8];
+            w[..key.len()].copy_from_slice(key);
+            u64::from_le_bytes(w)
+        }
     }
 }
 
@@ -233,6 +257,11 @@ mod tests {
         assert_eq!(ks.find(b"http.method"), Some(ks.dimensions[1]));
         assert_eq!(ks.find(b"http.route"), None);
         assert_eq!(ks.find(b""), None);
+        // Same length and first eight bytes as a wanted key, or a short one.
+        assert_eq!(ks.find(b"network.transport"), None);
+        assert_eq!(ks.find(b"network.peer.port"), Some(ks.network_peer_port));
+        assert_eq!(ks.find(b"db.name"), Some(ks.peer[1]));
+        assert_eq!(ks.find(b"db.nam\0"), None);
     }
 
     #[test]
