@@ -469,6 +469,14 @@ impl Graph {
     pub fn view_with(&self, now_ns: u64, catalog: &Catalog, reasons: bool) -> View {
         let window = self.window_at(now_ns);
         let window_s = self.window_s();
+        // Each node's rank by name: nodes and edges are listed by name, and
+        // edges sort on two integers rather than two strings.
+        let mut by_name: Vec<usize> = (0..self.nodes.len()).collect();
+        by_name.sort_unstable_by(|&a, &b| self.nodes[a].name.cmp(&self.nodes[b].name));
+        let mut rank = vec![0u32; self.nodes.len()];
+        for (r, &i) in by_name.iter().enumerate() {
+            rank[i] = r as u32;
+        }
         let mut edges = Vec::with_capacity(self.edges.len());
         // Per server: requests, errors, the health of each incoming edge, the latency sketch.
         type Incoming = (f64, f64, Vec<Health>, [u32; SKETCH_BUCKETS]);
@@ -477,9 +485,9 @@ impl Graph {
             let (client, server) = (&self.nodes[e.client].name, &self.nodes[e.server].name);
             let (requests, errors, sketch) = Self::edge_totals(e, window);
             let error_rate = if requests > 0.0 { errors / requests } else { 0.0 };
-            let (p50_s, p90_s, p99_s) = (quantile(&sketch, 0.5), quantile(&sketch, 0.9), quantile(&sketch, 0.99));
             let slo = catalog.edge_slo(client, server);
-            let latency = || quantile(&sketch, slo.latency_percentile);
+            let [p50_s, p90_s, p99_s, at_slo] = quantiles(&sketch, [0.5, 0.9, 0.99, slo.latency_percentile]);
+            let latency = || at_slo;
             let (health, reason) = match (requests > 0.0, reasons) {
                 (false, true) => (Health::Unknown, "no requests in the window".to_string()),
                 (false, false) => (Health::Unknown, String::new()),
@@ -493,27 +501,32 @@ impl Graph {
             for (a, b) in inc.3.iter_mut().zip(sketch.iter()) {
                 *a += b;
             }
-            edges.push(EdgeView {
-                client: client.clone(),
-                server: server.clone(),
-                conn: e.conn,
-                protocol: e.protocol.clone(),
-                first_seen_ns: e.first_seen_ns,
-                last_seen_ns: e.last_seen_ns,
-                rate: requests / window_s,
-                error_rate,
-                p50_s,
-                p90_s,
-                p99_s,
-                health,
-                reason,
-            });
+            edges.push((
+                rank[e.client],
+                rank[e.server],
+                EdgeView {
+                    client: client.clone(),
+                    server: server.clone(),
+                    conn: e.conn,
+                    protocol: e.protocol.clone(),
+                    first_seen_ns: e.first_seen_ns,
+                    last_seen_ns: e.last_seen_ns,
+                    rate: requests / window_s,
+                    error_rate,
+                    p50_s,
+                    p90_s,
+                    p99_s,
+                    health,
+                    reason,
+                },
+            ));
         }
-        let mut nodes: Vec<NodeView> = self
+        let nodes: Vec<(u32, NodeView)> = self
             .nodes
             .iter()
             .zip(incoming)
-            .map(|(n, inc)| {
+            .enumerate()
+            .map(|(i, (n, inc))| {
                 let name = &n.name;
                 let entry = catalog.service(name);
                 let (requests, errors, healths, sketch) =
@@ -526,22 +539,35 @@ impl Graph {
                         facts.owner = c.owner.clone();
                     }
                 }
-                NodeView {
-                    name: name.clone(),
-                    kind: n.kind,
-                    facts,
-                    first_seen_ns: n.first_seen_ns,
-                    last_seen_ns: n.last_seen_ns,
-                    last_deploy_ns: n.last_deploy_ns,
-                    health,
-                    rate: requests / window_s,
-                    error_rate,
-                    tier: entry.map(|c| c.tier.clone()).unwrap_or_default(),
-                }
+                (
+                    rank[i],
+                    NodeView {
+                        name: name.clone(),
+                        kind: n.kind,
+                        facts,
+                        first_seen_ns: n.first_seen_ns,
+                        last_seen_ns: n.last_seen_ns,
+                        last_deploy_ns: n.last_deploy_ns,
+                        health,
+                        rate: requests / window_s,
+                        error_rate,
+                        tier: entry.map(|c| c.tier.clone()).unwrap_or_default(),
+                    },
+                )
             })
             .collect();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        edges.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
+        // Names are unique: no two keys are equal. The keys are sorted, not
+        // the views, which are large to move.
+        let mut order: Vec<(u64, u32)> =
+            edges.iter().enumerate().map(|(i, e)| ((e.0 as u64) << 32 | e.1 as u64, i as u32)).collect();
+        order.sort_unstable();
+        let mut edges: Vec<Option<EdgeView>> = edges.into_iter().map(|e| Some(e.2)).collect();
+        let edges = order.iter().filter_map(|&(_, i)| edges[i as usize].take()).collect();
+        let mut placed: Vec<Option<NodeView>> = vec![None; nodes.len()];
+        for (r, n) in nodes {
+            placed[r as usize] = Some(n);
+        }
+        let nodes = placed.into_iter().flatten().collect();
         View { at_ns: now_ns, window_s, nodes, edges }
     }
 
@@ -628,6 +654,34 @@ impl Graph {
     }
 }
 
+/// Several quantiles of a sketch in one pass, each as [`quantile`] gives it.
+fn quantiles<const N: usize>(sketch: &[u32; SKETCH_BUCKETS], qs: [f64; N]) -> [Option<f64>; N] {
+    let total: u64 = sketch.iter().map(|&c| c as u64).sum();
+    if total == 0 {
+        return [None; N];
+    }
+    let ranks = qs.map(|q| (q * total as f64).ceil().max(1.0) as u64);
+    let mut out = [Some(sketch_upper(SKETCH_BUCKETS - 1)); N];
+    let mut found = [false; N];
+    let mut seen = 0u64;
+    for (i, &c) in sketch.iter().enumerate() {
+        if c == 0 {
+            continue;
+        }
+        seen += c as u64;
+        for k in 0..N {
+            if !found[k] && seen >= ranks[k] {
+                found[k] = true;
+                out[k] = Some(sketch_upper(i));
+            }
+        }
+        if found.iter().all(|&f| f) {
+            break;
+        }
+    }
+    out
+}
+
 /// The `q` quantile of a sketch: the upper bound of the bucket holding it.
 fn quantile(sketch: &[u32; SKETCH_BUCKETS], q: f64) -> Option<f64> {
     let total: u64 = sketch.iter().map(|&c| c as u64).sum();
@@ -705,6 +759,17 @@ mod tests {
         }
         for x in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, f64::MIN_POSITIVE] {
             assert_eq!(sketch_index(x), search(x), "{x}");
+        }
+    }
+
+    #[test]
+    fn quantiles_in_one_pass_are_the_quantiles() {
+        let mut sketch = [0u32; SKETCH_BUCKETS];
+        let qs = [0.0, 0.5, 0.9, 0.99, 1.0, 0.25];
+        assert_eq!(quantiles(&sketch, qs), qs.map(|q| quantile(&sketch, q)));
+        for (i, c) in [(3, 5), (7, 1), (20, 90), (40, 3), (63, 1)] {
+            sketch[i] = c;
+            assert_eq!(quantiles(&sketch, qs), qs.map(|q| quantile(&sketch, q)));
         }
     }
 
