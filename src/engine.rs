@@ -76,9 +76,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct GraphState {
     graph: Graph,
     history: History,
-    /// (client id, server id) → edge index, valid while `generation` matches
+    /// (client id, server id) as one word → edge index, valid while `generation` matches
     /// the graph's and the interner has not been compacted.
-    cache: HashMap<(u32, u32), usize>,
+    cache: HashMap<u64, usize>,
     generation: u64,
     /// The facts last reported per service id, with the raw attribute values
     /// they came from, so unchanged ones cost a comparison of bytes.
@@ -867,12 +867,13 @@ impl Engine {
                 virtual_client: e.inferred == Virtual::Client,
                 virtual_server: e.inferred == Virtual::Server,
             };
-            let index = match g.cache.get(&(e.client, e.server)) {
+            let key = (e.client as u64) << 32 | e.server as u64;
+            let index = match g.cache.get(&key) {
                 Some(&i) => Some(i),
                 None => {
                     let i = g.graph.edge_index(&o, now_ns);
                     if let Some(i) = i {
-                        g.cache.insert((e.client, e.server), i);
+                        g.cache.insert(key, i);
                     }
                     i
                 }

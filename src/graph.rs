@@ -62,11 +62,17 @@ const SKETCH_FACTOR: f64 = 1.25;
 static SKETCH_BOUNDS: std::sync::LazyLock<[f64; SKETCH_BUCKETS]> =
     std::sync::LazyLock::new(|| std::array::from_fn(|i| SKETCH_MIN * SKETCH_FACTOR.powi(i as i32)));
 
-/// The bucket holding `v`: the first whose upper bound is at least `v`.
-/// The base-2 logarithm read from the float's exponent and mantissa bits
-/// (at most 0.09 low) lands on or next to the bucket; the table settles it.
+#[cfg(test)]
 fn sketch_index(v: f64) -> usize {
-    let b = &*SKETCH_BOUNDS;
+    sketch_index_in(&SKETCH_BOUNDS, v)
+}
+
+/// The bucket holding `v`: the first whose upper bound in `b` (the sketch
+/// bounds) is at least `v`. The base-2 logarithm read from the float's
+/// exponent and mantissa bits (at most 0.09 low) lands on or next to the
+/// bucket; the table settles it.
+#[inline]
+fn sketch_index_in(b: &[f64; SKETCH_BUCKETS], v: f64) -> usize {
     // Also NaN and negatives, as a search of the bounds would.
     if v.is_nan() || v <= b[0] {
         return 0;
@@ -176,6 +182,7 @@ pub struct Graph {
     generation: u64,
     /// The last time observed: (now_ns, its slot index, its slot position).
     tick: (u64, u64, usize),
+    bounds: &'static [f64; SKETCH_BUCKETS],
 }
 
 /// A computed view of one node.
@@ -265,6 +272,7 @@ impl Graph {
             edge_index: HashMap::new(),
             generation: 0,
             tick: (0, u64::MAX, 0),
+            bounds: &SKETCH_BOUNDS,
         }
     }
 
@@ -380,6 +388,7 @@ impl Graph {
     }
 
     /// Adds an observation to a known edge (the names in `o` are not read).
+    #[inline]
     pub fn observe_at(&mut self, i: usize, o: &Observation<'_>, now_ns: u64) {
         let (index, at) = self.tick(now_ns);
         let slots = self.window.slots;
@@ -405,7 +414,7 @@ impl Graph {
         slot.requests += o.count;
         slot.errors += o.errors;
         let n = if o.count == 1.0 { 1 } else { o.count.round().max(1.0) as u32 };
-        slot.latency[sketch_index(o.latency_s)] += n;
+        slot.latency[sketch_index_in(self.bounds, o.latency_s)] += n;
         if !nodes_seen {
             let (c, s) = (e.client, e.server);
             for n in [c, s] {
