@@ -26,7 +26,7 @@
 /**
  * Minor version of this library; changes when functions are added.
  */
-#define SERVICEMAP_VERSION_MINOR 2
+#define SERVICEMAP_VERSION_MINOR 3
 
 /**
  * Patch version of this library.
@@ -125,7 +125,7 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The library version as a static NUL-terminated string such as "0.2.0". Never free it.
+ * The library version as a static NUL-terminated string such as "0.3.0". Never free it.
  */
 const char *sm_version(void);
 
@@ -244,6 +244,21 @@ enum sm_status sm_engine_observe_edges(const struct sm_engine *engine,
                                        size_t len,
                                        uint64_t now_unix_nano,
                                        struct sm_buf *message);
+
+/**
+ * Writes to `*out` the attribute keys this engine reads from a batch, as a
+ * JSON object `{"resource":[KEY...],"span":[KEY...]}`: resource attributes
+ * and span attributes with other keys never change its output, so a caller
+ * that encodes batches itself may leave them out. The list follows the
+ * configuration and does not change over the engine's life. `*out` is a new
+ * buffer the caller frees with `sm_buf_free`. Thread-safe.
+ *
+ * # Safety
+ * `engine` must be a live engine; `out` must be writable.
+ */
+enum sm_status sm_engine_wanted_keys(const struct sm_engine *engine,
+                                     struct sm_buf *out,
+                                     struct sm_buf *message);
 
 /**
  * Frees a buffer returned by this library. A buffer with a NULL `ptr` is a no-op.

@@ -118,9 +118,10 @@ pub fn format_double_es6(d: f64) -> String {
 #[derive(Debug, Clone)]
 pub struct KeySet {
     keys: Vec<Box<[u8]>>,
-    /// Per key length, the keys of that length: their first eight bytes as
-    /// one word, and their index into `keys`, for the lookup below.
-    by_len: Vec<Vec<(u64, u16)>>,
+    /// Open-addressed table over `keys` for [`KeySet::find`] (see [`Slot`]):
+    /// a power of two at least twice the number of keys, so that a miss
+    /// usually ends at the first empty slot.
+    table: Box<[Slot]>,
     pub dimensions: Vec<usize>,
     pub peer: Vec<usize>,
     pub database: Vec<usize>,
@@ -129,6 +130,10 @@ pub struct KeySet {
     pub network_peer_address: usize,
     pub network_peer_port: usize,
     pub multiplier: Option<usize>,
+    /// Read from resources (and, harmlessly, from spans that carry it).
+    pub service_name: usize,
+    /// Whether `service.name` is wanted only for that, so not on spans.
+    service_name_only: bool,
     /// Resource facts for the service map: version, environment (two spellings),
     /// namespace, Kubernetes namespace, owner.
     pub version: usize,
@@ -146,7 +151,7 @@ impl KeySet {
     pub fn new(config: &Config) -> KeySet {
         let mut ks = KeySet {
             keys: Vec::new(),
-            by_len: Vec::new(),
+            table: Box::new([]),
             dimensions: Vec::new(),
             peer: Vec::new(),
             database: Vec::new(),
@@ -155,6 +160,8 @@ impl KeySet {
             network_peer_address: 0,
             network_peer_port: 0,
             multiplier: None,
+            service_name: 0,
+            service_name_only: false,
             version: 0,
             environment: [0; 2],
             namespace: 0,
@@ -171,6 +178,8 @@ impl KeySet {
         ks.network_peer_address = ks.add("network.peer.address");
         ks.network_peer_port = ks.add("network.peer.port");
         ks.multiplier = config.span_multiplier_key.as_deref().map(|k| ks.add(k));
+        ks.service_name_only = !ks.keys.iter().any(|k| **k == *b"service.name");
+        ks.service_name = ks.add("service.name");
         if config.graph {
             ks.version = ks.add("service.version");
             ks.environment = [ks.add("deployment.environment.name"), ks.add("deployment.environment")];
@@ -181,20 +190,29 @@ impl KeySet {
                 [ks.add("rpc.system"), ks.add("messaging.system"), ks.add("db.system.name"), ks.add("db.system")];
             ks.http = [ks.add("http.request.method"), ks.add("http.method")];
         }
+        ks.build_table();
         ks
     }
 
     fn add(&mut self, key: &str) -> usize {
-        if let Some(i) = self.find(key.as_bytes()) {
+        if let Some(i) = self.keys.iter().position(|k| **k == *key.as_bytes()) {
             return i;
         }
-        let i = self.keys.len();
         self.keys.push(key.as_bytes().into());
-        if self.by_len.len() <= key.len() {
-            self.by_len.resize(key.len() + 1, Vec::new());
+        self.keys.len() - 1
+    }
+
+    fn build_table(&mut self) {
+        let mut table = vec![Slot::EMPTY; (self.keys.len() * 2).next_power_of_two().max(64)];
+        for (i, key) in self.keys.iter().enumerate() {
+            let (head, tail) = head_tail(key);
+            let mut at = slot_of(head, tail, key.len(), table.len());
+            while table[at].index != u32::MAX {
+                at = (at + 1) & (table.len() - 1);
+            }
+            table[at] = Slot { head, tail, len: key.len() as u32, index: i as u32 };
         }
-        self.by_len[key.len()].push((prefix_word(key.as_bytes()), i as u16));
-        i
+        self.table = table.into_boxed_slice();
     }
 
     /// Number of distinct keys, i.e. value slots per span.
@@ -206,40 +224,95 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    /// The slot of `key`, if the engine reads it. Most attribute keys differ in
-    /// length from every configured key and are rejected without a comparison;
-    /// most of the rest differ in their first eight bytes, compared as one word.
+    /// The slot of `key`, if the engine reads it.
+    ///
+    /// This runs for every attribute of every span, and most keys are not
+    /// wanted, so a miss must be cheap: one hash of the key's length and its
+    /// first and last eight bytes picks a table slot, and a slot is compared as
+    /// three integers. Keys of up to 16 bytes are wholly inside those integers;
+    /// only longer keys that match them have their middle compared.
     #[inline(always)]
     pub fn find(&self, key: &[u8]) -> Option<usize> {
-        let candidates = self.by_len.get(key.len())?;
-        if candidates.is_empty() {
-            return None;
-        }
-        let w = prefix_word(key);
-        for &(p, i) in candidates {
-            if p == w && (key.len() <= 8 || self.keys[i as usize].get(8..) == key.get(8..)) {
-                return Some(i as usize);
+        let (head, tail) = head_tail(key);
+        let mask = self.table.len() - 1;
+        let mut at = slot_of(head, tail, key.len(), self.table.len());
+        loop {
+            let slot = &self.table[at];
+            if slot.index == u32::MAX {
+                return None;
             }
+            if slot.head == head
+                && slot.tail == tail
+                && slot.len as usize == key.len()
+                && (key.len() <= 16 || middle_eq(&self.keys[slot.index as usize], key))
+            {
+                return Some(slot.index as usize);
+            }
+            at = (at + 1) & mask;
         }
-        None
     }
 
     pub fn key(&self, i: usize) -> &str {
         std::str::from_utf8(&self.keys[i]).unwrap_or("")
     }
+
+    /// Every key, in slot order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        (0..self.keys.len()).map(|i| self.key(i))
+    }
+
+    /// The keys that matter on spans: all but `service.name` when only
+    /// resources need it.
+    pub fn span_keys(&self) -> impl Iterator<Item = &str> {
+        (0..self.keys.len()).filter(|&i| !(self.service_name_only && i == self.service_name)).map(|i| self.key(i))
+    }
 }
 
-/// The first eight bytes of a key as a word, zero-padded when shorter.
+/// One configured key in [`KeySet`]'s table: its first and last eight bytes
+/// (zero-padded when shorter), its length, and its index (`u32::MAX`: empty).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    head: u64,
+    tail: u64,
+    len: u32,
+    index: u32,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot { head: 0, tail: 0, len: 0, index: u32::MAX };
+}
+
+/// The first and the last eight bytes of `key`, overlapping when it is
+/// shorter than 16 bytes; both are the zero-padded key when it is shorter
+/// than eight.
 #[inline(always)]
-fn prefix_word(key: &[u8]) -> u64 {
-    match key.first_chunk::<8>() {
-        Some(w) => u64::from_le_bytes(*w),
-        None => {
-            let mut w = [0u8; 8];
-            w[..key.len()].copy_from_slice(key);
-            u64::from_le_bytes(w)
-        }
+fn head_tail(key: &[u8]) -> (u64, u64) {
+    if let (Some(head), Some(tail)) = (key.first_chunk::<8>(), key.last_chunk::<8>()) {
+        return (u64::from_le_bytes(*head), u64::from_le_bytes(*tail));
     }
+    let mut short = [0u8; 8];
+    short[..key.len()].copy_from_slice(key);
+    let v = u64::from_le_bytes(short);
+    (v, v)
+}
+
+/// Whether two keys of the same length over 16 bytes, whose first and last
+/// eight bytes are equal, are equal: up to 32 bytes, two more 8-byte loads.
+#[inline(always)]
+fn middle_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n > 32 {
+        return a[8..n - 8] == b[8..n - 8];
+    }
+    let load = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    load(a, 8) == load(b, 8) && load(a, n - 16) == load(b, n - 16)
+}
+
+/// The home slot of a key in a table of `slots` (a power of two) slots.
+#[inline(always)]
+fn slot_of(head: u64, tail: u64, len: usize, slots: usize) -> usize {
+    let h = (head ^ tail.rotate_left(23) ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> (64 - slots.trailing_zeros())) as usize
 }
 
 #[cfg(test)]
@@ -257,11 +330,34 @@ mod tests {
         assert_eq!(ks.find(b"http.method"), Some(ks.dimensions[1]));
         assert_eq!(ks.find(b"http.route"), None);
         assert_eq!(ks.find(b""), None);
-        // Same length and first eight bytes as a wanted key, or a short one.
-        assert_eq!(ks.find(b"network.transport"), None);
-        assert_eq!(ks.find(b"network.peer.port"), Some(ks.network_peer_port));
-        assert_eq!(ks.find(b"db.name"), Some(ks.peer[1]));
-        assert_eq!(ks.find(b"db.nam\0"), None);
+    }
+
+    #[test]
+    fn lookup_tells_apart_keys_that_share_their_ends() {
+        let mut c = Config::preset(Compat::Tempo);
+        // Same length, same first and last eight bytes; differ only in the middle.
+        c.dimensions = vec![
+            "attribute.one.suffix".into(),
+            "attribute.two.suffix".into(),
+            "k".into(),
+            "".into(),
+            "a.much.longer.attribute.key.of.forty.bytes".into(),
+            "a.much.longer.attribute.key.of.fifty.bytes".into(),
+        ];
+        let ks = KeySet::new(&c);
+        assert_eq!(ks.find(b"attribute.one.suffix"), Some(ks.dimensions[0]));
+        assert_eq!(ks.find(b"attribute.two.suffix"), Some(ks.dimensions[1]));
+        assert_eq!(ks.find(b"attribute.six.suffix"), None);
+        assert_eq!(ks.find(b"k"), Some(ks.dimensions[2]));
+        assert_eq!(ks.find(b"k\0"), None);
+        assert_eq!(ks.find(b""), Some(ks.dimensions[3]));
+        assert_eq!(ks.find(b"a.much.longer.attribute.key.of.fifty.bytes"), Some(ks.dimensions[5]));
+        assert_eq!(ks.find(b"a.much.longer.attribute.key.of.sixty.bytes"), None);
+        assert_eq!(ks.find(b"attribute.one.suffiX"), None);
+        assert_eq!(ks.find(b"Attribute.one.suffix"), None);
+        for i in 0..ks.len() {
+            assert_eq!(ks.find(ks.key(i).as_bytes()), Some(i), "{}", ks.key(i));
+        }
     }
 
     #[test]

@@ -20,12 +20,12 @@ use crate::history::{self, History};
 use crate::intern::{EMPTY, Interner, Resolver};
 use crate::otlp_metrics;
 use crate::query;
-use crate::series::{EdgeEvent, Events, SeriesTable, SideKey};
+use crate::series::{EdgeEvent, Entry, Events, SeriesTable, SideKey};
 use crate::store::{Key, Store};
 use crate::wire::{self, Batch, SpanKind, SpanRec};
 use hashbrown::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// Output formats of [`Engine::render`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +264,16 @@ impl Engine {
         &self.config
     }
 
+    /// The attribute keys the wire reader keeps, as
+    /// `{"resource":[...],"span":[...]}`: a batch holding only the attributes
+    /// with these keys (and the span fields pairing reads) gives the same
+    /// result as the whole batch. Resources also need `service.name`.
+    pub fn wanted_keys(&self) -> serde_json::Value {
+        let span: Vec<&str> = self.keys.span_keys().collect();
+        let resource: Vec<&str> = self.keys.keys().collect();
+        serde_json::json!({ "resource": resource, "span": span })
+    }
+
     /// Dimension values per side of a waiting edge.
     fn dims_per_side(&self) -> usize {
         self.keys.dimensions.len()
@@ -325,7 +335,10 @@ impl Engine {
         }
 
         let mut tally = Tally::default();
+        // About one edge per two spans; sized once rather than grown.
         let mut events = Events::default();
+        events.edges.reserve(prepared.len() / 2 + 16);
+        events.dims.reserve((prepared.len() / 2 + 16) * self.dims_per_side() * 2);
         for s in 0..n {
             let (a, b) = (starts[s] as usize, starts[s + 1] as usize);
             if a == b {
@@ -349,7 +362,7 @@ impl Engine {
         let mut out = Vec::with_capacity(batch.spans.len());
         let mut r = Resolver::new(&self.interner, self.config.max_label_value_length);
         let services: Vec<u32> =
-            batch.resources.iter().map(|res| res.service.map(|v| r.id(&self.label(&v))).unwrap_or(EMPTY)).collect();
+            batch.resources.iter().map(|res| res.service.map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY)).collect();
         if self.graph.is_some() {
             let ks = &self.keys;
             for (i, &service) in services.iter().enumerate().filter(|(_, s)| **s != EMPTY) {
@@ -372,7 +385,7 @@ impl Engine {
             let dims_at = dims.len() as u32;
             for &k in &self.keys.dimensions {
                 let v = self.lookup(batch, span, k);
-                dims.push(v.map(|v| r.id(&self.label(&v))).unwrap_or(EMPTY));
+                dims.push(v.map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY));
             }
             debug_assert_eq!(dims.len() - dims_at as usize, d);
             let peer = if client_side || self.config.peer_attributes_on_server_spans {
@@ -380,12 +393,12 @@ impl Engine {
                     .peer
                     .iter()
                     .find_map(|&k| batch.span_value(span, k))
-                    .map(|v| r.id(&self.label(&v)))
+                    .map(|v| r.value(&v, self.es6()))
                     .unwrap_or(EMPTY)
             } else {
                 EMPTY
             };
-            let database = if client_side { self.database_name(batch, span).map(|s| r.id(&s)) } else { None };
+            let database = if client_side { self.database_name(batch, span, &mut r) } else { None };
             let protocol =
                 if self.graph.is_some() { self.protocol(batch, span, &mut r, &mut protocols) } else { EMPTY };
             let side = SideWrite {
@@ -419,30 +432,35 @@ impl Engine {
         batch.resource_value(span.resource, k).or_else(|| batch.span_value(span, k))
     }
 
-    /// The database node's name if this client span is a database call.
-    fn database_name(&self, batch: &Batch<'_>, span: &SpanRec) -> Option<String> {
+    /// The id of the database node's name if this client span is a database call.
+    fn database_name(&self, batch: &Batch<'_>, span: &SpanRec, r: &mut Resolver<'_>) -> Option<u32> {
         let db = self.keys.database.iter().find_map(|&k| self.lookup(batch, span, k))?;
         if self.config.database_naming == DatabaseNaming::AttributeValue {
-            return Some(self.label(&db).into_owned());
+            return Some(r.value(&db, self.es6()));
         }
         let ks = &self.keys;
         if let Some(v) =
             self.lookup(batch, span, ks.peer_service).or_else(|| self.lookup(batch, span, ks.server_address))
         {
-            return Some(self.label(&v).into_owned());
+            return Some(r.value(&v, self.es6()));
         }
         if let Some(addr) = self.lookup(batch, span, ks.network_peer_address) {
             return Some(match self.lookup(batch, span, ks.network_peer_port) {
-                Some(port) => format!("{}:{}", self.label(&addr), self.label(&port)),
-                None => self.label(&addr).into_owned(),
+                Some(port) => r.id(&format!("{}:{}", self.label(&addr), self.label(&port))),
+                None => r.value(&addr, self.es6()),
             });
         }
-        Some(self.label(&db).into_owned())
+        Some(r.value(&db, self.es6()))
     }
 
     /// An attribute value as a label, in the preset's number format.
     fn label<'a>(&self, v: &AttrValue<'a>) -> std::borrow::Cow<'a, str> {
-        v.to_label(self.config.compat == crate::config::Compat::Contrib)
+        v.to_label(self.es6())
+    }
+
+    /// Whether doubles are written as contrib writes them (see [`AttrValue::to_label`]).
+    fn es6(&self) -> bool {
+        self.config.compat == crate::config::Compat::Contrib
     }
 
     /// The protocol an edge speaks, from the span's attributes. The few
@@ -456,11 +474,11 @@ impl Engine {
     ) -> u32 {
         let ks = &self.keys;
         if let Some(v) = ks.protocol.iter().find_map(|&k| batch.span_value(span, k)) {
-            let AttrValue::Str(b) = v else { return r.id(&self.label(&v)) };
+            let AttrValue::Str(b) = v else { return r.value(&v, self.es6()) };
             if let Some(&(_, id)) = cache.values.iter().find(|(k, _)| *k == b) {
                 return id;
             }
-            let id = r.id(&self.label(&v));
+            let id = r.value(&v, self.es6());
             if cache.values.len() < ProtocolCache::MAX {
                 cache.values.push((b, id));
             }
@@ -814,7 +832,7 @@ impl Engine {
         }
         for f in facts {
             let mut raw = std::mem::take(&mut g.raw);
-            raw_facts(&f.values, self.config.compat == crate::config::Compat::Contrib, &mut raw);
+            raw_facts(&f.values, self.es6(), &mut raw);
             let known = g.facts.get_mut(&f.service);
             if known.as_ref().is_some_and(|k| k.raw == raw) {
                 g.raw = raw;
@@ -993,7 +1011,8 @@ impl Engine {
         }
     }
 
-    /// A copy of every series with label strings resolved.
+    /// A copy of every series with label strings resolved, edges in the
+    /// order of their label values.
     pub fn snapshot(&self, zero_new: bool) -> Snapshot {
         let (entries, unpaired, dropped, bounds) = {
             let mut t = lock(&self.series);
@@ -1002,36 +1021,52 @@ impl Engine {
             let dropped: Vec<_> = t.dropped.iter().map(|(k, v)| (*k, *v)).collect();
             (entries, unpaired, dropped, t.bounds().to_vec())
         };
+        // Each distinct label value is resolved once, to one shared copy and
+        // its rank in string order, so that sorting compares integers. An
+        // edge's key is [client, server, connection type, failed, dims...],
+        // label values as slots in `strings`, then as ranks in `ranks`.
+        let stride = 4 + self.dim_labels.raw.len();
+        let mut strings = Strings::default();
+        let mut slots = Vec::with_capacity(entries.len() * stride);
+        for x in &entries {
+            let k = &x.key;
+            slots.extend([strings.slot(k.client), strings.slot(k.server), k.conn as u32, u32::from(k.failed)]);
+            slots.extend(k.dims.iter().map(|&id| strings.slot(id)));
+        }
         let names = self.interner.read().unwrap_or_else(|p| p.into_inner());
-        let s = |id: u32| names.get(id).to_string();
-        let side =
-            |(k, v): (SideKey, f64)| SideSeries { client: s(k.client), server: s(k.server), conn: k.conn, value: v };
-        let mut edges: Vec<EdgeSeries> = entries
+        let (shared, rank) = strings.resolve(&names);
+        let side = |(k, v): (SideKey, f64)| SideSeries {
+            client: names.get(k.client).into(),
+            server: names.get(k.server).into(),
+            conn: k.conn,
+            value: v,
+        };
+        let mut unpaired: Vec<SideSeries> = unpaired.into_iter().map(side).collect();
+        let mut dropped: Vec<SideSeries> = dropped.into_iter().map(side).collect();
+        drop(names);
+        let is_string = |i: usize| i % stride < 2 || i % stride >= 4;
+        let ranks: Vec<u32> =
+            slots.iter().enumerate().map(|(i, &s)| if is_string(i) { rank[s as usize] } else { s }).collect();
+        let key = |i: usize| &ranks[i * stride..(i + 1) * stride];
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by(|&a, &b| key(a).cmp(key(b)));
+        let mut entries: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+        let edges = order
             .into_iter()
-            .map(|x| {
-                let values = x.values;
+            .map(|i| {
+                let x = entries[i].take().expect("each entry is taken once");
+                let s = &slots[i * stride..(i + 1) * stride];
                 EdgeSeries {
-                    client: s(x.key.client),
-                    server: s(x.key.server),
+                    client: shared[s[0] as usize].clone(),
+                    server: shared[s[1] as usize].clone(),
                     conn: x.key.conn,
                     failed: x.key.failed,
                     virtual_side: x.key.virtual_side,
-                    dims: x.key.dims.iter().map(|&id| s(id)).collect(),
-                    values,
+                    dims: s[4..].iter().map(|&slot| shared[slot as usize].clone()).collect(),
+                    values: x.values,
                 }
             })
             .collect();
-        edges.sort_by(|a, b| {
-            (&a.client, &a.server, a.conn as u8, a.failed, &a.dims).cmp(&(
-                &b.client,
-                &b.server,
-                b.conn as u8,
-                b.failed,
-                &b.dims,
-            ))
-        });
-        let mut unpaired: Vec<SideSeries> = unpaired.into_iter().map(side).collect();
-        let mut dropped: Vec<SideSeries> = dropped.into_iter().map(side).collect();
         unpaired.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
         dropped.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
         Snapshot {
@@ -1156,24 +1191,59 @@ fn dim_labels(config: &Config) -> DimLabels {
     DimLabels { raw, prometheus }
 }
 
-/// One edge series with its labels resolved.
+/// The distinct label values of a snapshot, by interned id.
+#[derive(Default)]
+struct Strings {
+    slot: HashMap<u32, u32>,
+    ids: Vec<u32>,
+}
+
+impl Strings {
+    /// `id`'s index among the distinct values seen so far.
+    fn slot(&mut self, id: u32) -> u32 {
+        *self.slot.entry(id).or_insert_with(|| {
+            self.ids.push(id);
+            self.ids.len() as u32 - 1
+        })
+    }
+
+    /// Each slot's string, shared, and its rank in string order (equal
+    /// strings, equal ranks).
+    fn resolve(&self, names: &Interner) -> (Vec<Arc<str>>, Vec<u32>) {
+        let shared: Vec<Arc<str>> = self.ids.iter().map(|&id| Arc::from(names.get(id))).collect();
+        let mut by_string: Vec<u32> = (0..shared.len() as u32).collect();
+        by_string.sort_unstable_by(|&a, &b| shared[a as usize].cmp(&shared[b as usize]));
+        let mut rank = vec![0; shared.len()];
+        let mut r = 0;
+        for (n, w) in by_string.iter().enumerate() {
+            if n > 0 && shared[*w as usize] != shared[by_string[n - 1] as usize] {
+                r += 1;
+            }
+            rank[*w as usize] = r;
+        }
+        (shared, rank)
+    }
+}
+
+/// One edge series with its labels resolved. Label values are shared
+/// between the series of a snapshot.
 #[derive(Debug, Clone)]
 pub struct EdgeSeries {
-    pub client: String,
-    pub server: String,
+    pub client: Arc<str>,
+    pub server: Arc<str>,
     pub conn: ConnType,
     pub failed: bool,
     pub virtual_side: Virtual,
     /// Values of [`Snapshot::dim_labels`], "" where absent.
-    pub dims: Vec<String>,
+    pub dims: Vec<Arc<str>>,
     pub values: crate::series::Values,
 }
 
 /// One unpaired or dropped span counter.
 #[derive(Debug, Clone)]
 pub struct SideSeries {
-    pub client: String,
-    pub server: String,
+    pub client: Arc<str>,
+    pub server: Arc<str>,
     pub conn: ConnType,
     pub value: f64,
 }
@@ -1243,6 +1313,28 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wanted_keys_are_the_wire_readers_keys() {
+        let mut c = Config::preset(crate::config::Compat::Tempo);
+        c.dimensions = vec!["http.route".into(), "service.name".into()];
+        c.span_multiplier_key = Some("sample.ratio".into());
+        let keys =
+            |e: &Engine, side: &str| -> Vec<String> { serde_json::from_value(e.wanted_keys()[side].clone()).unwrap() };
+        let e = Engine::new(c.clone());
+        let span = keys(&e, "span");
+        assert_eq!(span, e.keys.keys().collect::<Vec<_>>(), "service.name is a dimension, so wanted on spans");
+        assert!(span.iter().any(|k| k == "sample.ratio") && span.iter().any(|k| k == "rpc.system"));
+        assert_eq!(keys(&e, "resource"), span, "service.name is a dimension, so already there");
+        c.dimensions.pop();
+        c.graph = false;
+        let e = Engine::new(c);
+        let span = keys(&e, "span");
+        assert!(!span.iter().any(|k| k == "rpc.system" || k == "service.name"));
+        let mut resource = keys(&e, "resource");
+        assert_eq!(resource.pop().as_deref(), Some("service.name"));
+        assert_eq!(resource, span);
+    }
 
     #[test]
     fn every_trace_id_byte_chooses_the_shard() {

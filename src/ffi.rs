@@ -22,7 +22,7 @@ use std::ptr;
 /// Major version of this library; changes when the ABI breaks.
 pub const SERVICEMAP_VERSION_MAJOR: u32 = 0;
 /// Minor version of this library; changes when functions are added.
-pub const SERVICEMAP_VERSION_MINOR: u32 = 2;
+pub const SERVICEMAP_VERSION_MINOR: u32 = 3;
 /// Patch version of this library.
 pub const SERVICEMAP_VERSION_PATCH: u32 = 0;
 /// `MAJOR * 10000 + MINOR * 100 + PATCH`, comparable with `sm_version_number()`.
@@ -149,7 +149,7 @@ unsafe fn engine_ref<'a>(engine: *const sm_engine) -> Result<&'a Engine, Failure
     Ok(unsafe { &(*engine).engine })
 }
 
-/// The library version as a static NUL-terminated string such as "0.2.0". Never free it.
+/// The library version as a static NUL-terminated string such as "0.3.0". Never free it.
 #[unsafe(no_mangle)]
 pub extern "C" fn sm_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
@@ -355,6 +355,33 @@ pub unsafe extern "C" fn sm_engine_observe_edges(
         let engine = unsafe { engine_ref(engine) }?;
         let lines = unsafe { bytes(data, len, "data") }?;
         engine.observe_edges(lines, now_unix_nano).map(|_| ()).map_err(failure)
+    })
+}
+
+/// Writes to `*out` the attribute keys this engine reads from a batch, as a
+/// JSON object `{"resource":[KEY...],"span":[KEY...]}`: resource attributes
+/// and span attributes with other keys never change its output, so a caller
+/// that encodes batches itself may leave them out. The list follows the
+/// configuration and does not change over the engine's life. `*out` is a new
+/// buffer the caller frees with `sm_buf_free`. Thread-safe.
+///
+/// # Safety
+/// `engine` must be a live engine; `out` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sm_engine_wanted_keys(
+    engine: *const sm_engine,
+    out: *mut sm_buf,
+    message: *mut sm_buf,
+) -> sm_status {
+    boundary(message, || {
+        if out.is_null() {
+            return Err((sm_status::NullArgument, "out is null".to_string()));
+        }
+        unsafe { out.write(sm_buf::empty()) };
+        let engine = unsafe { engine_ref(engine) }?;
+        let text = serde_json::to_vec(&engine.wanted_keys()).unwrap_or_default();
+        unsafe { out.write(sm_buf::from_vec(text)) };
+        Ok(())
     })
 }
 

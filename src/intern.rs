@@ -3,6 +3,7 @@
 //! and compare as integers. Id 0 is the empty string, which the peers treat
 //! as "absent" (an empty label is omitted, an empty service never pairs).
 
+use crate::attributes::AttrValue;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
@@ -24,15 +25,22 @@ impl Default for Interner {
         let hasher = RandomState::default();
         let mut table = HashTable::new();
         let strings: Vec<Box<str>> = vec!["".into()];
-        table.insert_unique(hasher.hash_one(""), 0, |&i| hasher.hash_one(&*strings[i as usize]));
+        table.insert_unique(hasher.hash_one(b""), 0, |&i| hasher.hash_one(strings[i as usize].as_bytes()));
         Interner { strings, table, hasher, bytes: 0 }
     }
 }
 
 impl Interner {
     pub fn lookup(&self, s: &str) -> Option<u32> {
-        let h = self.hasher.hash_one(s);
-        self.table.find(h, |&i| &*self.strings[i as usize] == s).copied()
+        self.lookup_bytes(s.as_bytes())
+    }
+
+    /// Looks a string up by its bytes: a match is valid UTF-8, since every
+    /// string held is, so callers can skip checking the bytes first.
+    #[inline]
+    pub fn lookup_bytes(&self, b: &[u8]) -> Option<u32> {
+        let h = self.hasher.hash_one(b);
+        self.table.find(h, |&i| self.strings[i as usize].as_bytes() == b).copied()
     }
 
     pub fn insert(&mut self, s: &str) -> u32 {
@@ -43,7 +51,8 @@ impl Interner {
         self.bytes += s.len();
         self.strings.push(s.into());
         let (strings, hasher) = (&self.strings, &self.hasher);
-        self.table.insert_unique(hasher.hash_one(s), id, |&i| hasher.hash_one(&*strings[i as usize]));
+        self.table
+            .insert_unique(hasher.hash_one(s.as_bytes()), id, |&i| hasher.hash_one(strings[i as usize].as_bytes()));
         id
     }
 
@@ -109,6 +118,24 @@ impl<'a> Resolver<'a> {
         self.guard = Some(self.lock.read().unwrap_or_else(|p| p.into_inner()));
         id
     }
+
+    /// The id of an attribute value written as a label (doubles as
+    /// JavaScript writes them when `es6`). A string already held is found by
+    /// its bytes, without the UTF-8 check and copy that writing it costs.
+    #[inline]
+    pub fn value(&mut self, v: &AttrValue<'_>, es6: bool) -> u32 {
+        if let AttrValue::Str(b) = *v {
+            if b.is_empty() {
+                return EMPTY;
+            }
+            if b.len() <= self.max_len {
+                if let Some(id) = self.guard.as_ref().and_then(|g| g.lookup_bytes(b)) {
+                    return id;
+                }
+            }
+        }
+        self.id(&v.to_label(es6))
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +151,24 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(i.insert("checkout"), a);
         assert_eq!(i.get(b), "payment");
+    }
+
+    #[test]
+    fn values_are_found_by_their_bytes_or_written_first() {
+        let lock = RwLock::new(Interner::default());
+        let mut r = Resolver::new(&lock, 8);
+        let a = r.value(&AttrValue::Str(b"checkout"), false);
+        assert_eq!(r.id("checkout"), a);
+        assert_eq!(r.value(&AttrValue::Str(b"checkout"), false), a);
+        let long = r.value(&AttrValue::Str(b"checkout-v2"), false);
+        assert_eq!(long, a, "truncated to the same eight bytes");
+        let bad = r.value(&AttrValue::Str(b"a\xffb"), false);
+        assert_eq!(r.value(&AttrValue::Str("a\u{fffd}b".as_bytes()), false), bad);
+        assert_eq!(r.value(&AttrValue::Str(b""), false), EMPTY);
+        let double = r.value(&AttrValue::Double(1e21), true);
+        assert_eq!(r.id("1e+21"), double);
+        drop(r);
+        assert_eq!(lock.read().unwrap().get(bad), "a\u{fffd}b");
     }
 
     #[test]

@@ -345,11 +345,10 @@ fn read_resource<'a>(
         if field == 1 {
             r.expect(wt, WT_LEN)?;
             let (kv, at) = r.bytes()?;
-            let (key, value) = read_key_value(kv, at)?;
-            if key == b"service.name" {
-                service = Some(value);
-            }
-            if let Some(k) = keys.find(key) {
+            if let Some((k, value)) = read_wanted_key_value(kv, at, keys)? {
+                if k == keys.service_name {
+                    service = Some(value);
+                }
                 push_value(values, mask, k, value);
             }
         } else {
@@ -512,6 +511,9 @@ fn push_value<'a>(values: &mut Vec<(u16, AttrValue<'a>)>, mask: &mut u64, k: usi
 }
 
 /// Reads one attribute (field 9) or link (field 13) of a span that pairs.
+/// Inlined: it runs for every attribute, and most are skipped after a key
+/// look-up, so a call costs as much as the work.
+#[inline(always)]
 fn read_span_extra<'a>(
     field: u32,
     b: &'a [u8],
@@ -535,13 +537,27 @@ fn read_span_extra<'a>(
 
 /// Reads a `KeyValue` only as far as needed: when its key is not one the
 /// engine reads, the value is not decoded at all.
+#[inline(always)]
 fn read_wanted_key_value<'a>(
     buf: &'a [u8],
     base: usize,
     keys: &KeySet,
 ) -> Result<Option<(usize, AttrValue<'a>)>, DecodeError> {
-    // The key comes first in every encoder's output; anything else takes the
-    // general path.
+    // The key comes first in every encoder's output, almost always shorter
+    // than 128 bytes; anything else takes the general path.
+    if let [0x0a, n, rest @ ..] = buf {
+        if *n < 0x80 && (*n as usize) <= rest.len() {
+            let (key, value) = rest.split_at(*n as usize);
+            let Some(k) = keys.find(key) else { return Ok(None) };
+            // Most wanted values are short strings, the rest of the message
+            // being exactly `value: AnyValue { string_value }`.
+            if let [0x12, n, 0x0a, m, s @ ..] = value {
+                if *n < 0x80 && *m < 0x80 && *n as usize == *m as usize + 2 && s.len() == *m as usize {
+                    return Ok(Some((k, AttrValue::Str(s))));
+                }
+            }
+        }
+    }
     if buf.first() == Some(&0x0a) {
         let mut r = Reader::new(buf, base, "KeyValue");
         r.tag()?;

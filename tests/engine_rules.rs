@@ -426,3 +426,50 @@ fn a_side_written_twice_keeps_dimensions_from_either_write() {
         "{m:?}"
     );
 }
+
+#[test]
+fn series_are_rendered_in_label_value_order() {
+    // Dimensions after the first only add empty values.
+    for extra in [0, 30] {
+        let dims: Vec<String> = std::iter::once("k".to_string()).chain((0..extra).map(|i| format!("d{i}"))).collect();
+        rendered_in_label_value_order(&serde_json::json!({"dimensions": dims, "failed_label": true}).to_string());
+    }
+}
+
+fn rendered_in_label_value_order(config: &str) {
+    // Names interned in an order unlike their string order, a dimension whose
+    // values decide between otherwise equal series, and the failed label.
+    let e = engine(config);
+    let names = ["zeta", "Mid", "alpha", "émile", "beta", "alpha2", "", "a"];
+    let mut t = 0u8;
+    for (n, client) in names.iter().enumerate() {
+        for server in names.iter().rev().take(4) {
+            for k in ["y", "x", ""] {
+                t += 1;
+                let attrs = if k.is_empty() { vec![] } else { vec![s("k", k)] };
+                let mut c = with_attrs(span(CLIENT, trace(t), sid(1), None, T0, T0 + 2 * SEC), attrs.clone());
+                if (n + t as usize) % 3 == 0 {
+                    c = failed(c);
+                }
+                let sv = with_attrs(span(SERVER, trace(t), sid(2), Some(sid(1)), T0, T0 + SEC), attrs);
+                let b = batch(vec![
+                    resource(Some(*client).filter(|c| !c.is_empty()), vec![], vec![c]),
+                    resource(Some(*server).filter(|s| !s.is_empty()), vec![], vec![sv]),
+                ]);
+                e.consume(&b, T0).unwrap();
+            }
+        }
+    }
+    let text = String::from_utf8(e.render(Format::Prometheus, T0)).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("{TOTAL}{{"))).collect();
+    assert!(lines.len() > 20, "{text}");
+    let label = |l: &str, name: &str| {
+        let at = l.find(&format!("{name}=\"")).map(|i| i + name.len() + 2);
+        at.map(|i| l[i..i + l[i..].find('"').unwrap()].to_string()).unwrap_or_default()
+    };
+    let keys: Vec<_> =
+        lines.iter().map(|l| (label(l, "client"), label(l, "server"), label(l, "failed"), label(l, "k"))).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+}

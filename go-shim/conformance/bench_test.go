@@ -19,9 +19,9 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
-	"github.com/servicemap/servicemap/go-shim/conformance/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/conformance/internal/workload"
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/projection"
 )
 
 // benchSettings is the configuration both sides run with in the
@@ -125,9 +125,10 @@ func (r *replay) batch(m *meter) ptrace.Traces {
 
 // BenchmarkVsContrib feeds the same batches to contrib's connector and to
 // the engine. The engine's side includes encoding the batch to OTLP bytes
-// (ptrace.ProtoMarshaler) and the cgo call, as the servicemap connector does;
-// it also runs the engine's expiry every 2s inside the timed loop, where
-// contrib's runs on its own goroutine.
+// as the servicemap connector and processor do (projection.ForEngine: only
+// what the engine reads, into a reused buffer) and the cgo call; it also
+// runs the engine's expiry every 2s inside the timed loop, where contrib's
+// runs on its own goroutine.
 func BenchmarkVsContrib(b *testing.B) {
 	for _, size := range []int{100, 1000} {
 		// A ring of about 10,000 spans: enough variety, and a small live
@@ -164,46 +165,41 @@ func BenchmarkVsContrib(b *testing.B) {
 			})
 			// servicemap runs the engine as the connector does by default,
 			// keeping the live service map as well; servicemap-graph-off does
-			// only what contrib does (the metrics). servicemap-projected is an
-			// experiment: the batch is encoded by projection.Encoder (only
-			// what the engine reads; TestProjectionMatchesFullEncoding shows
-			// the output is the same) instead of ptrace.ProtoMarshaler.
+			// only what contrib does (the metrics). servicemap-full-encoding
+			// encodes each batch whole (ptrace.ProtoMarshaler) instead of
+			// projecting it, as the shim did before projection.
 			for _, v := range []struct {
-				name    string
-				extra   map[string]any
-				project bool
+				name  string
+				extra map[string]any
+				full  bool
 			}{
 				{"servicemap", nil, false},
 				{"servicemap-graph-off", map[string]any{"graph": false}, false},
-				{"servicemap-projected", nil, true},
-				{"servicemap-projected-graph-off", map[string]any{"graph": false}, true},
+				{"servicemap-full-encoding", nil, true},
 			} {
 				b.Run(v.name, func(b *testing.B) {
 					s := benchSettings()
 					eng := newBenchEngine(b, s, v.extra)
 					r := &replay{batches: batches}
-					var pm ptrace.ProtoMarshaler
-					encode := pm.MarshalTraces
-					if v.project {
-						graph := v.extra == nil
-						enc := projection.New(projection.EngineKeys(s.dimensions, s.peerAttributes, s.databaseNames, graph))
-						encode = func(td ptrace.Traces) ([]byte, error) {
-							if raw, ok := enc.Encode(td); ok {
-								return raw, nil
-							}
-							return pm.MarshalTraces(td)
+					encode := projection.Encode(projection.Full)
+					if !v.full {
+						var err error
+						if encode, err = projection.ForEngine(eng); err != nil {
+							b.Fatal(err)
 						}
 					}
+					var buf []byte
 					lastExpire := time.Now()
 					b.ReportAllocs()
 					b.ResetTimer()
 					m := &meter{b: b}
 					m.start()
 					for i := 0; i < b.N; i++ {
-						raw, err := encode(r.batch(m))
+						raw, err := encode(buf[:0], r.batch(m))
 						if err != nil {
 							b.Fatal(err)
 						}
+						buf = raw
 						now := time.Now()
 						if err := eng.Consume(raw, now); err != nil {
 							b.Fatal(err)
@@ -224,18 +220,22 @@ func BenchmarkVsContrib(b *testing.B) {
 				})
 			}
 			// servicemap-engine-only leaves the encoding out: the batches are
-			// encoded once per pass round the ring, outside the timed part.
-			// Not a fair comparison (a collector hands the connector pdata,
-			// not bytes); it shows what the engine itself costs.
+			// projected once per pass round the ring, outside the timed part,
+			// into buffers of their own. Not a fair comparison (a collector
+			// hands the connector pdata, not bytes); it shows what the engine
+			// itself costs, and servicemap minus it what the encoding costs.
 			b.Run("servicemap-engine-only", func(b *testing.B) {
 				s := benchSettings()
 				eng := newBenchEngine(b, s, nil)
-				var pm ptrace.ProtoMarshaler
+				project, err := projection.ForEngine(eng)
+				if err != nil {
+					b.Fatal(err)
+				}
 				encoded := make([][]byte, len(batches))
 				encode := func(pass uint64) {
 					workload.Renumber(batches, pass)
 					for i, td := range batches {
-						raw, err := pm.MarshalTraces(td)
+						raw, err := project(encoded[i][:0], td)
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -378,4 +378,43 @@ func BenchmarkWaitingSpanMemory(b *testing.B) {
 			b.ReportMetric(float64(rss1-rss0)/float64(n), "rss-B/waiting-span")
 		}
 	})
+}
+
+// BenchmarkEncode measures the shim's side alone: encoding the benchmark
+// workload for the engine, whole (ptrace.ProtoMarshaler) or projected to
+// what the engine reads (into a reused buffer). The ring of batches is as
+// large as BenchmarkVsContrib's, so that as there most of the spans are not
+// in the CPU's caches.
+func BenchmarkEncode(b *testing.B) {
+	batches := workload.Batches(workload.Options{BatchSpans: 1000, Batches: 10, Seed: 7})
+	spans := 0
+	for _, td := range batches {
+		spans += td.SpanCount()
+	}
+	eng := newBenchEngine(b, benchSettings(), nil)
+	projected, err := projection.ForEngine(eng)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range []struct {
+		name   string
+		encode projection.Encode
+	}{{"full", projection.Full}, {"projected", projected}} {
+		b.Run(v.name, func(b *testing.B) {
+			var buf []byte
+			b.ReportAllocs()
+			cpu := cpuTime()
+			for i := 0; i < b.N; i++ {
+				raw, err := v.encode(buf[:0], batches[i%len(batches)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				buf = raw
+			}
+			perSpan := float64(len(batches)) / float64(b.N) / float64(spans)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())*perSpan, "ns/span")
+			b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())*perSpan, "cpu-ns/span")
+			b.ReportMetric(float64(len(buf))*float64(len(batches))/float64(spans), "B/span")
+		})
+	}
 }

@@ -8,11 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/ptrace"
-
-	"github.com/servicemap/servicemap/go-shim/conformance/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/conformance/internal/workload"
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/projection"
 )
 
 // formatGraphJSON is SM_FORMAT_GRAPH_JSON of the C header: the live service
@@ -20,9 +18,11 @@ import (
 const formatGraphJSON = engine.Format(4)
 
 // TestProjectionMatchesFullEncoding feeds the differential scenarios and the
-// benchmark workload to two engines, one given each batch encoded in full,
-// the other given only what projection.Encoder keeps, and requires the same
-// metrics, service map and self-report from both after every step.
+// benchmark workload to two engines, one given each batch encoded in full
+// (projection.Full), the other given what the connector and processor hand
+// it (projection.ForEngine: only what the engine says it reads), and
+// requires the same metrics, service map and self-report from both after
+// every step.
 func TestProjectionMatchesFullEncoding(t *testing.T) {
 	type scenario struct {
 		name  string
@@ -52,21 +52,25 @@ func TestProjectionMatchesFullEncoding(t *testing.T) {
 			config := engineConfig(sc.s, map[string]any{"graph": graph})
 			full := newOurPeer(t, config, sc.s.ttl)
 			proj := newOurPeer(t, config, sc.s.ttl)
-			enc := projection.New(projection.EngineKeys(sc.s.dimensions, sc.s.peerAttributes, sc.s.databaseNames, graph))
-			var m ptrace.ProtoMarshaler
+			encode, err := projection.ForEngine(proj.eng)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf []byte
 			for i, st := range sc.steps {
 				if st.expire {
 					full.expireAll(t)
 					proj.expireAll(t)
 				} else {
-					raw, err := m.MarshalTraces(st.traces)
+					raw, err := projection.Full(nil, st.traces)
 					if err != nil {
 						t.Fatal(err)
 					}
-					small, ok := enc.Encode(st.traces)
-					if !ok {
-						t.Fatalf("step %d: the projection cannot encode this batch", i+1)
+					small, err := encode(buf[:0], st.traces)
+					if err != nil {
+						t.Fatal(err)
 					}
+					buf = small
 					if len(small) >= len(raw) && st.traces.SpanCount() > 0 {
 						t.Errorf("step %d: projected %d bytes, full %d", i+1, len(small), len(raw))
 					}

@@ -59,6 +59,20 @@ int main(int argc, char **argv) {
   fwrite(out.ptr, 1, out.len, stdout);
   sm_buf_free(out);
 
+  /* The keys the engine reads: service.name on resources, peer.service on spans. */
+  sm_buf keys = {0};
+  CHECK(sm_engine_wanted_keys(engine, &keys, NULL) == SM_STATUS_OK, "wanted_keys failed");
+  CHECK(keys.ptr != NULL, "no wanted keys");
+  char *text = malloc(keys.len + 1);
+  memcpy(text, keys.ptr, keys.len);
+  text[keys.len] = 0;
+  sm_buf_free(keys);
+  CHECK(strncmp(text, "{\"resource\":[\"service.name\",", 28) == 0, "wanted keys do not start with the resource's service.name: %s", text);
+  CHECK(strstr(text, "\"span\":[") != NULL && strstr(text, "\"peer.service\"") != NULL, "peer.service is not wanted: %s", text);
+  free(text);
+  CHECK(sm_engine_wanted_keys(engine, NULL, NULL) == SM_STATUS_NULL_ARGUMENT, "null out accepted");
+  CHECK(sm_engine_wanted_keys(NULL, &keys, NULL) == SM_STATUS_NULL_ARGUMENT, "null engine accepted");
+
   CHECK(sm_engine_expire(engine, now, NULL) == SM_STATUS_OK, "expire failed");
   CHECK(sm_engine_flush(engine, now, NULL) == SM_STATUS_OK, "flush failed");
   sm_engine_free(engine);

@@ -13,6 +13,7 @@ import (
 
 	"github.com/servicemap/servicemap/go-shim/connector/servicemapconnector/internal/metadata"
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 )
 
@@ -30,7 +31,7 @@ type serviceMapConnector struct {
 
 	// Seams for tests; set before Start.
 	now         func() time.Time
-	marshal     func(ptrace.Traces) ([]byte, error)
+	encode      projection.Encode
 	newTicker   func(time.Duration) (<-chan time.Time, func())
 	afterExpire func()
 	afterPush   func()
@@ -53,6 +54,11 @@ func newConnector(telset component.TelemetrySettings, cfg *Config, next consumer
 	if err != nil {
 		return nil, err
 	}
+	encode, err := projection.ForEngine(eng)
+	if err != nil {
+		eng.Close()
+		return nil, err
+	}
 	tel, err := selftelemetry.ForEngine(telset.MeterProvider, metadata.ScopeName, eng)
 	if err != nil {
 		eng.Close()
@@ -62,7 +68,6 @@ func newConnector(telset component.TelemetrySettings, cfg *Config, next consumer
 	if every == 0 {
 		telset.Logger.Warn("metrics_flush_interval is 0: service-graph metrics are sent after every trace batch, which can produce a very large number of data points")
 	}
-	marshaler := &ptrace.ProtoMarshaler{}
 	return &serviceMapConnector{
 		cfg:       cfg,
 		logger:    telset.Logger,
@@ -72,7 +77,7 @@ func newConnector(telset component.TelemetrySettings, cfg *Config, next consumer
 		rejects:   selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval),
 		every:     every,
 		now:       time.Now,
-		marshal:   marshaler.MarshalTraces,
+		encode:    encode,
 		newTicker: newTicker,
 		stop:      make(chan struct{}),
 	}, nil
@@ -91,7 +96,7 @@ func (c *serviceMapConnector) Capabilities() consumer.Capabilities {
 // ConsumeTraces hands the batch to the engine. A batch the engine rejects is
 // counted and logged, and not reported as an error upstream.
 func (c *serviceMapConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
-	if !c.tel.Feed(ctx, c.eng, c.marshal, c.now(), c.rejects, td) {
+	if !c.tel.Feed(ctx, c.eng, c.encode, c.now(), c.rejects, td) {
 		return nil
 	}
 	if c.every == 0 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/servicemap/servicemap/go-shim/connector/servicemapconnector/internal/metadata"
 	"github.com/servicemap/servicemap/go-shim/internal/enginetest"
+	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
 )
@@ -345,7 +346,7 @@ func TestShutdownWithoutStart(t *testing.T) {
 func TestRejectedBatchIsCounted(t *testing.T) {
 	enginetest.RequireRealEngine(t)
 	f := newFixture(t, testConfig())
-	f.c.marshal = func(ptrace.Traces) ([]byte, error) { return testutil.Garbage, nil }
+	f.c.encode = func(dst []byte, _ ptrace.Traces) ([]byte, error) { return append(dst, testutil.Garbage...), nil }
 	f.start(t)
 	for i := 0; i < 2; i++ {
 		if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
@@ -355,7 +356,7 @@ func TestRejectedBatchIsCounted(t *testing.T) {
 	if n := counterSum(t, f.tel, selftelemetry.Prefix+"batches_rejected"); n != 2 {
 		t.Errorf("batches_rejected = %d, want 2", n)
 	}
-	f.c.marshal = (&ptrace.ProtoMarshaler{}).MarshalTraces
+	f.c.encode = projection.Full
 	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ package engine
 #cgo noescape sm_engine_expire
 #cgo noescape sm_engine_flush
 #cgo noescape sm_engine_render
+#cgo noescape sm_engine_wanted_keys
 #cgo nocallback sm_version_number
 #cgo nocallback sm_engine_new
 #cgo nocallback sm_engine_free
@@ -22,6 +23,7 @@ package engine
 #cgo nocallback sm_engine_expire
 #cgo nocallback sm_engine_flush
 #cgo nocallback sm_engine_render
+#cgo nocallback sm_engine_wanted_keys
 #cgo nocallback sm_buf_free
 
 #include "servicemap.h"
@@ -29,6 +31,7 @@ package engine
 import "C"
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -234,6 +237,37 @@ func (e *Engine) Render(format Format, now time.Time) ([]byte, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// WantedKeys are the attribute keys an engine reads from a batch: resource
+// attributes and span attributes with other keys never change its output.
+type WantedKeys struct {
+	Resource []string `json:"resource"`
+	Span     []string `json:"span"`
+}
+
+// WantedKeys asks the engine which attribute keys it reads. They follow from
+// its configuration and do not change over its life.
+func (e *Engine) WantedKeys() (WantedKeys, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		return WantedKeys{}, ErrClosed
+	}
+	var out, msg C.sm_buf
+	st := C.sm_engine_wanted_keys(e.ptr, &out, &msg)
+	b := copyBuf(out)
+	if out.ptr != nil {
+		C.sm_buf_free(out)
+	}
+	if err := callError("wanted keys", st, &msg); err != nil {
+		return WantedKeys{}, err
+	}
+	var k WantedKeys
+	if err := json.Unmarshal(b, &k); err != nil {
+		return WantedKeys{}, fmt.Errorf("servicemap wanted keys: %w", err)
+	}
+	return k, nil
 }
 
 // Close frees the engine. It waits for running calls and is safe to call more

@@ -261,3 +261,52 @@ func TestConcurrentUseAndClose(t *testing.T) {
 	e.Close()
 	wg.Wait()
 }
+
+func TestWantedKeysFollowTheConfiguration(t *testing.T) {
+	contains := func(list []string, k string) bool {
+		for _, x := range list {
+			if x == k {
+				return true
+			}
+		}
+		return false
+	}
+	e, err := New([]byte(`{"dimensions":["http.route"],"peer_attributes":["peer.x"],"database_name_attributes":["db.x"],
+		"span_multiplier_key":"sampling.ratio","owner_attribute":"team","graph":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	k, err := e.WantedKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"http.route", "peer.x", "db.x", "sampling.ratio", "team", "peer.service", "rpc.system", "service.version"} {
+		if !contains(k.Span, key) || !contains(k.Resource, key) {
+			t.Errorf("%q is not wanted: %+v", key, k)
+		}
+	}
+	if !contains(k.Resource, "service.name") {
+		t.Errorf("service.name is not wanted on resources: %+v", k)
+	}
+	if contains(k.Span, "http.url") {
+		t.Errorf("http.url is wanted: %+v", k)
+	}
+
+	off, err := New([]byte(`{"graph":false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer off.Close()
+	k, err = off.WantedKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contains(k.Span, "rpc.system") || contains(k.Resource, "service.owner") {
+		t.Errorf("without the service map the engine still wants its keys: %+v", k)
+	}
+	off.Close()
+	if _, err := off.WantedKeys(); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
+}

@@ -284,20 +284,38 @@ func ForEngine(mp metric.MeterProvider, scope string, eng *engine.Engine) (*Tele
 	})
 }
 
-// Feed hands one batch to the engine as OTLP bytes (marshal encodes it) and
-// accounts for it: its spans are counted, and a batch that cannot be encoded
-// or that the engine rejects is counted and logged. It reports whether the
-// engine took the batch. Empty batches are skipped.
-func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, marshal func(ptrace.Traces) ([]byte, error),
+// buffers holds encoding buffers between batches, so that encoding a batch
+// allocates nothing once they have grown. Each Feed takes its own, so
+// concurrent batches never share one.
+var buffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBuffer is the largest buffer kept for reuse; a rare huge batch's
+// buffer is left to the garbage collector.
+const maxPooledBuffer = 16 << 20
+
+// Feed hands one batch to the engine as OTLP bytes and accounts for it: its
+// spans are counted, and a batch that cannot be encoded or that the engine
+// rejects is counted and logged. It reports whether the engine took the
+// batch. Empty batches are skipped.
+//
+// encode appends the batch's encoding to the buffer it is given (one from a
+// pool, reused across calls) and returns it; the engine reads it only during
+// the call, after which the buffer returns to the pool.
+func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, encode func([]byte, ptrace.Traces) ([]byte, error),
 	now time.Time, rejects *RejectLog, td ptrace.Traces) bool {
 	spans := td.SpanCount()
 	if spans == 0 {
 		return false
 	}
-	b, err := marshal(td)
+	buf := buffers.Get().(*[]byte)
+	b, err := encode((*buf)[:0], td)
 	if err == nil {
 		err = eng.Consume(b, now)
 	}
+	if b != nil && cap(b) <= maxPooledBuffer {
+		*buf = b[:0]
+	}
+	buffers.Put(buf)
 	t.Batch(ctx, spans)
 	if err != nil {
 		t.Rejected(ctx)

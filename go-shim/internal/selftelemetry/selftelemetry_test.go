@@ -3,6 +3,7 @@ package selftelemetry
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/projection"
+	"github.com/servicemap/servicemap/go-shim/internal/testutil"
 )
 
 func TestParseStats(t *testing.T) {
@@ -179,5 +182,90 @@ func TestRejectLogIsRateLimited(t *testing.T) {
 	}
 	if got := entries[1].ContextMap()["rejected_since_last_message"]; got != int64(6) {
 		t.Errorf("second message counts %v rejections, want 6", got)
+	}
+}
+
+func newFeedFixture(t *testing.T) (*Telemetry, *componenttest.Telemetry, *engine.Engine, projection.Encode) {
+	t.Helper()
+	eng, err := engine.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	encode, err := projection.ForEngine(eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt := componenttest.NewTelemetry()
+	t.Cleanup(func() { _ = tt.Shutdown(context.Background()) })
+	tel, err := ForEngine(tt.NewTelemetrySettings().MeterProvider, "test", eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tel.Shutdown)
+	return tel, tt, eng, encode
+}
+
+// TestFeedAllocatesNothing: once the pooled buffers have grown, handing a
+// batch to the engine allocates no Go memory.
+func TestFeedAllocatesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts")
+	}
+	tel, _, eng, encode := newFeedFixture(t)
+	rejects := NewRejectLog(zap.NewNop(), time.Minute)
+	now := time.Unix(1_800_000_000, 0)
+	td := testutil.ClientServer("a", "b", now, false)
+	ctx := context.Background()
+	tel.Feed(ctx, eng, encode, now, rejects, td)
+	allocs := testing.AllocsPerRun(100, func() {
+		if !tel.Feed(ctx, eng, encode, now, rejects, td) {
+			t.Fatal("batch rejected")
+		}
+	})
+	// The race detector's sync.Pool drops items at random; allow for it.
+	if allocs > 0 && !raceEnabled {
+		t.Errorf("%v allocations per batch", allocs)
+	}
+}
+
+// TestConcurrentFeed: batches fed at once each get their own buffer.
+func TestConcurrentFeed(t *testing.T) {
+	tel, tt, eng, encode := newFeedFixture(t)
+	rejects := NewRejectLog(zap.NewNop(), time.Minute)
+	now := time.Unix(1_800_000_000, 0)
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				td := testutil.ClientServer("a", "b", now, i%2 == 0)
+				if !tel.Feed(context.Background(), eng, encode, now, rejects, td) {
+					t.Error("batch rejected")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := sumOf(t, tt, Prefix+"batches"); n != 200 {
+		t.Errorf("%v batches counted, want 200", n)
+	}
+	if err := eng.Flush(now); err != nil {
+		t.Fatal(err)
+	}
+	// A new series shows 0 on its first rendering.
+	if _, err := eng.Render(engine.FormatPrometheus, now); err != nil {
+		t.Fatal(err)
+	}
+	prom, err := eng.Render(engine.FormatPrometheus, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, _ := testutil.Sample(prom, "traces_service_graph_request_total", map[string]string{"client": "a", "server": "b"})
+	failed, _ := testutil.Sample(prom, "traces_service_graph_request_failed_total", map[string]string{"client": "a", "server": "b"})
+	if total != 200 || failed != 100 {
+		t.Errorf("requests %v, failed %v; want 200 and 100", total, failed)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/processor/servicemapprocessor/internal/metadata"
 )
@@ -31,7 +32,7 @@ type serviceMapProcessor struct {
 
 	// Seams for tests; set before start.
 	now         func() time.Time
-	marshal     func(ptrace.Traces) ([]byte, error)
+	encode      projection.Encode
 	newTicker   func(time.Duration) (<-chan time.Time, func())
 	afterExpire func()
 
@@ -49,12 +50,16 @@ func newProcessor(telset component.TelemetrySettings, cfg *Config) (*serviceMapP
 	if err != nil {
 		return nil, err
 	}
+	encode, err := projection.ForEngine(eng)
+	if err != nil {
+		eng.Close()
+		return nil, err
+	}
 	tel, err := selftelemetry.ForEngine(telset.MeterProvider, metadata.ScopeName, eng)
 	if err != nil {
 		eng.Close()
 		return nil, err
 	}
-	marshaler := &ptrace.ProtoMarshaler{}
 	return &serviceMapProcessor{
 		cfg:       cfg,
 		telset:    telset,
@@ -63,7 +68,7 @@ func newProcessor(telset component.TelemetrySettings, cfg *Config) (*serviceMapP
 		tel:       tel,
 		rejects:   selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval),
 		now:       time.Now,
-		marshal:   marshaler.MarshalTraces,
+		encode:    encode,
 		newTicker: newTicker,
 		stop:      make(chan struct{}),
 	}, nil
@@ -77,7 +82,7 @@ func newTicker(d time.Duration) (<-chan time.Time, func()) {
 // processTraces hands the batch to the engine and returns it unchanged. A
 // batch the engine rejects is counted and logged; it still flows on.
 func (p *serviceMapProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
-	p.tel.Feed(ctx, p.eng, p.marshal, p.now(), p.rejects, td)
+	p.tel.Feed(ctx, p.eng, p.encode, p.now(), p.rejects, td)
 	return td, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/servicemap/servicemap/go-shim/internal/enginetest"
+	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
 	"github.com/servicemap/servicemap/go-shim/processor/servicemapprocessor/internal/metadata"
@@ -352,7 +353,7 @@ func TestStartFailsWhenPortIsTaken(t *testing.T) {
 func TestRejectedBatchIsCountedAndPassedOn(t *testing.T) {
 	enginetest.RequireRealEngine(t)
 	f := newFixture(t, testConfig())
-	f.p.marshal = func(ptrace.Traces) ([]byte, error) { return testutil.Garbage, nil }
+	f.p.encode = func(dst []byte, _ ptrace.Traces) ([]byte, error) { return append(dst, testutil.Garbage...), nil }
 	f.start(t)
 	for i := 0; i < 3; i++ {
 		if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
@@ -366,7 +367,7 @@ func TestRejectedBatchIsCountedAndPassedOn(t *testing.T) {
 		t.Errorf("batches_rejected = %d, want 3", n)
 	}
 	// The engine keeps working for good batches.
-	f.p.marshal = (&ptrace.ProtoMarshaler{}).MarshalTraces
+	f.p.encode = projection.Full
 	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,5 @@
+//go:build race
+
+package selftelemetry
+
+const raceEnabled = true
