@@ -270,7 +270,8 @@ impl Engine {
     /// result as the whole batch. Resources also need `service.name`.
     pub fn wanted_keys(&self) -> serde_json::Value {
         let span: Vec<&str> = self.keys.span_keys().collect();
-        let resource: Vec<&str> = self.keys.keys().collect();
+        let mut resource: Vec<&str> = self.keys.keys().filter(|&k| k != "service.name").collect();
+        resource.insert(0, "service.name");
         serde_json::json!({ "resource": resource, "span": span })
     }
 
@@ -1325,15 +1326,16 @@ mod tests {
         let span = keys(&e, "span");
         assert_eq!(span, e.keys.keys().collect::<Vec<_>>(), "service.name is a dimension, so wanted on spans");
         assert!(span.iter().any(|k| k == "sample.ratio") && span.iter().any(|k| k == "rpc.system"));
-        assert_eq!(keys(&e, "resource"), span, "service.name is a dimension, so already there");
+        let resource = keys(&e, "resource");
+        assert_eq!(resource[0], "service.name", "first, and only once");
+        assert_eq!(resource[1..], span.iter().filter(|k| *k != "service.name").cloned().collect::<Vec<_>>()[..]);
         c.dimensions.pop();
         c.graph = false;
         let e = Engine::new(c);
         let span = keys(&e, "span");
         assert!(!span.iter().any(|k| k == "rpc.system" || k == "service.name"));
-        let mut resource = keys(&e, "resource");
-        assert_eq!(resource.pop().as_deref(), Some("service.name"));
-        assert_eq!(resource, span);
+        assert_eq!(keys(&e, "resource")[0], "service.name");
+        assert_eq!(keys(&e, "resource")[1..], span[..]);
     }
 
     #[test]
