@@ -2,13 +2,14 @@
 //! one thread and prints the time per span: a steady-state run to point a
 //! profiler at.
 //!
-//!     cargo run --release --example replay -- [N] [--wire-only | --render FORMAT]
+//!     cargo run --release --example replay -- [N] [--no-graph] [--wire-only | --render FORMAT]
 //!
 //! The engine is warmed with one pass over the ring first; only the N
 //! batches after it (default 2000) are timed. With `--wire-only`, only the
 //! wire reader runs. With `--render prometheus|openmetrics|otlp`, the
 //! engine of the render benchmark (10 000 edges) is rendered N times
-//! (default 20) instead.
+//! (default 20) instead. With `--no-graph`, the engine keeps no service map
+//! (config `graph: false`), to measure what the map costs.
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;
@@ -23,6 +24,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let batches: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(2000);
     let wire_only = args.iter().any(|a| a == "--wire-only");
+    let mut config = workload::config();
+    config.graph = !args.iter().any(|a| a == "--no-graph");
     let render = args.iter().position(|a| a == "--render").map(|i| match args.get(i + 1).map(|s| s.as_str()) {
         Some("openmetrics") => Format::OpenMetrics,
         Some("otlp") => Format::OtlpMetrics,
@@ -43,7 +46,7 @@ fn main() {
     let replay = Replay::new();
     let spans = batches * SPANS_PER_BATCH as u64;
     if wire_only {
-        let keys = KeySet::new(&workload::config());
+        let keys = KeySet::new(&config);
         let mut batch = Batch::default();
         let mut read = 0;
         let start = Instant::now();
@@ -55,7 +58,7 @@ fn main() {
         println!("wire::read_batch: {ns:.0} ns/span over {spans} spans ({read} kept for pairing)");
         return;
     }
-    let engine = Engine::new(workload::config());
+    let engine = Engine::new(config);
     let first = replay.warm(&engine);
     let start = Instant::now();
     for k in first..first + batches {

@@ -59,36 +59,49 @@ impl Slo {
     /// Health of traffic with this error rate and latency at the percentile,
     /// and why, for people.
     pub fn judge(&self, error_rate: f64, latency: Option<f64>) -> (Health, String) {
+        use std::fmt::Write;
         let budget = (1.0 - self.availability).max(0.0);
         let mut health = Health::Green;
-        let mut reasons = Vec::new();
+        let mut reason = String::new();
         if error_rate > budget {
             health = Health::Red;
-            reasons.push(format!("error rate {} over the budget {}", pct(error_rate), pct(budget)));
+            let _ = write!(reason, "error rate {} over the budget {}", Pct(error_rate), Pct(budget));
         } else if budget > 0.0 && error_rate > self.warn_fraction * budget {
             health = Health::Yellow;
-            reasons.push(format!("error rate {} near the budget {}", pct(error_rate), pct(budget)));
+            let _ = write!(reason, "error rate {} near the budget {}", Pct(error_rate), Pct(budget));
         }
         if let Some(l) = latency {
-            let p = format!("p{}", self.latency_percentile * 100.0);
+            let (p, threshold) = (self.latency_percentile * 100.0, Secs(self.latency_threshold_s));
+            let sep = if reason.is_empty() { "" } else { "; " };
             if l > self.latency_threshold_s {
                 health = Health::Red;
-                reasons.push(format!("{p} {} over {}", secs(l), secs(self.latency_threshold_s)));
+                let _ = write!(reason, "{sep}p{p} {} over {threshold}", Secs(l));
             } else if l > self.warn_fraction * self.latency_threshold_s {
                 health = health.max(Health::Yellow);
-                reasons.push(format!("{p} {} near {}", secs(l), secs(self.latency_threshold_s)));
+                let _ = write!(reason, "{sep}p{p} {} near {threshold}", Secs(l));
             }
         }
-        (health, reasons.join("; "))
+        (health, reason)
     }
 }
 
-fn pct(v: f64) -> String {
-    format!("{:.2}%", v * 100.0)
+/// A fraction as a percentage with two decimals.
+struct Pct(f64);
+
+impl std::fmt::Display for Pct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.2}%", self.0 * 100.0)
+    }
 }
 
-fn secs(v: f64) -> String {
-    if v < 1.0 { format!("{:.1}ms", v * 1000.0) } else { format!("{v:.2}s") }
+/// Seconds as milliseconds below one second.
+struct Secs(f64);
+
+impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v < 1.0 { write!(f, "{:.1}ms", v * 1000.0) } else { write!(f, "{v:.2}s") }
+    }
 }
 
 /// What the catalog says about one service.

@@ -76,19 +76,63 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct GraphState {
     graph: Graph,
     history: History,
-    /// (client id, server id) → edge index, valid while `generation` matches
+    /// (client id, server id) as one word → edge index, valid while `generation` matches
     /// the graph's and the interner has not been compacted.
-    cache: HashMap<(u32, u32), usize>,
+    cache: HashMap<u64, usize>,
     generation: u64,
-    /// The facts last reported per service id, so unchanged ones cost nothing.
-    facts: HashMap<u32, [u32; 5]>,
+    /// The facts last reported per service id, with the raw attribute values
+    /// they came from, so unchanged ones cost a comparison of bytes.
+    facts: HashMap<u32, KnownFacts>,
+    /// Scratch for a resource's raw fact values.
+    raw: Vec<u8>,
 }
 
-/// A resource's service and facts, as ids.
+#[derive(Debug, Default)]
+struct KnownFacts {
+    raw: Vec<u8>,
+    facts: Facts,
+}
+
+/// A resource's service id and its fact attributes as read: version, the
+/// two spellings of the environment, namespace, Kubernetes namespace, owner.
+/// They become strings only when they differ from what the map last saw.
 #[derive(Debug, Clone, Copy)]
-struct ResourceFacts {
+struct ResourceFacts<'a> {
     service: u32,
-    facts: [u32; 5],
+    values: [Option<AttrValue<'a>>; 6],
+}
+
+/// Fact values as bytes to compare with the last ones seen: strings as they
+/// are, other values as their label.
+fn raw_facts(values: &[Option<AttrValue<'_>>; 6], es6: bool, out: &mut Vec<u8>) {
+    out.clear();
+    for v in values {
+        match v {
+            None => out.push(0),
+            Some(AttrValue::Str(b)) => {
+                out.push(1);
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+            Some(v) => {
+                let s = v.to_label(es6);
+                out.push(2);
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+}
+
+/// The protocol values of one batch resolved so far, by their bytes.
+#[derive(Default)]
+struct ProtocolCache<'a> {
+    values: Vec<(&'a [u8], u32)>,
+    http: Option<u32>,
+}
+
+impl ProtocolCache<'_> {
+    const MAX: usize = 16;
 }
 
 /// Counters for the self-report, updated once per call.
@@ -195,6 +239,7 @@ impl Engine {
                 cache: HashMap::new(),
                 generation: 0,
                 facts: HashMap::new(),
+                raw: Vec::new(),
             })
         });
         Engine {
@@ -314,7 +359,7 @@ impl Engine {
     }
 
     /// Step 2: resolves each pairing span's strings to ids.
-    fn prepare(&self, batch: &Batch<'_>, dims: &mut Vec<u32>, facts: &mut Vec<ResourceFacts>) -> Vec<Prepared> {
+    fn prepare<'a>(&self, batch: &Batch<'a>, dims: &mut Vec<u32>, facts: &mut Vec<ResourceFacts<'a>>) -> Vec<Prepared> {
         let mut out = Vec::with_capacity(batch.spans.len());
         let mut r = Resolver::new(&self.interner, self.config.max_label_value_length);
         let services: Vec<u32> =
@@ -322,16 +367,19 @@ impl Engine {
         if self.graph.is_some() {
             let ks = &self.keys;
             for (i, &service) in services.iter().enumerate().filter(|(_, s)| **s != EMPTY) {
-                let mut id =
-                    |k: usize| batch.resource_value(i as u32, k).map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY);
-                let env = match id(ks.environment[0]) {
-                    EMPTY => id(ks.environment[1]),
-                    e => e,
-                };
-                let f = [id(ks.version), env, id(ks.namespace), id(ks.k8s_namespace), id(ks.owner)];
-                facts.push(ResourceFacts { service, facts: f });
+                let v = |k: usize| batch.resource_value(i as u32, k);
+                let values = [
+                    v(ks.version),
+                    v(ks.environment[0]),
+                    v(ks.environment[1]),
+                    v(ks.namespace),
+                    v(ks.k8s_namespace),
+                    v(ks.owner),
+                ];
+                facts.push(ResourceFacts { service, values });
             }
         }
+        let mut protocols = ProtocolCache::default();
         let d = self.dims_per_side();
         for span in &batch.spans {
             let client_side = matches!(span.kind, SpanKind::Client | SpanKind::Producer);
@@ -352,7 +400,8 @@ impl Engine {
                 EMPTY
             };
             let database = if client_side { self.database_name(batch, span, &mut r) } else { None };
-            let protocol = if self.graph.is_some() { self.protocol(batch, span, &mut r) } else { EMPTY };
+            let protocol =
+                if self.graph.is_some() { self.protocol(batch, span, &mut r, &mut protocols) } else { EMPTY };
             let side = SideWrite {
                 kind: span.kind,
                 service: services[span.resource as usize],
@@ -415,14 +464,29 @@ impl Engine {
         self.config.compat == crate::config::Compat::Contrib
     }
 
-    /// The protocol an edge speaks, from the span's attributes.
-    fn protocol(&self, batch: &Batch<'_>, span: &SpanRec, r: &mut Resolver<'_>) -> u32 {
+    /// The protocol an edge speaks, from the span's attributes. The few
+    /// distinct values of a batch are resolved once each, by their bytes.
+    fn protocol<'a>(
+        &self,
+        batch: &Batch<'a>,
+        span: &SpanRec,
+        r: &mut Resolver<'_>,
+        cache: &mut ProtocolCache<'a>,
+    ) -> u32 {
         let ks = &self.keys;
         if let Some(v) = ks.protocol.iter().find_map(|&k| batch.span_value(span, k)) {
-            return r.value(&v, self.es6());
+            let AttrValue::Str(b) = v else { return r.value(&v, self.es6()) };
+            if let Some(&(_, id)) = cache.values.iter().find(|(k, _)| *k == b) {
+                return id;
+            }
+            let id = r.value(&v, self.es6());
+            if cache.values.len() < ProtocolCache::MAX {
+                cache.values.push((b, id));
+            }
+            return id;
         }
         if ks.http.iter().any(|&k| batch.span_value(span, k).is_some()) {
-            return r.id("http");
+            return *cache.http.get_or_insert_with(|| r.id("http"));
         }
         EMPTY
     }
@@ -748,7 +812,7 @@ impl Engine {
     }
 
     /// Step 4: applies a call's events to the series table and the map.
-    fn count(&self, events: &Events, facts: &[ResourceFacts], now_ns: u64) {
+    fn count(&self, events: &Events, facts: &[ResourceFacts<'_>], now_ns: u64) {
         if !events.is_empty() {
             lock(&self.series).apply(events, self.dims_per_series(), self.config.failed_label, now_ns);
         }
@@ -761,19 +825,52 @@ impl Engine {
 
     /// Adds a call's edges and resource facts to the map. Edge indexes are
     /// cached by id pair, so a known edge costs one hash lookup.
-    fn feed_graph(&self, g: &mut GraphState, events: &Events, facts: &[ResourceFacts], now_ns: u64) {
+    fn feed_graph(&self, g: &mut GraphState, events: &Events, facts: &[ResourceFacts<'_>], now_ns: u64) {
         let names = self.interner.read().unwrap_or_else(|p| p.into_inner());
         if g.generation != g.graph.generation() {
             g.cache.clear();
             g.generation = g.graph.generation();
         }
         for f in facts {
-            if g.facts.get(&f.service) != Some(&f.facts) {
-                g.facts.insert(f.service, f.facts);
-                let s = |i: usize| names.get(f.facts[i]).to_string();
-                let facts =
-                    Facts { version: s(0), environment: s(1), namespace: s(2), k8s_namespace: s(3), owner: s(4) };
-                g.graph.report_service(names.get(f.service), facts, now_ns);
+            let mut raw = std::mem::take(&mut g.raw);
+            raw_facts(&f.values, self.es6(), &mut raw);
+            let known = g.facts.get_mut(&f.service);
+            if known.as_ref().is_some_and(|k| k.raw == raw) {
+                g.raw = raw;
+                continue;
+            }
+            // The strings as label values: converted, truncated, the first
+            // environment spelling that is not empty.
+            let max = self.config.max_label_value_length;
+            let s = |v: Option<AttrValue<'_>>| {
+                v.map(|v| crate::intern::truncate(&self.label(&v), max).to_string()).unwrap_or_default()
+            };
+            let mut environment = s(f.values[1]);
+            if environment.is_empty() {
+                environment = s(f.values[2]);
+            }
+            let new = Facts {
+                version: s(f.values[0]),
+                environment,
+                namespace: s(f.values[3]),
+                k8s_namespace: s(f.values[4]),
+                owner: s(f.values[5]),
+            };
+            let report = known.as_ref().is_none_or(|k| k.facts != new);
+            match known {
+                Some(k) => {
+                    std::mem::swap(&mut k.raw, &mut raw);
+                    g.raw = raw;
+                    if report {
+                        k.facts = new.clone();
+                    }
+                }
+                None => {
+                    g.facts.insert(f.service, KnownFacts { raw, facts: new.clone() });
+                }
+            }
+            if report {
+                g.graph.report_service(names.get(f.service), new, now_ns);
             }
         }
         for e in &events.edges {
@@ -789,12 +886,13 @@ impl Engine {
                 virtual_client: e.inferred == Virtual::Client,
                 virtual_server: e.inferred == Virtual::Server,
             };
-            let index = match g.cache.get(&(e.client, e.server)) {
+            let key = (e.client as u64) << 32 | e.server as u64;
+            let index = match g.cache.get(&key) {
                 Some(&i) => Some(i),
                 None => {
                     let i = g.graph.edge_index(&o, now_ns);
                     if let Some(i) = i {
-                        g.cache.insert((e.client, e.server), i);
+                        g.cache.insert(key, i);
                     }
                     i
                 }
@@ -848,7 +946,7 @@ impl Engine {
         match req.get("query").and_then(Value::as_str) {
             Some("impact") => {
                 let service = req.get("service").and_then(Value::as_str).ok_or_else(|| bad("`service` is required"))?;
-                Ok(export::impact_json(&query::impact(&view(), service)))
+                Ok(export::impact_json(&query::impact_on_graph(&g.graph, now_ns, &self.config.catalog, service)))
             }
             Some("root_causes") => Ok(json!({"root_causes": query::root_causes(&view())})),
             Some("recovery_order") => {

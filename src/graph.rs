@@ -62,10 +62,36 @@ const SKETCH_FACTOR: f64 = 1.25;
 static SKETCH_BOUNDS: std::sync::LazyLock<[f64; SKETCH_BUCKETS]> =
     std::sync::LazyLock::new(|| std::array::from_fn(|i| SKETCH_MIN * SKETCH_FACTOR.powi(i as i32)));
 
-/// The bucket holding `v`: the first whose upper bound is at least `v` (a
-/// binary search of 64 bounds, cheaper than a logarithm on the hot path).
+#[cfg(test)]
 fn sketch_index(v: f64) -> usize {
-    SKETCH_BOUNDS.partition_point(|&b| b < v).min(SKETCH_BUCKETS - 1)
+    sketch_index_in(&SKETCH_BOUNDS, v)
+}
+
+/// The bucket holding `v`: the first whose upper bound in `b` (the sketch
+/// bounds) is at least `v`. The base-2 logarithm read from the float's
+/// exponent and mantissa bits (at most 0.09 low) lands on or next to the
+/// bucket; the table settles it.
+#[inline]
+fn sketch_index_in(b: &[f64; SKETCH_BUCKETS], v: f64) -> usize {
+    // Also NaN and negatives, as a search of the bounds would.
+    if v.is_nan() || v <= b[0] {
+        return 0;
+    }
+    if v > b[SKETCH_BUCKETS - 1] {
+        return SKETCH_BUCKETS - 1;
+    }
+    let bits = (v / SKETCH_MIN).to_bits();
+    let mantissa = (bits & ((1 << 52) - 1)) as f64 / (1u64 << 52) as f64;
+    let log2 = ((bits >> 52) as i64 - 1023) as f64 + mantissa;
+    // 1 / log2(1.25)
+    let mut i = ((log2 * 3.106_283_715_090_556) as usize).min(SKETCH_BUCKETS - 1);
+    while i > 0 && b[i - 1] >= v {
+        i -= 1;
+    }
+    while b[i] < v {
+        i += 1;
+    }
+    i
 }
 
 fn sketch_upper(i: usize) -> f64 {
@@ -154,6 +180,9 @@ pub struct Graph {
     edges: Vec<EdgeState>,
     edge_index: HashMap<(usize, usize), usize>,
     generation: u64,
+    /// The last time observed: (now_ns, its slot index, its slot position).
+    tick: (u64, u64, usize),
+    bounds: &'static [f64; SKETCH_BUCKETS],
 }
 
 /// A computed view of one node.
@@ -242,6 +271,8 @@ impl Graph {
             edges: Vec::new(),
             edge_index: HashMap::new(),
             generation: 0,
+            tick: (0, u64::MAX, 0),
+            bounds: &SKETCH_BOUNDS,
         }
     }
 
@@ -346,10 +377,20 @@ impl Graph {
         }
     }
 
+    /// The window slot of `now_ns` and its position in an edge's slots,
+    /// remembered for the last time asked (a batch observes at one time).
+    fn tick(&mut self, now_ns: u64) -> (u64, usize) {
+        if self.tick.0 != now_ns || self.tick.1 == u64::MAX {
+            let index = now_ns / self.window.slot_ns();
+            self.tick = (now_ns, index, (index % self.window.slots as u64) as usize);
+        }
+        (self.tick.1, self.tick.2)
+    }
+
     /// Adds an observation to a known edge (the names in `o` are not read).
+    #[inline]
     pub fn observe_at(&mut self, i: usize, o: &Observation<'_>, now_ns: u64) {
-        let slot_ns = self.window.slot_ns();
-        let index = now_ns / slot_ns;
+        let (index, at) = self.tick(now_ns);
         let slots = self.window.slots;
         let e = &mut self.edges[i];
         if o.conn != ConnType::VirtualNode || e.conn == ConnType::Plain {
@@ -358,23 +399,28 @@ impl Graph {
         if e.protocol.is_empty() && !o.protocol.is_empty() {
             e.protocol = o.protocol.to_string();
         }
+        // An edge seen at `now_ns` or later already brought its nodes that far.
+        let nodes_seen = e.last_seen_ns >= now_ns;
         e.last_seen_ns = e.last_seen_ns.max(now_ns);
         e.total_requests += o.count;
         e.total_errors += o.errors;
         if e.slots.len() < slots {
             e.slots.resize_with(slots, || Slot::empty(u64::MAX));
         }
-        let slot = &mut e.slots[(index % slots as u64) as usize];
+        let slot = &mut e.slots[at];
         if slot.index != index {
             *slot = Slot::empty(index);
         }
         slot.requests += o.count;
         slot.errors += o.errors;
-        slot.latency[sketch_index(o.latency_s)] += o.count.round().max(1.0) as u32;
-        let (c, s) = (e.client, e.server);
-        for n in [c, s] {
-            let n = &mut self.nodes[n];
-            n.last_seen_ns = n.last_seen_ns.max(now_ns);
+        let n = if o.count == 1.0 { 1 } else { o.count.round().max(1.0) as u32 };
+        slot.latency[sketch_index_in(self.bounds, o.latency_s)] += n;
+        if !nodes_seen {
+            let (c, s) = (e.client, e.server);
+            for n in [c, s] {
+                let n = &mut self.nodes[n];
+                n.last_seen_ns = n.last_seen_ns.max(now_ns);
+            }
         }
     }
 
@@ -383,33 +429,74 @@ impl Graph {
         self.view_with(now_ns, catalog, true)
     }
 
+    /// The slot indexes a view at `now_ns` sums: oldest and newest.
+    fn window_at(&self, now_ns: u64) -> (u64, u64) {
+        let newest = now_ns / self.window.slot_ns();
+        (newest.saturating_sub(self.window.slots as u64 - 1), newest)
+    }
+
+    fn window_s(&self) -> f64 {
+        self.window.length.as_secs_f64().max(1e-9)
+    }
+
+    /// An edge's requests, errors and latency sketch over the window.
+    fn edge_totals(e: &EdgeState, (oldest, newest): (u64, u64)) -> (f64, f64, [u32; SKETCH_BUCKETS]) {
+        let mut requests = 0.0;
+        let mut errors = 0.0;
+        let mut sketch = [0u32; SKETCH_BUCKETS];
+        for s in e.slots.iter().filter(|s| s.index >= oldest && s.index <= newest) {
+            requests += s.requests;
+            errors += s.errors;
+            for (a, b) in sketch.iter_mut().zip(s.latency.iter()) {
+                *a += b;
+            }
+        }
+        (requests, errors, sketch)
+    }
+
+    /// A node's health from its incoming traffic: requests, errors, the
+    /// health of each incoming edge, the merged latency sketch.
+    fn node_health(
+        catalog: &Catalog,
+        name: &str,
+        (requests, errors, healths, sketch): (f64, f64, &[Health], &[u32; SKETCH_BUCKETS]),
+    ) -> Health {
+        let error_rate = if requests > 0.0 { errors / requests } else { 0.0 };
+        match catalog.service(name).and_then(|c| c.slo.as_ref()) {
+            // A service with its own SLO is judged on all its incoming traffic.
+            Some(slo) if requests > 0.0 => slo.health(error_rate, quantile(sketch, slo.latency_percentile)),
+            _ => healths.iter().copied().filter(|h| *h != Health::Unknown).max().unwrap_or(if requests > 0.0 {
+                Health::Green
+            } else {
+                Health::Unknown
+            }),
+        }
+    }
+
     /// As [`Graph::view`]; without `reasons`, edges carry no explanation of
     /// their health, which queries do not need and which costs a string per edge.
     pub fn view_with(&self, now_ns: u64, catalog: &Catalog, reasons: bool) -> View {
-        let slot_ns = self.window.slot_ns();
-        let newest = now_ns / slot_ns;
-        let oldest = newest.saturating_sub(self.window.slots as u64 - 1);
-        let window_s = self.window.length.as_secs_f64().max(1e-9);
+        let window = self.window_at(now_ns);
+        let window_s = self.window_s();
+        // Each node's rank by name: nodes and edges are listed by name, and
+        // edges sort on two integers rather than two strings.
+        let mut by_name: Vec<usize> = (0..self.nodes.len()).collect();
+        by_name.sort_unstable_by(|&a, &b| self.nodes[a].name.cmp(&self.nodes[b].name));
+        let mut rank = vec![0u32; self.nodes.len()];
+        for (r, &i) in by_name.iter().enumerate() {
+            rank[i] = r as u32;
+        }
         let mut edges = Vec::with_capacity(self.edges.len());
         // Per server: requests, errors, the health of each incoming edge, the latency sketch.
         type Incoming = (f64, f64, Vec<Health>, [u32; SKETCH_BUCKETS]);
         let mut incoming: Vec<Option<Box<Incoming>>> = vec![None; self.nodes.len()];
         for e in &self.edges {
             let (client, server) = (&self.nodes[e.client].name, &self.nodes[e.server].name);
-            let mut requests = 0.0;
-            let mut errors = 0.0;
-            let mut sketch = [0u32; SKETCH_BUCKETS];
-            for s in e.slots.iter().filter(|s| s.index >= oldest && s.index <= newest) {
-                requests += s.requests;
-                errors += s.errors;
-                for (a, b) in sketch.iter_mut().zip(s.latency.iter()) {
-                    *a += b;
-                }
-            }
+            let (requests, errors, sketch) = Self::edge_totals(e, window);
             let error_rate = if requests > 0.0 { errors / requests } else { 0.0 };
-            let (p50_s, p90_s, p99_s) = (quantile(&sketch, 0.5), quantile(&sketch, 0.9), quantile(&sketch, 0.99));
             let slo = catalog.edge_slo(client, server);
-            let latency = || quantile(&sketch, slo.latency_percentile);
+            let [p50_s, p90_s, p99_s, at_slo] = quantiles(&sketch, [0.5, 0.9, 0.99, slo.latency_percentile]);
+            let latency = || at_slo;
             let (health, reason) = match (requests > 0.0, reasons) {
                 (false, true) => (Health::Unknown, "no requests in the window".to_string()),
                 (false, false) => (Health::Unknown, String::new()),
@@ -423,64 +510,123 @@ impl Graph {
             for (a, b) in inc.3.iter_mut().zip(sketch.iter()) {
                 *a += b;
             }
-            edges.push(EdgeView {
-                client: client.clone(),
-                server: server.clone(),
-                conn: e.conn,
-                protocol: e.protocol.clone(),
-                first_seen_ns: e.first_seen_ns,
-                last_seen_ns: e.last_seen_ns,
-                rate: requests / window_s,
-                error_rate,
-                p50_s,
-                p90_s,
-                p99_s,
-                health,
-                reason,
-            });
+            edges.push((
+                rank[e.client],
+                rank[e.server],
+                EdgeView {
+                    client: client.clone(),
+                    server: server.clone(),
+                    conn: e.conn,
+                    protocol: e.protocol.clone(),
+                    first_seen_ns: e.first_seen_ns,
+                    last_seen_ns: e.last_seen_ns,
+                    rate: requests / window_s,
+                    error_rate,
+                    p50_s,
+                    p90_s,
+                    p99_s,
+                    health,
+                    reason,
+                },
+            ));
         }
-        let mut nodes: Vec<NodeView> = self
+        let nodes: Vec<(u32, NodeView)> = self
             .nodes
             .iter()
             .zip(incoming)
-            .map(|(n, inc)| {
+            .enumerate()
+            .map(|(i, (n, inc))| {
                 let name = &n.name;
                 let entry = catalog.service(name);
                 let (requests, errors, healths, sketch) =
                     *inc.unwrap_or_else(|| Box::new((0.0, 0.0, Vec::new(), [0; SKETCH_BUCKETS])));
                 let error_rate = if requests > 0.0 { errors / requests } else { 0.0 };
-                let health = match entry.and_then(|c| c.slo.as_ref()) {
-                    // A service with its own SLO is judged on all its incoming traffic.
-                    Some(slo) if requests > 0.0 => slo.health(error_rate, quantile(&sketch, slo.latency_percentile)),
-                    _ => healths.iter().copied().filter(|h| *h != Health::Unknown).max().unwrap_or(if requests > 0.0 {
-                        Health::Green
-                    } else {
-                        Health::Unknown
-                    }),
-                };
+                let health = Self::node_health(catalog, name, (requests, errors, &healths, &sketch));
                 let mut facts = n.facts.clone();
                 if let Some(c) = entry {
                     if facts.owner.is_empty() {
                         facts.owner = c.owner.clone();
                     }
                 }
-                NodeView {
-                    name: name.clone(),
-                    kind: n.kind,
-                    facts,
-                    first_seen_ns: n.first_seen_ns,
-                    last_seen_ns: n.last_seen_ns,
-                    last_deploy_ns: n.last_deploy_ns,
-                    health,
-                    rate: requests / window_s,
-                    error_rate,
-                    tier: entry.map(|c| c.tier.clone()).unwrap_or_default(),
-                }
+                (
+                    rank[i],
+                    NodeView {
+                        name: name.clone(),
+                        kind: n.kind,
+                        facts,
+                        first_seen_ns: n.first_seen_ns,
+                        last_seen_ns: n.last_seen_ns,
+                        last_deploy_ns: n.last_deploy_ns,
+                        health,
+                        rate: requests / window_s,
+                        error_rate,
+                        tier: entry.map(|c| c.tier.clone()).unwrap_or_default(),
+                    },
+                )
             })
             .collect();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        edges.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
+        // Names are unique: no two keys are equal. The keys are sorted, not
+        // the views, which are large to move.
+        let mut order: Vec<(u64, u32)> =
+            edges.iter().enumerate().map(|(i, e)| ((e.0 as u64) << 32 | e.1 as u64, i as u32)).collect();
+        order.sort_unstable();
+        let mut edges: Vec<Option<EdgeView>> = edges.into_iter().map(|e| Some(e.2)).collect();
+        let edges = order.iter().filter_map(|&(_, i)| edges[i as usize].take()).collect();
+        let mut placed: Vec<Option<NodeView>> = vec![None; nodes.len()];
+        for (r, n) in nodes {
+            placed[r as usize] = Some(n);
+        }
+        let nodes = placed.into_iter().flatten().collect();
         View { at_ns: now_ns, window_s, nodes, edges }
+    }
+
+    /// Node names, indexed as [`Graph::edge_pairs`] refers to them.
+    pub(crate) fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.nodes.iter().map(|n| n.name.as_str())
+    }
+
+    /// The index of a node.
+    pub(crate) fn node_position(&self, name: &str) -> Option<usize> {
+        self.node_index.get(name).copied()
+    }
+
+    /// Every edge as (client, server) node indexes.
+    pub(crate) fn edge_pairs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.edges.iter().map(|e| (e.client, e.server))
+    }
+
+    /// What [`Graph::view`] would say of one node at `now_ns`: its health,
+    /// and the requests per second its callers (not itself) send it, summed
+    /// in the view's order (by caller name). Only the node's incoming edges
+    /// are read.
+    pub(crate) fn node_health_and_inflow(&self, i: usize, now_ns: u64, catalog: &Catalog) -> (Health, f64) {
+        let window = self.window_at(now_ns);
+        let window_s = self.window_s();
+        let server = &self.nodes[i].name;
+        let (mut requests, mut errors, mut healths, mut sketch) = (0.0, 0.0, Vec::new(), [0u32; SKETCH_BUCKETS]);
+        let mut inflow: Vec<(&str, f64)> = Vec::new();
+        for e in self.edges.iter().filter(|e| e.server == i) {
+            let client = &self.nodes[e.client].name;
+            let (r, err, s) = Self::edge_totals(e, window);
+            let health = if r > 0.0 {
+                let slo = catalog.edge_slo(client, server);
+                slo.health(err / r, quantile(&s, slo.latency_percentile))
+            } else {
+                Health::Unknown
+            };
+            requests += r;
+            errors += err;
+            healths.push(health);
+            for (a, b) in sketch.iter_mut().zip(s.iter()) {
+                *a += b;
+            }
+            if e.client != i {
+                inflow.push((client, r / window_s));
+            }
+        }
+        inflow.sort_by(|a, b| a.0.cmp(b.0));
+        let health = Self::node_health(catalog, server, (requests, errors, &healths, &sketch));
+        (health, inflow.iter().map(|(_, rate)| rate).sum())
     }
 
     /// Forgets edges not seen for `idle`, and nodes with no edge left that
@@ -515,6 +661,34 @@ impl Graph {
         self.edge_index = self.edges.iter().enumerate().map(|(i, e)| ((e.client, e.server), i)).collect();
         self.generation += 1;
     }
+}
+
+/// Several quantiles of a sketch in one pass, each as [`quantile`] gives it.
+fn quantiles<const N: usize>(sketch: &[u32; SKETCH_BUCKETS], qs: [f64; N]) -> [Option<f64>; N] {
+    let total: u64 = sketch.iter().map(|&c| c as u64).sum();
+    if total == 0 {
+        return [None; N];
+    }
+    let ranks = qs.map(|q| (q * total as f64).ceil().max(1.0) as u64);
+    let mut out = [Some(sketch_upper(SKETCH_BUCKETS - 1)); N];
+    let mut found = [false; N];
+    let mut seen = 0u64;
+    for (i, &c) in sketch.iter().enumerate() {
+        if c == 0 {
+            continue;
+        }
+        seen += c as u64;
+        for k in 0..N {
+            if !found[k] && seen >= ranks[k] {
+                found[k] = true;
+                out[k] = Some(sketch_upper(i));
+            }
+        }
+        if found.iter().all(|&f| f) {
+            break;
+        }
+    }
+    out
 }
 
 /// The `q` quantile of a sketch: the upper bound of the bucket holding it.
@@ -574,6 +748,38 @@ mod tests {
         // After the window has passed, the edge has no traffic but is still known.
         let later = g.view(1000 * SEC + 301 * SEC, &Catalog::default());
         assert_eq!((later.edges[0].rate, later.edges[0].health), (0.0, Health::Unknown));
+    }
+
+    #[test]
+    fn sketch_index_is_the_first_bound_at_or_above() {
+        let search = |v: f64| SKETCH_BOUNDS.partition_point(|&b| b < v).min(SKETCH_BUCKETS - 1);
+        let around = |v: f64| [v, f64::from_bits(v.to_bits() + 1), f64::from_bits(v.to_bits() - 1)];
+        let mut v: f64 = 1e-7;
+        while v < 1e4 {
+            for x in around(v) {
+                assert_eq!(sketch_index(x), search(x), "{x}");
+            }
+            v *= 1.0137;
+        }
+        for &b in SKETCH_BOUNDS.iter() {
+            for x in around(b) {
+                assert_eq!(sketch_index(x), search(x), "{x}");
+            }
+        }
+        for x in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, f64::MIN_POSITIVE] {
+            assert_eq!(sketch_index(x), search(x), "{x}");
+        }
+    }
+
+    #[test]
+    fn quantiles_in_one_pass_are_the_quantiles() {
+        let mut sketch = [0u32; SKETCH_BUCKETS];
+        let qs = [0.0, 0.5, 0.9, 0.99, 1.0, 0.25];
+        assert_eq!(quantiles(&sketch, qs), qs.map(|q| quantile(&sketch, q)));
+        for (i, c) in [(3, 5), (7, 1), (20, 90), (40, 3), (63, 1)] {
+            sketch[i] = c;
+            assert_eq!(quantiles(&sketch, qs), qs.map(|q| quantile(&sketch, q)));
+        }
     }
 
     #[test]

@@ -2,32 +2,39 @@
 //! service, what it depends on, where the cause lies, and what to bring back
 //! first.
 
-use crate::graph::{Health, View};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::catalog::Catalog;
+use crate::graph::{Graph, Health, View};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// The graph as adjacency lists of node indexes.
 struct Adjacency<'a> {
     names: Vec<&'a str>,
-    index: BTreeMap<&'a str, usize>,
     callees: Vec<Vec<usize>>,
     callers: Vec<Vec<usize>>,
 }
 
 impl<'a> Adjacency<'a> {
-    fn new(view: &'a View) -> Adjacency<'a> {
-        let names: Vec<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
-        let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    /// From node names and edges as (client, server) indexes into them. The
+    /// order of either does not matter: every walk below orders by name.
+    fn from_pairs(names: Vec<&'a str>, edges: impl Iterator<Item = (usize, usize)>) -> Adjacency<'a> {
         let mut callees = vec![Vec::new(); names.len()];
         let mut callers = vec![Vec::new(); names.len()];
-        for e in &view.edges {
-            if let (Some(&c), Some(&s)) = (index.get(e.client.as_str()), index.get(e.server.as_str())) {
-                if c != s {
-                    callees[c].push(s);
-                    callers[s].push(c);
-                }
+        for (c, s) in edges {
+            if c != s {
+                callees[c].push(s);
+                callers[s].push(c);
             }
         }
-        Adjacency { names, index, callees, callers }
+        Adjacency { names, callees, callers }
+    }
+
+    fn new(view: &'a View) -> Adjacency<'a> {
+        let names: Vec<&str> = view.nodes.iter().map(|n| n.name.as_str()).collect();
+        let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        let pairs =
+            view.edges.iter().filter_map(|e| Some((*index.get(e.client.as_str())?, *index.get(e.server.as_str())?)));
+        let pairs: Vec<(usize, usize)> = pairs.collect();
+        Adjacency::from_pairs(names, pairs.into_iter())
     }
 
     /// Nodes reachable from `start` (not including it), nearest first.
@@ -60,13 +67,13 @@ impl<'a> Adjacency<'a> {
             next: usize,
             out: Vec<Vec<usize>>,
         }
-        fn visit(a: &Adjacency, within: &BTreeSet<usize>, v: usize, st: &mut State) {
+        fn visit(a: &Adjacency, within: &[bool], v: usize, st: &mut State) {
             st.index[v] = Some(st.next);
             st.low[v] = st.next;
             st.next += 1;
             st.stack.push(v);
             st.on_stack[v] = true;
-            let mut callees: Vec<usize> = a.callees[v].iter().copied().filter(|w| within.contains(w)).collect();
+            let mut callees: Vec<usize> = a.callees[v].iter().copied().filter(|&w| within[w]).collect();
             callees.sort_by_key(|&w| a.names[w]);
             for w in callees {
                 match st.index[w] {
@@ -102,9 +109,13 @@ impl<'a> Adjacency<'a> {
         };
         let mut order: Vec<usize> = within.iter().copied().collect();
         order.sort_by_key(|&v| self.names[v]);
+        let mut member = vec![false; n];
+        for &v in within {
+            member[v] = true;
+        }
         for v in order {
             if st.index[v].is_none() {
-                visit(self, within, v, &mut st);
+                visit(self, &member, v, &mut st);
             }
         }
         st.out
@@ -138,35 +149,51 @@ pub struct Impact {
 
 pub fn impact(view: &View, service: &str) -> Impact {
     let a = Adjacency::new(view);
-    let Some(&i) = a.index.get(service) else {
-        return Impact {
-            service: service.to_string(),
-            found: false,
-            dependents: vec![],
-            dependencies: vec![],
-            recovery_order: vec![],
-            recovery_steps: vec![],
-            blast_radius_rps: 0.0,
-            health: Health::Unknown,
-        };
-    };
+    let Some(i) = a.names.iter().position(|n| *n == service) else { return not_found(service) };
+    let blast_radius_rps =
+        view.edges.iter().filter(|e| e.server == service && e.client != service).map(|e| e.rate).sum();
+    impact_of(&a, i, blast_radius_rps, view.nodes[i].health)
+}
+
+/// As [`impact`] over `graph.view(now_ns, catalog)`, the same answer without
+/// computing the view: the walks need only which edges exist, and traffic
+/// and health are read for the one service's incoming edges.
+pub fn impact_on_graph(graph: &Graph, now_ns: u64, catalog: &Catalog, service: &str) -> Impact {
+    let Some(i) = graph.node_position(service) else { return not_found(service) };
+    let a = Adjacency::from_pairs(graph.node_names().collect(), graph.edge_pairs());
+    let (health, blast_radius_rps) = graph.node_health_and_inflow(i, now_ns, catalog);
+    impact_of(&a, i, blast_radius_rps, health)
+}
+
+fn not_found(service: &str) -> Impact {
+    Impact {
+        service: service.to_string(),
+        found: false,
+        dependents: vec![],
+        dependencies: vec![],
+        recovery_order: vec![],
+        recovery_steps: vec![],
+        blast_radius_rps: 0.0,
+        health: Health::Unknown,
+    }
+}
+
+fn impact_of(a: &Adjacency, i: usize, blast_radius_rps: f64, health: Health) -> Impact {
     let names = |v: Vec<usize>| v.into_iter().map(|n| a.names[n].to_string()).collect::<Vec<_>>();
     let dependents = names(a.reach(i, &a.callers));
     let deps = a.reach(i, &a.callees);
     let mut within: BTreeSet<usize> = deps.iter().copied().collect();
     within.insert(i);
-    let steps = steps(&a, &a.components(&within));
-    let blast_radius_rps =
-        view.edges.iter().filter(|e| e.server == service && e.client != service).map(|e| e.rate).sum();
+    let steps = steps(a, &a.components(&within));
     Impact {
-        service: service.to_string(),
+        service: a.names[i].to_string(),
         found: true,
         dependents,
         dependencies: names(deps),
         recovery_order: steps.iter().flat_map(|s| s.services.clone()).collect(),
         recovery_steps: steps,
         blast_radius_rps,
-        health: view.nodes[i].health,
+        health,
     }
 }
 
@@ -310,6 +337,46 @@ mod tests {
         let order = recovery_order(&view(EDGES, &["web", "db"]));
         let flat: Vec<_> = order.iter().flat_map(|s| s.services.clone()).collect();
         assert_eq!(flat, ["cache", "db", "api", "auth", "web"]);
+    }
+
+    #[test]
+    fn impact_on_the_graph_is_impact_on_its_view() {
+        use crate::graph::{Graph, Observation, Window};
+        use std::time::Duration;
+        const SEC: u64 = 1_000_000_000;
+        let mut g = Graph::new(Window { length: Duration::from_secs(60), slots: 6 });
+        let mut edges: Vec<(&str, &str)> = EDGES.iter().map(|(c, s, _)| (*c, *s)).collect();
+        edges.extend([("api", "api"), ("web", "cdn"), ("auth", "db"), ("batch", "auth")]);
+        for (n, (c, s)) in edges.iter().enumerate() {
+            for k in 0..(n as u64 % 4 + 1) {
+                let o = Observation {
+                    client: c,
+                    server: s,
+                    conn: ConnType::Plain,
+                    protocol: "http",
+                    count: 1.0 + n as f64 / 3.0,
+                    errors: if (n + k as usize) % 3 == 0 { 0.7 } else { 0.0 },
+                    latency_s: 0.05 * (n as f64 + 1.0) * (k as f64 + 1.0),
+                    virtual_client: false,
+                    virtual_server: false,
+                };
+                // Some edges only long ago, out of the window.
+                let at = if n % 5 == 4 { 10 * SEC } else { 100 * SEC + k * 7 * SEC };
+                g.observe(&o, at);
+            }
+        }
+        let catalog = crate::catalog::Catalog::from_json(
+            br#"{"defaults":{"availability":0.9,"latency":{"percentile":0.9,"threshold":"300ms"}},
+                 "services":{"db":{"slo":{"availability":0.5}},"api":{"slo":{"latency":{"threshold":"1s"}}}},
+                 "edges":[{"client":"web","server":"api","slo":{"availability":0.999}}]}"#,
+        )
+        .unwrap();
+        for now in [100 * SEC, 125 * SEC, 200 * SEC] {
+            let v = g.view_with(now, &catalog, false);
+            for n in v.nodes.iter().map(|n| n.name.as_str()).chain(["nope"]) {
+                assert_eq!(impact_on_graph(&g, now, &catalog, n), impact(&v, n), "{n} at {now}");
+            }
+        }
     }
 
     #[test]
