@@ -145,6 +145,12 @@ pub struct KeySet {
     /// last two only say "http".
     pub protocol: [usize; 4],
     pub http: [usize; 2],
+    /// Bits of the keys (< 64) whose presence on a span is all that is read:
+    /// the walk sets their bit in the span's mask and keeps no value.
+    pub presence_only: u64,
+    /// Bits of the protocol keys, so a span without any is told in one test
+    /// (all ones when one of them is beyond the mask's 64 bits).
+    pub protocol_mask: u64,
 }
 
 impl KeySet {
@@ -169,6 +175,8 @@ impl KeySet {
             owner: 0,
             protocol: [0; 4],
             http: [0; 2],
+            presence_only: 0,
+            protocol_mask: 0,
         };
         ks.dimensions = config.dimensions.iter().map(|k| ks.add(k)).collect();
         ks.peer = config.peer_attributes.iter().map(|k| ks.add(k)).collect();
@@ -188,7 +196,13 @@ impl KeySet {
             ks.owner = ks.add(&config.owner_attribute);
             ks.protocol =
                 [ks.add("rpc.system"), ks.add("messaging.system"), ks.add("db.system.name"), ks.add("db.system")];
+            // Added last: when no other role wants them, only their presence counts.
+            let others = ks.keys.len();
             ks.http = [ks.add("http.request.method"), ks.add("http.method")];
+            for k in ks.http.into_iter().filter(|&k| k >= others && k < 64) {
+                ks.presence_only |= 1 << k;
+            }
+            ks.protocol_mask = ks.protocol.iter().fold(0, |m, &k| if k < 64 { m | 1 << k } else { u64::MAX });
         }
         ks.build_table();
         ks

@@ -474,7 +474,10 @@ impl Engine {
         cache: &mut ProtocolCache<'a>,
     ) -> u32 {
         let ks = &self.keys;
-        if let Some(v) = ks.protocol.iter().find_map(|&k| batch.span_value(span, k)) {
+        if let Some(v) = (span.mask & ks.protocol_mask != 0)
+            .then(|| ks.protocol.iter().find_map(|&k| batch.span_value(span, k)))
+            .flatten()
+        {
             let AttrValue::Str(b) = v else { return r.value(&v, self.es6()) };
             if let Some(&(_, id)) = cache.values.iter().find(|(k, _)| *k == b) {
                 return id;
@@ -485,7 +488,7 @@ impl Engine {
             }
             return id;
         }
-        if ks.http.iter().any(|&k| batch.span_value(span, k).is_some()) {
+        if ks.http.iter().any(|&k| batch.span_has(span, k)) {
             return *cache.http.get_or_insert_with(|| r.id("http"));
         }
         EMPTY

@@ -148,6 +148,13 @@ impl<'a> Batch<'a> {
         self.values[at as usize..(at + len) as usize].iter().find(|(key, _)| *key as usize == k).map(|(_, v)| *v)
     }
 
+    /// Whether `span` carries configured key `k`; the only question asked of
+    /// keys in [`KeySet::presence_only`], whose values are not kept.
+    #[inline]
+    pub fn span_has(&self, span: &SpanRec, k: usize) -> bool {
+        if k < 64 { span.mask & (1 << k) != 0 } else { self.span_value(span, k).is_some() }
+    }
+
     pub fn span_links(&self, span: &SpanRec) -> &[LinkRec] {
         &self.links[span.links_at as usize..(span.links_at + span.links_len) as usize]
     }
@@ -524,7 +531,11 @@ fn read_span_extra<'a>(
 ) -> Result<(), DecodeError> {
     if field == 9 {
         if let Some((k, value)) = read_wanted_key_value(b, at, keys)? {
-            push_value(&mut out.values, &mut rec.mask, k, value);
+            if keys.presence_only & (1 << (k & 63)) != 0 && k < 64 {
+                rec.mask |= 1 << k;
+            } else {
+                push_value(&mut out.values, &mut rec.mask, k, value);
+            }
         }
     } else if rec.kind == SpanKind::Consumer {
         if let Some(link) = read_link(b, at)? {
