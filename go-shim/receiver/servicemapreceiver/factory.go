@@ -4,6 +4,16 @@
 // arrived (no pdata traces are built) and periodically sends the
 // service-graph metrics to a metrics pipeline. It takes the engine options of
 // the servicemap connector.
+//
+// gRPC serves opentelemetry.proto.collector.trace.v1.TraceService/Export
+// (gzip, zstd and snappy compression, as configgrpc registers them); HTTP
+// serves POST /v1/traces with application/x-protobuf bodies (compressed
+// bodies as confighttp decompresses them) and answers JSON with 415
+// Unsupported Media Type. A request the engine rejects is answered
+// InvalidArgument (gRPC) or 400 (HTTP) and counted in
+// otelcol_servicemap_batches_rejected. Requests are not decoded in Go, so
+// otelcol_servicemap_spans is not counted; the engine's own statistics count
+// spans. The receiver only takes traces: OTLP metrics and logs are not served.
 package servicemapreceiver
 
 import (
