@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Whole-collector comparison of contrib's servicegraph connector and the
-# servicemap connector: builds one collector binary holding both (plus the
-# OTLP receiver and a nop exporter) and the load driver, then runs the
-# collector once per connector, alternating, with the same OTLP/HTTP load on
-# loopback, and prints the collector's CPU seconds per million spans.
+# Whole-collector comparison of contrib's servicegraph connector, the
+# servicemap connector and the servicemap receiver: builds one collector
+# binary holding all three (plus the OTLP receiver and a nop exporter) and the
+# load driver, then runs the collector once per mode, alternating, with the
+# same OTLP/HTTP load on loopback, and prints the collector's CPU seconds per
+# million spans.
 #
 # Usage: scripts/compare-collector.sh [-spans N] [-batch N] [-workers N] [-rounds N] [-limit DURATION]
 # Needs the Rust release library (make rust). Binaries go to bin/ at the

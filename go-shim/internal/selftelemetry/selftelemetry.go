@@ -324,3 +324,21 @@ func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, encode func([]
 	}
 	return true
 }
+
+// FeedBytes hands one request's OTLP traces bytes to the engine as received
+// and accounts for it like Feed, except that its spans are not counted (the
+// bytes are never decoded here; the engine's own statistics count them). It
+// returns the engine's error for a batch it did not take. Empty requests are
+// skipped.
+func (t *Telemetry) FeedBytes(ctx context.Context, eng *engine.Engine, now time.Time, rejects *RejectLog, otlp []byte) error {
+	if len(otlp) == 0 {
+		return nil
+	}
+	err := eng.Consume(otlp, now)
+	t.batches.Add(ctx, 1)
+	if err != nil {
+		t.Rejected(ctx)
+		rejects.Reject(err, 0)
+	}
+	return err
+}

@@ -1,6 +1,8 @@
 // Program compare runs one collector binary with contrib's servicegraph
-// connector, with the servicemap connector, and with no connector at all
-// (the baseline: receiver and nop exporter), sends each the same OTLP/HTTP
+// connector, with the servicemap connector, with the servicemap receiver
+// (which takes the OTLP requests itself, without the OTLP receiver and
+// without pdata traces), and with no connector at all (the baseline: OTLP
+// receiver and nop exporter), sends each the same OTLP/HTTP
 // load on loopback, and reports the CPU time the collector process used per
 // million spans (user + system, from /proc/<pid>/stat). The load is bounded
 // by a span count and a time limit.
@@ -32,8 +34,8 @@ import (
 	"github.com/servicemap/servicemap/go-shim/conformance/internal/workload"
 )
 
-// Both connectors get the same settings: contrib's keys, which the
-// servicemap connector accepts too.
+// Both connectors and the servicemap receiver get the same settings:
+// contrib's keys, which the servicemap components accept too.
 const connectorSettings = `
     dimensions: [deployment.environment, http.request.method]
     virtual_node_peer_attributes: [peer.service, db.name, db.namespace, db.system, db.system.name]
@@ -48,7 +50,30 @@ const connectorSettings = `
 // CPU is what both connectors' runs spend before the connector.
 const baseline = "baseline"
 
+// receiverMode runs the servicemap receiver → metrics pipeline → nop exporter.
+const receiverMode = "servicemap_receiver"
+
 func config(connectorType string, port int) string {
+	if connectorType == receiverMode {
+		return fmt.Sprintf(`receivers:
+  servicemap:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:%d%s
+exporters:
+  nop:
+service:
+  telemetry:
+    logs:
+      level: warn
+    metrics:
+      level: none
+  pipelines:
+    metrics:
+      receivers: [servicemap]
+      exporters: [nop]
+`, port, connectorSettings)
+	}
 	if connectorType == baseline {
 		return fmt.Sprintf(`receivers:
   otlp:
@@ -134,7 +159,7 @@ func run(o options) error {
 	// Requests are encoded before any collector starts: a ring of about
 	// 20,000 spans, given new trace IDs each time round.
 	ring := workload.Batches(workload.Options{BatchSpans: o.batch, Batches: max(1, 20_000/o.batch), Seed: 3})
-	modes := []string{"service_graph", "servicemap", baseline}
+	modes := []string{"service_graph", "servicemap", receiverMode, baseline}
 	var results []result
 	for round := 0; round < o.rounds; round++ {
 		for _, mode := range modes {
@@ -143,7 +168,7 @@ func run(o options) error {
 				return fmt.Errorf("%s: %w", mode, err)
 			}
 			results = append(results, r)
-			fmt.Printf("round %d %-13s %9d spans  cpu %7.2fs  wall %6.2fs  %6.2f cpu-s per million spans  peak RSS %4d MiB\n",
+			fmt.Printf("round %d %-19s %9d spans  cpu %7.2fs  wall %6.2fs  %6.2f cpu-s per million spans  peak RSS %4d MiB\n",
 				round+1, r.mode, r.spans, r.cpu.Seconds(), r.wall.Seconds(), r.perMillion(), r.peakRSS>>20)
 		}
 	}
@@ -154,10 +179,11 @@ func run(o options) error {
 		s[1] += float64(r.spans) / 1e6
 		sum[r.mode] = s
 	}
-	c, m, z := sum["service_graph"], sum["servicemap"], sum[baseline]
-	cm, mm, zm := c[0]/c[1], m[0]/m[1], z[0]/z[1]
+	c, m, rc, z := sum["service_graph"], sum["servicemap"], sum[receiverMode], sum[baseline]
+	cm, mm, rm, zm := c[0]/c[1], m[0]/m[1], rc[0]/rc[1], z[0]/z[1]
 	fmt.Printf("contrib servicegraph: %.2f cpu-s per million spans; servicemap: %.2f; ratio %.2fx\n", cm, mm, cm/mm)
 	fmt.Printf("without a connector: %.2f; above that, contrib %.2f, servicemap %.2f: ratio %.2fx\n", zm, cm-zm, mm-zm, (cm-zm)/(mm-zm))
+	fmt.Printf("servicemap receiver (no OTLP receiver, no pdata traces): %.2f cpu-s per million spans; ratio to contrib's connector %.2fx\n", rm, cm/rm)
 	return nil
 }
 

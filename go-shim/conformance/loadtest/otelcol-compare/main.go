@@ -1,7 +1,9 @@
 // Program otelcol-compare is a small OpenTelemetry Collector for comparing
 // contrib's servicegraph connector with the servicemap connector in one
-// binary: the OTLP receiver, both connectors, and the nop and debug
-// exporters. Which connector runs is up to the configuration.
+// binary: the OTLP receiver, both connectors, the servicemap receiver (which
+// computes the service graph from OTLP requests without building pdata
+// traces), and the nop and debug exporters. Which of them runs is up to the
+// configuration.
 package main
 
 import (
@@ -23,6 +25,7 @@ import (
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
 	"github.com/servicemap/servicemap/go-shim/connector/servicemapconnector"
+	"github.com/servicemap/servicemap/go-shim/receiver/servicemapreceiver"
 )
 
 func components() (otelcol.Factories, error) {
@@ -34,7 +37,7 @@ func components() (otelcol.Factories, error) {
 	if f.Processors, err = otelcol.MakeFactoryMap[processor.Factory](); err != nil {
 		return f, err
 	}
-	if f.Receivers, err = otelcol.MakeFactoryMap(otlpreceiver.NewFactory()); err != nil {
+	if f.Receivers, err = otelcol.MakeFactoryMap(otlpreceiver.NewFactory(), servicemapreceiver.NewFactory()); err != nil {
 		return f, err
 	}
 	if f.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](nopexporter.NewFactory(), debugexporter.NewFactory()); err != nil {
@@ -50,7 +53,7 @@ func main() {
 	set := otelcol.CollectorSettings{
 		BuildInfo: component.BuildInfo{
 			Command:     "otelcol-compare",
-			Description: "Collector with contrib's servicegraph connector and the servicemap connector, for side-by-side runs",
+			Description: "Collector with contrib's servicegraph connector, the servicemap connector and receiver, for side-by-side runs",
 			Version:     "0.1.0",
 		},
 		Factories: components,

@@ -1,0 +1,96 @@
+package servicemapreceiver
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/collector/config/configgrpc"
+	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/config/configtls"
+	"go.opentelemetry.io/collector/confmap"
+
+	"github.com/servicemap/servicemap/go-shim/internal/options"
+)
+
+// DefaultMetricsFlushInterval is how often metrics are sent when
+// metrics_flush_interval is not set (the connector's default).
+const DefaultMetricsFlushInterval = 60 * time.Second
+
+// Protocols are the servers the receiver runs. Like the OTLP receiver's,
+// each is off unless its key is present in the configuration.
+type Protocols struct {
+	// GRPC serves opentelemetry.proto.collector.trace.v1.TraceService/Export
+	// (default endpoint localhost:4317).
+	GRPC configoptional.Optional[configgrpc.ServerConfig] `mapstructure:"grpc"`
+	// HTTP serves POST /v1/traces with protobuf bodies (default endpoint
+	// localhost:4318).
+	HTTP configoptional.Optional[confighttp.ServerConfig] `mapstructure:"http"`
+
+	_ struct{}
+}
+
+// Config configures the servicemap receiver: the OTLP servers it listens on
+// and the same engine options as the servicemap connector (the default
+// preset is "contrib").
+type Config struct {
+	Protocols Protocols `mapstructure:"protocols"`
+
+	options.Options `mapstructure:",squash"`
+
+	// MetricsFlushInterval is how often the service-graph metrics are sent to
+	// the metrics pipeline. Not set means 60s; 0 means after every request.
+	MetricsFlushInterval *time.Duration `mapstructure:"metrics_flush_interval"`
+
+	_ struct{}
+}
+
+var _ confmap.Validator = (*Config)(nil)
+
+// Validate checks the configuration; every error names its key.
+func (c *Config) Validate() error {
+	var errs []error
+	if !c.Protocols.GRPC.HasValue() && !c.Protocols.HTTP.HasValue() {
+		errs = append(errs, errors.New("protocols: must specify at least one of grpc and http"))
+	}
+	if c.MetricsFlushInterval != nil && *c.MetricsFlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("metrics_flush_interval: must not be negative, got %s", *c.MetricsFlushInterval))
+	}
+	if err := c.Options.Check(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// flushInterval is the period of metric pushes; 0 means after every request.
+func (c *Config) flushInterval() time.Duration {
+	if c.MetricsFlushInterval == nil {
+		return DefaultMetricsFlushInterval
+	}
+	if *c.MetricsFlushInterval < 0 {
+		return 0
+	}
+	return *c.MetricsFlushInterval
+}
+
+func createDefaultConfig() *Config {
+	grpcCfg := configgrpc.NewDefaultServerConfig()
+	grpcCfg.NetAddr.Endpoint = "localhost:4317"
+	grpcCfg.ReadBufferSize = 512 * 1024
+
+	httpCfg := confighttp.NewDefaultServerConfig()
+	httpCfg.NetAddr.Endpoint = "localhost:4318"
+	httpCfg.TLS = configoptional.None[configtls.ServerConfig]()
+	httpCfg.WriteTimeout = 0
+	httpCfg.ReadHeaderTimeout = 0
+	httpCfg.IdleTimeout = 0
+
+	return &Config{
+		Protocols: Protocols{
+			GRPC: configoptional.Default(grpcCfg),
+			HTTP: configoptional.Default(httpCfg),
+		},
+		Options: options.Defaults(options.CompatContrib),
+	}
+}

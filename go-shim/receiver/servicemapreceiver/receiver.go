@@ -1,0 +1,400 @@
+package servicemapreceiver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.opentelemetry.io/collector/config/configgrpc"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
+	"github.com/servicemap/servicemap/go-shim/receiver/servicemapreceiver/internal/metadata"
+)
+
+// rejectLogInterval is the least time between two log messages about rejected batches.
+const rejectLogInterval = 10 * time.Second
+
+// TracesPath is the URL path of the HTTP server.
+const TracesPath = "/v1/traces"
+
+type serviceMapReceiver struct {
+	cfg     *Config
+	telset  component.TelemetrySettings
+	logger  *zap.Logger
+	next    consumer.Metrics
+	eng     *engine.Engine
+	tel     *selftelemetry.Telemetry
+	rejects *selftelemetry.RejectLog
+	every   time.Duration // metrics push period; 0 = after every request
+
+	// Seams for tests; set before Start.
+	now         func() time.Time
+	newTicker   func(time.Duration) (<-chan time.Time, func())
+	afterExpire func()
+	afterPush   func()
+
+	// pushMu keeps metric pushes in order and one at a time.
+	pushMu      sync.Mutex
+	unmarshaler pmetric.ProtoUnmarshaler
+
+	serverGRPC *grpc.Server
+	serverHTTP *http.Server
+	addrGRPC   net.Addr
+	addrHTTP   net.Addr
+	servers    sync.WaitGroup
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	stop    chan struct{}
+	loops   sync.WaitGroup
+}
+
+func newReceiver(telset component.TelemetrySettings, cfg *Config, next consumer.Metrics) (*serviceMapReceiver, error) {
+	eng, err := cfg.NewEngine()
+	if err != nil {
+		return nil, err
+	}
+	tel, err := selftelemetry.ForEngine(telset.MeterProvider, metadata.ScopeName, eng)
+	if err != nil {
+		eng.Close()
+		return nil, err
+	}
+	every := cfg.flushInterval()
+	if every == 0 {
+		telset.Logger.Warn("metrics_flush_interval is 0: service-graph metrics are sent after every request, which can produce a very large number of data points")
+	}
+	return &serviceMapReceiver{
+		cfg:       cfg,
+		telset:    telset,
+		logger:    telset.Logger,
+		next:      next,
+		eng:       eng,
+		tel:       tel,
+		rejects:   selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval),
+		every:     every,
+		now:       time.Now,
+		newTicker: newTicker,
+		stop:      make(chan struct{}),
+	}, nil
+}
+
+func newTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}
+
+// consume hands one request's bytes to the engine. A request the engine
+// rejects is counted and logged, and its error returned.
+func (r *serviceMapReceiver) consume(ctx context.Context, otlp []byte) error {
+	if err := r.tel.FeedBytes(ctx, r.eng, r.now(), r.rejects, otlp); err != nil {
+		return err
+	}
+	if r.every == 0 && len(otlp) > 0 {
+		r.push(ctx)
+	}
+	return nil
+}
+
+// Start starts the expiry and push loops, then the servers.
+func (r *serviceMapReceiver) Start(ctx context.Context, host component.Host) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started || r.stopped {
+		return nil
+	}
+	r.started = true
+	r.startLoops()
+	if err := r.startGRPC(ctx, host); err != nil {
+		return err
+	}
+	if err := r.startHTTP(ctx, host); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (r *serviceMapReceiver) startLoops() {
+	expiryTick, stopExpiry := r.newTicker(r.cfg.ExpirationLoop())
+	r.loops.Add(1)
+	go func() {
+		defer r.loops.Done()
+		defer stopExpiry()
+		for {
+			select {
+			case <-r.stop:
+				return
+			case <-expiryTick:
+				if err := r.eng.Expire(r.now()); err != nil {
+					r.logger.Warn("servicemap expiry failed", zap.Error(err))
+				}
+				if r.afterExpire != nil {
+					r.afterExpire()
+				}
+			}
+		}
+	}()
+
+	if r.every > 0 {
+		pushTick, stopPush := r.newTicker(r.every)
+		r.loops.Add(1)
+		go func() {
+			defer r.loops.Done()
+			defer stopPush()
+			for {
+				select {
+				case <-r.stop:
+					return
+				case <-pushTick:
+					r.push(context.Background())
+					if r.afterPush != nil {
+						r.afterPush()
+					}
+				}
+			}
+		}()
+	}
+}
+
+func (r *serviceMapReceiver) startGRPC(ctx context.Context, host component.Host) error {
+	if !r.cfg.Protocols.GRPC.HasValue() {
+		return nil
+	}
+	cfg := r.cfg.Protocols.GRPC.Get()
+	var err error
+	r.serverGRPC, err = cfg.ToServer(ctx, host.GetExtensions(), r.telset,
+		configgrpc.WithGrpcServerOption(grpc.ForceServerCodecV2(rawCodec{})))
+	if err != nil {
+		return err
+	}
+	r.serverGRPC.RegisterService(&traceServiceDesc, r)
+	ln, err := cfg.NetAddr.Listen(ctx)
+	if err != nil {
+		return err
+	}
+	r.addrGRPC = ln.Addr()
+	r.logger.Info("Starting gRPC server", zap.String("endpoint", ln.Addr().String()))
+	srv := r.serverGRPC
+	r.servers.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
+		}
+	})
+	return nil
+}
+
+func (r *serviceMapReceiver) startHTTP(ctx context.Context, host component.Host) error {
+	if !r.cfg.Protocols.HTTP.HasValue() {
+		return nil
+	}
+	cfg := r.cfg.Protocols.HTTP.Get()
+	mux := http.NewServeMux()
+	mux.HandleFunc(TracesPath, r.handleHTTP)
+	var err error
+	r.serverHTTP, err = cfg.ToServer(ctx, host.GetExtensions(), r.telset, mux)
+	if err != nil {
+		return err
+	}
+	ln, err := cfg.ToListener(ctx)
+	if err != nil {
+		return err
+	}
+	r.addrHTTP = ln.Addr()
+	r.logger.Info("Starting HTTP server", zap.String("endpoint", ln.Addr().String()))
+	srv := r.serverHTTP
+	r.servers.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
+		}
+	})
+	return nil
+}
+
+// export is the gRPC Export method: the request's bytes go to the engine.
+func (r *serviceMapReceiver) export(ctx context.Context, req *rawMessage) (*rawMessage, error) {
+	if err := r.consume(ctx, req.b); err != nil {
+		return nil, grpcError(err)
+	}
+	return &emptyResponse, nil
+}
+
+func grpcError(err error) error {
+	switch {
+	case engine.IsInvalidInput(err):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, engine.ErrClosed):
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// bodies holds request body buffers between HTTP requests.
+var bodies = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody is the largest body buffer kept for reuse.
+const maxPooledBody = 16 << 20
+
+// handleHTTP serves POST /v1/traces with a protobuf body (compressed bodies
+// are decompressed by the confighttp server). JSON bodies are not supported.
+func (r *serviceMapReceiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeHTTPError(w, http.StatusMethodNotAllowed, codes.Unimplemented, "method "+req.Method+" not allowed, supported: POST")
+		return
+	}
+	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-protobuf" {
+		writeHTTPError(w, http.StatusUnsupportedMediaType, codes.InvalidArgument,
+			"unsupported content type "+req.Header.Get("Content-Type")+", supported: application/x-protobuf")
+		return
+	}
+	buf := bodies.Get().(*[]byte)
+	body, err := readBody(req.Body, (*buf)[:0], req.ContentLength)
+	defer func() {
+		if cap(body) <= maxPooledBody {
+			*buf = body[:0]
+		}
+		bodies.Put(buf)
+	}()
+	if err != nil {
+		writeHTTPError(w, http.StatusBadRequest, codes.InvalidArgument, "reading the request body: "+err.Error())
+		return
+	}
+	if err := r.consume(req.Context(), body); err != nil {
+		code := http.StatusInternalServerError
+		st := status.Convert(grpcError(err))
+		switch st.Code() {
+		case codes.InvalidArgument:
+			code = http.StatusBadRequest
+		case codes.Unavailable:
+			code = http.StatusServiceUnavailable
+		}
+		writeHTTPError(w, code, st.Code(), st.Message())
+		return
+	}
+	// An empty ExportTraceServiceResponse encodes as zero bytes.
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(http.StatusOK)
+}
+
+// readBody appends all of body to buf.
+func readBody(body io.Reader, buf []byte, size int64) ([]byte, error) {
+	if size > 0 && int64(cap(buf)) < size && size <= maxPooledBody {
+		buf = make([]byte, 0, size+1)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// writeHTTPError answers with a google.rpc.Status protobuf, as OTLP/HTTP asks.
+func writeHTTPError(w http.ResponseWriter, httpCode int, code codes.Code, msg string) {
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(httpCode)
+	_, _ = w.Write(encodeStatus(code, msg))
+}
+
+// encodeStatus encodes google.rpc.Status{code, message}.
+func encodeStatus(code codes.Code, msg string) []byte {
+	b := make([]byte, 0, 16+len(msg))
+	if code != 0 {
+		b = append(b, 0x08)
+		b = appendVarint(b, uint64(code))
+	}
+	if msg != "" {
+		b = append(b, 0x12)
+		b = appendVarint(b, uint64(len(msg)))
+		b = append(b, msg...)
+	}
+	return b
+}
+
+func appendVarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+// push renders the current series as OTLP metrics and sends them on. Nothing
+// is sent while there are no series.
+func (r *serviceMapReceiver) push(ctx context.Context) {
+	r.pushMu.Lock()
+	defer r.pushMu.Unlock()
+	raw, err := r.eng.Render(engine.FormatOTLPMetrics, r.now())
+	if err != nil {
+		r.logger.Warn("servicemap metrics rendering failed", zap.Error(err))
+		return
+	}
+	if len(raw) == 0 {
+		return
+	}
+	md, err := r.unmarshaler.UnmarshalMetrics(raw)
+	if err != nil {
+		r.logger.Error("servicemap engine produced undecodable OTLP metrics", zap.Error(err), zap.Int("bytes", len(raw)))
+		return
+	}
+	if md.MetricCount() == 0 {
+		return
+	}
+	if err := r.next.ConsumeMetrics(ctx, md); err != nil {
+		r.logger.Warn("sending service-graph metrics failed", zap.Error(err))
+	}
+}
+
+// Shutdown stops the servers (letting requests in progress finish) and the
+// loops, expires every edge still waiting, sends the metrics a last time and
+// frees the engine. It is safe without Start and when called again.
+func (r *serviceMapReceiver) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return nil
+	}
+	r.stopped = true
+	var err error
+	if r.serverHTTP != nil {
+		err = r.serverHTTP.Shutdown(ctx)
+	}
+	if r.serverGRPC != nil {
+		r.serverGRPC.GracefulStop()
+	}
+	r.servers.Wait()
+	close(r.stop)
+	r.loops.Wait()
+
+	if ferr := r.eng.Flush(r.now()); ferr != nil {
+		r.logger.Warn("servicemap flush at shutdown failed", zap.Error(ferr))
+	}
+	if r.started {
+		r.push(ctx)
+	}
+	r.tel.Shutdown()
+	r.eng.Close()
+	return err
+}

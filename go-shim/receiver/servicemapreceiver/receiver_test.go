@@ -1,0 +1,395 @@
+package servicemapreceiver
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/config/configgrpc"
+	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	grpcgzip "google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/status"
+
+	"github.com/servicemap/servicemap/go-shim/internal/enginetest"
+	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
+	"github.com/servicemap/servicemap/go-shim/internal/testutil"
+	"github.com/servicemap/servicemap/go-shim/receiver/servicemapreceiver/internal/metadata"
+)
+
+const (
+	testExpiryLoop = 3 * time.Second
+	testFlushEvery = 17 * time.Second
+)
+
+// testClock is a clock the test moves by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type fixture struct {
+	r          *serviceMapReceiver
+	sink       *consumertest.MetricsSink
+	tel        *componenttest.Telemetry
+	clock      *testClock
+	expiryTick chan time.Time
+	pushTick   chan time.Time
+	expired    chan struct{}
+	pushed     chan struct{}
+}
+
+// loopbackConfig is the default configuration with both protocols on free
+// loopback ports.
+func loopbackConfig() *Config {
+	cfg := createDefaultConfig()
+	g := configgrpc.NewDefaultServerConfig()
+	g.NetAddr.Endpoint = "127.0.0.1:0"
+	cfg.Protocols.GRPC = configoptional.Some(g)
+	h := confighttp.NewDefaultServerConfig()
+	h.NetAddr.Endpoint = "127.0.0.1:0"
+	cfg.Protocols.HTTP = configoptional.Some(h)
+	return cfg
+}
+
+// testConfig listens on free loopback ports with both protocols.
+func testConfig() *Config {
+	cfg := loopbackConfig()
+	cfg.StoreExpirationLoop = testExpiryLoop
+	every := testFlushEvery
+	cfg.MetricsFlushInterval = &every
+	return cfg
+}
+
+// startFixture builds and starts a receiver with a hand-driven clock and tickers.
+func startFixture(t *testing.T, cfg *Config) *fixture {
+	t.Helper()
+	enginetest.RequireRealEngine(t)
+	f := &fixture{
+		sink:       &consumertest.MetricsSink{},
+		tel:        componenttest.NewTelemetry(),
+		clock:      &testClock{t: time.Now()},
+		expiryTick: make(chan time.Time),
+		pushTick:   make(chan time.Time),
+		expired:    make(chan struct{}, 1),
+		pushed:     make(chan struct{}, 1),
+	}
+	t.Cleanup(func() { _ = f.tel.Shutdown(context.Background()) })
+	r, err := newReceiver(f.tel.NewTelemetrySettings(), cfg, f.sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.now = f.clock.now
+	r.newTicker = func(d time.Duration) (<-chan time.Time, func()) {
+		switch d {
+		case testExpiryLoop:
+			return f.expiryTick, func() {}
+		case testFlushEvery:
+			return f.pushTick, func() {}
+		}
+		t.Errorf("unexpected ticker period %s", d)
+		return nil, func() {}
+	}
+	r.afterExpire = func() { f.expired <- struct{}{} }
+	r.afterPush = func() { f.pushed <- struct{}{} }
+	f.r = r
+	if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
+	return f
+}
+
+func (f *fixture) push() {
+	f.pushTick <- f.clock.now()
+	<-f.pushed
+}
+
+func (f *fixture) expire() {
+	f.expiryTick <- f.clock.now()
+	<-f.expired
+}
+
+func (f *fixture) dial(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(f.r.addrGRPC.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func (f *fixture) counter(t *testing.T, name string) int64 {
+	t.Helper()
+	m, err := f.tel.GetMetric(selftelemetry.Prefix + name)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	sum, ok := m.Data.(metricdata.Sum[int64])
+	if !ok {
+		t.Fatalf("%s is %T", name, m.Data)
+	}
+	var total int64
+	for _, p := range sum.DataPoints {
+		total += p.Value
+	}
+	return total
+}
+
+// onlyPush returns the one push the sink received.
+func (f *fixture) onlyPush(t *testing.T) pmetric.Metrics {
+	t.Helper()
+	all := f.sink.AllMetrics()
+	if len(all) != 1 {
+		t.Fatalf("%d pushes, want 1", len(all))
+	}
+	return all[0]
+}
+
+// checkOneRequest asserts the push holds exactly one request from client to
+// server.
+func checkOneRequest(t *testing.T, md pmetric.Metrics, client, server string) {
+	t.Helper()
+	labels := map[string]string{"client": client, "server": server}
+	if v, ok := testutil.MetricValue(md, "traces_service_graph_request_total", labels); !ok || v != 1 {
+		t.Errorf("request_total{client=%s,server=%s} = %v (found %v), want 1", client, server, v, ok)
+	}
+	if v, ok := testutil.MetricValue(md, "traces_service_graph_request_server", labels); !ok || v != 1 {
+		t.Errorf("request_server histogram count = %v (found %v), want 1", v, ok)
+	}
+	if v, ok := testutil.MetricValue(md, "traces_service_graph_request_failed_total", labels); ok && v != 0 {
+		t.Errorf("request_failed_total = %v, want none", v)
+	}
+	points := 0
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		sms := rms.At(i).ScopeMetrics()
+		for j := 0; j < sms.Len(); j++ {
+			ms := sms.At(j).Metrics()
+			for k := 0; k < ms.Len(); k++ {
+				if m := ms.At(k); m.Name() == "traces_service_graph_request_total" {
+					points += m.Sum().DataPoints().Len()
+				}
+			}
+		}
+	}
+	if points != 1 {
+		t.Errorf("request_total has %d data points, want 1", points)
+	}
+}
+
+func exportRequest(td ptrace.Traces) ptraceotlp.ExportRequest {
+	return ptraceotlp.NewExportRequestFromTraces(td)
+}
+
+func TestGRPCExport(t *testing.T) {
+	for _, compressed := range []bool{false, true} {
+		name := "plain"
+		if compressed {
+			name = "gzip"
+		}
+		t.Run(name, func(t *testing.T) {
+			f := startFixture(t, testConfig())
+			client := ptraceotlp.NewGRPCClient(f.dial(t))
+			var opts []grpc.CallOption
+			if compressed {
+				opts = append(opts, grpc.UseCompressor(grpcgzip.Name))
+			}
+			td := testutil.ClientServer("frontend", "backend", f.clock.now(), false)
+			if _, err := client.Export(context.Background(), exportRequest(td), opts...); err != nil {
+				t.Fatal(err)
+			}
+			// An empty request is accepted and changes nothing.
+			if _, err := client.Export(context.Background(), exportRequest(ptrace.NewTraces()), opts...); err != nil {
+				t.Fatal(err)
+			}
+			f.clock.add(5 * time.Second)
+			f.expire()
+			f.push()
+			checkOneRequest(t, f.onlyPush(t), "frontend", "backend")
+			// The empty request is not a batch; nothing was rejected.
+			if n := f.counter(t, "batches"); n != 1 {
+				t.Errorf("batches = %d, want 1", n)
+			}
+			if _, err := f.tel.GetMetric(selftelemetry.Prefix + "batches_rejected"); err == nil {
+				t.Error("batches_rejected recorded")
+			}
+		})
+	}
+}
+
+func TestGRPCMalformedRequest(t *testing.T) {
+	f := startFixture(t, testConfig())
+	conn := f.dial(t)
+	var reply rawMessage
+	err := conn.Invoke(context.Background(), exportMethod, &rawMessage{b: testutil.Garbage}, &reply,
+		grpc.ForceCodecV2(rawCodec{}))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("malformed request: %v, want InvalidArgument", err)
+	}
+	if n := f.counter(t, "batches_rejected"); n != 1 {
+		t.Errorf("batches_rejected = %d, want 1", n)
+	}
+	// The receiver still takes good requests.
+	client := ptraceotlp.NewGRPCClient(conn)
+	td := testutil.ClientServer("a", "b", f.clock.now(), false)
+	if _, err := client.Export(context.Background(), exportRequest(td)); err != nil {
+		t.Fatal(err)
+	}
+	f.push()
+	checkOneRequest(t, f.onlyPush(t), "a", "b")
+}
+
+func post(t *testing.T, url, contentType, encoding string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	if encoding != "" {
+		req.Header.Set("Content-Encoding", encoding)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	w := gzip.NewWriter(&out)
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+func TestHTTP(t *testing.T) {
+	f := startFixture(t, testConfig())
+	url := "http://" + f.r.addrHTTP.String() + TracesPath
+
+	body, err := exportRequest(testutil.ClientServer("web", "api", f.clock.now(), false)).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, resp := post(t, url, "application/x-protobuf", "", body); code != http.StatusOK || len(resp) != 0 {
+		t.Fatalf("protobuf: %d %q", code, resp)
+	}
+	body, err = exportRequest(testutil.ClientServer("web", "db", f.clock.now(), false)).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, resp := post(t, url, "application/x-protobuf", "gzip", gzipped(t, body)); code != http.StatusOK {
+		t.Fatalf("gzip protobuf: %d %q", code, resp)
+	}
+	json, err := exportRequest(testutil.ClientServer("web", "x", f.clock.now(), false)).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := post(t, url, "application/json", "", json); code != http.StatusUnsupportedMediaType {
+		t.Errorf("JSON: %d, want 415", code)
+	}
+	if code, _ := post(t, url, "application/x-protobuf", "", testutil.Garbage); code != http.StatusBadRequest {
+		t.Errorf("malformed: %d, want 400", code)
+	}
+	if n := f.counter(t, "batches_rejected"); n != 1 {
+		t.Errorf("batches_rejected = %d, want 1", n)
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET: %d, want 405", resp.StatusCode)
+	}
+
+	f.push()
+	md := f.onlyPush(t)
+	for _, server := range []string{"api", "db"} {
+		labels := map[string]string{"client": "web", "server": server}
+		if v, ok := testutil.MetricValue(md, "traces_service_graph_request_total", labels); !ok || v != 1 {
+			t.Errorf("request_total{web→%s} = %v (found %v), want 1", server, v, ok)
+		}
+	}
+	if _, ok := testutil.MetricValue(md, "traces_service_graph_request_total", map[string]string{"server": "x"}); ok {
+		t.Error("the JSON request reached the engine")
+	}
+}
+
+// TestShutdownFlushes: a lone client span waits for its server side; at
+// shutdown it is expired and sent with the final push, and the servers stop.
+func TestShutdownFlushes(t *testing.T) {
+	f := startFixture(t, testConfig())
+	client := ptraceotlp.NewGRPCClient(f.dial(t))
+	if _, err := client.Export(context.Background(), exportRequest(testutil.LoneClient("svc", "payments", f.clock.now()))); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	md := f.onlyPush(t)
+	if v, ok := testutil.MetricValue(md, "traces_service_graph_request_total", map[string]string{"client": "svc", "server": "payments"}); !ok || v != 1 {
+		t.Errorf("request_total{svc→payments} = %v (found %v), want 1", v, ok)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := client.Export(ctx, exportRequest(ptrace.NewTraces())); err == nil {
+		t.Error("export after shutdown succeeded")
+	}
+	if err := f.r.Shutdown(context.Background()); err != nil {
+		t.Errorf("second shutdown: %v", err)
+	}
+}
+
+// TestFactory starts the receiver the collector's way, through the factory.
+func TestFactory(t *testing.T) {
+	enginetest.RequireRealEngine(t)
+	cfg := loopbackConfig()
+	r, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
