@@ -15,10 +15,11 @@ from collectors import receivers, start_collector, stop_collector, telemetry
 EXAMPLES = os.path.join(harness.ROOT, "examples")
 PROCESSOR_EXAMPLE = os.path.join(EXAMPLES, "processor.yaml")
 CONNECTOR_EXAMPLE = os.path.join(EXAMPLES, "connector.yaml")
+RECEIVER_EXAMPLE = os.path.join(EXAMPLES, "receiver.yaml")
 SETTLE_TIMEOUT = 60.0
 
 
-@pytest.mark.parametrize("path", [PROCESSOR_EXAMPLE, CONNECTOR_EXAMPLE], ids=os.path.basename)
+@pytest.mark.parametrize("path", [PROCESSOR_EXAMPLE, CONNECTOR_EXAMPLE, RECEIVER_EXAMPLE], ids=os.path.basename)
 def test_example_validates(path):
     result = subprocess.run([harness.collector_binary(), "validate", f"--config={path}"],
                             capture_output=True, text=True, timeout=120)
