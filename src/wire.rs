@@ -423,6 +423,16 @@ fn read_span<'a>(
     let mut deferred = false;
     let mut r = Reader::new(buf, base, "Span");
     while !r.done() {
+        // Attributes are most of a span's fields: tag 0x4a (field 9, length
+        // delimited) goes straight to the key look-up once the kind is known.
+        if have_kind && r.buf[r.pos] == 0x4a {
+            r.pos += 1;
+            let (b, at) = r.bytes()?;
+            if named && rec.kind.pairs() {
+                read_span_extra(9, b, at, keys, &mut rec, out)?;
+            }
+            continue;
+        }
         let (field, wt) = r.tag()?;
         match field {
             1 => {
