@@ -423,15 +423,56 @@ fn read_span<'a>(
     let mut deferred = false;
     let mut r = Reader::new(buf, base, "Span");
     while !r.done() {
-        // Attributes are most of a span's fields: tag 0x4a (field 9, length
-        // delimited) goes straight to the key look-up once the kind is known.
-        if have_kind && r.buf[r.pos] == 0x4a {
-            r.pos += 1;
-            let (b, at) = r.bytes()?;
-            if named && rec.kind.pairs() {
-                read_span_extra(9, b, at, keys, &mut rec, out)?;
+        // The fields read from every span, as every encoder writes them (one
+        // tag byte, the expected wire type, the usual sizes), are taken here
+        // in one step each; anything else goes through the general match.
+        let rest = &r.buf[r.pos..];
+        match *rest {
+            // Attributes, most of a span's fields, go straight to the key
+            // look-up once the kind is known.
+            [0x4a, ..] if have_kind => {
+                r.pos += 1;
+                let (b, at) = r.bytes()?;
+                if named && rec.kind.pairs() {
+                    read_span_extra(9, b, at, keys, &mut rec, out)?;
+                }
+                continue;
             }
-            continue;
+            [0x0a, 16, ref id @ ..] if id.len() >= 16 => {
+                rec.trace_id = id[..16].try_into().unwrap();
+                have_trace = true;
+                r.pos += 18;
+                continue;
+            }
+            [0x12, 8, ref id @ ..] if id.len() >= 8 => {
+                rec.span_id = id[..8].try_into().unwrap();
+                have_span = true;
+                r.pos += 10;
+                continue;
+            }
+            [0x22, 8, ref id @ ..] if id.len() >= 8 => {
+                rec.parent_span_id = id[..8].try_into().unwrap();
+                rec.has_parent = true;
+                r.pos += 10;
+                continue;
+            }
+            [0x30, kind, ..] if kind < 0x80 => {
+                rec.kind = SpanKind::from_wire(kind as u64);
+                have_kind = true;
+                r.pos += 2;
+                continue;
+            }
+            [t @ (0x39 | 0x41), ref v @ ..] if v.len() >= 8 => {
+                let ns = u64::from_le_bytes(v[..8].try_into().unwrap());
+                if t == 0x39 {
+                    rec.start_ns = ns
+                } else {
+                    rec.end_ns = ns
+                }
+                r.pos += 9;
+                continue;
+            }
+            _ => {}
         }
         let (field, wt) = r.tag()?;
         match field {
@@ -724,4 +765,106 @@ pub(crate) fn array_values(buf: &[u8]) -> Vec<AttrValue<'_>> {
 /// Reads the pairs of a `KeyValueList` body.
 pub(crate) fn kvlist_values(buf: &[u8]) -> Vec<(&[u8], AttrValue<'_>)> {
     each_field_1(buf, "KeyValueList", read_key_value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Compat, Config};
+
+    /// Appends field `field` as a length-delimited value whose length is
+    /// written as a two-byte varint: valid protobuf, but not what encoders
+    /// write, so it takes the general path.
+    fn long_form(out: &mut Vec<u8>, field: u8, body: &[u8]) {
+        assert!(body.len() < 128);
+        out.extend([field << 3 | 2, 0x80 | body.len() as u8, 0x00]);
+        out.extend(body);
+    }
+
+    fn attribute(key: &str, value: &str) -> Vec<u8> {
+        let mut kv = vec![0x0a, key.len() as u8];
+        kv.extend(key.as_bytes());
+        kv.extend([0x12, value.len() as u8 + 2, 0x0a, value.len() as u8]);
+        kv.extend(value.as_bytes());
+        kv
+    }
+
+    /// A span's fields in reverse order, each in a form the fast paths do not take.
+    fn unusual_span(trace: &[u8; 16], span: &[u8; 8], parent: &[u8; 8]) -> Vec<u8> {
+        let mut s = Vec::new();
+        long_form(&mut s, 9, &attribute("peer.service", "ledger"));
+        s.extend([0x41]);
+        s.extend(2_000u64.to_le_bytes());
+        s.extend([0x39]);
+        s.extend(1_000u64.to_le_bytes());
+        s.extend([0x30, 0x83, 0x00]); // kind CLIENT as a two-byte varint
+        long_form(&mut s, 4, parent);
+        long_form(&mut s, 2, span);
+        long_form(&mut s, 1, trace);
+        s
+    }
+
+    fn usual_span(trace: &[u8; 16], span: &[u8; 8], parent: &[u8; 8]) -> Vec<u8> {
+        let mut s = vec![0x0a, 16];
+        s.extend(trace);
+        s.extend([0x12, 8]);
+        s.extend(span);
+        s.extend([0x22, 8]);
+        s.extend(parent);
+        s.extend([0x30, 3, 0x39]);
+        s.extend(1_000u64.to_le_bytes());
+        s.extend([0x41]);
+        s.extend(2_000u64.to_le_bytes());
+        let a = attribute("peer.service", "ledger");
+        s.extend([0x4a, a.len() as u8]);
+        s.extend(a);
+        s
+    }
+
+    /// Wraps spans in ResourceSpans { Resource { service.name }, ScopeSpans }.
+    fn batch(spans: &[Vec<u8>]) -> Vec<u8> {
+        let name = attribute("service.name", "checkout");
+        let mut resource = vec![0x0a, name.len() as u8];
+        resource.extend(name);
+        let mut scope = Vec::new();
+        for s in spans {
+            scope.extend([0x12, s.len() as u8]);
+            scope.extend(s);
+        }
+        let mut rs = vec![0x0a, resource.len() as u8];
+        rs.extend(resource);
+        rs.extend([0x12, scope.len() as u8]);
+        rs.extend(scope);
+        let mut out = vec![0x0a, rs.len() as u8];
+        out.extend(rs);
+        out
+    }
+
+    #[test]
+    fn canonical_and_unusual_encodings_read_the_same() {
+        let keys = KeySet::new(&Config::preset(Compat::Tempo));
+        let (trace, span, parent) = ([7u8; 16], [1u8; 8], [2u8; 8]);
+        for encoded in [batch(&[usual_span(&trace, &span, &parent)]), batch(&[unusual_span(&trace, &span, &parent)])] {
+            let mut b = Batch::default();
+            read_batch(&encoded, &keys, &mut b).unwrap();
+            assert_eq!(b.spans.len(), 1);
+            let s = b.spans[0];
+            assert_eq!((s.trace_id, s.span_id, s.parent_span_id, s.has_parent), (trace, span, parent, true));
+            assert_eq!((s.kind, s.start_ns, s.end_ns), (SpanKind::Client, 1_000, 2_000));
+            assert_eq!(b.span_value(&s, keys.peer_service), Some(AttrValue::Str(b"ledger")));
+            assert_eq!(b.resources[0].service, Some(AttrValue::Str(b"checkout")));
+        }
+    }
+
+    #[test]
+    fn ids_of_the_usual_tags_but_wrong_sizes_are_errors() {
+        let keys = KeySet::new(&Config::preset(Compat::Tempo));
+        let mut short_trace = usual_span(&[7; 16], &[1; 8], &[2; 8]);
+        short_trace[1] = 15; // trace_id of 15 bytes: the 16th becomes a tag
+        let truncated = usual_span(&[7; 16], &[1; 8], &[2; 8])[..12].to_vec();
+        for span in [short_trace, truncated] {
+            let encoded = batch(&[span]);
+            assert!(read_batch(&encoded, &keys, &mut Batch::default()).is_err());
+        }
+    }
 }
