@@ -103,8 +103,8 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.now = f.clock.now
-	c.newTicker = func(d time.Duration) (<-chan time.Time, func()) {
+	c.loop.Now = f.clock.now
+	c.loop.NewTicker = func(d time.Duration) (<-chan time.Time, func()) {
 		switch d {
 		case testExpiryLoop:
 			return f.expiryTick, func() {}
@@ -114,8 +114,8 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 		t.Errorf("unexpected ticker period %s", d)
 		return nil, func() {}
 	}
-	c.afterExpire = func() { f.expired <- struct{}{} }
-	c.afterPush = func() { f.pushed <- struct{}{} }
+	c.loop.AfterExpire = func() { f.expired <- struct{}{} }
+	c.loop.AfterPush = func() { f.pushed <- struct{}{} }
 	f.c = c
 	return f
 }

@@ -14,13 +14,13 @@ import (
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/config/configgrpc"
 	"go.opentelemetry.io/collector/consumer"
-	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/metricsloop"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/receiver/servicemapreceiver/internal/metadata"
 )
@@ -39,17 +39,7 @@ type serviceMapReceiver struct {
 	eng     *engine.Engine
 	tel     *selftelemetry.Telemetry
 	rejects *selftelemetry.RejectLog
-	every   time.Duration // metrics push period; 0 = after every request
-
-	// Seams for tests; set before Start.
-	now         func() time.Time
-	newTicker   func(time.Duration) (<-chan time.Time, func())
-	afterExpire func()
-	afterPush   func()
-
-	// pushMu keeps metric pushes in order and one at a time.
-	pushMu      sync.Mutex
-	unmarshaler pmetric.ProtoUnmarshaler
+	loop    *metricsloop.Loop // expiry and metric pushes; its seams serve the tests
 
 	serverGRPC *grpc.Server
 	serverHTTP *http.Server
@@ -60,8 +50,6 @@ type serviceMapReceiver struct {
 	mu      sync.Mutex
 	started bool
 	stopped bool
-	stop    chan struct{}
-	loops   sync.WaitGroup
 }
 
 func newReceiver(telset component.TelemetrySettings, cfg *Config, next consumer.Metrics) (*serviceMapReceiver, error) {
@@ -79,33 +67,25 @@ func newReceiver(telset component.TelemetrySettings, cfg *Config, next consumer.
 		telset.Logger.Warn("metrics_flush_interval is 0: service-graph metrics are sent after every request, which can produce a very large number of data points")
 	}
 	return &serviceMapReceiver{
-		cfg:       cfg,
-		telset:    telset,
-		logger:    telset.Logger,
-		next:      next,
-		eng:       eng,
-		tel:       tel,
-		rejects:   selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval),
-		every:     every,
-		now:       time.Now,
-		newTicker: newTicker,
-		stop:      make(chan struct{}),
+		cfg:     cfg,
+		telset:  telset,
+		logger:  telset.Logger,
+		next:    next,
+		eng:     eng,
+		tel:     tel,
+		rejects: selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval),
+		loop:    metricsloop.New(eng, next, telset.Logger, cfg.ExpirationLoop(), every),
 	}, nil
-}
-
-func newTicker(d time.Duration) (<-chan time.Time, func()) {
-	t := time.NewTicker(d)
-	return t.C, t.Stop
 }
 
 // consume hands one request's bytes to the engine. A request the engine
 // rejects is counted and logged, and its error returned.
 func (r *serviceMapReceiver) consume(ctx context.Context, otlp []byte) error {
-	if err := r.tel.FeedBytes(ctx, r.eng, r.now(), r.rejects, otlp); err != nil {
+	if err := r.tel.FeedBytes(ctx, r.eng, r.loop.Now(), r.rejects, otlp); err != nil {
 		return err
 	}
-	if r.every == 0 && len(otlp) > 0 {
-		r.push(ctx)
+	if r.loop.PushesPerBatch() && len(otlp) > 0 {
+		r.loop.Push(ctx)
 	}
 	return nil
 }
@@ -118,7 +98,7 @@ func (r *serviceMapReceiver) Start(ctx context.Context, host component.Host) err
 		return nil
 	}
 	r.started = true
-	r.startLoops()
+	r.loop.Start()
 	if err := r.startGRPC(ctx, host); err != nil {
 		return err
 	}
@@ -126,48 +106,6 @@ func (r *serviceMapReceiver) Start(ctx context.Context, host component.Host) err
 		return err
 	}
 	return nil
-}
-
-func (r *serviceMapReceiver) startLoops() {
-	expiryTick, stopExpiry := r.newTicker(r.cfg.ExpirationLoop())
-	r.loops.Add(1)
-	go func() {
-		defer r.loops.Done()
-		defer stopExpiry()
-		for {
-			select {
-			case <-r.stop:
-				return
-			case <-expiryTick:
-				if err := r.eng.Expire(r.now()); err != nil {
-					r.logger.Warn("servicemap expiry failed", zap.Error(err))
-				}
-				if r.afterExpire != nil {
-					r.afterExpire()
-				}
-			}
-		}
-	}()
-
-	if r.every > 0 {
-		pushTick, stopPush := r.newTicker(r.every)
-		r.loops.Add(1)
-		go func() {
-			defer r.loops.Done()
-			defer stopPush()
-			for {
-				select {
-				case <-r.stop:
-					return
-				case <-pushTick:
-					r.push(context.Background())
-					if r.afterPush != nil {
-						r.afterPush()
-					}
-				}
-			}
-		}()
-	}
 }
 
 func (r *serviceMapReceiver) startGRPC(ctx context.Context, host component.Host) error {
@@ -341,32 +279,6 @@ func appendVarint(b []byte, v uint64) []byte {
 	return append(b, byte(v))
 }
 
-// push renders the current series as OTLP metrics and sends them on. Nothing
-// is sent while there are no series.
-func (r *serviceMapReceiver) push(ctx context.Context) {
-	r.pushMu.Lock()
-	defer r.pushMu.Unlock()
-	raw, err := r.eng.Render(engine.FormatOTLPMetrics, r.now())
-	if err != nil {
-		r.logger.Warn("servicemap metrics rendering failed", zap.Error(err))
-		return
-	}
-	if len(raw) == 0 {
-		return
-	}
-	md, err := r.unmarshaler.UnmarshalMetrics(raw)
-	if err != nil {
-		r.logger.Error("servicemap engine produced undecodable OTLP metrics", zap.Error(err), zap.Int("bytes", len(raw)))
-		return
-	}
-	if md.MetricCount() == 0 {
-		return
-	}
-	if err := r.next.ConsumeMetrics(ctx, md); err != nil {
-		r.logger.Warn("sending service-graph metrics failed", zap.Error(err))
-	}
-}
-
 // Shutdown stops the servers (letting requests in progress finish) and the
 // loops, expires every edge still waiting, sends the metrics a last time and
 // frees the engine. It is safe without Start and when called again.
@@ -385,14 +297,13 @@ func (r *serviceMapReceiver) Shutdown(ctx context.Context) error {
 		r.serverGRPC.GracefulStop()
 	}
 	r.servers.Wait()
-	close(r.stop)
-	r.loops.Wait()
+	r.loop.Stop()
 
-	if ferr := r.eng.Flush(r.now()); ferr != nil {
+	if ferr := r.eng.Flush(r.loop.Now()); ferr != nil {
 		r.logger.Warn("servicemap flush at shutdown failed", zap.Error(ferr))
 	}
 	if r.started {
-		r.push(ctx)
+		r.loop.Push(ctx)
 	}
 	r.tel.Shutdown()
 	r.eng.Close()

@@ -106,8 +106,8 @@ func startFixture(t *testing.T, cfg *Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.now = f.clock.now
-	r.newTicker = func(d time.Duration) (<-chan time.Time, func()) {
+	r.loop.Now = f.clock.now
+	r.loop.NewTicker = func(d time.Duration) (<-chan time.Time, func()) {
 		switch d {
 		case testExpiryLoop:
 			return f.expiryTick, func() {}
@@ -117,8 +117,8 @@ func startFixture(t *testing.T, cfg *Config) *fixture {
 		t.Errorf("unexpected ticker period %s", d)
 		return nil, func() {}
 	}
-	r.afterExpire = func() { f.expired <- struct{}{} }
-	r.afterPush = func() { f.pushed <- struct{}{} }
+	r.loop.AfterExpire = func() { f.expired <- struct{}{} }
+	r.loop.AfterPush = func() { f.pushed <- struct{}{} }
 	f.r = r
 	if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)

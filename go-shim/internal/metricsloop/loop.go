@@ -1,0 +1,132 @@
+// Package metricsloop holds what the connector and the receiver share once
+// spans are in the engine: expiry on one ticker, and the service-graph
+// metrics, rendered as OTLP, sent down a metrics pipeline on another.
+package metricsloop
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap"
+
+	"github.com/servicemap/servicemap/go-shim/internal/engine"
+)
+
+// Loop runs an engine's expiry and metric pushes until Stop.
+type Loop struct {
+	eng    *engine.Engine
+	next   consumer.Metrics
+	logger *zap.Logger
+	expiry time.Duration
+	every  time.Duration // push period; 0 = the owner pushes after every batch
+
+	// Seams for tests; set before Start.
+	Now         func() time.Time
+	NewTicker   func(time.Duration) (<-chan time.Time, func())
+	AfterExpire func()
+	AfterPush   func()
+
+	// pushMu keeps pushes in order and one at a time.
+	pushMu      sync.Mutex
+	unmarshaler pmetric.ProtoUnmarshaler
+
+	stop  chan struct{}
+	loops sync.WaitGroup
+}
+
+// New returns a loop that expires every `expiry` and pushes to next every
+// `every` (never, when 0: the owner calls Push itself).
+func New(eng *engine.Engine, next consumer.Metrics, logger *zap.Logger, expiry, every time.Duration) *Loop {
+	return &Loop{
+		eng:       eng,
+		next:      next,
+		logger:    logger,
+		expiry:    expiry,
+		every:     every,
+		Now:       time.Now,
+		NewTicker: newTicker,
+		stop:      make(chan struct{}),
+	}
+}
+
+func newTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}
+
+// PushesPerBatch reports whether the owner should push after every batch.
+func (l *Loop) PushesPerBatch() bool { return l.every == 0 }
+
+// Start starts the expiry loop and, unless the owner pushes after every
+// batch, the push loop. Call it once.
+func (l *Loop) Start() {
+	l.run(l.expiry, func() {
+		if err := l.eng.Expire(l.Now()); err != nil {
+			l.logger.Warn("servicemap expiry failed", zap.Error(err))
+		}
+		if l.AfterExpire != nil {
+			l.AfterExpire()
+		}
+	})
+	if l.every > 0 {
+		l.run(l.every, func() {
+			l.Push(context.Background())
+			if l.AfterPush != nil {
+				l.AfterPush()
+			}
+		})
+	}
+}
+
+// run calls tick on every tick of a ticker of period d until Stop.
+func (l *Loop) run(d time.Duration, tick func()) {
+	ticks, stopTicker := l.NewTicker(d)
+	l.loops.Add(1)
+	go func() {
+		defer l.loops.Done()
+		defer stopTicker()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-ticks:
+				tick()
+			}
+		}
+	}()
+}
+
+// Stop stops the loops and waits for them. Call it once, after Start or not.
+func (l *Loop) Stop() {
+	close(l.stop)
+	l.loops.Wait()
+}
+
+// Push renders the current series as OTLP metrics and sends them on. Nothing
+// is sent while there are no series.
+func (l *Loop) Push(ctx context.Context) {
+	l.pushMu.Lock()
+	defer l.pushMu.Unlock()
+	raw, err := l.eng.Render(engine.FormatOTLPMetrics, l.Now())
+	if err != nil {
+		l.logger.Warn("servicemap metrics rendering failed", zap.Error(err))
+		return
+	}
+	if len(raw) == 0 {
+		return
+	}
+	md, err := l.unmarshaler.UnmarshalMetrics(raw)
+	if err != nil {
+		l.logger.Error("servicemap engine produced undecodable OTLP metrics", zap.Error(err), zap.Int("bytes", len(raw)))
+		return
+	}
+	if md.MetricCount() == 0 {
+		return
+	}
+	if err := l.next.ConsumeMetrics(ctx, md); err != nil {
+		l.logger.Warn("sending service-graph metrics failed", zap.Error(err))
+	}
+}
