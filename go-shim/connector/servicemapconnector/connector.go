@@ -62,7 +62,7 @@ func newConnector(telset component.TelemetrySettings, cfg *Config, next consumer
 		next:    next,
 		eng:     eng,
 		tel:     tel,
-		rejects: selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval),
+		rejects: selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval, "the batch was dropped"),
 		encode:  encode,
 		loop:    metricsloop.New(eng, next, telset.Logger, cfg.ExpirationLoop(), every),
 	}, nil

@@ -233,6 +233,7 @@ func sanitize(s string) string {
 type RejectLog struct {
 	logger   *zap.Logger
 	interval time.Duration
+	outcome  string // what became of the batch, for the message
 	now      func() time.Time
 
 	mu         sync.Mutex
@@ -240,9 +241,11 @@ type RejectLog struct {
 	suppressed int64
 }
 
-// NewRejectLog logs through logger at most once per interval.
-func NewRejectLog(logger *zap.Logger, interval time.Duration) *RejectLog {
-	return &RejectLog{logger: logger, interval: interval, now: time.Now}
+// NewRejectLog logs through logger at most once per interval; outcome says
+// what the component did with a rejected batch ("the traces were passed on
+// unchanged", "the request was refused").
+func NewRejectLog(logger *zap.Logger, interval time.Duration, outcome string) *RejectLog {
+	return &RejectLog{logger: logger, interval: interval, outcome: outcome, now: time.Now}
 }
 
 // SetClock replaces the clock (for tests).
@@ -270,9 +273,9 @@ func (r *RejectLog) Reject(err error, spans int) bool {
 		zap.Duration("log_interval", r.interval),
 	}
 	if engine.IsInvalidInput(err) {
-		r.logger.Warn("servicemap engine rejected a trace batch; the traces were passed on unchanged", fields...)
+		r.logger.Warn("servicemap engine rejected a trace batch; "+r.outcome, fields...)
 	} else {
-		r.logger.Error("servicemap engine failed to take a trace batch; the traces were passed on unchanged", fields...)
+		r.logger.Error("servicemap engine failed to take a trace batch; "+r.outcome, fields...)
 	}
 	return true
 }

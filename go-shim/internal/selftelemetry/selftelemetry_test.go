@@ -155,7 +155,7 @@ func TestInstrumentsFromEngine(t *testing.T) {
 
 func TestRejectLogIsRateLimited(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
-	r := NewRejectLog(zap.New(core), 10*time.Second)
+	r := NewRejectLog(zap.New(core), 10*time.Second, "the batch was dropped")
 	now := time.Unix(1000, 0)
 	r.SetClock(func() time.Time { return now })
 	bad := &engine.Error{Op: "consume", Status: engine.StatusInvalidInput, Message: "malformed"}
@@ -179,6 +179,9 @@ func TestRejectLogIsRateLimited(t *testing.T) {
 	}
 	if entries[0].Level != zapcore.WarnLevel || entries[1].Level != zapcore.ErrorLevel {
 		t.Errorf("levels %v, %v", entries[0].Level, entries[1].Level)
+	}
+	if want := "servicemap engine rejected a trace batch; the batch was dropped"; entries[0].Message != want {
+		t.Errorf("message %q, want %q", entries[0].Message, want)
 	}
 	if got := entries[1].ContextMap()["rejected_since_last_message"]; got != int64(6) {
 		t.Errorf("second message counts %v rejections, want 6", got)
@@ -213,7 +216,7 @@ func TestFeedAllocatesNothing(t *testing.T) {
 		t.Skip("allocation counts")
 	}
 	tel, _, eng, encode := newFeedFixture(t)
-	rejects := NewRejectLog(zap.NewNop(), time.Minute)
+	rejects := NewRejectLog(zap.NewNop(), time.Minute, "")
 	now := time.Unix(1_800_000_000, 0)
 	td := testutil.ClientServer("a", "b", now, false)
 	ctx := context.Background()
@@ -232,7 +235,7 @@ func TestFeedAllocatesNothing(t *testing.T) {
 // TestConcurrentFeed: batches fed at once each get their own buffer.
 func TestConcurrentFeed(t *testing.T) {
 	tel, tt, eng, encode := newFeedFixture(t)
-	rejects := NewRejectLog(zap.NewNop(), time.Minute)
+	rejects := NewRejectLog(zap.NewNop(), time.Minute, "")
 	now := time.Unix(1_800_000_000, 0)
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {

@@ -66,7 +66,7 @@ func newProcessor(telset component.TelemetrySettings, cfg *Config) (*serviceMapP
 		logger:    telset.Logger,
 		eng:       eng,
 		tel:       tel,
-		rejects:   selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval),
+		rejects:   selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval, "the traces were passed on unchanged"),
 		now:       time.Now,
 		encode:    encode,
 		newTicker: newTicker,

@@ -73,7 +73,7 @@ func newReceiver(telset component.TelemetrySettings, cfg *Config, next consumer.
 		next:    next,
 		eng:     eng,
 		tel:     tel,
-		rejects: selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval),
+		rejects: selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval, "the request was refused"),
 		loop:    metricsloop.New(eng, next, telset.Logger, cfg.ExpirationLoop(), every),
 	}, nil
 }
