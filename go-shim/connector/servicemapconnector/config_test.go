@@ -44,8 +44,8 @@ func TestDefaultConfig(t *testing.T) {
 	if cfg.Compat != options.CompatContrib {
 		t.Errorf("compat = %q, want contrib", cfg.Compat)
 	}
-	if cfg.MetricsFlushInterval != nil || cfg.flushInterval() != 60*time.Second {
-		t.Errorf("flush interval %v / %s, want unset / 60s", cfg.MetricsFlushInterval, cfg.flushInterval())
+	if cfg.MetricsFlushInterval != nil || cfg.FlushInterval() != 60*time.Second {
+		t.Errorf("flush interval %v / %s, want unset / 60s", cfg.MetricsFlushInterval, cfg.FlushInterval())
 	}
 	if cfg.StoreExpirationLoop != 2*time.Second || cfg.CacheLoop != time.Minute {
 		t.Errorf("loops %s, %s", cfg.StoreExpirationLoop, cfg.CacheLoop)
@@ -85,8 +85,8 @@ func TestLoadContribConfig(t *testing.T) {
 	if len(cfg.VirtualNodePeerAttributes) != 2 || !*cfg.VirtualNodeExtraLabel {
 		t.Errorf("virtual node settings %v %v", cfg.VirtualNodePeerAttributes, *cfg.VirtualNodeExtraLabel)
 	}
-	if cfg.flushInterval() != 30*time.Second {
-		t.Errorf("flush interval %s", cfg.flushInterval())
+	if cfg.FlushInterval() != 30*time.Second {
+		t.Errorf("flush interval %s", cfg.FlushInterval())
 	}
 	if len(cfg.DatabaseNameAttributes) != 1 || *cfg.MetricsTimestampOffset != time.Minute {
 		t.Errorf("database_name_attributes %v, offset %v", cfg.DatabaseNameAttributes, *cfg.MetricsTimestampOffset)
@@ -114,7 +114,7 @@ func TestLoadOtherConfigs(t *testing.T) {
 	if err := confmap.Validate(cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.MetricsFlushInterval == nil || cfg.flushInterval() != 0 {
+	if cfg.MetricsFlushInterval == nil || cfg.FlushInterval() != 0 {
 		t.Errorf("per-batch flush interval %v", cfg.MetricsFlushInterval)
 	}
 

@@ -52,7 +52,7 @@ func newConnector(telset component.TelemetrySettings, cfg *Config, next consumer
 		eng.Close()
 		return nil, err
 	}
-	every := cfg.flushInterval()
+	every := cfg.FlushInterval()
 	if every == 0 {
 		telset.Logger.Warn("metrics_flush_interval is 0: service-graph metrics are sent after every trace batch, which can produce a very large number of data points")
 	}

@@ -2,8 +2,6 @@ package servicemapreceiver
 
 import (
 	"errors"
-	"fmt"
-	"time"
 
 	"go.opentelemetry.io/collector/config/configgrpc"
 	"go.opentelemetry.io/collector/config/confighttp"
@@ -11,12 +9,9 @@ import (
 	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/confmap"
 
+	"github.com/servicemap/servicemap/go-shim/internal/metricsloop"
 	"github.com/servicemap/servicemap/go-shim/internal/options"
 )
-
-// DefaultMetricsFlushInterval is how often metrics are sent when
-// metrics_flush_interval is not set (the connector's default).
-const DefaultMetricsFlushInterval = 60 * time.Second
 
 // Protocols are the servers the receiver runs. Like the OTLP receiver's,
 // each is off unless its key is present in the configuration.
@@ -39,9 +34,7 @@ type Config struct {
 
 	options.Options `mapstructure:",squash"`
 
-	// MetricsFlushInterval is how often the service-graph metrics are sent to
-	// the metrics pipeline. Not set means 60s; 0 means after every request.
-	MetricsFlushInterval *time.Duration `mapstructure:"metrics_flush_interval"`
+	metricsloop.Flush `mapstructure:",squash"`
 
 	_ struct{}
 }
@@ -54,24 +47,13 @@ func (c *Config) Validate() error {
 	if !c.Protocols.GRPC.HasValue() && !c.Protocols.HTTP.HasValue() {
 		errs = append(errs, errors.New("protocols: must specify at least one of grpc and http"))
 	}
-	if c.MetricsFlushInterval != nil && *c.MetricsFlushInterval < 0 {
-		errs = append(errs, fmt.Errorf("metrics_flush_interval: must not be negative, got %s", *c.MetricsFlushInterval))
+	if err := c.CheckFlushInterval(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Options.Check(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// flushInterval is the period of metric pushes; 0 means after every request.
-func (c *Config) flushInterval() time.Duration {
-	if c.MetricsFlushInterval == nil {
-		return DefaultMetricsFlushInterval
-	}
-	if *c.MetricsFlushInterval < 0 {
-		return 0
-	}
-	return *c.MetricsFlushInterval
 }
 
 func createDefaultConfig() *Config {

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
+	"github.com/servicemap/servicemap/go-shim/internal/metricsloop"
 	"github.com/servicemap/servicemap/go-shim/receiver/servicemapreceiver/internal/metadata"
 )
 
@@ -44,8 +45,8 @@ func TestDefaultConfig(t *testing.T) {
 	if c.Protocols.GRPC.HasValue() || c.Protocols.HTTP.HasValue() {
 		t.Error("a protocol is enabled without being configured")
 	}
-	if c.flushInterval() != DefaultMetricsFlushInterval {
-		t.Errorf("flush interval %s", c.flushInterval())
+	if c.FlushInterval() != metricsloop.DefaultFlushInterval {
+		t.Errorf("flush interval %s", c.FlushInterval())
 	}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "protocols") {
 		t.Errorf("default config without protocols: %v", err)
@@ -80,8 +81,8 @@ func TestLoadConfigs(t *testing.T) {
 	if got := cfg.Protocols.HTTP.Get().NetAddr.Endpoint; got != "0.0.0.0:14318" {
 		t.Errorf("HTTP endpoint %q", got)
 	}
-	if cfg.flushInterval() != 30*time.Second {
-		t.Errorf("flush interval %s", cfg.flushInterval())
+	if cfg.FlushInterval() != 30*time.Second {
+		t.Errorf("flush interval %s", cfg.FlushInterval())
 	}
 	doc, err := cfg.EngineJSON()
 	if err != nil {
