@@ -322,6 +322,25 @@ fn middle_eq(a: &[u8], b: &[u8]) -> bool {
     load(a, 8) == load(b, 8) && load(a, n - 16) == load(b, n - 16)
 }
 
+/// Whether two byte strings are equal, inline: one or two overlapping
+/// loads per side up to 16 bytes, where a slice comparison would call
+/// `memcmp`. For the few short values a batch compares again and again.
+#[inline(always)]
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let load8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    let load4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap());
+    match n {
+        0..4 => a == b,
+        4..8 => load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4),
+        8..=16 => load8(a, 0) == load8(b, 0) && load8(a, n - 8) == load8(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// The home slot of a key in a table of `slots` (a power of two) slots.
 #[inline(always)]
 fn slot_of(head: u64, tail: u64, len: usize, slots: usize) -> usize {
@@ -333,6 +352,27 @@ fn slot_of(head: u64, tail: u64, len: usize, slots: usize) -> usize {
 mod tests {
     use super::*;
     use crate::config::{Compat, Config};
+
+    #[test]
+    fn bytes_eq_is_slice_equality() {
+        let words: Vec<Vec<u8>> = (0..=20)
+            .flat_map(|n| {
+                let base: Vec<u8> = (0..n as u8).map(|i| b'a' + i).collect();
+                let mut variants = vec![base.clone()];
+                for at in 0..n {
+                    let mut v = base.clone();
+                    v[at] ^= 1;
+                    variants.push(v);
+                }
+                variants
+            })
+            .collect();
+        for a in &words {
+            for b in &words {
+                assert_eq!(bytes_eq(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn keys_are_deduplicated_and_found() {

@@ -15,7 +15,7 @@ use crate::edge::{ConnType, Expiry, ExpiryRules, HalfEdge, SideWrite, Virtual};
 use crate::error::{DecodeError, Error};
 use crate::export;
 use crate::exposition;
-use crate::graph::{Facts, Graph, Observation, View, Window};
+use crate::graph::{Facts, Graph, Observation, Sample, View, Window};
 use crate::history::{self, History};
 use crate::intern::{EMPTY, Interner, Resolver};
 use crate::otlp_metrics;
@@ -76,15 +76,69 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct GraphState {
     graph: Graph,
     history: History,
-    /// (client id, server id) as one word → edge index, valid while `generation` matches
-    /// the graph's and the interner has not been compacted.
-    cache: HashMap<u64, usize>,
+    /// Edge indexes by id pair, valid while `generation` matches the graph's
+    /// and the interner has not been compacted.
+    cache: EdgeCache,
     generation: u64,
     /// The facts last reported per service id, with the raw attribute values
     /// they came from, so unchanged ones cost a comparison of bytes.
     facts: HashMap<u32, KnownFacts>,
     /// Scratch for a resource's raw fact values.
     raw: Vec<u8>,
+}
+
+/// Edge indexes by (client id, server id) as one word: a small direct-mapped
+/// table in front of a map, so the busy edges cost a multiply and a compare
+/// instead of a hash lookup.
+#[derive(Debug)]
+struct EdgeCache {
+    recent: Box<[(u64, u32)]>,
+    all: HashMap<u64, usize>,
+}
+
+impl EdgeCache {
+    const RECENT_BITS: u32 = 10;
+    /// Never a key: interned ids stay below `u32::MAX`.
+    const VACANT: (u64, u32) = (u64::MAX, 0);
+
+    fn new() -> EdgeCache {
+        EdgeCache { recent: vec![Self::VACANT; 1 << Self::RECENT_BITS].into_boxed_slice(), all: HashMap::new() }
+    }
+
+    fn key(client: u32, server: u32) -> u64 {
+        (client as u64) << 32 | server as u64
+    }
+
+    #[inline]
+    fn slot(key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - Self::RECENT_BITS)) as usize
+    }
+
+    #[inline]
+    fn get(&mut self, key: u64) -> Option<usize> {
+        let slot = Self::slot(key);
+        let (k, i) = self.recent[slot];
+        if k == key {
+            return Some(i as usize);
+        }
+        let &i = self.all.get(&key)?;
+        if let Ok(i) = u32::try_from(i) {
+            self.recent[slot] = (key, i);
+        }
+        Some(i)
+    }
+
+    fn insert(&mut self, key: u64, i: usize) {
+        self.all.insert(key, i);
+        if let Ok(i) = u32::try_from(i) {
+            self.recent[Self::slot(key)] = (key, i);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.recent.fill(Self::VACANT);
+        self.all.clear();
+    }
 }
 
 #[derive(Debug, Default)]
@@ -236,7 +290,7 @@ impl Engine {
                     config.snapshot_interval.as_nanos().min(u64::MAX as u128) as u64,
                     config.history_length,
                 ),
-                cache: HashMap::new(),
+                cache: EdgeCache::new(),
                 generation: 0,
                 facts: HashMap::new(),
                 raw: Vec::new(),
@@ -479,7 +533,7 @@ impl Engine {
             .flatten()
         {
             let AttrValue::Str(b) = v else { return r.value(&v, self.es6()) };
-            if let Some(&(_, id)) = cache.values.iter().find(|(k, _)| *k == b) {
+            if let Some(&(_, id)) = cache.values.iter().find(|(k, _)| crate::attributes::bytes_eq(k, b)) {
                 return id;
             }
             let id = r.value(&v, self.es6());
@@ -827,7 +881,7 @@ impl Engine {
     }
 
     /// Adds a call's edges and resource facts to the map. Edge indexes are
-    /// cached by id pair, so a known edge costs one hash lookup.
+    /// cached by id pair, so a known edge costs no name lookup.
     fn feed_graph(&self, g: &mut GraphState, events: &Events, facts: &[ResourceFacts<'_>], now_ns: u64) {
         let names = self.interner.read().unwrap_or_else(|p| p.into_inner());
         if g.generation != g.graph.generation() {
@@ -876,33 +930,37 @@ impl Engine {
                 g.graph.report_service(names.get(f.service), new, now_ns);
             }
         }
+        let GraphState { graph, cache, .. } = g;
+        let tick = graph.tick(now_ns);
         for e in &events.edges {
-            let o = Observation {
-                client: names.get(e.client),
-                server: names.get(e.server),
+            let key = EdgeCache::key(e.client, e.server);
+            let i = match cache.get(key) {
+                Some(i) => i,
+                None => {
+                    let o = Observation {
+                        client: names.get(e.client),
+                        server: names.get(e.server),
+                        conn: e.conn,
+                        protocol: names.get(e.protocol),
+                        count: e.multiplier,
+                        errors: 0.0,
+                        latency_s: 0.0,
+                        virtual_client: e.inferred == Virtual::Client,
+                        virtual_server: e.inferred == Virtual::Server,
+                    };
+                    let Some(i) = graph.edge_index(&o, now_ns) else { continue };
+                    cache.insert(key, i);
+                    i
+                }
+            };
+            let sample = Sample {
                 conn: e.conn,
-                protocol: names.get(e.protocol),
                 count: e.multiplier,
                 errors: if e.failed { e.multiplier } else { 0.0 },
                 // The server's view, except where the server was inferred.
                 latency_s: if e.inferred == Virtual::Server { e.client_s } else { e.server_s },
-                virtual_client: e.inferred == Virtual::Client,
-                virtual_server: e.inferred == Virtual::Server,
             };
-            let key = (e.client as u64) << 32 | e.server as u64;
-            let index = match g.cache.get(&key) {
-                Some(&i) => Some(i),
-                None => {
-                    let i = g.graph.edge_index(&o, now_ns);
-                    if let Some(i) = i {
-                        g.cache.insert(key, i);
-                    }
-                    i
-                }
-            };
-            if let Some(i) = index {
-                g.graph.observe_at(i, &o, now_ns);
-            }
+            graph.add(i, &sample, || names.get(e.protocol), tick);
         }
     }
 
@@ -1317,6 +1375,25 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edge_cache_finds_every_edge_it_was_given() {
+        let mut c = EdgeCache::new();
+        assert_eq!(c.get(EdgeCache::key(1, 2)), None);
+        // More pairs than recent slots, so many share one and fall back to the map.
+        let pairs: Vec<(u32, u32)> = (0..3000u32).map(|i| (i % 97, i)).collect();
+        for (i, &(a, b)) in pairs.iter().enumerate() {
+            c.insert(EdgeCache::key(a, b), i);
+        }
+        for _ in 0..2 {
+            for (i, &(a, b)) in pairs.iter().enumerate().rev() {
+                assert_eq!(c.get(EdgeCache::key(a, b)), Some(i));
+            }
+        }
+        assert_eq!(c.get(EdgeCache::key(2, 1)), None);
+        c.clear();
+        assert_eq!(c.get(EdgeCache::key(pairs[5].0, pairs[5].1)), None);
+    }
 
     #[test]
     fn wanted_keys_are_the_wire_readers_keys() {

@@ -67,10 +67,29 @@ fn sketch_index(v: f64) -> usize {
     sketch_index_in(&SKETCH_BOUNDS, v)
 }
 
+/// Sub-intervals per octave in [`SKETCH_START`]: the top three mantissa bits.
+const SKETCH_SUB_BITS: u32 = 3;
+/// Octaves from `SKETCH_MIN` up to past the last bound (1.25^63 < 2^21).
+const SKETCH_OCTAVES: usize = 21;
+
+/// For each eighth of an octave above `SKETCH_MIN` (`v / SKETCH_MIN` read by
+/// its exponent and top three mantissa bits), the first bucket whose bound
+/// is at or above the sub-interval's start. A bucket is wider than an eighth
+/// of an octave, so at most one bound falls inside a sub-interval and one
+/// comparison settles the bucket.
+static SKETCH_START: std::sync::LazyLock<[u8; SKETCH_OCTAVES << SKETCH_SUB_BITS]> = std::sync::LazyLock::new(|| {
+    std::array::from_fn(|k| {
+        let octave = (k >> SKETCH_SUB_BITS) as i32;
+        let sub = (k & ((1 << SKETCH_SUB_BITS) - 1)) as f64;
+        let start = SKETCH_MIN * 2f64.powi(octave) * (1.0 + sub / (1 << SKETCH_SUB_BITS) as f64);
+        SKETCH_BOUNDS.partition_point(|&b| b < start).min(SKETCH_BUCKETS - 1) as u8
+    })
+});
+
 /// The bucket holding `v`: the first whose upper bound in `b` (the sketch
-/// bounds) is at least `v`. The base-2 logarithm read from the float's
-/// exponent and mantissa bits (at most 0.09 low) lands on or next to the
-/// bucket; the table settles it.
+/// bounds) is at least `v`. A table lookup on the float's bits lands on the
+/// bucket or the one before it; the bounds settle it. `v * 1e4` may round
+/// the other way than the bounds do, hence the step down as well.
 #[inline]
 fn sketch_index_in(b: &[f64; SKETCH_BUCKETS], v: f64) -> usize {
     // Also NaN and negatives, as a search of the bounds would.
@@ -80,12 +99,12 @@ fn sketch_index_in(b: &[f64; SKETCH_BUCKETS], v: f64) -> usize {
     if v > b[SKETCH_BUCKETS - 1] {
         return SKETCH_BUCKETS - 1;
     }
-    let bits = (v / SKETCH_MIN).to_bits();
-    let mantissa = (bits & ((1 << 52) - 1)) as f64 / (1u64 << 52) as f64;
-    let log2 = ((bits >> 52) as i64 - 1023) as f64 + mantissa;
-    // 1 / log2(1.25)
-    let mut i = ((log2 * 3.106_283_715_090_556) as usize).min(SKETCH_BUCKETS - 1);
-    while i > 0 && b[i - 1] >= v {
+    // v / SKETCH_MIN is in (1, 2^21): exponent 0..=20 above the bias.
+    let bits = (v * (1.0 / SKETCH_MIN)).to_bits();
+    let k = ((bits >> (52 - SKETCH_SUB_BITS)) as usize).wrapping_sub(1023 << SKETCH_SUB_BITS);
+    let table = &*SKETCH_START;
+    let mut i = table[k.min(table.len() - 1)] as usize;
+    if i > 0 && b[i - 1] >= v {
         i -= 1;
     }
     while b[i] < v {
@@ -168,9 +187,27 @@ pub struct Observation<'a> {
     pub virtual_server: bool,
 }
 
+/// What the hot path adds to a known edge: [`Observation`] without the names.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub conn: ConnType,
+    pub count: f64,
+    pub errors: f64,
+    pub latency_s: f64,
+}
+
+/// A time's window slot: its index since the epoch and its position in an
+/// edge's ring of slots.
+#[derive(Debug, Clone, Copy)]
+pub struct Tick {
+    now_ns: u64,
+    index: u64,
+    at: usize,
+}
+
 /// The live graph. Nodes and edges live in vectors and are found by name
 /// through maps; callers on the hot path keep the edge index returned by
-/// [`Graph::edge_index`] and use [`Graph::observe_at`], valid while
+/// [`Graph::edge_index`] and use [`Graph::add`], valid while
 /// [`Graph::generation`] is unchanged.
 #[derive(Debug, Clone)]
 pub struct Graph {
@@ -180,8 +217,6 @@ pub struct Graph {
     edges: Vec<EdgeState>,
     edge_index: HashMap<(usize, usize), usize>,
     generation: u64,
-    /// The last time observed: (now_ns, its slot index, its slot position).
-    tick: (u64, u64, usize),
     bounds: &'static [f64; SKETCH_BUCKETS],
 }
 
@@ -271,7 +306,6 @@ impl Graph {
             edges: Vec::new(),
             edge_index: HashMap::new(),
             generation: 0,
-            tick: (0, u64::MAX, 0),
             bounds: &SKETCH_BOUNDS,
         }
     }
@@ -377,33 +411,39 @@ impl Graph {
         }
     }
 
-    /// The window slot of `now_ns` and its position in an edge's slots,
-    /// remembered for the last time asked (a batch observes at one time).
-    fn tick(&mut self, now_ns: u64) -> (u64, usize) {
-        if self.tick.0 != now_ns || self.tick.1 == u64::MAX {
-            let index = now_ns / self.window.slot_ns();
-            self.tick = (now_ns, index, (index % self.window.slots as u64) as usize);
-        }
-        (self.tick.1, self.tick.2)
+    /// Where samples taken at `now_ns` land: found once for a batch.
+    pub fn tick(&self, now_ns: u64) -> Tick {
+        let index = now_ns / self.window.slot_ns();
+        Tick { now_ns, index, at: (index % self.window.slots as u64) as usize }
     }
 
     /// Adds an observation to a known edge (the names in `o` are not read).
-    #[inline]
     pub fn observe_at(&mut self, i: usize, o: &Observation<'_>, now_ns: u64) {
-        let (index, at) = self.tick(now_ns);
+        let s = Sample { conn: o.conn, count: o.count, errors: o.errors, latency_s: o.latency_s };
+        self.add(i, &s, || o.protocol, self.tick(now_ns));
+    }
+
+    /// Adds a sample to a known edge. `protocol` is asked for only while the
+    /// edge has none, so the hot path resolves no name for a known edge.
+    #[inline(always)]
+    pub fn add<'p>(&mut self, i: usize, s: &Sample, protocol: impl FnOnce() -> &'p str, t: Tick) {
+        let Tick { now_ns, index, at } = t;
         let slots = self.window.slots;
         let e = &mut self.edges[i];
-        if o.conn != ConnType::VirtualNode || e.conn == ConnType::Plain {
-            e.conn = o.conn;
+        if s.conn != ConnType::VirtualNode || e.conn == ConnType::Plain {
+            e.conn = s.conn;
         }
-        if e.protocol.is_empty() && !o.protocol.is_empty() {
-            e.protocol = o.protocol.to_string();
+        if e.protocol.is_empty() {
+            let p = protocol();
+            if !p.is_empty() {
+                e.protocol = p.to_string();
+            }
         }
         // An edge seen at `now_ns` or later already brought its nodes that far.
         let nodes_seen = e.last_seen_ns >= now_ns;
         e.last_seen_ns = e.last_seen_ns.max(now_ns);
-        e.total_requests += o.count;
-        e.total_errors += o.errors;
+        e.total_requests += s.count;
+        e.total_errors += s.errors;
         if e.slots.len() < slots {
             e.slots.resize_with(slots, || Slot::empty(u64::MAX));
         }
@@ -411,10 +451,10 @@ impl Graph {
         if slot.index != index {
             *slot = Slot::empty(index);
         }
-        slot.requests += o.count;
-        slot.errors += o.errors;
-        let n = if o.count == 1.0 { 1 } else { o.count.round().max(1.0) as u32 };
-        slot.latency[sketch_index_in(self.bounds, o.latency_s)] += n;
+        slot.requests += s.count;
+        slot.errors += s.errors;
+        let n = if s.count == 1.0 { 1 } else { s.count.round().max(1.0) as u32 };
+        slot.latency[sketch_index_in(self.bounds, s.latency_s)] += n;
         if !nodes_seen {
             let (c, s) = (e.client, e.server);
             for n in [c, s] {
@@ -764,6 +804,15 @@ mod tests {
         for &b in SKETCH_BOUNDS.iter() {
             for x in around(b) {
                 assert_eq!(sketch_index(x), search(x), "{x}");
+            }
+        }
+        // Where the lookup table's sub-intervals start.
+        for octave in 0..SKETCH_OCTAVES as i32 {
+            for sub in 0..1 << SKETCH_SUB_BITS {
+                let start = SKETCH_MIN * 2f64.powi(octave) * (1.0 + sub as f64 / (1 << SKETCH_SUB_BITS) as f64);
+                for x in around(start) {
+                    assert_eq!(sketch_index(x), search(x), "{x}");
+                }
             }
         }
         for x in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, f64::MIN_POSITIVE] {
