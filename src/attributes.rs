@@ -217,7 +217,7 @@ impl KeySet {
     }
 
     fn build_table(&mut self) {
-        let mut table = vec![Slot::EMPTY; (self.keys.len() * 2).next_power_of_two().max(64)];
+        let mut table = vec![Slot::EMPTY; (self.keys.len() * 8).next_power_of_two().max(256)];
         for (i, key) in self.keys.iter().enumerate() {
             let (head, tail) = head_tail(key);
             let mut at = slot_of(head, tail, key.len(), table.len());
