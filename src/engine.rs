@@ -25,7 +25,7 @@ use crate::store::{Key, Store};
 use crate::wire::{self, Batch, SpanKind, SpanRec};
 use hashbrown::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 
 /// Output formats of [`Engine::render`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +211,8 @@ struct Counters {
 struct Tally {
     /// The shard's store size when this call took its lock.
     shard_base: usize,
+    /// Waiting across all shards when this call took the shard's lock.
+    waiting_base: usize,
     dropped: u64,
     edges_new: u64,
     completed: u64,
@@ -394,22 +396,52 @@ impl Engine {
         let mut events = Events::default();
         events.edges.reserve(prepared.len() / 2 + 16);
         events.dims.reserve((prepared.len() / 2 + 16) * self.dims_per_side() * 2);
+        // A shard another call holds is taken after the others: calls from
+        // several threads then overtake each other instead of queueing shard
+        // by shard behind the first one.
+        let mut busy = Vec::new();
         for s in 0..n {
             let (a, b) = (starts[s] as usize, starts[s + 1] as usize);
             if a == b {
                 continue;
             }
-            let mut shard = lock(&self.shards[s]);
-            tally.shard_base = shard.store.len();
-            for &i in &order[a..b] {
-                let p = &prepared[i as usize];
-                self.pair(&mut shard, p, &dims, now_ns, &mut tally, &mut events);
-            }
-            self.settle_waiting(tally.shard_base, shard.store.len());
+            let shard = match self.shards[s].try_lock() {
+                Ok(shard) => shard,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    busy.push(s);
+                    continue;
+                }
+            };
+            self.pair_all(shard, &order[a..b], &prepared, &dims, now_ns, &mut tally, &mut events);
+        }
+        for s in busy {
+            let (a, b) = (starts[s] as usize, starts[s + 1] as usize);
+            self.pair_all(lock(&self.shards[s]), &order[a..b], &prepared, &dims, now_ns, &mut tally, &mut events);
         }
         self.count(&events, &facts, now_ns);
         self.add_tally(&tally);
         Ok(ConsumeSummary { spans: prepared.len() as u64, dropped: tally.dropped })
+    }
+
+    /// Step 3 for one shard's spans of a call, under its lock.
+    #[allow(clippy::too_many_arguments)]
+    fn pair_all(
+        &self,
+        mut shard: MutexGuard<'_, Shard>,
+        order: &[u32],
+        prepared: &[Prepared],
+        dims: &[u32],
+        now_ns: u64,
+        tally: &mut Tally,
+        events: &mut Events,
+    ) {
+        tally.shard_base = shard.store.len();
+        tally.waiting_base = self.waiting.load(Relaxed);
+        for &i in order {
+            self.pair(&mut shard, &prepared[i as usize], dims, now_ns, tally, events);
+        }
+        self.settle_waiting(tally.shard_base, shard.store.len());
     }
 
     /// Step 2: resolves each pairing span's strings to ids.
@@ -676,8 +708,8 @@ impl Engine {
     ) -> Option<u32> {
         // Waiting across all shards: the last settled total plus what this
         // visit to the shard has changed so far.
-        let base = t.shard_base;
-        let total = |shard: &Shard| (self.waiting.load(Relaxed) + shard.store.len()).saturating_sub(base);
+        let (base, waiting) = (t.shard_base, t.waiting_base);
+        let total = |shard: &Shard| (waiting + shard.store.len()).saturating_sub(base);
         if total(shard) >= self.config.max_items {
             if let Some(head) = shard.store.expired_head(now_ns, false) {
                 self.expire_slot(shard, head, t, ev);
