@@ -1,4 +1,5 @@
-//! Engine benchmarks: consume throughput on one and two threads, the wire
+//! Engine benchmarks: consume throughput on one and two threads (and two
+//! threads with an engine each, the machine's own ceiling), the wire
 //! reader alone, and rendering 10 000 edges. `BENCHMARKS.md` has the figures
 //! and how to run them.
 
@@ -63,6 +64,36 @@ fn consume(c: &mut Criterion) {
             })
         });
     }
+    // The same two threads, each with an engine of its own: nothing shared
+    // but the machine (caches, memory, the host's scheduling of the two
+    // vCPUs). Its ratio to one thread is the most two threads can give here;
+    // `2threads` against it is what sharing one engine costs.
+    let own: Vec<(Engine, AtomicU64)> = (0..2)
+        .map(|_| {
+            let e = Engine::new(workload::config());
+            let k = replay.warm(&e);
+            (e, AtomicU64::new(k))
+        })
+        .collect();
+    let replay = &replay;
+    g.bench_function("2threads_2engines", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for (i, (e, next)) in own.iter().enumerate() {
+                    // Together `iters` batches, as in the other two.
+                    let n = iters / 2 + (i as u64) * (iters % 2);
+                    s.spawn(move || {
+                        let from = next.fetch_add(n, Relaxed);
+                        for k in from..from + n {
+                            replay.feed(e, k);
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
     g.finish();
     let st = engine.stats();
     eprintln!(
