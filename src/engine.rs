@@ -71,6 +71,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The lock if no one holds it, as [`lock`] takes it.
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
 /// The live map and what keeps feeding it cheap.
 #[derive(Debug)]
 struct GraphState {
@@ -405,13 +414,9 @@ impl Engine {
             if a == b {
                 continue;
             }
-            let shard = match self.shards[s].try_lock() {
-                Ok(shard) => shard,
-                Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(TryLockError::WouldBlock) => {
-                    busy.push(s);
-                    continue;
-                }
+            let Some(shard) = try_lock(&self.shards[s]) else {
+                busy.push(s);
+                continue;
             };
             self.pair_all(shard, &order[a..b], &prepared, &dims, now_ns, &mut tally, &mut events);
         }
@@ -901,14 +906,28 @@ impl Engine {
     }
 
     /// Step 4: applies a call's events to the series table and the map.
+    /// They do not depend on each other, so a call that finds the series
+    /// table busy feeds the map first: two calls finishing together then
+    /// work side by side instead of one waiting for the other.
     fn count(&self, events: &Events, facts: &[ResourceFacts<'_>], now_ns: u64) {
-        if !events.is_empty() {
-            lock(&self.series).apply(events, self.dims_per_series(), self.config.failed_label, now_ns);
-        }
-        if let Some(g) = &self.graph {
-            if !events.edges.is_empty() || !facts.is_empty() {
-                self.feed_graph(&mut lock(g), events, facts, now_ns);
-            }
+        let series = |t: &mut SeriesTable| t.apply(events, self.dims_per_series(), self.config.failed_label, now_ns);
+        let graph = self.graph.as_ref().filter(|_| !events.edges.is_empty() || !facts.is_empty());
+        let map = |g: &Mutex<GraphState>| self.feed_graph(&mut lock(g), events, facts, now_ns);
+        match (events.is_empty(), graph) {
+            (true, None) => {}
+            (true, Some(g)) => map(g),
+            (false, None) => series(&mut lock(&self.series)),
+            (false, Some(g)) => match try_lock(&self.series) {
+                Some(mut t) => {
+                    series(&mut t);
+                    drop(t);
+                    map(g);
+                }
+                None => {
+                    map(g);
+                    series(&mut lock(&self.series));
+                }
+            },
         }
     }
 
