@@ -6,8 +6,10 @@
 //! 2. turn the label strings it needs into ids — one interner read lock;
 //! 3. pair, shard by shard — spans are routed by trace ID (so all spans of a
 //!    trace meet in one shard, exactly as the collector's load-balancing
-//!    exporter routes whole traces to one instance), one lock per shard;
-//! 4. count the completed edges — one lock on the series table.
+//!    exporter routes whole traces to one instance), one lock per shard,
+//!    shards another call holds taken after the free ones;
+//! 4. count the completed edges — one lock on the series table and one on
+//!    the map, whichever is free first.
 
 use crate::attributes::{AttrValue, KeySet};
 use crate::config::{Config, DatabaseNaming};
