@@ -310,6 +310,49 @@ fn many_threads_count_exactly() {
 }
 
 #[test]
+fn threads_sending_either_side_of_many_traces_pair_every_one() {
+    // Batches of 16 traces cover most of the 8 shards, so calls running at
+    // once meet at busy shards and a busy series table, and take them later.
+    let e = engine(r#"{"shards":8}"#);
+    let id = |n: u16, last: u8| -> Vec<u8> {
+        let mut v = vec![0x5a; 16];
+        v[..2].copy_from_slice(&n.to_be_bytes());
+        v[15] = last;
+        v
+    };
+    let batch_of = |k: u16, server: bool| -> Vec<u8> {
+        let spans = (k * 16..k * 16 + 16)
+            .map(|n| {
+                let client_id = id(n, 1)[8..].to_vec();
+                if server {
+                    span(2, id(n, 0), id(n, 2)[8..].to_vec(), Some(client_id), T0, T0 + 1_000_000)
+                } else {
+                    span(3, id(n, 0), client_id, None, T0, T0 + 2_000_000)
+                }
+            })
+            .collect();
+        batch(vec![resource(Some(if server { "b" } else { "a" }), vec![], spans)])
+    };
+    std::thread::scope(|s| {
+        for t in 0..4u16 {
+            let (e, batch_of) = (&e, &batch_of);
+            s.spawn(move || {
+                // Threads 0 and 1 send the clients, 2 and 3 the servers, in opposite orders.
+                for j in 0..32u16 {
+                    let k = if t < 2 { 2 * j + t } else { 63 - (2 * j + t - 2) };
+                    e.consume(&batch_of(k, t >= 2), T0).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(scrape(&e, T0)[&format!("{TOTAL}{{client=\"a\",server=\"b\"}}")], 1024.0);
+    assert_eq!(stats(&e).waiting, 0);
+    let view = e.graph_view(T0).unwrap();
+    let edge = view.edges.iter().find(|x| x.client == "a" && x.server == "b").unwrap();
+    assert_eq!((edge.rate * view.window_s).round(), 1024.0);
+}
+
+#[test]
 fn openmetrics_output_names_units_and_ends_with_eof() {
     let e = engine("{}");
     e.consume(&pair(1, "a", "b"), T0).unwrap();
