@@ -54,7 +54,7 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
     let families: [(&str, &str, Pick); 3] = [
         (SERVER, SERVER_HELP, |e| Some(&e.values.server)),
         (CLIENT, CLIENT_HELP, |e| Some(&e.values.client)),
-        (MESSAGING, MESSAGING_HELP, |e| e.values.messaging.as_ref().filter(|_| e.values.has_messaging())),
+        (MESSAGING, MESSAGING_HELP, |e| e.values.messaging.as_deref().filter(|_| e.values.has_messaging())),
     ];
     let families = &families[..2 + usize::from(snap.messaging)];
     let hists: Vec<Histogram> = families.iter().map(|(name, _, _)| Histogram::new(name, &snap.bounds)).collect();

@@ -80,7 +80,7 @@ pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
             .iter()
             .enumerate()
             .filter(|(_, e)| e.values.has_messaging())
-            .filter_map(|(i, e)| e.values.messaging.as_ref().map(|h| number(i, Value::Hist(h), start_ns)))
+            .filter_map(|(i, e)| e.values.messaging.as_deref().map(|h| number(i, Value::Hist(h), start_ns)))
             .collect();
         if !points.is_empty() {
             metrics.push(Family::histogram(MESSAGING, MESSAGING_HELP, points));

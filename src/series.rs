@@ -60,17 +60,66 @@ pub struct SideKey {
     pub conn: ConnType,
 }
 
+/// Bucket weights: in place up to [`Buckets::INLINE`] buckets, which both
+/// peers' default bounds fit, so a series and each copy a render takes of it
+/// need no allocation of their own; on the heap beyond.
+#[derive(Clone, PartialEq)]
+pub enum Buckets {
+    Inline { len: u8, weights: [f64; Buckets::INLINE] },
+    Heap(Box<[f64]>),
+}
+
+impl Buckets {
+    /// Contrib's default bounds are 16, plus +Inf.
+    pub const INLINE: usize = 17;
+
+    fn zeros(n: usize) -> Buckets {
+        if n <= Self::INLINE {
+            Buckets::Inline { len: n as u8, weights: [0.0; Self::INLINE] }
+        } else {
+            Buckets::Heap(vec![0.0; n].into_boxed_slice())
+        }
+    }
+}
+
+impl std::ops::Deref for Buckets {
+    type Target = [f64];
+    #[inline]
+    fn deref(&self) -> &[f64] {
+        match self {
+            Buckets::Inline { len, weights } => &weights[..*len as usize],
+            Buckets::Heap(b) => b,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Buckets {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [f64] {
+        match self {
+            Buckets::Inline { len, weights } => &mut weights[..*len as usize],
+            Buckets::Heap(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for Buckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// A classic histogram: per-bucket (not cumulative) weights, the last one +Inf.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hist {
-    pub buckets: Box<[f64]>,
+    pub buckets: Buckets,
     pub sum: f64,
     pub count: f64,
 }
 
 impl Hist {
     pub fn new(bounds: usize) -> Hist {
-        Hist { buckets: vec![0.0; bounds + 1].into_boxed_slice(), sum: 0.0, count: 0.0 }
+        Hist { buckets: Buckets::zeros(bounds + 1), sum: 0.0, count: 0.0 }
     }
 
     /// Observes `v` with weight `w`. Bounds are upper-inclusive (`le`).
@@ -109,7 +158,8 @@ pub struct Values {
     pub failed: f64,
     pub server: Hist,
     pub client: Hist,
-    pub messaging: Option<Hist>,
+    /// Boxed: most edges are not messaging edges.
+    pub messaging: Option<Box<Hist>>,
     pub created_ns: u64,
     pub updated_ns: u64,
     /// Shown at least once. Until then a renderer that starts new series at
@@ -248,7 +298,7 @@ impl SeriesTable {
                     failed: 0.0,
                     server: Hist::new(self.bounds.len()),
                     client: Hist::new(self.bounds.len()),
-                    messaging: self.messaging.then(|| Hist::new(self.bounds.len())),
+                    messaging: self.messaging.then(|| Box::new(Hist::new(self.bounds.len()))),
                     created_ns: now_ns,
                     updated_ns: now_ns,
                     exposed: false,
@@ -301,7 +351,7 @@ impl SeriesTable {
                     v.failed_exposed = true;
                 }
                 if v.has_messaging() && !v.messaging_exposed {
-                    c.messaging = Some(Hist::new(self.bounds.len()));
+                    c.messaging = Some(Box::new(Hist::new(self.bounds.len())));
                     c.messaging_exposed = true;
                     v.messaging_exposed = true;
                 }
@@ -378,6 +428,26 @@ mod tests {
         assert_eq!(&*h.buckets, &[1.0, 1.0, 2.0]);
         assert_eq!(h.count, 4.0);
         assert_eq!(h.sum, 0.1 + 0.10001 + 10.0);
+    }
+
+    #[test]
+    fn buckets_in_place_and_on_the_heap_count_alike() {
+        for n in [0, 8, 16, 17, 40] {
+            let bounds: Vec<f64> = (1..=n).map(|i| i as f64).collect();
+            let mut h = Hist::new(n);
+            assert_eq!(matches!(h.buckets, Buckets::Inline { .. }), n < Buckets::INLINE, "{n} bounds");
+            for v in 0..=n + 1 {
+                h.observe(&bounds, v as f64, 1.0);
+            }
+            // 0 and 1 land in the first bucket, n + 1 in +Inf, each other value in its own.
+            let mut want = vec![1.0; n + 1];
+            want[0] += 1.0;
+            assert_eq!(&*h.buckets, &want[..], "{n} bounds");
+            let copy = h.clone();
+            assert_eq!(copy, h);
+            h.add(&copy);
+            assert_eq!(h.buckets.iter().sum::<f64>(), 2.0 * (n + 2) as f64);
+        }
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl Collector for SnapshotCollector {
         let hists: [(&str, &str, Pick); 3] = [
             (SERVER, SERVER_HELP, |e| Some(&e.values.server)),
             (CLIENT, CLIENT_HELP, |e| Some(&e.values.client)),
-            (MESSAGING, MESSAGING_HELP, |e| e.values.messaging.as_ref().filter(|_| e.values.has_messaging())),
+            (MESSAGING, MESSAGING_HELP, |e| e.values.messaging.as_deref().filter(|_| e.values.has_messaging())),
         ];
         for (name, help, get) in hists {
             if name == MESSAGING && !snap.messaging {
@@ -248,12 +248,12 @@ pub(crate) mod tests {
     pub(crate) fn snapshot(r: &mut Rng) -> Snapshot {
         const BOUNDS: &[f64] = &[0.002, 0.004, 0.1, 0.25, 1.0, 2.5, 10.0, 1e-7, 1e21, 1.0 / 3.0, 100.0, 0.0];
         const DIMS: &[&str] = &["http_method", "deployment_environment", "client_k8s_ns", "server_k8s_ns", "_1x"];
-        let bounds: Vec<f64> = (0..r.below(12)).map(|_| *r.pick(BOUNDS)).collect();
+        let bounds: Vec<f64> = (0..r.below(24)).map(|_| *r.pick(BOUNDS)).collect();
         let dims: Vec<String> = (0..r.below(5)).map(|_| r.pick(DIMS).to_string()).collect();
         let messaging = r.chance(50);
         let edges = (0..r.below(40))
             .map(|_| {
-                let messaging_hist = (messaging && r.chance(70)).then(|| hist(r, bounds.len()));
+                let messaging_hist = (messaging && r.chance(70)).then(|| Box::new(hist(r, bounds.len())));
                 EdgeSeries {
                     client: (*r.pick(VALUES)).into(),
                     server: (*r.pick(VALUES)).into(),
