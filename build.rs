@@ -1,11 +1,14 @@
-//! Generates `include/servicemap.h` from the `extern "C"` items in `src/ffi.rs`.
+//! Generates `include/servicemap.h` from the `extern "C"` items in `src/ffi.rs`
+//! (and the public constants and types cbindgen finds in the crate).
 //! The header is committed; `tests/header.rs` fails when it is stale.
 
 use std::path::PathBuf;
 
 fn main() {
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    println!("cargo:rerun-if-changed=src/ffi.rs");
+    // cbindgen reads the whole crate (a public constant anywhere lands in the
+    // header), so any change under src/ reruns it.
+    println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("servicemap.h");

@@ -60,22 +60,22 @@ pub struct SideKey {
     pub conn: ConnType,
 }
 
-/// Bucket weights: in place up to [`Buckets::INLINE`] buckets, which both
+/// Bucket weights: in place up to 17 buckets, which both
 /// peers' default bounds fit, so a series and each copy a render takes of it
 /// need no allocation of their own; on the heap beyond.
 #[derive(Clone, PartialEq)]
 pub enum Buckets {
-    Inline { len: u8, weights: [f64; Buckets::INLINE] },
+    Inline { len: u8, weights: [f64; INLINE_BUCKETS] },
     Heap(Box<[f64]>),
 }
 
-impl Buckets {
-    /// Contrib's default bounds are 16, plus +Inf.
-    pub const INLINE: usize = 17;
+/// Contrib's default bounds are 16, plus +Inf.
+const INLINE_BUCKETS: usize = 17;
 
+impl Buckets {
     fn zeros(n: usize) -> Buckets {
-        if n <= Self::INLINE {
-            Buckets::Inline { len: n as u8, weights: [0.0; Self::INLINE] }
+        if n <= INLINE_BUCKETS {
+            Buckets::Inline { len: n as u8, weights: [0.0; INLINE_BUCKETS] }
         } else {
             Buckets::Heap(vec![0.0; n].into_boxed_slice())
         }
@@ -435,7 +435,7 @@ mod tests {
         for n in [0, 8, 16, 17, 40] {
             let bounds: Vec<f64> = (1..=n).map(|i| i as f64).collect();
             let mut h = Hist::new(n);
-            assert_eq!(matches!(h.buckets, Buckets::Inline { .. }), n < Buckets::INLINE, "{n} bounds");
+            assert_eq!(matches!(h.buckets, Buckets::Inline { .. }), n < INLINE_BUCKETS, "{n} bounds");
             for v in 0..=n + 1 {
                 h.observe(&bounds, v as f64, 1.0);
             }
