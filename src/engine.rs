@@ -9,7 +9,7 @@
 //!    exporter routes whole traces to one instance), one lock per shard,
 //!    shards another call holds taken after the free ones;
 //! 4. count the completed edges — one lock on the series table and one on
-//!    the map, whichever is free first.
+//!    the map; the map first when the series table is busy.
 
 use crate::attributes::{AttrValue, KeySet};
 use crate::config::{Config, DatabaseNaming};
@@ -258,6 +258,10 @@ pub struct Engine {
     rules: ExpiryRules,
     user: u32,
     interner: RwLock<Interner>,
+    /// Held for reading by every call that carries interned ids from one lock
+    /// to the next (consume, expiry, snapshot), and for writing by interner
+    /// compaction, which renumbers them: no call sees ids of both numberings.
+    ids: RwLock<()>,
     shards: Box<[Mutex<Shard>]>,
     series: Mutex<SeriesTable>,
     dim_labels: DimLabels,
@@ -316,6 +320,7 @@ impl Engine {
             rules,
             user,
             interner: RwLock::new(interner),
+            ids: RwLock::new(()),
             shards,
             series,
             dim_labels,
@@ -359,6 +364,7 @@ impl Engine {
     /// Feeds one OTLP traces batch. A malformed batch is rejected whole:
     /// nothing from it is applied and it is counted.
     pub fn consume(&self, data: &[u8], now_ns: u64) -> Result<ConsumeSummary, Error> {
+        let _ids = self.ids.read().unwrap_or_else(|p| p.into_inner());
         self.note_now(now_ns);
         let mut batch = Batch::default();
         let read = if data.len() > self.config.max_batch_bytes {
@@ -713,16 +719,20 @@ impl Engine {
         t: &mut Tally,
         ev: &mut Events,
     ) -> Option<u32> {
-        // Waiting across all shards: the last settled total plus what this
-        // visit to the shard has changed so far.
-        let (base, waiting) = (t.shard_base, t.waiting_base);
-        let total = |shard: &Shard| (waiting + shard.store.len()).saturating_sub(base);
-        if total(shard) >= self.config.max_items {
-            if let Some(head) = shard.store.expired_head(now_ns, false) {
-                self.expire_slot(shard, head, t, ev);
-            }
-            if total(shard) >= self.config.max_items {
-                return None;
+        // Waiting across all shards: the total settled when this visit began
+        // plus what the visit has changed so far. Near the limit the settled
+        // total is read again, so other calls' settlements since count too.
+        let base = t.shard_base;
+        let total = |waiting: usize, shard: &Shard| (waiting + shard.store.len()).saturating_sub(base);
+        if total(t.waiting_base, shard) >= self.config.max_items {
+            t.waiting_base = self.waiting.load(Relaxed);
+            if total(t.waiting_base, shard) >= self.config.max_items {
+                if let Some(head) = shard.store.expired_head(now_ns, false) {
+                    self.expire_slot(shard, head, t, ev);
+                }
+                if total(t.waiting_base, shard) >= self.config.max_items {
+                    return None;
+                }
             }
         }
         let slot = shard.store.insert(hash, key, e, now_ns.saturating_add(self.wait_ns), indexed).ok()?;
@@ -827,20 +837,23 @@ impl Engine {
 
     fn expire_inner(&self, now_ns: u64, all: bool) {
         self.note_now(now_ns);
-        let mut tally = Tally::default();
-        let mut events = Events::default();
-        for shard in self.shards.iter() {
-            let mut shard = lock(shard);
-            let before = shard.store.len();
-            while let Some(slot) = shard.store.expired_head(now_ns, all) {
-                self.expire_slot(&mut shard, slot, &mut tally, &mut events);
+        {
+            let _ids = self.ids.read().unwrap_or_else(|p| p.into_inner());
+            let mut tally = Tally::default();
+            let mut events = Events::default();
+            for shard in self.shards.iter() {
+                let mut shard = lock(shard);
+                let before = shard.store.len();
+                while let Some(slot) = shard.store.expired_head(now_ns, all) {
+                    self.expire_slot(&mut shard, slot, &mut tally, &mut events);
+                }
+                self.settle_waiting(before, shard.store.len());
             }
-            self.settle_waiting(before, shard.store.len());
+            self.count(&events, &[], now_ns);
+            let idle = self.config.series_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
+            lock(&self.series).remove_idle(now_ns, idle);
+            self.add_tally(&tally);
         }
-        self.count(&events, &[], now_ns);
-        let idle = self.config.series_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
-        lock(&self.series).remove_idle(now_ns, idle);
-        self.add_tally(&tally);
         self.compact_interner_if_due();
         if let Some(g) = &self.graph {
             let mut g = lock(g);
@@ -863,8 +876,10 @@ impl Engine {
         if len < at.0 && bytes < at.1 {
             return;
         }
-        // Lock order: shards, series, graph, interner (consumers never hold the interner
+        // No call holds ids across locks from here on. Then the lock order:
+        // shards, series, graph, interner (consumers never hold the interner
         // while waiting for a shard).
+        let _ids = self.ids.write().unwrap_or_else(|p| p.into_inner());
         let mut shards: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(lock).collect();
         let mut series = lock(&self.series);
         let mut graph = self.graph.as_ref().map(lock);
@@ -1129,6 +1144,7 @@ impl Engine {
     /// A copy of every series with label strings resolved, edges in the
     /// order of their label values.
     pub fn snapshot(&self, zero_new: bool) -> Snapshot {
+        let ids = self.ids.read().unwrap_or_else(|p| p.into_inner());
         let (entries, unpaired, dropped, bounds) = {
             let mut t = lock(&self.series);
             let entries = t.snapshot(zero_new);
@@ -1159,6 +1175,7 @@ impl Engine {
         let mut unpaired: Vec<SideSeries> = unpaired.into_iter().map(side).collect();
         let mut dropped: Vec<SideSeries> = dropped.into_iter().map(side).collect();
         drop(names);
+        drop(ids);
         let is_string = |i: usize| i % stride < 2 || i % stride >= 4;
         let ranks: Vec<u32> =
             slots.iter().enumerate().map(|(i, &s)| if is_string(i) { rank[s as usize] } else { s }).collect();

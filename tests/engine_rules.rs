@@ -437,6 +437,60 @@ fn a_flood_of_distinct_label_values_does_not_grow_memory_without_bound() {
 }
 
 #[test]
+fn calls_running_while_the_interner_is_compacted_keep_their_names() {
+    // One thread floods distinct label values and expires them, so the
+    // interner is compacted (and its ids renumbered) again and again; another
+    // consumes complete pairs meanwhile. Every pair must count under its names.
+    let e = engine(r#"{"wait":"1s","dimensions":["tier"],"max_items":100000}"#);
+    let steady = |k: u32| {
+        let mut t = vec![0x77; 16];
+        t[..4].copy_from_slice(&k.to_be_bytes());
+        batch(vec![
+            resource(Some("x"), vec![s("tier", "steady")], vec![span(CLIENT, t.clone(), sid(1), None, T0, T0 + SEC)]),
+            resource(Some("y"), vec![], vec![span(SERVER, t, sid(2), Some(sid(1)), T0, T0 + SEC)]),
+        ])
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let sent = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut now = T0;
+            for round in 0..20u32 {
+                let spans = (0..1000u32)
+                    .map(|n| {
+                        let mut t = trace(3);
+                        t[..4].copy_from_slice(&round.to_be_bytes());
+                        t[4..8].copy_from_slice(&n.to_be_bytes());
+                        with_attrs(
+                            span(CLIENT, t, sid(1), None, now, now + SEC),
+                            vec![s("tier", &format!("t-{round}-{n}"))],
+                        )
+                    })
+                    .collect();
+                e.consume(&batch(vec![resource(Some("flood"), vec![], spans)]), now).unwrap();
+                now += 2 * SEC;
+                e.expire(now);
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        let pairs = scope.spawn(|| {
+            let mut k = 0u32;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                e.consume(&steady(k), T0).unwrap();
+                k += 1;
+            }
+            k
+        });
+        pairs.join().unwrap()
+    });
+    let m = scrape(&e, T0);
+    assert_eq!(m[&format!("{TOTAL}{{client=\"x\",server=\"y\",tier=\"steady\"}}")], sent as f64);
+    let view = e.graph_view(T0).unwrap();
+    let edge = view.edges.iter().find(|x| x.client == "x" && x.server == "y").unwrap();
+    assert_eq!((edge.rate * view.window_s).round(), sent as f64);
+    assert!(e.stats().interned_strings < 12_000, "compacted: {}", e.stats().interned_strings);
+}
+
+#[test]
 fn max_items_bounds_all_shards_together() {
     let e = engine(r#"{"max_items":4}"#);
     let spans = (1..=8u8).map(|t| span(CLIENT, trace(t), sid(1), None, T0, T0 + SEC)).collect();
