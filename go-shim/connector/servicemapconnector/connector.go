@@ -52,10 +52,6 @@ func newConnector(telset component.TelemetrySettings, cfg *Config, next consumer
 		eng.Close()
 		return nil, err
 	}
-	every := cfg.FlushInterval()
-	if every == 0 {
-		telset.Logger.Warn("metrics_flush_interval is 0: service-graph metrics are sent after every trace batch, which can produce a very large number of data points")
-	}
 	return &serviceMapConnector{
 		cfg:     cfg,
 		logger:  telset.Logger,
@@ -64,7 +60,7 @@ func newConnector(telset component.TelemetrySettings, cfg *Config, next consumer
 		tel:     tel,
 		rejects: selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval, "the batch was dropped"),
 		encode:  encode,
-		loop:    metricsloop.New(eng, next, telset.Logger, cfg.ExpirationLoop(), every),
+		loop:    metricsloop.New(eng, next, telset.Logger, cfg.ExpirationLoop(), cfg.FlushInterval()),
 	}, nil
 }
 

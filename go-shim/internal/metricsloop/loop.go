@@ -38,8 +38,12 @@ type Loop struct {
 }
 
 // New returns a loop that expires every `expiry` and pushes to next every
-// `every` (never, when 0: the owner calls Push itself).
+// `every` (never, when 0: the owner calls Push itself, and New warns that
+// every batch then sends metrics).
 func New(eng *engine.Engine, next consumer.Metrics, logger *zap.Logger, expiry, every time.Duration) *Loop {
+	if every == 0 {
+		logger.Warn("metrics_flush_interval is 0: service-graph metrics are sent after every batch, which can produce a very large number of data points")
+	}
 	return &Loop{
 		eng:       eng,
 		next:      next,

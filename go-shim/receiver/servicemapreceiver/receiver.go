@@ -62,10 +62,6 @@ func newReceiver(telset component.TelemetrySettings, cfg *Config, next consumer.
 		eng.Close()
 		return nil, err
 	}
-	every := cfg.FlushInterval()
-	if every == 0 {
-		telset.Logger.Warn("metrics_flush_interval is 0: service-graph metrics are sent after every request, which can produce a very large number of data points")
-	}
 	return &serviceMapReceiver{
 		cfg:     cfg,
 		telset:  telset,
@@ -74,7 +70,7 @@ func newReceiver(telset component.TelemetrySettings, cfg *Config, next consumer.
 		eng:     eng,
 		tel:     tel,
 		rejects: selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval, "the request was refused"),
-		loop:    metricsloop.New(eng, next, telset.Logger, cfg.ExpirationLoop(), every),
+		loop:    metricsloop.New(eng, next, telset.Logger, cfg.ExpirationLoop(), cfg.FlushInterval()),
 	}, nil
 }
 
