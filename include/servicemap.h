@@ -8,6 +8,10 @@
  *   - Input buffers are borrowed for the duration of the call only.
  * Every function catches panics; none unwinds into the caller.
  * An engine may be used from many threads at once.
+ * Input never chooses a recursion depth, and every structure the engine keeps
+ * has a cap (options max_items, max_series, max_unpaired_series,
+ * max_graph_nodes, max_graph_edges, max_history_entries) whose overflow is
+ * counted in the self-report (SM_FORMAT_STATS_JSON, key "overflow").
  */
 
 #ifndef SERVICEMAP_H
@@ -72,6 +76,13 @@
  * `sm_engine_render` format: the service map as a Mermaid flowchart.
  */
 #define SM_FORMAT_GRAPH_MERMAID 6
+
+/**
+ * Attribute values are followed this many levels deep when they become
+ * label strings; deeper containers are written as "..." and counted in the
+ * self-report's `values_truncated`. No input chooses a recursion depth.
+ */
+#define SM_MAX_VALUE_DEPTH 32
 
 /**
  * Result of every fallible call.

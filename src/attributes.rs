@@ -9,6 +9,14 @@ use crate::config::Config;
 use crate::wire;
 use std::borrow::Cow;
 
+/// How deep attribute values are followed when they become strings: an
+/// `ArrayValue` or `KeyValueList` is level 1, its elements' containers level
+/// 2, and so on. OTLP puts no bound on nesting, so one is chosen here.
+pub(crate) const MAX_VALUE_DEPTH: usize = 32;
+
+/// What a container nested deeper than [`MAX_VALUE_DEPTH`] is written as.
+pub(crate) const TRUNCATED: &str = "...";
+
 /// An attribute value borrowed from the batch bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AttrValue<'a> {
@@ -54,7 +62,16 @@ impl<'a> AttrValue<'a> {
         }
     }
 
+    /// The value as JSON, as the collector writes nested values. Containers
+    /// nested deeper than [`MAX_VALUE_DEPTH`] (the value itself being level 1)
+    /// are written as [`TRUNCATED`]: the input must not choose how deep this
+    /// recursion goes, since a thread's stack is small and its overflow
+    /// kills the process (see [`AttrValue::is_too_deep`] for counting them).
     fn to_json(self) -> serde_json::Value {
+        self.to_json_at(1)
+    }
+
+    fn to_json_at(self, depth: usize) -> serde_json::Value {
         use serde_json::Value;
         match self {
             AttrValue::Empty => Value::Null,
@@ -63,13 +80,28 @@ impl<'a> AttrValue<'a> {
             AttrValue::Int(i) => Value::from(i),
             AttrValue::Double(d) => serde_json::Number::from_f64(d).map(Value::Number).unwrap_or(Value::Null),
             AttrValue::Bytes(_) => Value::String(self.to_str().into_owned()),
-            AttrValue::Array(b) => Value::Array(wire::array_values(b).iter().map(|v| v.to_json()).collect()),
+            AttrValue::Array(_) | AttrValue::KvList(_) if depth > MAX_VALUE_DEPTH => Value::String(TRUNCATED.into()),
+            AttrValue::Array(b) => {
+                Value::Array(wire::array_values(b).iter().map(|v| v.to_json_at(depth + 1)).collect())
+            }
             AttrValue::KvList(b) => Value::Object(
                 wire::kvlist_values(b)
                     .into_iter()
-                    .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_json()))
+                    .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_json_at(depth + 1)))
                     .collect(),
             ),
+        }
+    }
+
+    /// Whether this value holds containers nested deeper than
+    /// [`MAX_VALUE_DEPTH`], so that its string form is cut. Walks the bytes
+    /// with a stack of at most that many readers, whatever the input's depth.
+    pub fn is_too_deep(&self) -> bool {
+        match *self {
+            AttrValue::Array(b) | AttrValue::KvList(b) => {
+                wire::nests_deeper_than(b, matches!(self, AttrValue::KvList(_)), MAX_VALUE_DEPTH)
+            }
+            _ => false,
         }
     }
 

@@ -44,6 +44,12 @@ pub const SM_FORMAT_GRAPH_DOT: u32 = 5;
 /// `sm_engine_render` format: the service map as a Mermaid flowchart.
 pub const SM_FORMAT_GRAPH_MERMAID: u32 = 6;
 
+/// Attribute values are followed this many levels deep when they become
+/// label strings; deeper containers are written as "..." and counted in the
+/// self-report's `values_truncated`. No input chooses a recursion depth.
+pub const SM_MAX_VALUE_DEPTH: u32 = 32;
+const _: () = assert!(SM_MAX_VALUE_DEPTH as usize == crate::attributes::MAX_VALUE_DEPTH);
+
 /// Result of every fallible call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -767,6 +767,50 @@ pub(crate) fn kvlist_values(buf: &[u8]) -> Vec<(&[u8], AttrValue<'_>)> {
     each_field_1(buf, "KeyValueList", read_key_value)
 }
 
+/// Whether the `ArrayValue` (or, with `kvlist`, `KeyValueList`) body `buf`
+/// holds containers more than `max` levels deep, itself being level 1. The
+/// walk keeps one reader per open level, at most `max` of them, and stops at
+/// the first malformed element as [`array_values`] does.
+pub(crate) fn nests_deeper_than(buf: &[u8], kvlist: bool, max: usize) -> bool {
+    let mut open: Vec<(Reader<'_>, bool)> = Vec::with_capacity(max.min(64));
+    open.push((Reader::new(buf, 0, "ArrayValue"), kvlist));
+    while let Some((r, kvlist)) = open.last_mut() {
+        let kvlist = *kvlist;
+        if r.done() {
+            open.pop();
+            continue;
+        }
+        let element = match r.tag() {
+            Ok((1, WT_LEN)) => r.bytes().map(|(b, _)| Some(b)),
+            Ok((_, wt)) => r.skip(wt).map(|_| None),
+            Err(e) => Err(e),
+        };
+        let element = match element {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(_) => {
+                open.pop();
+                continue;
+            }
+        };
+        let value = if kvlist { read_key_value(element, 0).map(|(_, v)| v) } else { read_any_value(element, 0) };
+        let child = match value {
+            Ok(AttrValue::Array(b)) => (b, false),
+            Ok(AttrValue::KvList(b)) => (b, true),
+            Ok(_) => continue,
+            Err(_) => {
+                open.pop();
+                continue;
+            }
+        };
+        if open.len() >= max {
+            return true;
+        }
+        open.push((Reader::new(child.0, 0, "ArrayValue"), child.1));
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,6 +68,10 @@ func (f Format) String() string {
 type Status int
 
 // Status values, as defined by enum sm_status of the C header.
+// MaxValueDepth is how deep the engine follows nested attribute values;
+// deeper ones are cut and counted, whatever the input.
+const MaxValueDepth = C.SM_MAX_VALUE_DEPTH
+
 const (
 	StatusNullArgument    Status = C.SM_STATUS_NULL_ARGUMENT
 	StatusInvalidConfig   Status = C.SM_STATUS_INVALID_CONFIG

@@ -203,25 +203,36 @@ func (w *writer) id(field int, b []byte, empty bool) {
 func (w *writer) attributes(f int, m pcommon.Map, keys *keySet) {
 	m.Range(func(k string, v pcommon.Value) bool {
 		if keys.has(k) {
-			w.keyValue(f, k, v)
+			w.keyValue(f, k, v, 1)
 		}
 		return true
 	})
 }
 
-func (w *writer) keyValue(f int, k string, v pcommon.Value) {
+// keyValue writes a KeyValue as field f, its value at nesting level depth.
+func (w *writer) keyValue(f int, k string, v pcommon.Value, depth int) {
 	kv := w.begin(f)
 	if k != "" {
 		w.str(1, k)
 	}
 	val := w.begin(2)
-	w.value(v)
+	w.value(v, depth)
 	w.end(val)
 	w.end(kv)
 }
 
-// value writes the fields of an AnyValue.
-func (w *writer) value(v pcommon.Value) {
+// keptDepth is how deep nested values are copied: one level past the
+// engine's limit, so that the engine still sees (and counts) a value it
+// cuts, and writes it exactly as it writes the full encoding. Deeper levels
+// are left empty: the input must not choose how deep this writer recurses.
+const keptDepth = engine.MaxValueDepth + 1
+
+// value writes the fields of an AnyValue at nesting level depth (an
+// attribute's own value being level 1).
+func (w *writer) value(v pcommon.Value, depth int) {
+	if depth > keptDepth {
+		return
+	}
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
 		w.str(1, v.Str())
@@ -242,14 +253,14 @@ func (w *writer) value(v pcommon.Value) {
 		s := v.Slice()
 		for i := 0; i < s.Len(); i++ {
 			at := w.begin(1) // ArrayValue.values
-			w.value(s.At(i))
+			w.value(s.At(i), depth+1)
 			w.end(at)
 		}
 		w.end(arr)
 	case pcommon.ValueTypeMap:
 		list := w.begin(6)
 		v.Map().Range(func(k string, v pcommon.Value) bool {
-			w.keyValue(1, k, v) // KeyValueList.values
+			w.keyValue(1, k, v, depth+1) // KeyValueList.values
 			return true
 		})
 		w.end(list)

@@ -118,6 +118,23 @@ func batches() []ptrace.Traces {
 	td = ptrace.NewTraces()
 	addSpan(td, "client", ptrace.SpanKindClient, 7, 1, 0).SetSpanID(pcommon.SpanID{})
 	out = append(out, td)
+
+	// Values nested past the engine's limit: cut by the projection one level
+	// past it, so the engine writes and counts them as from the full encoding.
+	td = ptrace.NewTraces()
+	c = addSpan(td, "client", ptrace.SpanKindClient, 9, 1, 0)
+	nest := c.Attributes().PutEmptySlice("dim.a")
+	for range 100_000 {
+		nest = nest.AppendEmpty().SetEmptySlice()
+	}
+	nest.AppendEmpty().SetStr("bottom")
+	sv = addSpan(td, "server", ptrace.SpanKindServer, 9, 2, 1)
+	deep := sv.Attributes().PutEmptyMap("dim.b")
+	for range engine.MaxValueDepth {
+		deep = deep.PutEmptyMap("k")
+	}
+	deep.PutStr("k", "bottom")
+	out = append(out, td)
 	return out
 }
 
