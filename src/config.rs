@@ -78,8 +78,8 @@ pub struct Config {
     pub series_idle_timeout: Duration,
     /// Data-point timestamps are `now - offset` (contrib `metrics_timestamp_offset`).
     pub metrics_timestamp_offset: Duration,
-    /// Upper bound on active series; a new series beyond it is not created and the
-    /// edge is counted as dropped.
+    /// Upper bound on request series (label sets of the edge metrics); a new
+    /// series beyond it is not created and the edge is counted as refused.
     pub max_series: usize,
     /// Label values longer than this many bytes are truncated (Tempo: 2048).
     pub max_label_value_length: usize,
@@ -103,6 +103,17 @@ pub struct Config {
     pub snapshot_interval: Duration,
     /// How many snapshots are kept (the oldest is dropped).
     pub history_length: usize,
+    /// Nodes the live map holds at most (see [`crate::graph::Limits`]).
+    pub max_graph_nodes: usize,
+    /// Edges the live map holds at most.
+    pub max_graph_edges: usize,
+    /// Nodes and edges summed over every kept snapshot at most; the oldest
+    /// snapshots are dropped first.
+    pub max_history_entries: usize,
+    /// Unpaired and dropped span counters (label sets) at most, apart from
+    /// `max_series`; beyond it their counts fold into one series per metric
+    /// labelled `otel_metric_overflow="true"`.
+    pub max_unpaired_series: usize,
     /// Owners, tiers and SLOs that traces do not carry.
     pub catalog: crate::catalog::Catalog,
 }
@@ -154,6 +165,10 @@ impl Config {
                 owner_attribute: "service.owner".to_string(),
                 snapshot_interval: Duration::from_secs(60),
                 history_length: 1440,
+                max_graph_nodes: 10_000,
+                max_graph_edges: 50_000,
+                max_history_entries: 1_000_000,
+                max_unpaired_series: 1_000,
                 catalog: crate::catalog::Catalog::default(),
             },
             Compat::Contrib => Config {
@@ -190,6 +205,10 @@ impl Config {
                 owner_attribute: "service.owner".to_string(),
                 snapshot_interval: Duration::from_secs(60),
                 history_length: 1440,
+                max_graph_nodes: 10_000,
+                max_graph_edges: 50_000,
+                max_history_entries: 1_000_000,
+                max_unpaired_series: 1_000,
                 catalog: crate::catalog::Catalog::default(),
             },
         }
@@ -285,6 +304,10 @@ impl Config {
                 }
                 "snapshot_interval" => c.snapshot_interval = positive_duration(k, v)?,
                 "history_length" => c.history_length = count(k, v, 1)?,
+                "max_graph_nodes" => c.max_graph_nodes = count(k, v, 2)?,
+                "max_graph_edges" => c.max_graph_edges = count(k, v, 1)?,
+                "max_history_entries" => c.max_history_entries = count(k, v, 1)?,
+                "max_unpaired_series" => c.max_unpaired_series = count(k, v, 1)?,
                 "catalog" => c.catalog = crate::catalog::Catalog::from_json(v.to_string().as_bytes())?,
                 "shards" => {
                     let n = count(k, v, 1)?;

@@ -17,7 +17,7 @@ use crate::edge::{ConnType, Expiry, ExpiryRules, HalfEdge, SideWrite, Virtual};
 use crate::error::{DecodeError, Error};
 use crate::export;
 use crate::exposition;
-use crate::graph::{Facts, Graph, Observation, Sample, View, Window};
+use crate::graph::{Facts, Graph, Limits, Observation, Sample, View, Window};
 use crate::history::{self, History};
 use crate::intern::{EMPTY, Interner, Resolver};
 use crate::otlp_metrics;
@@ -98,6 +98,19 @@ struct GraphState {
     raw: Vec<u8>,
 }
 
+impl GraphState {
+    /// Forgets cached edge indexes and facts once the graph has moved its
+    /// nodes and edges (idle removal, or room made for new ones), so a
+    /// service that comes back reports its facts again.
+    fn sync_generation(&mut self) {
+        if self.generation != self.graph.generation() {
+            self.cache.clear();
+            self.facts.clear();
+            self.generation = self.graph.generation();
+        }
+    }
+}
+
 /// Edge indexes by (client id, server id) as one word: a small direct-mapped
 /// table in front of a map, so the busy edges cost a multiply and a compare
 /// instead of a hash lookup.
@@ -167,6 +180,15 @@ struct ResourceFacts<'a> {
     values: [Option<AttrValue<'a>>; 6],
 }
 
+/// How many of a batch's kept attribute values nest deeper than their
+/// string form follows ([`AttrValue::is_too_deep`]): only arrays and maps
+/// are looked at, and those are rare.
+fn values_too_deep(batch: &Batch<'_>) -> u64 {
+    // Resource values, `service.name` included, are kept with the spans'.
+    let nested = |v: &AttrValue<'_>| matches!(v, AttrValue::Array(_) | AttrValue::KvList(_)) && v.is_too_deep();
+    batch.values.iter().filter(|(_, v)| nested(v)).count() as u64
+}
+
 /// Fact values as bytes to compare with the last ones seen: strings as they
 /// are, other values as their label.
 fn raw_facts(values: &[Option<AttrValue<'_>>; 6], es6: bool, out: &mut Vec<u8>) {
@@ -215,6 +237,8 @@ struct Counters {
     edges_expired: AtomicU64,
     expired_by_kind: [AtomicU64; 6],
     first_now_ns: AtomicU64,
+    /// Attribute values cut at [`crate::attributes::MAX_VALUE_DEPTH`].
+    values_truncated: AtomicU64,
 }
 
 /// Per-call tallies, added to [`Counters`] at the end of the call.
@@ -298,14 +322,19 @@ impl Engine {
             &config.histogram_buckets,
             config.enable_messaging_system_latency_histogram,
             config.max_series,
+            config.max_unpaired_series,
         ));
         let dim_labels = dim_labels(&config);
         let graph = config.graph.then(|| {
             Mutex::new(GraphState {
-                graph: Graph::new(Window { length: config.graph_window, slots: config.graph_window_slots }),
-                history: History::new(
+                graph: Graph::with_limits(
+                    Window { length: config.graph_window, slots: config.graph_window_slots },
+                    Limits { max_nodes: config.max_graph_nodes, max_edges: config.max_graph_edges },
+                ),
+                history: History::with_max_entries(
                     config.snapshot_interval.as_nanos().min(u64::MAX as u128) as u64,
                     config.history_length,
+                    config.max_history_entries,
                 ),
                 cache: EdgeCache::new(),
                 generation: 0,
@@ -434,6 +463,10 @@ impl Engine {
         }
         self.count(&events, &facts, now_ns);
         self.add_tally(&tally);
+        drop(_ids);
+        // A flood of distinct names between two expiries must not grow the
+        // interner: it is compacted as soon as it is due, not only on expiry.
+        self.compact_interner_if_due();
         Ok(ConsumeSummary { spans: prepared.len() as u64, dropped: tally.dropped })
     }
 
@@ -477,6 +510,10 @@ impl Engine {
                 ];
                 facts.push(ResourceFacts { service, values });
             }
+        }
+        let truncated = values_too_deep(batch);
+        if truncated > 0 {
+            self.counters.values_truncated.fetch_add(truncated, Relaxed);
         }
         let mut protocols = ProtocolCache::default();
         let d = self.dims_per_side();
@@ -952,9 +989,11 @@ impl Engine {
     /// cached by id pair, so a known edge costs no name lookup.
     fn feed_graph(&self, g: &mut GraphState, events: &Events, facts: &[ResourceFacts<'_>], now_ns: u64) {
         let names = self.interner.read().unwrap_or_else(|p| p.into_inner());
-        if g.generation != g.graph.generation() {
-            g.cache.clear();
-            g.generation = g.graph.generation();
+        g.sync_generation();
+        // The facts last seen per service are a cache: cleared rather than
+        // grown past the number of nodes the map may hold.
+        if g.facts.len() + facts.len() > self.config.max_graph_nodes {
+            g.facts.clear();
         }
         for f in facts {
             let mut raw = std::mem::take(&mut g.raw);
@@ -996,9 +1035,10 @@ impl Engine {
             }
             if report {
                 g.graph.report_service(names.get(f.service), new, now_ns);
+                g.sync_generation();
             }
         }
-        let GraphState { graph, cache, .. } = g;
+        let GraphState { graph, cache, generation, .. } = g;
         let tick = graph.tick(now_ns);
         for e in &events.edges {
             let key = EdgeCache::key(e.client, e.server);
@@ -1017,6 +1057,11 @@ impl Engine {
                         virtual_server: e.inferred == Virtual::Server,
                     };
                     let Some(i) = graph.edge_index(&o, now_ns) else { continue };
+                    if graph.generation() != *generation {
+                        // Room was made: cached indexes moved.
+                        cache.clear();
+                        *generation = graph.generation();
+                    }
                     cache.insert(key, i);
                     i
                 }
@@ -1145,13 +1190,16 @@ impl Engine {
     /// order of their label values.
     pub fn snapshot(&self, zero_new: bool) -> Snapshot {
         let ids = self.ids.read().unwrap_or_else(|p| p.into_inner());
-        let (entries, unpaired, dropped, bounds) = {
+        let (entries, unpaired, dropped, side_overflow, bounds) = {
             let mut t = lock(&self.series);
             let entries = t.snapshot(zero_new);
-            let unpaired: Vec<_> = t.unpaired.iter().map(|(k, v)| (*k, *v)).collect();
-            let dropped: Vec<_> = t.dropped.iter().map(|(k, v)| (*k, *v)).collect();
-            (entries, unpaired, dropped, t.bounds().to_vec())
+            let sides = &t.sides;
+            let unpaired: Vec<_> = sides.unpaired.iter().map(|(k, v)| (*k, v.value)).collect();
+            let dropped: Vec<_> = sides.dropped.iter().map(|(k, v)| (*k, v.value)).collect();
+            let overflow = (sides.unpaired_overflow.value, sides.dropped_overflow.value);
+            (entries, unpaired, dropped, overflow, t.bounds().to_vec())
         };
+        let caps = self.overflow();
         // Each distinct label value is resolved once, to one shared copy and
         // its rank in string order, so that sorting compares integers. An
         // edge's key is [client, server, connection type, failed, dims...],
@@ -1171,6 +1219,7 @@ impl Engine {
             server: names.get(k.server).into(),
             conn: k.conn,
             value: v,
+            overflow: false,
         };
         let mut unpaired: Vec<SideSeries> = unpaired.into_iter().map(side).collect();
         let mut dropped: Vec<SideSeries> = dropped.into_iter().map(side).collect();
@@ -1210,6 +1259,11 @@ impl Engine {
             .collect();
         unpaired.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
         dropped.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
+        for (list, value) in [(&mut unpaired, side_overflow.0), (&mut dropped, side_overflow.1)] {
+            if value > 0.0 {
+                list.push(SideSeries::overflow(value));
+            }
+        }
         Snapshot {
             compat: self.config.compat,
             failed_label: self.config.failed_label,
@@ -1222,7 +1276,23 @@ impl Engine {
             edges,
             unpaired,
             dropped,
+            overflow: caps,
         }
+    }
+
+    /// What each cap refused or removed so far, by option name.
+    fn overflow(&self) -> [(&'static str, u64); 5] {
+        let (refused, unpaired_series) = {
+            let t = lock(&self.series);
+            (t.refused, t.sides.overflowed)
+        };
+        let mut o = Overflow { unpaired_series, ..Default::default() };
+        if let Some(g) = &self.graph {
+            let g = lock(g);
+            (o.graph_nodes, o.graph_edges, o.history_snapshots) =
+                (g.graph.evicted_nodes, g.graph.evicted_edges, g.history.evicted);
+        }
+        o.by_option(refused)
     }
 
     /// The self-report.
@@ -1235,9 +1305,17 @@ impl Engine {
             waiting += shard.store.len();
             store_bytes += shard.store.heap_bytes() + shard.dims.capacity() * 4;
         }
-        let (active_series, series_refused) = {
+        let (active_series, series_refused, unpaired_overflow) = {
             let t = lock(&self.series);
-            (t.len(), t.refused)
+            (t.len(), t.refused, t.sides.overflowed)
+        };
+        let (graph_nodes, graph_edges, graph_overflow) = match &self.graph {
+            Some(g) => {
+                let g = lock(g);
+                let gr = &g.graph;
+                (gr.node_count(), gr.edge_count(), (gr.evicted_nodes, gr.evicted_edges, g.history.evicted))
+            }
+            None => (0, 0, (0, 0, 0)),
         };
         let kinds = [SpanKind::Server, SpanKind::Client, SpanKind::Producer, SpanKind::Consumer];
         Stats {
@@ -1260,6 +1338,15 @@ impl Engine {
             series_refused,
             store_bytes: store_bytes as u64,
             interned_strings: self.interner.read().unwrap_or_else(|p| p.into_inner()).len() as u64,
+            graph_nodes: graph_nodes as u64,
+            graph_edges: graph_edges as u64,
+            values_truncated: c.values_truncated.load(Relaxed),
+            overflow: Overflow {
+                unpaired_series: unpaired_overflow,
+                graph_nodes: graph_overflow.0,
+                graph_edges: graph_overflow.1,
+                history_snapshots: graph_overflow.2,
+            },
         }
     }
 }
@@ -1416,6 +1503,15 @@ pub struct SideSeries {
     pub server: Arc<str>,
     pub conn: ConnType,
     pub value: f64,
+    /// The counts of sides beyond `max_unpaired_series`, labelled
+    /// `otel_metric_overflow="true"` and nothing else.
+    pub overflow: bool,
+}
+
+impl SideSeries {
+    pub fn overflow(value: f64) -> SideSeries {
+        SideSeries { client: "".into(), server: "".into(), conn: ConnType::Plain, value, overflow: true }
+    }
 }
 
 /// Everything a renderer needs, detached from the engine's locks.
@@ -1433,6 +1529,8 @@ pub struct Snapshot {
     pub edges: Vec<EdgeSeries>,
     pub unpaired: Vec<SideSeries>,
     pub dropped: Vec<SideSeries>,
+    /// What each cap refused or removed, by option name (see [`Overflow`]).
+    pub overflow: [(&'static str, u64); 5],
 }
 
 /// The engine's self-report: what a user needs to size it before sending
@@ -1455,6 +1553,39 @@ pub struct Stats {
     pub series_refused: u64,
     pub store_bytes: u64,
     pub interned_strings: u64,
+    pub graph_nodes: u64,
+    pub graph_edges: u64,
+    /// Attribute values whose string form was cut at the nesting limit.
+    pub values_truncated: u64,
+    pub overflow: Overflow,
+}
+
+/// What each cap turned away or removed to make room, since the start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overflow {
+    /// Unpaired or dropped spans counted in the overflow counter
+    /// (`max_unpaired_series`).
+    pub unpaired_series: u64,
+    /// Map nodes removed to make room (`max_graph_nodes`).
+    pub graph_nodes: u64,
+    /// Map edges removed to make room (`max_graph_edges`, or with their node).
+    pub graph_edges: u64,
+    /// History snapshots dropped before their time (`max_history_entries`).
+    pub history_snapshots: u64,
+}
+
+impl Overflow {
+    /// Each cap's count with the option that sets it, as the exposition
+    /// labels them (`series_refused` counts `max_series`).
+    pub fn by_option(&self, series_refused: u64) -> [(&'static str, u64); 5] {
+        [
+            ("max_series", series_refused),
+            ("max_unpaired_series", self.unpaired_series),
+            ("max_graph_nodes", self.graph_nodes),
+            ("max_graph_edges", self.graph_edges),
+            ("max_history_entries", self.history_snapshots),
+        ]
+    }
 }
 
 impl Stats {
@@ -1476,6 +1607,15 @@ impl Stats {
             "series_refused": self.series_refused,
             "store_bytes": self.store_bytes,
             "interned_strings": self.interned_strings,
+            "graph_nodes": self.graph_nodes,
+            "graph_edges": self.graph_edges,
+            "values_truncated": self.values_truncated,
+            "overflow": {
+                "unpaired_series": self.overflow.unpaired_series,
+                "graph_nodes": self.overflow.graph_nodes,
+                "graph_edges": self.overflow.graph_edges,
+                "history_snapshots": self.overflow.history_snapshots,
+            },
         })
     }
 }

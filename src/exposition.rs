@@ -44,6 +44,9 @@ pub const MESSAGING_HELP: &str =
     "Time between the producer ending and the consumer starting, for messaging-system edges.";
 pub const CONNECTION_INFO_HELP: &str = "1 for every pair of nodes that has been connected.";
 pub const UNPAIRED_HELP: &str = "Spans whose other side never arrived, by the side that did.";
+pub const OVERFLOW: &str = "servicemap_overflow";
+pub const OVERFLOW_HELP: &str =
+    "Label sets refused, or entries removed to make room, because the cap named by `option` was reached.";
 pub const DROPPED_HELP: &str = "Spans dropped because the pairing store was full.";
 
 /// Renders a snapshot as OpenMetrics (`openmetrics`) or Prometheus 0.0.4 text.
@@ -120,6 +123,18 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
             w.line(&open, &block, Num::F64(s.value));
         }
     }
+    // Present once a cap has been reached, as a labelled counter appears
+    // with its first increment: a run within every cap renders as the peers do.
+    if snap.overflow.iter().any(|&(_, n)| n > 0) {
+        w.descriptor(OVERFLOW, OVERFLOW_HELP, Kind::Counter);
+        let open = format!("{OVERFLOW}_total{{");
+        for &(option, n) in snap.overflow.iter().filter(|(_, n)| *n > 0) {
+            block.clear();
+            label(&mut block, 0, "option", option);
+            block.push_str(CLOSE);
+            w.line(&open, &block, Num::U64(n));
+        }
+    }
     if openmetrics {
         w.out.push_str("# EOF\n");
     }
@@ -174,6 +189,10 @@ fn edge_labels(out: &mut String, snap: &Snapshot, e: &EdgeSeries) {
 }
 
 fn side_labels(out: &mut String, s: &SideSeries) {
+    if s.overflow {
+        label(out, 0, "otel_metric_overflow", "true");
+        return;
+    }
     label(out, 0, "client", &s.client);
     label(out, 0, "server", &s.server);
     label(out, 0, "connection_type", s.conn.as_str());

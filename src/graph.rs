@@ -218,6 +218,28 @@ pub struct Graph {
     edge_index: HashMap<(usize, usize), usize>,
     generation: u64,
     bounds: &'static [f64; SKETCH_BUCKETS],
+    limits: Limits,
+    /// Nodes and edges removed to make room for new ones (see [`Limits`]).
+    pub evicted_nodes: u64,
+    pub evicted_edges: u64,
+}
+
+/// How many nodes and edges the graph holds at most. A new node or edge that
+/// finds its table full first makes room: the eighth of the table that
+/// carried the fewest requests in the window (the least recently seen first
+/// among equals) is removed, with the edges of every node removed. Traffic
+/// that keeps coming outranks a flood of names seen once, so a flood cannot
+/// lock real edges out; the removal is amortised over an eighth of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_nodes: usize,
+    pub max_edges: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_nodes: usize::MAX, max_edges: usize::MAX }
+    }
 }
 
 /// A computed view of one node.
@@ -299,6 +321,10 @@ impl View {
 
 impl Graph {
     pub fn new(window: Window) -> Graph {
+        Graph::with_limits(window, Limits::default())
+    }
+
+    pub fn with_limits(window: Window, limits: Limits) -> Graph {
         Graph {
             window,
             nodes: Vec::new(),
@@ -307,6 +333,9 @@ impl Graph {
             edge_index: HashMap::new(),
             generation: 0,
             bounds: &SKETCH_BOUNDS,
+            limits: Limits { max_nodes: limits.max_nodes.max(2), max_edges: limits.max_edges.max(1) },
+            evicted_nodes: 0,
+            evicted_edges: 0,
         }
     }
 
@@ -348,6 +377,9 @@ impl Graph {
         if name.is_empty() {
             return;
         }
+        if self.nodes.len() >= self.limits.max_nodes && !self.node_index.contains_key(name) {
+            self.make_room(1, 0, now_ns);
+        }
         let i = self.node(name, NodeKind::Service, now_ns);
         let n = &mut self.nodes[i];
         // The first version seen is not a deploy we watched happen.
@@ -383,6 +415,21 @@ impl Graph {
             (_, true) => NodeKind::External,
             _ => NodeKind::Service,
         };
+        // Near a cap, room is made before anything is added, so that the
+        // indexes below stay valid.
+        let Limits { max_nodes, max_edges } = self.limits;
+        if self.edges.len() >= max_edges || self.nodes.len() + 2 > max_nodes {
+            let known = |n: &str| self.node_index.get(n).copied();
+            let (kc, ks) = (known(o.client), known(o.server));
+            let new_edge = match (kc, ks) {
+                (Some(c), Some(s)) => !self.edge_index.contains_key(&(c, s)),
+                _ => true,
+            };
+            if new_edge {
+                let new_nodes = usize::from(kc.is_none()) + usize::from(ks.is_none() && o.server != o.client);
+                self.make_room(new_nodes, 1, now_ns);
+            }
+        }
         let c = self.node(o.client, client_kind, now_ns);
         let s = self.node(o.server, server_kind, now_ns);
         if let Some(&i) = self.edge_index.get(&(c, s)) {
@@ -674,9 +721,85 @@ impl Graph {
     pub fn remove_idle(&mut self, now_ns: u64, idle: Duration) {
         let idle = idle.as_nanos().min(u64::MAX as u128) as u64;
         let live = |t: u64| t.saturating_add(idle) >= now_ns;
+        let keep_edge: Vec<bool> = self.edges.iter().map(|e| live(e.last_seen_ns)).collect();
+        let keep_node: Vec<bool> = self.nodes.iter().map(|n| live(n.last_seen_ns)).collect();
+        self.retain(&keep_edge, &keep_node);
+    }
+
+    /// Makes room for `nodes` new nodes and `edges` new edges within the
+    /// [`Limits`], removing the least used eighth of a full table.
+    fn make_room(&mut self, nodes: usize, edges: usize, now_ns: u64) {
+        let Limits { max_nodes, max_edges } = self.limits;
+        let edges_over = self.edges.len() + edges > max_edges;
+        let nodes_over = self.nodes.len() + nodes > max_nodes;
+        if !edges_over && !nodes_over {
+            return;
+        }
+        let window = self.window_at(now_ns);
+        // A score per edge and per node: requests in the window, then when last seen.
+        let edge_score: Vec<(f64, u64)> =
+            self.edges.iter().map(|e| (Self::window_requests(e, window), e.last_seen_ns)).collect();
+        let by_score = |scores: &[(f64, u64)], n: usize| -> Vec<usize> {
+            let mut order: Vec<usize> = (0..scores.len()).collect();
+            let cmp = |a: &usize, b: &usize| scores[*a].0.total_cmp(&scores[*b].0).then(scores[*a].1.cmp(&scores[*b].1));
+            if n < order.len() {
+                order.select_nth_unstable_by(n, cmp);
+                order.truncate(n);
+            }
+            order
+        };
+        let mut keep_edge = vec![true; self.edges.len()];
+        if edges_over {
+            let target = (max_edges - max_edges / 8).min(max_edges.saturating_sub(edges));
+            for i in by_score(&edge_score, self.edges.len().saturating_sub(target)) {
+                keep_edge[i] = false;
+            }
+        }
+        let mut keep_node = vec![true; self.nodes.len()];
+        if nodes_over {
+            let mut node_score: Vec<(f64, u64)> = self.nodes.iter().map(|n| (0.0, n.last_seen_ns)).collect();
+            for (e, &(requests, _)) in self.edges.iter().zip(&edge_score) {
+                node_score[e.client].0 += requests;
+                node_score[e.server].0 += requests;
+            }
+            let target = (max_nodes - max_nodes / 8).min(max_nodes.saturating_sub(nodes));
+            for i in by_score(&node_score, self.nodes.len().saturating_sub(target)) {
+                keep_node[i] = false;
+            }
+            for (k, e) in keep_edge.iter_mut().zip(&self.edges) {
+                *k &= keep_node[e.client] && keep_node[e.server];
+            }
+        } else {
+            // A node goes with its last edge; one that never had an edge
+            // (a service known by its facts alone) stays.
+            let (mut had, mut has) = (vec![false; self.nodes.len()], vec![false; self.nodes.len()]);
+            for (e, &k) in self.edges.iter().zip(&keep_edge) {
+                for n in [e.client, e.server] {
+                    had[n] = true;
+                    has[n] |= k;
+                }
+            }
+            keep_node = has.iter().zip(&had).map(|(&has, &had)| has || !had).collect();
+        }
+        let (nodes_before, edges_before) = (self.nodes.len(), self.edges.len());
+        self.retain(&keep_edge, &keep_node);
+        self.evicted_nodes += (nodes_before - self.nodes.len()) as u64;
+        self.evicted_edges += (edges_before - self.edges.len()) as u64;
+    }
+
+    /// Requests an edge carried in the window `(oldest, newest)`.
+    fn window_requests(e: &EdgeState, (oldest, newest): (u64, u64)) -> f64 {
+        e.slots.iter().filter(|s| s.index >= oldest && s.index <= newest).map(|s| s.requests).sum()
+    }
+
+    /// Keeps the edges marked in `keep_edge`, and the nodes marked in
+    /// `keep_node` or used by a kept edge. Invalidates edge indexes when
+    /// anything goes.
+    fn retain(&mut self, keep_edge: &[bool], keep_node: &[bool]) {
         let before = (self.nodes.len(), self.edges.len());
-        self.edges.retain(|e| live(e.last_seen_ns));
-        let mut used = vec![false; self.nodes.len()];
+        let mut k = keep_edge.iter();
+        self.edges.retain(|_| *k.next().expect("one flag per edge"));
+        let mut used = keep_node.to_vec();
         for e in &self.edges {
             used[e.client] = true;
             used[e.server] = true;
@@ -684,7 +807,7 @@ impl Graph {
         let mut remap = vec![usize::MAX; self.nodes.len()];
         let mut kept = Vec::with_capacity(self.nodes.len());
         for (i, n) in std::mem::take(&mut self.nodes).into_iter().enumerate() {
-            if used[i] || live(n.last_seen_ns) {
+            if used[i] {
                 remap[i] = kept.len();
                 kept.push(n);
             }
@@ -768,6 +891,45 @@ mod tests {
 
     const W: Window = Window { length: Duration::from_secs(300), slots: 30 };
     const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_full_map_removes_its_least_used_eighth_and_keeps_steady_traffic() {
+        let mut g = Graph::with_limits(W, Limits { max_nodes: 1000, max_edges: 16 });
+        g.report_service("lonely", Facts::default(), SEC);
+        let mut steady = obs("web", "api", 0.1, 0.0);
+        steady.count = 50.0;
+        g.observe(&steady, SEC);
+        let names: Vec<String> = (0..100).map(|i| format!("junk-{i}")).collect();
+        for (i, n) in names.iter().enumerate() {
+            g.observe(&obs(n, "sink", 0.1, 0.0), (2 + i as u64) * SEC);
+        }
+        assert!(g.edge_count() <= 16);
+        assert_eq!(g.edge_count() as u64 + g.evicted_edges, 101);
+        let view = g.view(102 * SEC, &Catalog::default());
+        // The edge with steady traffic, the newest junk and the service known
+        // by its facts alone stay; the oldest junk edges went with their nodes.
+        assert!(view.edges.iter().any(|e| e.client == "web" && e.server == "api"));
+        assert!(view.edges.iter().any(|e| e.client == "junk-99"));
+        assert!(!view.edges.iter().any(|e| e.client == "junk-0"));
+        assert!(view.node("lonely").is_some() && view.node("junk-0").is_none());
+        assert_eq!(g.nodes.len() as u64 + g.evicted_nodes, 100 + 4);
+    }
+
+    #[test]
+    fn a_full_node_table_removes_its_least_used_nodes_with_their_edges() {
+        let mut g = Graph::with_limits(W, Limits { max_nodes: 8, max_edges: 1000 });
+        let mut steady = obs("web", "api", 0.1, 0.0);
+        steady.count = 50.0;
+        g.observe(&steady, SEC);
+        for i in 0..20 {
+            g.report_service(&format!("svc-{i}"), Facts::default(), (2 + i) * SEC);
+        }
+        assert!(g.nodes.len() <= 8);
+        assert_eq!(g.nodes.len() as u64 + g.evicted_nodes, 22);
+        assert!(g.node_index.contains_key("web") && g.node_index.contains_key("api"));
+        assert!(g.node_index.contains_key("svc-19") && !g.node_index.contains_key("svc-0"));
+        assert_eq!(g.edge_count(), 1);
+    }
 
     #[test]
     fn rate_errors_and_percentiles_over_the_window() {

@@ -37,12 +37,30 @@ impl Snapshot {
 pub struct History {
     interval_ns: u64,
     capacity: usize,
+    /// Nodes and edges summed over the ring at most.
+    max_entries: usize,
+    entries: usize,
     ring: VecDeque<Snapshot>,
+    /// Snapshots dropped before their time because of `max_entries`.
+    pub evicted: u64,
 }
 
 impl History {
     pub fn new(interval_ns: u64, capacity: usize) -> History {
-        History { interval_ns: interval_ns.max(1), capacity: capacity.max(1), ring: VecDeque::new() }
+        History::with_max_entries(interval_ns, capacity, usize::MAX)
+    }
+
+    /// A ring of at most `capacity` snapshots holding at most `max_entries`
+    /// nodes and edges in all: the oldest go first, the newest always stays.
+    pub fn with_max_entries(interval_ns: u64, capacity: usize, max_entries: usize) -> History {
+        History {
+            interval_ns: interval_ns.max(1),
+            capacity: capacity.max(1),
+            max_entries,
+            entries: 0,
+            ring: VecDeque::new(),
+            evicted: 0,
+        }
     }
 
     /// Whether a snapshot is due at `now_ns`.
@@ -51,10 +69,20 @@ impl History {
     }
 
     pub fn push(&mut self, s: Snapshot) {
+        let size = |s: &Snapshot| s.nodes.len() + s.edges.len();
         if self.ring.len() == self.capacity {
-            self.ring.pop_front();
+            if let Some(old) = self.ring.pop_front() {
+                self.entries -= size(&old);
+            }
         }
+        self.entries += size(&s);
         self.ring.push_back(s);
+        while self.entries > self.max_entries && self.ring.len() > 1 {
+            if let Some(old) = self.ring.pop_front() {
+                self.entries -= size(&old);
+                self.evicted += 1;
+            }
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -395,6 +395,10 @@ fn edge_attributes<'a>(snap: &'a Snapshot, e: &'a EdgeSeries, mut f: impl FnMut(
 }
 
 fn side_attributes<'a>(s: &'a SideSeries, mut f: impl FnMut(&'a str, Attr<'a>)) {
+    if s.overflow {
+        f("otel.metric.overflow", Attr::Bool(true));
+        return;
+    }
     for (k, v) in [("client", &*s.client), ("server", &*s.server), ("connection_type", s.conn.as_str())] {
         if !v.is_empty() {
             f(k, Attr::Str(v));

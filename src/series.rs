@@ -188,6 +188,8 @@ impl Values {
 pub struct Entry {
     pub key: SeriesKey,
     pub values: Values,
+    /// Created by an edge with an inferred side (a virtual node).
+    pub inferred: bool,
 }
 
 fn hash_parts(
@@ -209,29 +211,80 @@ fn hash_key(h: &RandomState, k: &SeriesKey) -> u64 {
     hash_parts(h, k.client, k.server, k.conn, k.failed, k.virtual_side, &k.dims)
 }
 
+/// One unpaired or dropped span counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SideCount {
+    pub value: f64,
+    pub updated_ns: u64,
+}
+
+/// The unpaired and dropped span counters: one per side seen, up to their own
+/// budget (so that a flood of names that never pair cannot use up the
+/// request series' budget), then one overflow counter each.
+#[derive(Debug, Default)]
+pub struct SideCounters {
+    pub unpaired: HashMap<SideKey, SideCount>,
+    pub dropped: HashMap<SideKey, SideCount>,
+    /// Counts of sides that found the budget full, labelled
+    /// `otel_metric_overflow="true"` as the OpenTelemetry SDKs' cardinality
+    /// limit labels them.
+    pub unpaired_overflow: SideCount,
+    pub dropped_overflow: SideCount,
+    /// Spans counted in an overflow counter.
+    pub overflowed: u64,
+    max: usize,
+}
+
+impl SideCounters {
+    fn len(&self) -> usize {
+        self.unpaired.len() + self.dropped.len()
+    }
+
+    fn add(&mut self, dropped: bool, k: &SideKey, now_ns: u64) {
+        let full = self.len() >= self.max;
+        let (map, overflow) =
+            if dropped { (&mut self.dropped, &mut self.dropped_overflow) } else { (&mut self.unpaired, &mut self.unpaired_overflow) };
+        let c = match map.get_mut(k) {
+            Some(c) => c,
+            None if !full => map.entry(*k).or_insert(SideCount { value: 0.0, updated_ns: now_ns }),
+            None => {
+                self.overflowed += 1;
+                overflow
+            }
+        };
+        c.value += 1.0;
+        c.updated_ns = c.updated_ns.max(now_ns);
+    }
+}
+
 #[derive(Debug)]
 pub struct SeriesTable {
     table: HashTable<Entry>,
     hasher: RandomState,
-    pub unpaired: HashMap<SideKey, f64>,
-    pub dropped: HashMap<SideKey, f64>,
+    pub sides: SideCounters,
     bounds: Box<[f64]>,
     messaging: bool,
     max_series: usize,
+    /// Series created by edges with an inferred side. They may take at most
+    /// half of `max_series`: spans that never pair (a flood of made-up names)
+    /// then cannot keep the edges both sides report from being counted.
+    inferred: usize,
     /// Edges not counted because the series cap was reached.
     pub refused: u64,
 }
 
 impl SeriesTable {
-    pub fn new(bounds: &[f64], messaging: bool, max_series: usize) -> SeriesTable {
+    /// A table of at most `max_series` request series and, apart from them,
+    /// `max_side` unpaired and dropped span counters.
+    pub fn new(bounds: &[f64], messaging: bool, max_series: usize, max_side: usize) -> SeriesTable {
         SeriesTable {
             table: HashTable::new(),
             hasher: RandomState::default(),
-            unpaired: HashMap::new(),
-            dropped: HashMap::new(),
+            sides: SideCounters { max: max_side, ..Default::default() },
             bounds: bounds.into(),
             messaging,
             max_series,
+            inferred: 0,
             refused: 0,
         }
     }
@@ -242,7 +295,7 @@ impl SeriesTable {
 
     /// Number of active label sets, counting the span counters too.
     pub fn len(&self) -> usize {
-        self.table.len() + self.unpaired.len() + self.dropped.len()
+        self.table.len() + self.sides.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -256,14 +309,10 @@ impl SeriesTable {
             self.record(e, dims, failed_label, now_ns);
         }
         for k in &ev.unpaired {
-            if self.unpaired.contains_key(k) || self.len() < self.max_series {
-                *self.unpaired.entry(*k).or_insert(0.0) += 1.0;
-            }
+            self.sides.add(false, k, now_ns);
         }
         for k in &ev.dropped {
-            if self.dropped.contains_key(k) || self.len() < self.max_series {
-                *self.dropped.entry(*k).or_insert(0.0) += 1.0;
-            }
+            self.sides.add(true, k, now_ns);
         }
     }
 
@@ -281,7 +330,8 @@ impl SeriesTable {
         let values = match found {
             Some(entry) => &mut entry.values,
             None => {
-                if self.len() >= self.max_series {
+                let inferred = e.inferred != Virtual::None;
+                if self.table.len() >= self.max_series || (inferred && self.inferred >= self.max_series / 2) {
                     self.refused += 1;
                     return;
                 }
@@ -305,8 +355,9 @@ impl SeriesTable {
                     failed_exposed: false,
                     messaging_exposed: false,
                 };
+                self.inferred += usize::from(inferred);
                 let hasher = &self.hasher;
-                let entry = self.table.insert_unique(hash, Entry { key, values }, |x| hash_key(hasher, &x.key));
+                let entry = self.table.insert_unique(hash, Entry { key, values, inferred }, |x| hash_key(hasher, &x.key));
                 &mut entry.into_mut().values
             }
         };
@@ -323,11 +374,21 @@ impl SeriesTable {
         values.updated_ns = values.updated_ns.max(now_ns);
     }
 
-    /// Removes series not updated for `idle_ns`; returns how many.
+    /// Removes series and span counters not updated for `idle_ns`; returns
+    /// how many.
     pub fn remove_idle(&mut self, now_ns: u64, idle_ns: u64) -> usize {
-        let before = self.table.len();
-        self.table.retain(|x| x.values.updated_ns.saturating_add(idle_ns) >= now_ns);
-        before - self.table.len()
+        let live = |t: u64| t.saturating_add(idle_ns) >= now_ns;
+        let before = self.len();
+        let mut gone_inferred = 0;
+        self.table.retain(|x| {
+            let keep = live(x.values.updated_ns);
+            gone_inferred += usize::from(!keep && x.inferred);
+            keep
+        });
+        self.inferred -= gone_inferred;
+        self.sides.unpaired.retain(|_, c| live(c.updated_ns));
+        self.sides.dropped.retain(|_, c| live(c.updated_ns));
+        before - self.len()
     }
 
     /// Copies every series out. With `zero_new`, series (and late families)
@@ -374,14 +435,14 @@ impl SeriesTable {
             let hasher = &self.hasher;
             self.table.insert_unique(hash, x, |y| hash_key(hasher, &y.key));
         }
-        let mut side = |m: &mut HashMap<SideKey, f64>| {
+        let mut side = |m: &mut HashMap<SideKey, SideCount>| {
             *m = m
                 .drain()
                 .map(|(k, v)| (SideKey { client: f(k.client), server: f(k.server), conn: k.conn }, v))
                 .collect();
         };
-        side(&mut self.unpaired);
-        side(&mut self.dropped);
+        side(&mut self.sides.unpaired);
+        side(&mut self.sides.dropped);
     }
 
     fn hash_key(&self, k: &SeriesKey) -> u64 {
@@ -452,7 +513,7 @@ mod tests {
 
     #[test]
     fn failed_label_splits_series_and_cap_refuses() {
-        let mut t = SeriesTable::new(&[1.0], false, 2);
+        let mut t = SeriesTable::new(&[1.0], false, 2, 10);
         let events = Events {
             edges: vec![ev(1, 2, false, 0.5), ev(1, 2, true, 0.5), ev(1, 2, false, 2.0), ev(3, 4, false, 1.0)],
             ..Default::default()
@@ -470,7 +531,7 @@ mod tests {
 
     #[test]
     fn without_failed_label_one_series_counts_failures() {
-        let mut t = SeriesTable::new(&[1.0], false, 10);
+        let mut t = SeriesTable::new(&[1.0], false, 10, 10);
         let events = Events { edges: vec![ev(1, 2, false, 0.5), ev(1, 2, true, 0.5)], ..Default::default() };
         t.apply(&events, 0, false, 100);
         let snap = t.snapshot(false);
@@ -480,7 +541,7 @@ mod tests {
 
     #[test]
     fn idle_series_are_removed() {
-        let mut t = SeriesTable::new(&[1.0], false, 10);
+        let mut t = SeriesTable::new(&[1.0], false, 10, 10);
         let mut events = Events { edges: vec![ev(1, 2, false, 0.5)], ..Default::default() };
         t.apply(&events, 0, false, 100);
         events.edges = vec![ev(3, 4, false, 0.5)];
@@ -488,5 +549,52 @@ mod tests {
         assert_eq!(t.remove_idle(200, 100), 0);
         assert_eq!(t.remove_idle(201, 100), 1);
         assert_eq!(t.edge_series(), 1);
+    }
+
+    #[test]
+    fn unpaired_and_dropped_counters_have_their_own_budget_then_overflow() {
+        let side = |client: u32| SideKey { client, server: 0, conn: ConnType::Plain };
+        let mut t = SeriesTable::new(&[1.0], false, 2, 3);
+        // Five distinct unpaired sides and two dropped: three fit, four overflow.
+        let events = Events {
+            unpaired: vec![side(1), side(2), side(1), side(3), side(4), side(5)],
+            dropped: vec![side(6), side(2)],
+            ..Default::default()
+        };
+        t.apply(&events, 0, false, 100);
+        assert_eq!(t.sides.unpaired.len(), 3);
+        assert_eq!(t.sides.unpaired[&side(1)].value, 2.0);
+        assert!(t.sides.dropped.is_empty());
+        assert_eq!(t.sides.unpaired_overflow.value, 2.0);
+        assert_eq!(t.sides.dropped_overflow.value, 2.0);
+        assert_eq!(t.sides.overflowed, 4);
+        // The request series keep their whole budget.
+        let edges = Events { edges: vec![ev(1, 2, false, 0.5), ev(3, 4, false, 0.5)], ..Default::default() };
+        t.apply(&edges, 0, false, 100);
+        assert_eq!((t.edge_series(), t.refused), (2, 0));
+        // Idle counters go, making room again; the overflow counters stay.
+        t.apply(&Events { unpaired: vec![side(1)], ..Default::default() }, 0, false, 300);
+        assert_eq!(t.remove_idle(301, 100), 4);
+        assert_eq!(t.sides.unpaired.len(), 1);
+        t.apply(&Events { dropped: vec![side(7)], ..Default::default() }, 0, false, 302);
+        assert_eq!(t.sides.dropped[&side(7)].value, 1.0);
+        assert_eq!(t.sides.overflowed, 4);
+    }
+
+    #[test]
+    fn edges_with_an_inferred_side_take_at_most_half_the_series() {
+        let mut t = SeriesTable::new(&[1.0], false, 4, 10);
+        let inferred = |client| EdgeEvent { inferred: Virtual::Server, ..ev(client, 99, false, 0.5) };
+        let flood = Events { edges: (10..20).map(inferred).collect(), ..Default::default() };
+        t.apply(&flood, 0, false, 100);
+        assert_eq!((t.edge_series(), t.refused), (2, 8));
+        // Edges both sides reported still find room.
+        let real = Events { edges: vec![ev(1, 2, false, 0.5), ev(3, 4, false, 0.5)], ..Default::default() };
+        t.apply(&real, 0, false, 150);
+        assert_eq!((t.edge_series(), t.refused), (4, 8));
+        // Once the inferred series are idle and gone, inferred edges count again.
+        assert_eq!(t.remove_idle(201, 100), 2);
+        t.apply(&Events { edges: vec![inferred(30)], ..Default::default() }, 0, false, 202);
+        assert_eq!((t.edge_series(), t.refused), (3, 8));
     }
 }

@@ -14,7 +14,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::fmt;
 
-const COUNTERS: [&str; 4] = [REQUEST, REQUEST_FAILED, UNPAIRED, DROPPED];
+const COUNTERS: [&str; 5] = [REQUEST, REQUEST_FAILED, UNPAIRED, DROPPED, OVERFLOW];
 
 /// Renders a snapshot as OpenMetrics (`openmetrics`) or Prometheus 0.0.4 text.
 pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
@@ -72,6 +72,9 @@ fn edge_labels<'a>(snap: &'a Snapshot, e: &'a EdgeSeries) -> Vec<(&'a str, &'a s
 }
 
 fn side_labels(s: &SideSeries) -> Vec<(&str, &str)> {
+    if s.overflow {
+        return vec![("otel_metric_overflow", "true")];
+    }
     let mut l = vec![("client", &*s.client), ("server", &*s.server), ("connection_type", s.conn.as_str())];
     l.retain(|(_, v)| !v.is_empty());
     l
@@ -137,6 +140,12 @@ impl Collector for SnapshotCollector {
             let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
             for s in list {
                 m.encode_family(&side_labels(s))?.encode_counter::<NoLabelSet, _, f64>(&s.value, None)?;
+            }
+        }
+        if snap.overflow.iter().any(|&(_, n)| n > 0) {
+            let mut m = enc.encode_descriptor(OVERFLOW, OVERFLOW_HELP, None, MetricType::Counter)?;
+            for (option, n) in snap.overflow.iter().filter(|(_, n)| *n > 0) {
+                m.encode_family(&[("option", *option)])?.encode_counter::<NoLabelSet, _, u64>(n, None)?;
             }
         }
         Ok(())
@@ -282,15 +291,26 @@ pub(crate) mod tests {
             })
             .collect();
         let side = |r: &mut Rng| {
-            (0..r.below(6))
+            let mut list: Vec<SideSeries> = (0..r.below(6))
                 .map(|_| SideSeries {
                     client: (*r.pick(VALUES)).into(),
                     server: (*r.pick(VALUES)).into(),
                     conn: *r.pick(&[ConnType::Plain, ConnType::Database]),
                     value: float(r),
+                    overflow: false,
                 })
-                .collect()
+                .collect();
+            if r.chance(20) {
+                list.push(SideSeries::overflow(float(r)));
+            }
+            list
         };
+        let mut overflow = [("max_series", 0), ("max_unpaired_series", 0), ("max_graph_nodes", 0), ("max_graph_edges", 0), ("max_history_entries", 0)];
+        if r.chance(20) {
+            for (_, n) in overflow.iter_mut() {
+                *n = if r.chance(50) { 0 } else { r.below(1 << 20) as u64 };
+            }
+        }
         Snapshot {
             compat: if r.chance(50) { Compat::Tempo } else { Compat::Contrib },
             failed_label: r.chance(50),
@@ -303,6 +323,7 @@ pub(crate) mod tests {
             edges,
             unpaired: side(r),
             dropped: side(r),
+            overflow,
         }
     }
 
@@ -338,6 +359,7 @@ pub(crate) mod tests {
             edges: vec![],
             unpaired: vec![],
             dropped: vec![],
+            overflow: [("max_series", 0); 5],
         };
         for openmetrics in [false, true] {
             assert_eq!(render(&snap, openmetrics), oracle(&snap, openmetrics));

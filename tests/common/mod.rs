@@ -146,3 +146,4 @@ pub fn engine(json: &str) -> servicemap::Engine {
     v.as_object_mut().unwrap().entry("initial_zero").or_insert(serde_json::Value::Bool(false));
     servicemap::Engine::new(servicemap::Config::from_json(v.to_string().as_bytes()).unwrap())
 }
+pub mod hostile;

@@ -93,6 +93,7 @@ type Options struct {
 	Shards                                *int           `mapstructure:"shards"`
 	InitialZero                           *bool          `mapstructure:"initial_zero"`
 	MaxBatchBytes                         *int           `mapstructure:"max_batch_bytes"`
+	MaxUnpairedSeries                     *int           `mapstructure:"max_unpaired_series"`
 
 	// The live service map.
 
@@ -102,6 +103,10 @@ type Options struct {
 	OwnerAttribute   *string        `mapstructure:"owner_attribute"`
 	SnapshotInterval *time.Duration `mapstructure:"snapshot_interval"`
 	HistoryLength    *int           `mapstructure:"history_length"`
+	// Caps of the map: nodes, edges, and entries over all kept snapshots.
+	MaxGraphNodes     *int `mapstructure:"max_graph_nodes"`
+	MaxGraphEdges     *int `mapstructure:"max_graph_edges"`
+	MaxHistoryEntries *int `mapstructure:"max_history_entries"`
 	// Catalog is the path of a service catalog file (YAML or JSON): owners,
 	// tiers and SLOs per service or per edge.
 	Catalog string `mapstructure:"catalog"`
@@ -219,12 +224,16 @@ func (o *Options) EngineJSON() ([]byte, error) {
 	putInt("shards", o.Shards)
 	putBool("initial_zero", o.InitialZero)
 	putInt("max_batch_bytes", o.MaxBatchBytes)
+	putInt("max_unpaired_series", o.MaxUnpairedSeries)
 	putBool("graph", o.Graph)
 	putDuration("graph_window", o.GraphWindow)
 	putInt("graph_window_slots", o.GraphWindowSlots)
 	putString("owner_attribute", o.OwnerAttribute)
 	putDuration("snapshot_interval", o.SnapshotInterval)
 	putInt("history_length", o.HistoryLength)
+	putInt("max_graph_nodes", o.MaxGraphNodes)
+	putInt("max_graph_edges", o.MaxGraphEdges)
+	putInt("max_history_entries", o.MaxHistoryEntries)
 	if o.Catalog != "" {
 		catalog, err := readCatalog(o.Catalog)
 		if err != nil {

@@ -67,6 +67,10 @@ func TestEverySetOptionIsSent(t *testing.T) {
 	o.Shards = ptr(4)
 	o.InitialZero = ptr(false)
 	o.MaxBatchBytes = ptr(1 << 20)
+	o.MaxUnpairedSeries = ptr(20)
+	o.MaxGraphNodes = ptr(30)
+	o.MaxGraphEdges = ptr(40)
+	o.MaxHistoryEntries = ptr(50)
 	if err := o.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +103,10 @@ func TestEverySetOptionIsSent(t *testing.T) {
 		"shards":                                    float64(4),
 		"initial_zero":                              false,
 		"max_batch_bytes":                           float64(1 << 20),
+		"max_unpaired_series":                       float64(20),
+		"max_graph_nodes":                           float64(30),
+		"max_graph_edges":                           float64(40),
+		"max_history_entries":                       float64(50),
 	}
 	if len(m) != len(want) {
 		t.Errorf("sent %d keys, want %d: %v", len(m), len(want), m)
@@ -130,6 +138,7 @@ func TestCheckErrorsNameTheKey(t *testing.T) {
 		{"database naming", func(o *Options) { o.DatabaseNaming = ptr("alphabetical") }, "`database_naming`"},
 		{"shards", func(o *Options) { o.Shards = ptr(5000) }, "`shards`"},
 		{"max series", func(o *Options) { o.MaxSeries = ptr(-1) }, "`max_series`"},
+		{"max graph edges", func(o *Options) { o.MaxGraphEdges = ptr(-1) }, "`max_graph_edges`"},
 		{"idle timeout", func(o *Options) { o.SeriesIdleTimeout = ptr(-time.Minute) }, "`series_idle_timeout`"},
 		{"peer aliases", func(o *Options) {
 			o.PeerAttributes = []string{"a"}
