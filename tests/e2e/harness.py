@@ -70,11 +70,12 @@ def http_get(url, timeout=5.0, headers=None):
         return e.code, e.read().decode("utf-8", "replace")
 
 
-def http_post(url, body, content_type="application/x-ndjson", timeout=5.0):
-    """POSTs `body` (bytes or text); returns (status, body as text)."""
+def http_post(url, body, content_type="application/x-ndjson", timeout=5.0, headers=None):
+    """POSTs `body` (bytes or text) with any further `headers`; returns
+    (status, body as text)."""
     if isinstance(body, str):
         body = body.encode("utf-8")
-    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type, **(headers or {})})
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             return resp.status, resp.read().decode("utf-8")

@@ -2,6 +2,7 @@
 with the built collector (with loopback ports of the test's choosing merged
 over the examples' fixed ones)."""
 
+import glob
 import os
 import subprocess
 
@@ -15,11 +16,20 @@ from collectors import receivers, start_collector, stop_collector, telemetry
 EXAMPLES = os.path.join(harness.ROOT, "examples")
 PROCESSOR_EXAMPLE = os.path.join(EXAMPLES, "processor.yaml")
 CONNECTOR_EXAMPLE = os.path.join(EXAMPLES, "connector.yaml")
-RECEIVER_EXAMPLE = os.path.join(EXAMPLES, "receiver.yaml")
 SETTLE_TIMEOUT = 60.0
 
 
-@pytest.mark.parametrize("path", [PROCESSOR_EXAMPLE, CONNECTOR_EXAMPLE, RECEIVER_EXAMPLE], ids=os.path.basename)
+# Every example, including those that need files a deployment provides
+# (certificates, tokens), which `validate` does not open.
+ALL_EXAMPLES = sorted(glob.glob(os.path.join(EXAMPLES, "*.yaml")))
+
+
+def test_examples_are_found():
+    assert [os.path.basename(p) for p in ALL_EXAMPLES] == [
+        "connector.yaml", "processor-secure.yaml", "processor.yaml", "receiver.yaml"]
+
+
+@pytest.mark.parametrize("path", ALL_EXAMPLES, ids=os.path.basename)
 def test_example_validates(path):
     result = subprocess.run([harness.collector_binary(), "validate", f"--config={path}"],
                             capture_output=True, text=True, timeout=120)

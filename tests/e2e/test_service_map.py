@@ -159,6 +159,15 @@ def test_mermaid_classes_by_health(processor_collector, graph):
         assert f"  classDef {health} fill:{colour},color:#fff" in lines
 
 
+def test_posting_edges_is_off_by_default(processor_collector, graph):
+    base = processor_collector.base_url
+    before = get(processor_collector, "/api/graph")
+    assert harness.http_post(f"{base}/api/edges", json.dumps({"client": "intruder", "server": DATABASE}) + "\n") == (
+        404, "POST /api/edges is off: set `http: {accept_edges: true}` in the servicemap processor's configuration "
+             "to accept edges\n")
+    assert [n["id"] for n in get(processor_collector, "/api/graph")["nodes"]] == [n["id"] for n in before["nodes"]]
+
+
 def test_bad_queries_are_400_with_a_message(processor_collector):
     base = processor_collector.base_url
     assert harness.http_get(f"{base}/api/impact") == (
@@ -173,11 +182,19 @@ def test_bad_queries_are_400_with_a_message(processor_collector):
 # the map, which the other tests and the page test read) ---------------------
 
 
+def processor_accepting_edges(ports):
+    """processor_config with POST /api/edges turned on (it is off by default)."""
+    config = processor_config(ports)
+    config["processors"]["servicemap"]["http"]["accept_edges"] = True
+    return config
+
+
 @pytest.fixture(scope="module")
 def edges_collector(workdir):
-    """A processor collector that took its first topology snapshot before
-    the shop's traffic arrived, with the shop's map settled."""
-    c = start_collector("map-edges", processor_config, workdir)
+    """A processor collector taking posted edges, that took its first
+    topology snapshot before the shop's traffic arrived, with the shop's map
+    settled."""
+    c = start_collector("map-edges", processor_accepting_edges, workdir)
     fleet = c.fleet()
     try:
         harness.poll(lambda: get(c, "/api/history")["snapshots_unix_nano"], SETTLE_TIMEOUT,
@@ -229,7 +246,7 @@ def test_posted_edges_join_the_map(edges_collector):
     assert next(n for n in graph["nodes"] if n["id"] == "reporting")["kind"] == "service"
 
 
-def test_bad_edges_are_400_and_change_nothing(edges_collector):
+def test_refused_edges_change_nothing(edges_collector):
     base = edges_collector.base_url
     before = get(edges_collector, "/api/graph")
     good = json.dumps({"client": "nightly-export", "server": DATABASE})
@@ -247,6 +264,14 @@ def test_bad_edges_are_400_and_change_nothing(edges_collector):
         status, text = harness.http_post(f"{base}/api/edges", body)
         assert status == 400, (body, status, text)
         assert message in text, (body, text)
+    # What a web page on another site can send without a CORS preflight.
+    assert harness.http_post(f"{base}/api/edges", good + "\n", content_type="text/plain",
+                             headers={"Origin": "http://evil.example"}) == (
+        403, f'POST /api/edges from origin "http://evil.example" refused: only requests from {base} itself, '
+             "or from an origin listed in the server's cors.allowed_origins, may post edges\n")
+    assert harness.http_post(f"{base}/api/edges", good + "\n", content_type="text/plain") == (
+        415, 'POST /api/edges takes Content-Type application/json or application/x-ndjson (JSON lines), '
+             'not "text/plain"\n')
     after = get(edges_collector, "/api/graph")
     assert [n["id"] for n in after["nodes"]] == [n["id"] for n in before["nodes"]]
     assert [(e["client"], e["server"], e["rate"]) for e in after["edges"]] == [

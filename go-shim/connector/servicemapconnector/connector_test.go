@@ -15,8 +15,12 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/servicemap/servicemap/go-shim/connector/servicemapconnector/internal/metadata"
+	"github.com/servicemap/servicemap/go-shim/internal/engine"
 	"github.com/servicemap/servicemap/go-shim/internal/enginetest"
 	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
@@ -71,6 +75,7 @@ type fixture struct {
 	pushTick   chan time.Time
 	expired    chan struct{}
 	pushed     chan struct{}
+	logs       *observer.ObservedLogs
 }
 
 const (
@@ -99,7 +104,11 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 		pushed:     make(chan struct{}, 1),
 	}
 	t.Cleanup(func() { _ = f.tel.Shutdown(context.Background()) })
-	c, err := newConnector(f.tel.NewTelemetrySettings(), cfg, f.sink)
+	telset := f.tel.NewTelemetrySettings()
+	core, logs := observer.New(zapcore.InfoLevel)
+	telset.Logger = zap.New(core)
+	f.logs = logs
+	c, err := newConnector(telset, cfg, f.sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,6 +306,40 @@ func TestExpiryMakesVirtualNodes(t *testing.T) {
 	labels := map[string]string{"client": "shop", "server": "payments-gateway", "connection_type": "virtual_node"}
 	if v, ok := testutil.MetricValue(pushes[0], "traces_service_graph_request_total", labels); !ok || v != 1 {
 		t.Errorf("virtual edge request_total = %v (found %v), want 1", v, ok)
+	}
+}
+
+// TestExpiryWarnsOfOverflowedCaps: the shared expiry loop checks the
+// engine's caps after each pass; with max_series at 1 a second edge's
+// series are refused, and the warning counts them.
+func TestExpiryWarnsOfOverflowedCaps(t *testing.T) {
+	enginetest.RequireRealEngine(t)
+	cfg := testConfig()
+	one := 1
+	cfg.MaxSeries = &one
+	f := newFixture(t, cfg)
+	f.start(t)
+	for _, edge := range [][2]string{{"a", "b"}, {"c", "d"}} {
+		if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer(edge[0], edge[1], f.clock.now(), false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := f.c.eng.Render(engine.FormatStatsJSON, f.clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := selftelemetry.ParseStats(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := int64(stats["series_refused"])
+	if refused == 0 {
+		t.Fatal("the engine refused no series past max_series 1")
+	}
+	f.expire()
+	w := f.logs.FilterMessageSnippet("servicemap engine caps overflowed").All()
+	if len(w) != 1 || w[0].Level != zapcore.WarnLevel || w[0].ContextMap()["series_refused"] != refused {
+		t.Fatalf("%+v, want one warning with series_refused %d", w, refused)
 	}
 }
 

@@ -13,15 +13,22 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 )
 
-// Loop runs an engine's expiry and metric pushes until Stop.
+// overflowLogInterval is the least time between two warnings about
+// overflowed engine caps (the components log rejected batches as often).
+const overflowLogInterval = 10 * time.Second
+
+// Loop runs an engine's expiry and metric pushes until Stop. After each
+// expiry it checks whether the engine's caps overflowed, and warns if so.
 type Loop struct {
-	eng    *engine.Engine
-	next   consumer.Metrics
-	logger *zap.Logger
-	expiry time.Duration
-	every  time.Duration // push period; 0 = the owner pushes after every batch
+	eng      *engine.Engine
+	next     consumer.Metrics
+	logger   *zap.Logger
+	expiry   time.Duration
+	every    time.Duration // push period; 0 = the owner pushes after every batch
+	overflow *selftelemetry.OverflowLog
 
 	// Seams for tests; set before Start.
 	Now         func() time.Time
@@ -50,6 +57,7 @@ func New(eng *engine.Engine, next consumer.Metrics, logger *zap.Logger, expiry, 
 		logger:    logger,
 		expiry:    expiry,
 		every:     every,
+		overflow:  selftelemetry.OverflowLogForEngine(logger, overflowLogInterval, eng),
 		Now:       time.Now,
 		NewTicker: newTicker,
 		stop:      make(chan struct{}),
@@ -68,9 +76,11 @@ func (l *Loop) PushesPerBatch() bool { return l.every == 0 }
 // batch, the push loop. Call it once.
 func (l *Loop) Start() {
 	l.run(l.expiry, func() {
-		if err := l.eng.Expire(l.Now()); err != nil {
+		now := l.Now()
+		if err := l.eng.Expire(now); err != nil {
 			l.logger.Warn("servicemap expiry failed", zap.Error(err))
 		}
+		l.overflow.Check(now)
 		if l.AfterExpire != nil {
 			l.AfterExpire()
 		}

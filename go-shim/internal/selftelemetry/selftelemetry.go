@@ -1,6 +1,6 @@
 // Package selftelemetry reports the shim's and the engine's own health through
-// the component's MeterProvider, and logs rejected batches without flooding
-// the log.
+// the component's MeterProvider, and logs rejected batches and overflowed
+// caps without flooding the log.
 package selftelemetry
 
 import (
@@ -141,9 +141,11 @@ func (t *Telemetry) Shutdown() {
 // Statistics are counters when they count events since the engine started,
 // recognised by their name; everything else (waiting edges, active series,
 // memory) is a gauge.
+// The engine's "overflow" object (flattened to overflow_*) counts what each
+// cap refused or folded since the start, so it is cumulative as a whole.
 var (
-	cumulativePrefixes = []string{"batches_", "spans_", "edges_", "expired_"}
-	cumulativeWords    = []string{"dropped", "expired", "rejected", "refused", "received", "accepted", "completed", "ignored", "evicted"}
+	cumulativePrefixes = []string{"batches_", "spans_", "edges_", "expired_", "overflow_"}
+	cumulativeWords    = []string{"dropped", "expired", "rejected", "refused", "received", "accepted", "completed", "ignored", "evicted", "truncated"}
 )
 
 // isCumulative reports whether a statistic counts events (a counter) rather
@@ -228,16 +230,30 @@ func sanitize(s string) string {
 	}, s)
 }
 
+// throttle lets at most one log message through per interval. Its owner
+// holds the lock that guards it.
+type throttle struct {
+	interval time.Duration
+	last     time.Time
+}
+
+// open reports whether a message may be written at now.
+func (t *throttle) open(now time.Time) bool {
+	return t.last.IsZero() || now.Sub(t.last) >= t.interval
+}
+
+// written starts a new interval at now.
+func (t *throttle) written(now time.Time) { t.last = now }
+
 // RejectLog logs rejected batches at most once per interval, with the number
 // of rejections since the last message.
 type RejectLog struct {
-	logger   *zap.Logger
-	interval time.Duration
-	outcome  string // what became of the batch, for the message
-	now      func() time.Time
+	logger  *zap.Logger
+	outcome string // what became of the batch, for the message
+	now     func() time.Time
 
 	mu         sync.Mutex
-	last       time.Time
+	throttle   throttle
 	suppressed int64
 }
 
@@ -245,7 +261,7 @@ type RejectLog struct {
 // what the component did with a rejected batch ("the traces were passed on
 // unchanged", "the request was refused").
 func NewRejectLog(logger *zap.Logger, interval time.Duration, outcome string) *RejectLog {
-	return &RejectLog{logger: logger, interval: interval, outcome: outcome, now: time.Now}
+	return &RejectLog{logger: logger, throttle: throttle{interval: interval}, outcome: outcome, now: time.Now}
 }
 
 // SetClock replaces the clock (for tests).
@@ -257,26 +273,99 @@ func (r *RejectLog) Reject(err error, spans int) bool {
 	r.mu.Lock()
 	now := r.now()
 	r.suppressed++
-	if !r.last.IsZero() && now.Sub(r.last) < r.interval {
+	if !r.throttle.open(now) {
 		r.mu.Unlock()
 		return false
 	}
 	count := r.suppressed
 	r.suppressed = 0
-	r.last = now
+	r.throttle.written(now)
 	r.mu.Unlock()
 
 	fields := []zap.Field{
 		zap.Error(err),
 		zap.Int("spans_in_batch", spans),
 		zap.Int64("rejected_since_last_message", count),
-		zap.Duration("log_interval", r.interval),
+		zap.Duration("log_interval", r.throttle.interval),
 	}
 	if engine.IsInvalidInput(err) {
 		r.logger.Warn("servicemap engine rejected a trace batch; "+r.outcome, fields...)
 	} else {
 		r.logger.Error("servicemap engine failed to take a trace batch; "+r.outcome, fields...)
 	}
+	return true
+}
+
+// OverflowLog warns when the engine refused, folded or truncated input
+// because one of its caps was full: when series_refused, values_truncated
+// or an overflow_* statistic has grown. It writes at most one message per
+// interval, naming each statistic that grew since the last message and by
+// how much, so that an operator learns which cap to raise, or which input
+// to look at, without a line per span.
+type OverflowLog struct {
+	logger *zap.Logger
+	stats  StatsSource
+
+	mu       sync.Mutex
+	throttle throttle
+	// reported holds each statistic's value at the last message (zero
+	// before the first: the engine counts from its start).
+	reported map[string]float64
+}
+
+// NewOverflowLog watches the statistics from stats and logs through logger
+// at most once per interval.
+func NewOverflowLog(logger *zap.Logger, interval time.Duration, stats StatsSource) *OverflowLog {
+	return &OverflowLog{logger: logger, stats: stats, throttle: throttle{interval: interval}, reported: map[string]float64{}}
+}
+
+// OverflowLogForEngine is NewOverflowLog over an engine's self-report.
+func OverflowLogForEngine(logger *zap.Logger, interval time.Duration, eng *engine.Engine) *OverflowLog {
+	return NewOverflowLog(logger, interval, func(now time.Time) ([]byte, error) {
+		return eng.Render(engine.FormatStatsJSON, now)
+	})
+}
+
+// isOverflow reports whether a statistic counts input lost to a cap.
+func isOverflow(key string) bool {
+	return key == "series_refused" || key == "values_truncated" || strings.HasPrefix(key, "overflow_")
+}
+
+// Check reads the statistics, unless a message was written less than an
+// interval ago (growth until then is reported in the next message), and
+// logs what grew since the last message. It reports whether it logged.
+func (o *OverflowLog) Check(now time.Time) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.throttle.open(now) {
+		return false
+	}
+	values, err := readStats(o.stats, now)
+	if err != nil {
+		// The engine is closing, or its report is unreadable; the
+		// instruments' callback reports the latter.
+		return false
+	}
+	var grown []string
+	for k, v := range values {
+		if isOverflow(k) && v > o.reported[k] {
+			grown = append(grown, k)
+		}
+	}
+	if len(grown) == 0 {
+		return false
+	}
+	sort.Strings(grown)
+	fields := make([]zap.Field, 0, len(grown)+2)
+	fields = append(fields, zap.Strings("caps", grown))
+	for _, k := range grown {
+		fields = append(fields, zap.Int64(k, int64(values[k]-o.reported[k])))
+		o.reported[k] = values[k]
+	}
+	fields = append(fields, zap.Duration("log_interval", o.throttle.interval))
+	o.throttle.written(now)
+	o.logger.Warn("servicemap engine caps overflowed: input beyond them was refused, folded or truncated; "+
+		"each field counts what one cap turned away since the last message", fields...)
 	return true
 }
 

@@ -3,6 +3,7 @@ package selftelemetry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -43,7 +44,8 @@ func TestParseStats(t *testing.T) {
 
 func TestIsCumulative(t *testing.T) {
 	counters := []string{"batches_accepted", "batches_rejected", "spans_received", "spans_dropped", "edges_new",
-		"edges_expired", "expired_by_kind_client", "series_refused", "requests_total"}
+		"edges_expired", "expired_by_kind_client", "series_refused", "requests_total",
+		"values_truncated", "overflow_graph_nodes", "overflow_graph_edges", "overflow_interner", "overflow_unpaired_series"}
 	gauges := []string{"waiting", "active_series", "store_bytes", "interned_strings"}
 	for _, k := range counters {
 		if !isCumulative(k) {
@@ -129,6 +131,128 @@ func TestInstruments(t *testing.T) {
 	}
 	tel.Shutdown()
 	tel.Shutdown()
+}
+
+// TestOverflowStatisticsAreCounters: the engine's overflow object and
+// values_truncated count since the start, so they become monotonic sums.
+func TestOverflowStatisticsAreCounters(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer func() { _ = tt.Shutdown(context.Background()) }()
+	stats := func(time.Time) ([]byte, error) {
+		return []byte(`{"waiting": 2, "series_refused": 1, "values_truncated": 5,
+			"overflow": {"graph_nodes": 3, "graph_edges": 0, "interner": 7, "unpaired_series": 4}}`), nil
+	}
+	tel, err := New(tt.NewTelemetrySettings().MeterProvider, "test", stats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown()
+	want := map[string]float64{"series_refused": 1, "values_truncated": 5, "overflow_graph_nodes": 3,
+		"overflow_graph_edges": 0, "overflow_interner": 7, "overflow_unpaired_series": 4}
+	for k, v := range want {
+		m, err := tt.GetMetric(Prefix + "engine_" + k)
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		sum, ok := m.Data.(metricdata.Sum[float64])
+		if !ok || !sum.IsMonotonic || len(sum.DataPoints) != 1 || sum.DataPoints[0].Value != v {
+			t.Errorf("%s = %+v, want a monotonic sum of %v", k, m.Data, v)
+		}
+	}
+	if m, err := tt.GetMetric(Prefix + "engine_waiting"); err != nil {
+		t.Fatal(err)
+	} else if _, ok := m.Data.(metricdata.Gauge[float64]); !ok {
+		t.Errorf("engine_waiting is %T, want a gauge", m.Data)
+	}
+}
+
+// fakeStats is a statistics source the test rewrites, counting its reads.
+type fakeStats struct {
+	json  string
+	err   error
+	reads int
+}
+
+func (f *fakeStats) read(time.Time) ([]byte, error) {
+	f.reads++
+	return []byte(f.json), f.err
+}
+
+func TestOverflowLogIsRateLimited(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	src := &fakeStats{json: `{"series_refused": 0, "values_truncated": 0, "spans_dropped": 5,
+		"overflow": {"graph_nodes": 0, "graph_edges": 0, "interner": 0, "unpaired_series": 0}}`}
+	o := NewOverflowLog(zap.New(core), 10*time.Second, src.read)
+	t0 := time.Unix(1000, 0)
+	const message = "servicemap engine caps overflowed: input beyond them was refused, folded or truncated; " +
+		"each field counts what one cap turned away since the last message"
+
+	// Nothing overflowed: no message (spans_dropped is not a cap).
+	if o.Check(t0) || logs.Len() != 0 {
+		t.Fatalf("logged with no overflow: %v", logs.All())
+	}
+
+	src.json = `{"series_refused": 3, "values_truncated": 0, "spans_dropped": 9,
+		"overflow": {"graph_nodes": 0, "graph_edges": 12, "interner": 0, "unpaired_series": 0}}`
+	if !o.Check(t0.Add(time.Second)) {
+		t.Fatal("first overflow not logged")
+	}
+	checkEntry(t, logs.All()[0], message, map[string]any{
+		"caps": []any{"overflow_graph_edges", "series_refused"}, "overflow_graph_edges": int64(12), "series_refused": int64(3),
+		"log_interval": 10 * time.Second})
+
+	// Within the interval: neither logged nor read.
+	src.json = `{"series_refused": 4, "values_truncated": 5, "spans_dropped": 9,
+		"overflow": {"graph_nodes": 0, "graph_edges": 20, "interner": 0, "unpaired_series": 0}}`
+	reads := src.reads
+	if o.Check(t0.Add(2*time.Second)) || o.Check(t0.Add(10*time.Second)) || logs.Len() != 1 || src.reads != reads {
+		t.Fatalf("within the interval: %d messages, %d reads", logs.Len(), src.reads-reads)
+	}
+
+	// Once it has passed: everything that grew since the last message.
+	if !o.Check(t0.Add(11 * time.Second)) {
+		t.Fatal("overflow after the interval not logged")
+	}
+	checkEntry(t, logs.All()[1], message, map[string]any{
+		"caps":                 []any{"overflow_graph_edges", "series_refused", "values_truncated"},
+		"overflow_graph_edges": int64(8), "series_refused": int64(1), "values_truncated": int64(5),
+		"log_interval": 10 * time.Second})
+
+	// A check that finds nothing new writes nothing and starts no interval,
+	// so the next growth is logged at once.
+	if o.Check(t0.Add(30*time.Second)) || logs.Len() != 2 {
+		t.Fatalf("logged without growth: %v", logs.All()[2:])
+	}
+	src.json = `{"series_refused": 4, "values_truncated": 5, "spans_dropped": 9,
+		"overflow": {"graph_nodes": 0, "graph_edges": 20, "interner": 2, "unpaired_series": 0}}`
+	if !o.Check(t0.Add(31 * time.Second)) {
+		t.Fatal("growth after a quiet check not logged")
+	}
+	checkEntry(t, logs.All()[2], message, map[string]any{
+		"caps": []any{"overflow_interner"}, "overflow_interner": int64(2), "log_interval": 10 * time.Second})
+
+	// An unreadable report is not an overflow.
+	src.err = errors.New("engine closed")
+	if o.Check(t0.Add(time.Minute)) || logs.Len() != 3 {
+		t.Fatalf("logged on a failed read: %v", logs.All()[3:])
+	}
+}
+
+// checkEntry compares a warning's message and its fields, all of them.
+func checkEntry(t *testing.T, e observer.LoggedEntry, message string, fields map[string]any) {
+	t.Helper()
+	if e.Level != zapcore.WarnLevel || e.Message != message {
+		t.Errorf("entry %v %q, want warn %q", e.Level, e.Message, message)
+	}
+	got := e.ContextMap()
+	if len(got) != len(fields) {
+		t.Errorf("fields %v, want %v", got, fields)
+	}
+	for k, v := range fields {
+		if fmt.Sprint(got[k]) != fmt.Sprint(v) || fmt.Sprintf("%T", got[k]) != fmt.Sprintf("%T", v) {
+			t.Errorf("field %s = %#v, want %#v", k, got[k], v)
+		}
+	}
 }
 
 func TestInstrumentsFromEngine(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 
 	"github.com/servicemap/servicemap/go-shim/internal/options"
+	"github.com/servicemap/servicemap/go-shim/internal/web"
 )
 
 const (
@@ -17,11 +18,16 @@ const (
 )
 
 // HTTPConfig is the processor's own HTTP server, which serves the service
-// graph as Prometheus or OpenMetrics text.
+// graph as Prometheus or OpenMetrics text, and the live map.
 type HTTPConfig struct {
 	confighttp.ServerConfig `mapstructure:",squash"`
 	// MetricsPath is the path of the exposition endpoint.
 	MetricsPath string `mapstructure:"metrics_path"`
+	// AcceptEdges turns on POST /api/edges, through which anyone who can
+	// reach the server adds edges to the map. Off by default.
+	AcceptEdges bool `mapstructure:"accept_edges"`
+	// MaxEdgesBodySize bounds a POST /api/edges body in bytes (default 1 MiB).
+	MaxEdgesBodySize int64 `mapstructure:"max_edges_body_size"`
 
 	_ struct{}
 }
@@ -49,6 +55,9 @@ func (c *Config) Validate() error {
 	if !strings.HasPrefix(c.HTTP.MetricsPath, "/") {
 		errs = append(errs, fmt.Errorf("http.metrics_path: must start with \"/\", got %q", c.HTTP.MetricsPath))
 	}
+	if c.HTTP.MaxEdgesBodySize <= 0 {
+		errs = append(errs, fmt.Errorf("http.max_edges_body_size: must be a positive number of bytes, got %d", c.HTTP.MaxEdgesBodySize))
+	}
 	if err := c.Options.Check(); err != nil {
 		errs = append(errs, err)
 	}
@@ -61,8 +70,9 @@ func createDefaultConfig() *Config {
 	return &Config{
 		Options: options.Defaults(options.CompatTempo),
 		HTTP: HTTPConfig{
-			ServerConfig: server,
-			MetricsPath:  defaultMetricsPath,
+			ServerConfig:     server,
+			MetricsPath:      defaultMetricsPath,
+			MaxEdgesBodySize: web.DefaultMaxEdgesBodySize,
 		},
 	}
 }

@@ -47,6 +47,9 @@ func TestDefaultConfig(t *testing.T) {
 	if cfg.HTTP.NetAddr.Endpoint != "localhost:9464" || cfg.HTTP.MetricsPath != "/metrics" {
 		t.Errorf("http = %s%s, want localhost:9464/metrics", cfg.HTTP.NetAddr.Endpoint, cfg.HTTP.MetricsPath)
 	}
+	if cfg.HTTP.AcceptEdges || cfg.HTTP.MaxEdgesBodySize != 1<<20 {
+		t.Errorf("http.accept_edges = %v, http.max_edges_body_size = %d; want false and 1 MiB", cfg.HTTP.AcceptEdges, cfg.HTTP.MaxEdgesBodySize)
+	}
 	if cfg.StoreExpirationLoop != 2*time.Second || cfg.CacheLoop != time.Minute {
 		t.Errorf("loops = %s, %s", cfg.StoreExpirationLoop, cfg.CacheLoop)
 	}
@@ -148,7 +151,7 @@ func TestValidateNamesKeys(t *testing.T) {
 	for name, keys := range map[string][]string{
 		"bad_values": {"`compat`"},
 		"bad_bucket": {"`latency_histogram_buckets[1]`"},
-		"bad_http":   {"http.endpoint", "http.metrics_path"},
+		"bad_http":   {"http.endpoint", "http.metrics_path", "http.max_edges_body_size"},
 	} {
 		cfg, err := loadConfig(t, name)
 		if err != nil {

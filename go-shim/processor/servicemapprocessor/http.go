@@ -37,8 +37,19 @@ func (p *serviceMapProcessor) handler() http.Handler {
 		mux.Handle(r.pattern, r.handler)
 	}
 	// The live service map: its page, JSON API and exports.
-	web.Register(mux, p.eng, p.now)
+	web.Register(mux, p.eng, p.now, p.edgesOptions())
 	return mux
+}
+
+// edgesOptions are the rules for POST /api/edges. Origins the server's CORS
+// settings allow may post too, since the server already answers their
+// browsers' preflight requests.
+func (p *serviceMapProcessor) edgesOptions() web.EdgesOptions {
+	opts := web.EdgesOptions{Accept: p.cfg.HTTP.AcceptEdges, MaxBodySize: p.cfg.HTTP.MaxEdgesBodySize}
+	if p.cfg.HTTP.CORS.HasValue() {
+		opts.AllowedOrigins = p.cfg.HTTP.CORS.Get().AllowedOrigins
+	}
+	return opts
 }
 
 // serveMetrics renders the engine's series in the format the scraper asks for.

@@ -19,16 +19,18 @@ import (
 	"github.com/servicemap/servicemap/go-shim/processor/servicemapprocessor/internal/metadata"
 )
 
-// rejectLogInterval is the least time between two log messages about rejected batches.
+// rejectLogInterval is the least time between two log messages about
+// rejected batches, and between two about overflowed engine caps.
 const rejectLogInterval = 10 * time.Second
 
 type serviceMapProcessor struct {
-	cfg     *Config
-	telset  component.TelemetrySettings
-	logger  *zap.Logger
-	eng     *engine.Engine
-	tel     *selftelemetry.Telemetry
-	rejects *selftelemetry.RejectLog
+	cfg      *Config
+	telset   component.TelemetrySettings
+	logger   *zap.Logger
+	eng      *engine.Engine
+	tel      *selftelemetry.Telemetry
+	rejects  *selftelemetry.RejectLog
+	overflow *selftelemetry.OverflowLog
 
 	// Seams for tests; set before start.
 	now         func() time.Time
@@ -67,6 +69,7 @@ func newProcessor(telset component.TelemetrySettings, cfg *Config) (*serviceMapP
 		eng:       eng,
 		tel:       tel,
 		rejects:   selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval, "the traces were passed on unchanged"),
+		overflow:  selftelemetry.OverflowLogForEngine(telset.Logger, rejectLogInterval, eng),
 		now:       time.Now,
 		encode:    encode,
 		newTicker: newTicker,
@@ -128,9 +131,11 @@ func (p *serviceMapProcessor) expiryLoop(tick <-chan time.Time) {
 		case <-p.stop:
 			return
 		case <-tick:
-			if err := p.eng.Expire(p.now()); err != nil {
+			now := p.now()
+			if err := p.eng.Expire(now); err != nil {
 				p.logger.Warn("servicemap expiry failed", zap.Error(err))
 			}
+			p.overflow.Check(now)
 			if p.afterExpire != nil {
 				p.afterExpire()
 			}

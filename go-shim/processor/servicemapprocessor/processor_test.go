@@ -12,13 +12,18 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/servicemap/servicemap/go-shim/internal/engine"
 	"github.com/servicemap/servicemap/go-shim/internal/enginetest"
 	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
@@ -53,6 +58,8 @@ type fixture struct {
 	tick  chan time.Time
 	// expired receives once per processed expiry tick.
 	expired chan struct{}
+	// logs holds what the processor logged.
+	logs *observer.ObservedLogs
 }
 
 func testConfig() *Config {
@@ -74,6 +81,9 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	t.Cleanup(func() { _ = f.tel.Shutdown(context.Background()) })
 	set := processortest.NewNopSettings(metadata.Type)
 	set.TelemetrySettings = f.tel.NewTelemetrySettings()
+	core, logs := observer.New(zapcore.InfoLevel)
+	set.TelemetrySettings.Logger = zap.New(core)
+	f.logs = logs
 	tp, p, err := newTracesProcessor(context.Background(), set, cfg, f.sink)
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +102,13 @@ var client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clo
 
 func (f *fixture) start(t *testing.T) {
 	t.Helper()
-	if err := f.tp.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+	f.startWith(t, componenttest.NewNopHost())
+}
+
+// startWith starts the processor on host (which may offer extensions).
+func (f *fixture) startWith(t *testing.T, host component.Host) {
+	t.Helper()
+	if err := f.tp.Start(context.Background(), host); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.tp.Shutdown(context.Background()) })
@@ -265,6 +281,7 @@ func TestHTTPRoutes(t *testing.T) {
 		{http.MethodGet, "/api/graph", http.StatusOK},
 		{http.MethodGet, "/api/impact?service=a", http.StatusOK},
 		{http.MethodGet, "/graph.dot", http.StatusOK},
+		{http.MethodPost, "/api/edges", http.StatusNotFound}, // off unless http.accept_edges
 	} {
 		req, err := http.NewRequest(tc.method, base+tc.path, nil)
 		if err != nil {
@@ -480,5 +497,69 @@ func TestConcurrentConsumeAndScrape(t *testing.T) {
 	}
 	if v, ok := testutil.Sample(body, "traces_service_graph_request_failed_total", map[string]string{"client": "a", "server": "b"}); !ok || v != workers*batches/4 {
 		t.Errorf("request_failed_total = %v (found %v), want %d", v, ok, workers*batches/4)
+	}
+}
+
+// engineStat reads one statistic from the engine's own report.
+func engineStat(t *testing.T, f *fixture, key string) int64 {
+	t.Helper()
+	raw, err := f.p.eng.Render(engine.FormatStatsJSON, f.clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := selftelemetry.ParseStats(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(stats[key])
+}
+
+// TestExpiryWarnsOfOverflowedCaps: with max_series at 1, a second edge's
+// series are refused; the next expiry pass says so, once per interval.
+func TestExpiryWarnsOfOverflowedCaps(t *testing.T) {
+	enginetest.RequireRealEngine(t)
+	cfg := testConfig()
+	one := 1
+	cfg.MaxSeries = &one
+	f := newFixture(t, cfg)
+	f.start(t)
+	consume := func(client, server string) {
+		t.Helper()
+		if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer(client, server, f.clock.now(), false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	warnings := func() []observer.LoggedEntry {
+		return f.logs.FilterMessageSnippet("servicemap engine caps overflowed").All()
+	}
+	consume("a", "b")
+	f.expire()
+	if n := len(warnings()); n != 0 {
+		t.Fatalf("%d overflow warnings before any cap was full", n)
+	}
+
+	consume("c", "d")
+	first := engineStat(t, f, "series_refused")
+	if first == 0 {
+		t.Fatal("the engine refused no series past max_series 1")
+	}
+	f.expire()
+	w := warnings()
+	if len(w) != 1 || w[0].Level != zapcore.WarnLevel || w[0].ContextMap()["series_refused"] != first {
+		t.Fatalf("after the first refusal: %+v, want one warning with series_refused %d", w, first)
+	}
+
+	// More refusals within the interval wait for the next message.
+	consume("e", "f")
+	f.clock.add(5 * time.Second)
+	f.expire()
+	if n := len(warnings()); n != 1 {
+		t.Fatalf("%d warnings within the interval, want 1", n)
+	}
+	f.clock.add(5 * time.Second)
+	f.expire()
+	w = warnings()
+	if want := engineStat(t, f, "series_refused") - first; len(w) != 2 || want == 0 || w[1].ContextMap()["series_refused"] != want {
+		t.Fatalf("after the interval: %+v, want a second warning with series_refused %d", w, want)
 	}
 }
