@@ -57,68 +57,72 @@ impl<'a> Adjacency<'a> {
     }
 
     /// Strongly connected components (Tarjan), each sorted by name; a
-    /// component is emitted only after every component it calls.
+    /// component is emitted only after every component it calls. The walk
+    /// keeps its own stack of frames: a chain of services as long as the map
+    /// may hold must not use up the thread's stack.
     fn components(&self, within: &BTreeSet<usize>) -> Vec<Vec<usize>> {
-        struct State {
-            index: Vec<Option<usize>>,
-            low: Vec<usize>,
-            on_stack: Vec<bool>,
-            stack: Vec<usize>,
-            next: usize,
-            out: Vec<Vec<usize>>,
-        }
-        fn visit(a: &Adjacency, within: &[bool], v: usize, st: &mut State) {
-            st.index[v] = Some(st.next);
-            st.low[v] = st.next;
-            st.next += 1;
-            st.stack.push(v);
-            st.on_stack[v] = true;
-            let mut callees: Vec<usize> = a.callees[v].iter().copied().filter(|&w| within[w]).collect();
-            callees.sort_by_key(|&w| a.names[w]);
-            for w in callees {
-                match st.index[w] {
-                    None => {
-                        visit(a, within, w, st);
-                        st.low[v] = st.low[v].min(st.low[w]);
-                    }
-                    Some(iw) if st.on_stack[w] => st.low[v] = st.low[v].min(iw),
-                    _ => {}
-                }
-            }
-            if Some(st.low[v]) == st.index[v] {
-                let mut comp = Vec::new();
-                while let Some(w) = st.stack.pop() {
-                    st.on_stack[w] = false;
-                    comp.push(w);
-                    if w == v {
-                        break;
-                    }
-                }
-                comp.sort_by_key(|&w| a.names[w]);
-                st.out.push(comp);
-            }
-        }
         let n = self.names.len();
-        let mut st = State {
-            index: vec![None; n],
-            low: vec![0; n],
-            on_stack: vec![false; n],
-            stack: Vec::new(),
-            next: 0,
-            out: Vec::new(),
-        };
-        let mut order: Vec<usize> = within.iter().copied().collect();
-        order.sort_by_key(|&v| self.names[v]);
         let mut member = vec![false; n];
         for &v in within {
             member[v] = true;
         }
-        for v in order {
-            if st.index[v].is_none() {
-                visit(self, &member, v, &mut st);
+        let mut index: Vec<Option<usize>> = vec![None; n];
+        let mut low = vec![0; n];
+        let mut on_stack = vec![false; n];
+        let mut stack = Vec::new();
+        let mut next = 0;
+        let mut out = Vec::new();
+        // A frame: a node being visited, its callees by name, the next one to look at.
+        let mut frames: Vec<(usize, Vec<usize>, usize)> = Vec::new();
+        let mut order: Vec<usize> = within.iter().copied().collect();
+        order.sort_by_key(|&v| self.names[v]);
+        for root in order {
+            if index[root].is_some() {
+                continue;
+            }
+            let mut enter = Some(root);
+            loop {
+                if let Some(v) = enter.take() {
+                    index[v] = Some(next);
+                    low[v] = next;
+                    next += 1;
+                    stack.push(v);
+                    on_stack[v] = true;
+                    let mut callees: Vec<usize> = self.callees[v].iter().copied().filter(|&w| member[w]).collect();
+                    callees.sort_by_key(|&w| self.names[w]);
+                    frames.push((v, callees, 0));
+                }
+                let Some((v, callees, at)) = frames.last_mut() else { break };
+                let v = *v;
+                if let Some(&w) = callees.get(*at) {
+                    *at += 1;
+                    match index[w] {
+                        None => enter = Some(w),
+                        Some(iw) if on_stack[w] => low[v] = low[v].min(iw),
+                        _ => {}
+                    }
+                    continue;
+                }
+                // Every callee seen: close v, and hand its low link to its caller.
+                frames.pop();
+                if let Some((caller, _, _)) = frames.last() {
+                    low[*caller] = low[*caller].min(low[v]);
+                }
+                if Some(low[v]) == index[v] {
+                    let mut comp = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        comp.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    comp.sort_by_key(|&w| self.names[w]);
+                    out.push(comp);
+                }
             }
         }
-        st.out
+        out
     }
 }
 
@@ -383,5 +387,21 @@ mod tests {
     fn unknown_service() {
         let i = impact(&view(EDGES, &[]), "nope");
         assert!(!i.found && i.dependents.is_empty());
+    }
+
+    #[test]
+    fn components_of_a_chain_longer_than_any_stack() {
+        // s0000000 → s0000001 → … → s0999999 → s0999998: one cycle at the end.
+        let n = 1_000_000;
+        let names: Vec<String> = (0..n).map(|i| format!("s{i:07}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let edges = (0..n - 1).map(|i| (i, i + 1)).chain([(n - 1, n - 2)]);
+        let a = Adjacency::from_pairs(refs, edges);
+        let comps = a.components(&(0..n).collect());
+        assert_eq!(comps.len(), n - 1);
+        // Dependencies first: the cycle at the far end, then back to the start.
+        assert_eq!(comps[0], vec![n - 2, n - 1]);
+        assert_eq!(comps[1], vec![n - 3]);
+        assert_eq!(comps[n - 2], vec![0]);
     }
 }
