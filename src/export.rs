@@ -6,6 +6,7 @@ use crate::graph::{Health, NodeKind, View};
 use crate::history::Diff;
 use crate::query::{Impact, RecoveryStep, root_causes};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 fn colour(h: Health) -> &'static str {
@@ -177,8 +178,29 @@ pub fn diff_json(d: &Diff) -> Value {
     })
 }
 
+/// A DOT double-quoted string. Inside one, `"` ends the string unless
+/// escaped, and Graphviz reads a backslash as the start of an escape in
+/// labels and tooltips (`\n`, `\l`, `\N`, ...), so both are escaped. Line
+/// breaks (LF, CRLF or a lone CR) are written as `\n`: a raw one would be
+/// kept in the string, but a backslash before it would join the lines.
 fn dot_quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push_str("\\n");
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn edge_label(rate: f64, error_rate: f64, p99: Option<f64>) -> String {
@@ -228,14 +250,43 @@ pub fn dot(view: &View) -> String {
     out
 }
 
+/// Text for a Mermaid quoted string (`"..."`). Mermaid draws labels as
+/// HTML; before parsing, it turns `#name;` and `#123;` anywhere into
+/// character references, takes `%%{...}%%` anywhere as a directive that
+/// changes its configuration, and drops the last `;` of any line matching
+/// `style.*:\S*#.*;` (or the same with `classDef`); a `"` ends the string, a
+/// backtick right after the opening quote makes it Markdown, and a line
+/// break ends the statement. Each of these characters, and every control
+/// character, is written as a Mermaid entity code, so a name is shown as it
+/// is and never read as markup, syntax or configuration.
 fn mermaid_text(s: &str) -> String {
-    s.replace('"', "#quot;").replace('\n', " ")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("#quot;"),
+            '&' => out.push_str("#amp;"),
+            '<' => out.push_str("#lt;"),
+            '>' => out.push_str("#gt;"),
+            // Decimal codes: Mermaid's documentation gives `#35;` for `#`.
+            '#' | '%' | '`' | ':' => {
+                let _ = write!(out, "#{};", c as u32);
+            }
+            // JavaScript also ends lines at U+2028 and U+2029.
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "#{};", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
-/// Mermaid flowchart, nodes classed by health.
+/// Mermaid flowchart, nodes classed by health. Node ids are generated
+/// (`n0`, `n1`, ... in the view's order) so that a name appears only inside a
+/// quoted label.
 pub fn mermaid(view: &View) -> String {
     let mut out = String::from("graph LR\n");
-    let id = |name: &str| view.nodes.iter().position(|n| n.name == name).map(|i| format!("n{i}")).unwrap_or_default();
+    let ids: HashMap<&str, usize> = view.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
     for (i, n) in view.nodes.iter().enumerate() {
         let label = mermaid_text(&n.name);
         let shape = match n.kind {
@@ -247,16 +298,183 @@ pub fn mermaid(view: &View) -> String {
         let _ = writeln!(out, "  {shape}:::{}", n.health.as_str());
     }
     for e in &view.edges {
+        // A view from the graph names only its own nodes; an edge to a name
+        // it does not list has no id to draw.
+        let (Some(client), Some(server)) = (ids.get(e.client.as_str()), ids.get(e.server.as_str())) else {
+            continue;
+        };
         let _ = writeln!(
             out,
-            "  {} -->|\"{}\"| {}",
-            id(&e.client),
-            mermaid_text(&edge_label(e.rate, e.error_rate, e.p99_s)),
-            id(&e.server)
+            "  n{client} -->|\"{}\"| n{server}",
+            mermaid_text(&edge_label(e.rate, e.error_rate, e.p99_s))
         );
     }
     for h in [Health::Green, Health::Yellow, Health::Red, Health::Unknown] {
         let _ = writeln!(out, "  classDef {} fill:{},color:#fff", h.as_str(), colour(h));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::ConnType;
+    use crate::graph::{EdgeView, Facts, NodeView};
+
+    fn node(name: &str, kind: NodeKind, health: Health) -> NodeView {
+        NodeView {
+            name: name.to_string(),
+            kind,
+            facts: Facts::default(),
+            first_seen_ns: 0,
+            last_seen_ns: 0,
+            last_deploy_ns: None,
+            health,
+            rate: 0.0,
+            error_rate: 0.0,
+            tier: String::new(),
+        }
+    }
+
+    fn edge(client: &str, server: &str, (rate, error_rate, p99_s): (f64, f64, Option<f64>)) -> EdgeView {
+        EdgeView {
+            client: client.to_string(),
+            server: server.to_string(),
+            conn: ConnType::Plain,
+            protocol: String::new(),
+            first_seen_ns: 0,
+            last_seen_ns: 0,
+            rate,
+            error_rate,
+            p50_s: None,
+            p90_s: None,
+            p99_s,
+            health: Health::Green,
+            reason: String::new(),
+        }
+    }
+
+    const IMG: &str = "<img src=x onerror=alert(1)>";
+    const QUOTED: &str = r#"say "hi"\now"#;
+    const LINES: &str = "two\nlines\r\nthree\rfour";
+    const SCRIPT: &str = "<script>a&&b</script>";
+    const SYNTAX: &str = r#"]; n0-->n1 %%{init: {"securityLevel":"loose"}}%%"#;
+    const MARKDOWN: &str = "`**bold**`";
+    const ENTITIES: &str = "#quot;&amp; café ☕ 東京\u{2028}end";
+    /// A line of Mermaid holding `style`, then `:`, a `#` and a `;` loses its
+    /// last `;` before it is parsed.
+    const STYLE: &str = "lifestyle:x#1;";
+
+    /// Service names an attacker could choose (resource attributes are
+    /// whatever a client sends), one of each node kind.
+    fn hostile() -> View {
+        View {
+            at_ns: 0,
+            window_s: 300.0,
+            nodes: vec![
+                node(IMG, NodeKind::Service, Health::Green),
+                node(QUOTED, NodeKind::Database, Health::Red),
+                node(LINES, NodeKind::Queue, Health::Yellow),
+                node(SCRIPT, NodeKind::External, Health::Unknown),
+                node(SYNTAX, NodeKind::User, Health::Green),
+                node(MARKDOWN, NodeKind::Service, Health::Green),
+                node(ENTITIES, NodeKind::Service, Health::Green),
+            ],
+            edges: vec![
+                edge(SYNTAX, IMG, (1.5, 0.25, Some(0.12))),
+                edge(IMG, QUOTED, (0.5, 0.0, None)),
+                edge(MARKDOWN, ENTITIES, (0.25, 0.0, None)),
+            ],
+        }
+    }
+
+    #[test]
+    fn mermaid_writes_names_only_as_entity_coded_labels() {
+        let want = [
+            "graph LR",
+            "  n0[\"#lt;img src=x onerror=alert(1)#gt;\"]:::green",
+            r#"  n1[("say #quot;hi#quot;\now")]:::red"#,
+            "  n2>\"two#10;lines#13;#10;three#13;four\"]:::yellow",
+            "  n3[\"#lt;script#gt;a#amp;#amp;b#lt;/script#gt;\"]:::unknown",
+            r#"  n4(("]; n0--#gt;n1 #37;#37;{init#58; {#quot;securityLevel#quot;#58;#quot;loose#quot;}}#37;#37;")):::green"#,
+            "  n5[\"#96;**bold**#96;\"]:::green",
+            "  n6[\"#35;quot;#amp;amp; café ☕ 東京#8232;end\"]:::green",
+            "  n4 -->|\"1.50 req/s, 25.0#37; err, p99 120ms\"| n0",
+            "  n0 -->|\"0.50 req/s\"| n1",
+            "  n5 -->|\"0.25 req/s\"| n6",
+            "  classDef green fill:#2e7d32,color:#fff",
+            "  classDef yellow fill:#f9a825,color:#fff",
+            "  classDef red fill:#c62828,color:#fff",
+            "  classDef unknown fill:#9e9e9e,color:#fff",
+        ];
+        assert_eq!(mermaid(&hostile()).lines().collect::<Vec<_>>(), want);
+    }
+
+    /// Reads Mermaid's entity codes back: what `mermaid_text` writes must
+    /// show each name exactly as it is.
+    fn mermaid_decode(s: &str) -> String {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(at) = rest.find('#') {
+            out.push_str(&rest[..at]);
+            let end = rest[at..].find(';').expect("an entity code ends with ;") + at;
+            let code = &rest[at + 1..end];
+            out.push(match code {
+                "quot" => '"',
+                "amp" => '&',
+                "lt" => '<',
+                "gt" => '>',
+                n => char::from_u32(n.parse().expect("a decimal code")).unwrap(),
+            });
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[test]
+    fn mermaid_labels_decode_to_the_names() {
+        for name in [IMG, QUOTED, LINES, SCRIPT, SYNTAX, MARKDOWN, ENTITIES, STYLE] {
+            let text = mermaid_text(name);
+            assert_eq!(mermaid_decode(&text), name);
+            // Nothing left that Mermaid or HTML would read as syntax.
+            assert!(!text.contains(['"', '<', '>', '&', '%', '`', ':', '\n', '\r']), "{text}");
+        }
+        assert_eq!(mermaid_text(STYLE), "lifestyle#58;x#35;1;");
+    }
+
+    #[test]
+    fn mermaid_skips_an_edge_to_a_node_the_view_does_not_list() {
+        let mut view = hostile();
+        view.edges.push(edge("ghost", IMG, (1.0, 0.0, None)));
+        assert_eq!(mermaid(&view), mermaid(&hostile()));
+    }
+
+    #[test]
+    fn dot_quotes_and_escapes_names() {
+        let want = [
+            "digraph servicemap {",
+            "  rankdir=LR;",
+            "  node [style=filled, fontcolor=white, fontname=\"Helvetica\"];",
+            r##"  "<img src=x onerror=alert(1)>" [shape=box, style="filled,rounded", fillcolor="#2e7d32", tooltip="<img src=x onerror=alert(1)> (service), green"];"##,
+            r##"  "say \"hi\"\\now" [shape=cylinder, style="filled,rounded", fillcolor="#c62828", tooltip="say \"hi\"\\now (database), red"];"##,
+            r##"  "two\nlines\nthree\nfour" [shape=cds, style="filled,rounded", fillcolor="#f9a825", tooltip="two\nlines\nthree\nfour (queue), yellow"];"##,
+            r##"  "<script>a&&b</script>" [shape=box, style="filled,dashed", fillcolor="#9e9e9e", tooltip="<script>a&&b</script> (external), unknown"];"##,
+            r##"  "]; n0-->n1 %%{init: {\"securityLevel\":\"loose\"}}%%" [shape=oval, style="filled,rounded", fillcolor="#2e7d32", tooltip="]; n0-->n1 %%{init: {\"securityLevel\":\"loose\"}}%% (user), green"];"##,
+            r##"  "`**bold**`" [shape=box, style="filled,rounded", fillcolor="#2e7d32", tooltip="`**bold**` (service), green"];"##,
+            "  \"#quot;&amp; café ☕ 東京\u{2028}end\" [shape=box, style=\"filled,rounded\", fillcolor=\"#2e7d32\", tooltip=\"#quot;&amp; café ☕ 東京\u{2028}end (service), green\"];",
+            r##"  "]; n0-->n1 %%{init: {\"securityLevel\":\"loose\"}}%%" -> "<img src=x onerror=alert(1)>" [color="#2e7d32", label="1.50 req/s, 25.0% err, p99 120ms"];"##,
+            r##"  "<img src=x onerror=alert(1)>" -> "say \"hi\"\\now" [color="#2e7d32", label="0.50 req/s"];"##,
+            "  \"`**bold**`\" -> \"#quot;&amp; café ☕ 東京\u{2028}end\" [color=\"#2e7d32\", label=\"0.25 req/s\"];",
+            "}",
+        ];
+        assert_eq!(dot(&hostile()).lines().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn dot_keeps_a_trailing_backslash_inside_the_string() {
+        assert_eq!(dot_quote("ends\\"), r#""ends\\""#);
+        assert_eq!(dot_quote("\\\""), r#""\\\"""#);
+        assert_eq!(dot_quote("a\r\n\r\nb"), r#""a\n\nb""#);
+    }
 }

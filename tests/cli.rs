@@ -329,3 +329,183 @@ fn graph_prints_json_dot_and_mermaid_and_takes_other_edges() {
     assert!(stdout(&o).is_empty());
     assert!(stderr(&o).contains("edge line 1: `server` must be a non-empty string"), "{}", stderr(&o));
 }
+
+/// Exit status when no input file held a span.
+const NO_SPANS: i32 = 3;
+
+#[test]
+fn empty_file_is_named_and_nothing_printed() {
+    let empty = scratch("empty.json", b"");
+    let o = servicemap(&["metrics", &empty]);
+    assert_eq!(o.status.code(), Some(NO_SPANS));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        format!("servicemap: warning: {empty}: empty\nservicemap: error: the input held no span: nothing to report\n")
+    );
+
+    // Without an extension an input is read as protobuf unless it is JSON
+    // text; whitespace is neither, and is no batch in either.
+    let bare = scratch("empty-traces", b"");
+    let blank = scratch("blank.jsonl", b"\n  \r\n");
+    let o = servicemap(&["stats", &bare, &blank]);
+    assert_eq!(o.status.code(), Some(NO_SPANS));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "servicemap: warning: {bare}: empty\nservicemap: warning: {blank}: empty (only whitespace)\n\
+             servicemap: error: no input file held a span: nothing to report\n"
+        )
+    );
+}
+
+#[test]
+fn empty_standard_input_is_named() {
+    let o = Command::new(env!("CARGO_BIN_EXE_servicemap"))
+        .args(["graph", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run servicemap");
+    assert_eq!(o.status.code(), Some(NO_SPANS));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        "servicemap: warning: standard input: empty\nservicemap: error: the input held no span: nothing to report\n"
+    );
+}
+
+/// The warning's text for one JSON input, and the run fails.
+fn json_warning(name: &str, text: &str) -> String {
+    let path = scratch(name, text.as_bytes());
+    let o = servicemap(&["metrics", &path]);
+    assert_eq!(o.status.code(), Some(NO_SPANS), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    let err = stderr(&o);
+    let warning = err
+        .strip_suffix("servicemap: error: the input held no span: nothing to report\n")
+        .and_then(|w| w.strip_prefix(&format!("servicemap: warning: {path}: ")))
+        .unwrap_or_else(|| panic!("{err}"));
+    warning.to_string()
+}
+
+#[test]
+fn json_without_resource_spans_names_its_top_level_keys() {
+    let w = json_warning("hello.json", r#"{"hello":"world"}"#);
+    assert_eq!(w, "no spans: the JSON has no `resourceSpans` (top-level keys: `hello`)\n");
+
+    let w = json_warning("empty-object.json", "{}\n");
+    assert_eq!(w, "no spans: the JSON is `{}`, and OTLP/JSON traces are `{\"resourceSpans\": [...]}`\n");
+
+    // Keys are listed sorted, every document's, at most eight.
+    let lines = "{\"b\":1,\"a\":2}\n{\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"i\":9}\n";
+    let w = json_warning("other.jsonl", lines);
+    assert_eq!(
+        w,
+        "no spans: none of its 2 JSON documents has `resourceSpans` \
+         (top-level keys: `a`, `b`, `c`, `d`, `e`, `f`, `g`, `h`, ...)\n"
+    );
+
+    // A near miss of the key's spelling is pointed out.
+    let w = json_warning("pascal.json", r#"{"ResourceSpans": [{"scopeSpans": []}], "x": 1}"#);
+    assert_eq!(
+        w,
+        "no spans: the JSON has no `resourceSpans` (top-level keys: `ResourceSpans`, `x`); \
+         OTLP/JSON spells `ResourceSpans` as `resourceSpans` (camelCase)\n"
+    );
+}
+
+#[test]
+fn json_with_resource_spans_but_no_span_says_so() {
+    let w = json_warning("no-spans.json", r#"{"resourceSpans": []}"#);
+    assert_eq!(w, "no spans: its `resourceSpans` hold no span\n");
+    let w = json_warning(
+        "no-spans-snake.json",
+        r#"{"resource_spans": [{"resource": {}, "scope_spans": [{"spans": []}]}]}"#,
+    );
+    assert_eq!(w, "no spans: its `resource_spans` hold no span\n");
+}
+
+#[test]
+fn protobuf_without_spans_says_what_it_holds() {
+    // Field 2, a varint: not a field of ExportTraceServiceRequest, so skipped.
+    let nothing = scratch("unknown-field.pb", &[0x10, 0x01]);
+    let doc = br#"{"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "idle"}}]}}]}"#;
+    let idle = servicemap::otlp_json::parse_document(doc).unwrap().encode_to_vec();
+    let idle = scratch("idle.pb", &idle);
+    let o = servicemap(&["metrics", &nothing, &idle]);
+    assert_eq!(o.status.code(), Some(NO_SPANS));
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "servicemap: warning: {nothing}: no spans: read as OTLP protobuf, it holds no resource spans\n\
+             servicemap: warning: {idle}: no spans: read as OTLP protobuf, its resource spans hold no span\n\
+             servicemap: error: no input file held a span: nothing to report\n"
+        )
+    );
+}
+
+/// One file without spans among files with spans is a warning, not a failure.
+#[test]
+fn a_file_without_spans_among_others_is_only_a_warning() {
+    let empty = scratch("empty-too.json", b"");
+    let o = servicemap(&["metrics", "-c", &fixture("config.json"), &fixture("pair.jsonl"), &empty]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(samples(&stdout(&o)), PAIR_METRICS);
+    assert_eq!(stderr(&o), format!("servicemap: warning: {empty}: empty\n"));
+}
+
+/// Edges from elsewhere make a map without any span.
+#[test]
+fn edges_alone_make_a_map() {
+    let empty = scratch("empty-with-edges.json", b"");
+    let edges = scratch("only-edges.jsonl", b"{\"client\":\"lb\",\"server\":\"web\",\"count\":3}\n");
+    let o = servicemap(&["graph", "-f", "dot", "--edges", &edges, &empty]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("  \"lb\" -> \"web\" [color="), "{}", stdout(&o));
+    assert_eq!(stderr(&o), format!("servicemap: warning: {empty}: empty\n"));
+}
+
+/// Every object key from lowerCamelCase to snake_case.
+fn snake_keys(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let mut snake = String::new();
+                    for c in k.chars() {
+                        if c.is_ascii_uppercase() {
+                            snake.push('_');
+                        }
+                        snake.push(c.to_ascii_lowercase());
+                    }
+                    (snake, snake_keys(v))
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(snake_keys).collect()),
+        other => other,
+    }
+}
+
+/// Protobuf's JSON field names (`resource_spans`, `trace_id`, ...) are read
+/// as OTLP/JSON's: such a file holds spans, and nothing is warned about.
+#[test]
+fn snake_case_documents_are_read() {
+    let data = std::fs::read_to_string(fixture("pair.jsonl")).unwrap();
+    let mut lines = String::new();
+    for line in data.lines() {
+        let snake = snake_keys(serde_json::from_str(line).unwrap());
+        assert!(snake.get("resource_spans").is_some(), "{snake}");
+        lines.push_str(&snake.to_string());
+        lines.push('\n');
+    }
+    assert!(lines.contains("\"start_time_unix_nano\"") && !lines.contains("Spans"), "{lines}");
+    let path = scratch("pair-snake.jsonl", lines.as_bytes());
+    let o = servicemap(&["metrics", "-c", &fixture("config.json"), &path]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+    assert_eq!(samples(&stdout(&o)), PAIR_METRICS);
+}

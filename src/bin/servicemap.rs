@@ -2,10 +2,12 @@
 //! and prints its metrics (or the engine's self-report) once, at the end.
 
 use prost::Message;
+use serde_json::Value;
 use servicemap::attributes::KeySet;
 use servicemap::otlp_json::{self, Layout};
 use servicemap::wire;
 use servicemap::{Config, Engine, Format};
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -59,8 +61,13 @@ their full values. Unless the configuration sets them, series_idle_timeout
 and max_batch_bytes are unlimited: nothing is dropped for being idle, and a
 file of any size is read.
 
-Exit status: 0 on success, 1 if a file or the configuration cannot be read
-(nothing is printed on standard output then), 2 for a usage error.
+A file that holds no span (an empty file, a JSON object without
+resourceSpans, a protobuf without resource spans) is named in a warning on
+standard error, with what it holds instead.
+
+Exit status: 0 on success, 1 if a file or the configuration cannot be read,
+2 for a usage error, 3 if no input file held a span (and no --edges file was
+given). Nothing is printed on standard output unless the status is 0.
 ";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,10 +195,34 @@ fn main() -> ExitCode {
     };
     match run(&args) {
         Ok(out) => print(&out),
-        Err(msg) => {
-            eprintln!("servicemap: error: {msg}");
-            ExitCode::from(1)
+        Err(Failure { code, message }) => {
+            eprintln!("servicemap: error: {message}");
+            ExitCode::from(code)
         }
+    }
+}
+
+/// Why a run printed nothing, and its exit status.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+/// Exit status when no input file held a span: distinct from 1, an input
+/// that could not be read, since every file was read and there was nothing
+/// in them to report.
+const EXIT_NO_SPANS: u8 = 3;
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { code: 1, message }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure { code: 1, message: message.to_string() }
     }
 }
 
@@ -208,14 +239,26 @@ fn print(bytes: &[u8]) -> ExitCode {
     }
 }
 
-/// Reads every file into one engine and returns what to print.
-fn run(args: &Args) -> Result<Vec<u8>, String> {
+/// Reads every file into one engine and returns what to print. A file that
+/// holds no span is named in a warning on standard error as it is read.
+fn run(args: &Args) -> Result<Vec<u8>, Failure> {
     let config = load_config(args.config.as_deref())?;
     let engine = Engine::new(config);
     let mut feeder = Feeder { keys: KeySet::new(engine.config()), engine: &engine, now: 0 };
+    let mut any_span = false;
     for name in &args.files {
         let data = read_input(name)?;
-        feeder.feed_file(name, &data).map_err(|e| format!("{name}: {e}"))?;
+        let held = feeder.feed_file(name, &data).map_err(|e| format!("{}: {e}", shown(name)))?;
+        if held.spans == 0 {
+            eprintln!("servicemap: warning: {}: {}", shown(name), why_no_spans(name, &data, held));
+        }
+        any_span |= held.spans > 0;
+    }
+    // Edges from elsewhere make a map of their own; without them, an output
+    // built from no span at all would look like a quiet system.
+    if !any_span && args.edges.is_none() {
+        let message = if args.files.len() == 1 { "the input held no span" } else { "no input file held a span" };
+        return Err(Failure { code: EXIT_NO_SPANS, message: format!("{message}: nothing to report") });
     }
     engine.expire_all(feeder.now);
     if let Some(name) = &args.edges {
@@ -275,6 +318,74 @@ fn read_input(name: &str) -> Result<Vec<u8>, String> {
     std::fs::read(name).map_err(|e| format!("{name}: cannot read: {e}"))
 }
 
+/// An input's name in messages.
+fn shown(name: &str) -> &str {
+    if name == "-" { "standard input" } else { name }
+}
+
+/// Why a file that was read without error held no span: what it holds
+/// instead, as far as that points at the likely mistake.
+fn why_no_spans(name: &str, data: &[u8], held: Held) -> String {
+    if data.is_empty() {
+        return "empty".into();
+    }
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return "empty (only whitespace)".into();
+    }
+    match encoding_of(name, data) {
+        Encoding::Protobuf if held.resource_spans == 0 => {
+            "no spans: read as OTLP protobuf, it holds no resource spans".into()
+        }
+        Encoding::Protobuf => "no spans: read as OTLP protobuf, its resource spans hold no span".into(),
+        Encoding::Json(_) => json_without_spans(data),
+    }
+}
+
+/// The keys under which OTLP/JSON readers find a document's spans, as
+/// `otlp_json` accepts them.
+const TRACES_KEYS: [&str; 3] = ["resourceSpans", "resource_spans", "batches"];
+
+/// Top-level keys listed in a warning at most.
+const KEYS_SHOWN: usize = 8;
+
+/// Why JSON documents that were read without error held no span.
+fn json_without_spans(data: &[u8]) -> String {
+    let mut documents = 0;
+    let mut traces_key = None;
+    let mut keys = BTreeSet::new();
+    // The input was read before, so every document parses and is an object.
+    for doc in serde_json::Deserializer::from_slice(data).into_iter::<Value>() {
+        let Ok(Value::Object(m)) = doc else { break };
+        documents += 1;
+        traces_key = traces_key.or_else(|| TRACES_KEYS.into_iter().find(|k| m.contains_key(*k)));
+        keys.extend(m.keys().cloned());
+    }
+    if let Some(key) = traces_key {
+        return format!("no spans: its `{key}` hold no span");
+    }
+    if keys.is_empty() {
+        return "no spans: the JSON is `{}`, and OTLP/JSON traces are `{\"resourceSpans\": [...]}`".into();
+    }
+    let mut list = keys.iter().take(KEYS_SHOWN).map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    if keys.len() > KEYS_SHOWN {
+        list.push_str(", ...");
+    }
+    let which = if documents == 1 {
+        "the JSON has no".to_string()
+    } else {
+        format!("none of its {documents} JSON documents has")
+    };
+    let mut why = format!("no spans: {which} `resourceSpans` (top-level keys: {list})");
+    // `ResourceSpans`, `resource-spans` and the like are near misses.
+    let near = |k: &&String| {
+        k.chars().filter(|c| c.is_alphanumeric()).collect::<String>().eq_ignore_ascii_case("resourcespans")
+    };
+    if let Some(k) = keys.iter().find(near) {
+        why.push_str(&format!("; OTLP/JSON spells `{k}` as `resourceSpans` (camelCase)"));
+    }
+    why
+}
+
 /// How a file is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -304,29 +415,56 @@ struct Feeder<'e> {
     now: u64,
 }
 
+/// What an input held, counted as it is read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    resource_spans: u64,
+    /// Every span, those the engine skips (INTERNAL, no `service.name`) included.
+    spans: u64,
+}
+
+impl std::ops::AddAssign for Held {
+    fn add_assign(&mut self, other: Held) {
+        self.resource_spans += other.resource_spans;
+        self.spans += other.spans;
+    }
+}
+
 impl Feeder<'_> {
-    fn feed_file(&mut self, name: &str, data: &[u8]) -> Result<(), String> {
+    fn feed_file(&mut self, name: &str, data: &[u8]) -> Result<Held, String> {
+        // Whitespace is no JSON document, and as protobuf it is malformed or
+        // holds no span (no span's enclosing tag is a whitespace byte); the
+        // caller says the file is empty.
+        if data.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Held::default());
+        }
         match encoding_of(name, data) {
             Encoding::Protobuf => self.feed(data).map_err(|e| e.to_string()),
             Encoding::Json(layout) => {
+                let mut held = Held::default();
                 let mut batches = otlp_json::batches(data, layout);
                 while let Some(batch) = batches.next() {
                     let batch = batch.map_err(|e| e.to_string())?;
-                    self.feed(&batch.encode_to_vec()).map_err(|e| format!("line {}: {e}", batches.line()))?;
+                    held += self.feed(&batch.encode_to_vec()).map_err(|e| format!("line {}: {e}", batches.line()))?;
                 }
-                Ok(())
+                Ok(held)
             }
         }
     }
 
     /// Feeds one protobuf batch at the latest span end time seen, this batch's included.
-    fn feed(&mut self, bytes: &[u8]) -> Result<(), servicemap::Error> {
+    fn feed(&mut self, bytes: &[u8]) -> Result<Held, servicemap::Error> {
         let mut batch = wire::Batch::default();
         wire::read_batch(bytes, &self.keys, &mut batch)?;
         if let Some(end) = batch.spans.iter().map(|s| s.end_ns).max() {
             self.now = self.now.max(end);
         }
-        self.engine.consume(bytes, self.now).map(|_| ())
+        let held = Held {
+            resource_spans: batch.resources.len() as u64,
+            spans: batch.spans.len() as u64 + batch.ignored_spans + batch.unnamed_spans,
+        };
+        self.engine.consume(bytes, self.now)?;
+        Ok(held)
     }
 }
 
