@@ -85,10 +85,13 @@ pub struct Config {
     pub max_label_value_length: usize,
     /// Independent store shards; spans are routed by trace ID.
     pub shards: usize,
-    /// Text exposition shows a new series at zero the first time it is
-    /// scraped, so `rate()` sees its first increment (Tempo writes a 0 sample
-    /// first for the same reason). One-shot renders (the CLI) turn this off.
+    /// Text exposition shows a new series at zero for `initial_zero_hold`
+    /// after it is created, so that every scraper's `rate()` sees its first
+    /// increment (Tempo writes a 0 sample first for the same reason). One-shot
+    /// renders (the CLI) turn this off.
     pub initial_zero: bool,
+    /// How long a new series reads as zero; at least the scrape interval.
+    pub initial_zero_hold: Duration,
     /// A batch larger than this is rejected before it is read.
     pub max_batch_bytes: usize,
     /// Keep the live service map (graph, health, queries, history).
@@ -158,6 +161,7 @@ impl Config {
                 max_label_value_length: 2048,
                 shards,
                 initial_zero: true,
+                initial_zero_hold: Duration::from_secs(60),
                 max_batch_bytes: 64 << 20,
                 graph: true,
                 graph_window: Duration::from_secs(300),
@@ -198,6 +202,7 @@ impl Config {
                 max_label_value_length: 2048,
                 shards,
                 initial_zero: true,
+                initial_zero_hold: Duration::from_secs(60),
                 max_batch_bytes: 64 << 20,
                 graph: true,
                 graph_window: Duration::from_secs(300),
@@ -291,6 +296,7 @@ impl Config {
                 "max_series" => c.max_series = count(k, v, 1)?,
                 "max_label_value_length" => c.max_label_value_length = count(k, v, 1)?,
                 "initial_zero" => c.initial_zero = boolean(k, v)?,
+                "initial_zero_hold" => c.initial_zero_hold = duration(k, v)?,
                 "max_batch_bytes" => c.max_batch_bytes = count(k, v, 1)?,
                 "graph" => c.graph = boolean(k, v)?,
                 "graph_window" => c.graph_window = positive_duration(k, v)?,

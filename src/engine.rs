@@ -22,7 +22,7 @@ use crate::history::{self, History};
 use crate::intern::{EMPTY, Interner, Resolver};
 use crate::otlp_metrics;
 use crate::query;
-use crate::series::{EdgeEvent, Entry, Events, SeriesTable, SideKey};
+use crate::series::{EdgeEvent, Entry, Events, SeriesTable, SideCount, SideKey};
 use crate::store::{Key, Store};
 use crate::wire::{self, Batch, SpanKind, SpanRec};
 use hashbrown::HashMap;
@@ -1156,17 +1156,17 @@ impl Engine {
         }
     }
 
-    /// Renders the current state.
+    /// Renders the current state. A read: what it shows depends on the data
+    /// and `now_ns` only, never on what was rendered before.
     pub fn render(&self, format: Format, now_ns: u64) -> Vec<u8> {
-        self.note_now(now_ns);
         match format {
             Format::Prometheus | Format::OpenMetrics => {
-                let snap = self.snapshot(self.config.initial_zero);
+                let snap = self.snapshot(now_ns, self.config.initial_zero);
                 exposition::render(&snap, format == Format::OpenMetrics).into_bytes()
             }
             Format::OtlpMetrics => {
-                let snap = self.snapshot(false);
-                let start = self.counters.first_now_ns.load(Relaxed);
+                let snap = self.snapshot(now_ns, false);
+                let start = snap.started_ns;
                 let offset = self.config.metrics_timestamp_offset.as_nanos().min(now_ns as u128) as u64;
                 otlp_metrics::encode(&snap, start, now_ns - offset)
             }
@@ -1186,17 +1186,19 @@ impl Engine {
         }
     }
 
-    /// A copy of every series with label strings resolved, edges in the
-    /// order of their label values.
-    pub fn snapshot(&self, zero_new: bool) -> Snapshot {
+    /// A copy of every series at `now_ns` with label strings resolved, edges
+    /// in the order of their label values. With `hold_new`, series created
+    /// less than `initial_zero_hold` before `now_ns` read as zero.
+    pub fn snapshot(&self, now_ns: u64, hold_new: bool) -> Snapshot {
         let ids = self.ids.read().unwrap_or_else(|p| p.into_inner());
         let (entries, unpaired, dropped, side_overflow, bounds) = {
-            let mut t = lock(&self.series);
-            let entries = t.snapshot(zero_new);
+            let t = lock(&self.series);
+            let hold_ns = self.config.initial_zero_hold.as_nanos().min(u64::MAX as u128) as u64;
+            let entries = t.snapshot(hold_new.then_some((now_ns, hold_ns)));
             let sides = &t.sides;
-            let unpaired: Vec<_> = sides.unpaired.iter().map(|(k, v)| (*k, v.value)).collect();
-            let dropped: Vec<_> = sides.dropped.iter().map(|(k, v)| (*k, v.value)).collect();
-            let overflow = (sides.unpaired_overflow.value, sides.dropped_overflow.value);
+            let unpaired: Vec<_> = sides.unpaired.iter().map(|(k, v)| (*k, *v)).collect();
+            let dropped: Vec<_> = sides.dropped.iter().map(|(k, v)| (*k, *v)).collect();
+            let overflow = (sides.unpaired_overflow, sides.dropped_overflow);
             (entries, unpaired, dropped, overflow, t.bounds().to_vec())
         };
         let caps = self.overflow();
@@ -1214,11 +1216,12 @@ impl Engine {
         }
         let names = self.interner.read().unwrap_or_else(|p| p.into_inner());
         let (shared, rank) = strings.resolve(&names);
-        let side = |(k, v): (SideKey, f64)| SideSeries {
+        let side = |(k, v): (SideKey, SideCount)| SideSeries {
             client: names.get(k.client).into(),
             server: names.get(k.server).into(),
             conn: k.conn,
-            value: v,
+            value: v.value,
+            created_ns: v.created_ns,
             overflow: false,
         };
         let mut unpaired: Vec<SideSeries> = unpaired.into_iter().map(side).collect();
@@ -1259,9 +1262,9 @@ impl Engine {
             .collect();
         unpaired.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
         dropped.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
-        for (list, value) in [(&mut unpaired, side_overflow.0), (&mut dropped, side_overflow.1)] {
-            if value > 0.0 {
-                list.push(SideSeries::overflow(value));
+        for (list, count) in [(&mut unpaired, side_overflow.0), (&mut dropped, side_overflow.1)] {
+            if count.value > 0.0 {
+                list.push(SideSeries::overflow(count.value, count.created_ns));
             }
         }
         Snapshot {
@@ -1277,6 +1280,10 @@ impl Engine {
             unpaired,
             dropped,
             overflow: caps,
+            started_ns: match self.counters.first_now_ns.load(Relaxed) {
+                0 => now_ns,
+                t => t,
+            },
         }
     }
 
@@ -1503,14 +1510,15 @@ pub struct SideSeries {
     pub server: Arc<str>,
     pub conn: ConnType,
     pub value: f64,
+    pub created_ns: u64,
     /// The counts of sides beyond `max_unpaired_series`, labelled
     /// `otel_metric_overflow="true"` and nothing else.
     pub overflow: bool,
 }
 
 impl SideSeries {
-    pub fn overflow(value: f64) -> SideSeries {
-        SideSeries { client: "".into(), server: "".into(), conn: ConnType::Plain, value, overflow: true }
+    pub fn overflow(value: f64, created_ns: u64) -> SideSeries {
+        SideSeries { client: "".into(), server: "".into(), conn: ConnType::Plain, value, created_ns, overflow: true }
     }
 }
 
@@ -1531,6 +1539,9 @@ pub struct Snapshot {
     pub dropped: Vec<SideSeries>,
     /// What each cap refused or removed, by option name (see [`Overflow`]).
     pub overflow: [(&'static str, u64); 5],
+    /// When the engine was first fed: the start of the counters that have
+    /// no creation time of their own.
+    pub started_ns: u64,
 }
 
 /// The engine's self-report: what a user needs to size it before sending

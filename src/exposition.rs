@@ -60,6 +60,12 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
         (MESSAGING, MESSAGING_HELP, |e| e.values.messaging.as_deref().filter(|_| e.values.has_messaging())),
     ];
     let families = &families[..2 + usize::from(snap.messaging)];
+    // When each family of an edge began: the messaging one with its first observation.
+    let created: [fn(&EdgeSeries) -> u64; 3] = [
+        |e| e.values.created_ns,
+        |e| e.values.created_ns,
+        |e| since(e.values.messaging_since_ns, e.values.created_ns),
+    ];
     let hists: Vec<Histogram> = families.iter().map(|(name, _, _)| Histogram::new(name, &snap.bounds)).collect();
     let request = format!("{REQUEST}_total{{");
     let failed = format!("{REQUEST_FAILED}_total{{");
@@ -83,26 +89,39 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
         for (h, (_, _, get)) in hists.iter().zip(families) {
             if get(e).is_some() {
                 size += h.sum.len() + h.count.len() + 2 * l + h.bucket_bytes + h.buckets.len() * (l + 1);
+                if openmetrics {
+                    size += h.created.len() + l + 16;
+                }
             }
+        }
+        if openmetrics {
+            size += request.len() + l + 16;
         }
     }
     let mut w = Writer { out: String::with_capacity(size), openmetrics };
 
+    // OpenMetrics gives every counter and histogram its creation time
+    // (`_created`), so a Prometheus that reads it needs no zero sample first.
+    let request_created = format!("{REQUEST}_created{{");
+    let failed_created = format!("{REQUEST_FAILED}_created{{");
     w.descriptor(REQUEST, REQUEST_HELP, Kind::Counter);
     for (i, e) in snap.edges.iter().enumerate() {
         w.line(&request, labels.get(i), Num::F64(e.values.request));
+        w.created(&request_created, labels.get(i), e.values.created_ns);
     }
     w.descriptor(REQUEST_FAILED, REQUEST_FAILED_HELP, Kind::Counter);
     for (i, e) in snap.edges.iter().enumerate() {
         if e.values.has_failed() {
             w.line(&failed, labels.get(i), Num::F64(e.values.failed));
+            w.created(&failed_created, labels.get(i), since(e.values.failed_since_ns, e.values.created_ns));
         }
     }
-    for (family, (_, help, get)) in hists.iter().zip(families) {
+    for ((family, (_, help, get)), created) in hists.iter().zip(families).zip(created) {
         w.descriptor(&family.name, help, Kind::Histogram);
         for (i, e) in snap.edges.iter().enumerate() {
             if let Some(h) = get(e) {
                 w.histogram(family, labels.get(i), h);
+                w.created(&family.created, labels.get(i), created(e));
             }
         }
     }
@@ -116,11 +135,13 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
     for (name, help, list) in [(UNPAIRED, UNPAIRED_HELP, &snap.unpaired), (DROPPED, DROPPED_HELP, &snap.dropped)] {
         w.descriptor(name, help, Kind::Counter);
         let open = format!("{name}_total{{");
+        let open_created = format!("{name}_created{{");
         for s in list {
             block.clear();
             side_labels(&mut block, s);
             block.push_str(CLOSE);
             w.line(&open, &block, Num::F64(s.value));
+            w.created(&open_created, &block, s.created_ns);
         }
     }
     // Present once a cap has been reached, as a labelled counter appears
@@ -128,17 +149,24 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
     if snap.overflow.iter().any(|&(_, n)| n > 0) {
         w.descriptor(OVERFLOW, OVERFLOW_HELP, Kind::Counter);
         let open = format!("{OVERFLOW}_total{{");
+        let open_created = format!("{OVERFLOW}_created{{");
         for &(option, n) in snap.overflow.iter().filter(|(_, n)| *n > 0) {
             block.clear();
             label(&mut block, 0, "option", option);
             block.push_str(CLOSE);
             w.line(&open, &block, Num::U64(n));
+            w.created(&open_created, &block, snap.started_ns);
         }
     }
     if openmetrics {
         w.out.push_str("# EOF\n");
     }
     w.out
+}
+
+/// A creation time, or the series' own when the family has none yet.
+fn since(t: u64, series: u64) -> u64 {
+    if t != 0 { t } else { series }
 }
 
 /// What follows a label block on every line.
@@ -237,6 +265,7 @@ struct Histogram {
     name: String,
     sum: String,
     count: String,
+    created: String,
     /// `x_seconds_bucket{le="…"` for every bucket, the +Inf one last.
     buckets: Vec<String>,
     /// Their total length.
@@ -253,7 +282,14 @@ impl Histogram {
             .chain(std::iter::once(format!("{name}_bucket{{le=\"+Inf\"")))
             .collect();
         let bucket_bytes = buckets.iter().map(|b| b.len()).sum();
-        Histogram { sum: format!("{name}_sum{{"), count: format!("{name}_count{{"), buckets, bucket_bytes, name }
+        Histogram {
+            sum: format!("{name}_sum{{"),
+            count: format!("{name}_count{{"),
+            created: format!("{name}_created{{"),
+            buckets,
+            bucket_bytes,
+            name,
+        }
     }
 }
 
@@ -342,6 +378,25 @@ impl Writer {
             }
             Num::F64(v) => o.push_str(dtoa::Buffer::new().format(v)),
             Num::U64(v) => integer(o, v),
+        }
+        o.push('\n');
+    }
+
+    /// In OpenMetrics, a `_created` line: `open`, the label block, the time
+    /// in seconds, exact to the nanosecond.
+    fn created(&mut self, open: &str, labels: &str, ns: u64) {
+        if !self.openmetrics {
+            return;
+        }
+        let o = &mut self.out;
+        o.push_str(open);
+        o.push_str(labels);
+        o.push_str(itoa::Buffer::new().format(ns / 1_000_000_000));
+        let frac = ns % 1_000_000_000;
+        if frac != 0 {
+            let digits = format!("{frac:09}");
+            o.push('.');
+            o.push_str(digits.trim_end_matches('0'));
         }
         o.push('\n');
     }

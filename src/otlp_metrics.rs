@@ -24,7 +24,8 @@ use crate::exposition::{
 use crate::series::Hist;
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 
-/// Encodes a snapshot; `start_ns` is when the engine started counting.
+/// Encodes a snapshot; each series starts when it was created, or at
+/// `start_ns`, when the engine started counting, if that is not known.
 pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
     let ints = snap.compat == Compat::Contrib && !snap.weighted;
     // Each edge's attributes, encoded once as the repeated field of a number
@@ -51,8 +52,11 @@ pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
         Point { attrs, start, time, value }
     }
     let number = |i, v, start| point(i, v, start, time_ns);
+    // Each cumulative series starts when it was created; the engine's start
+    // stands in for a time not known.
+    let start = |t: u64| if t != 0 { t } else { start_ns };
     if !snap.edges.is_empty() {
-        let points = snap.edges.iter().enumerate().map(|(i, e)| number(i, counter(e.values.request, ints), start_ns));
+        let points = snap.edges.iter().enumerate().map(|(i, e)| number(i, counter(e.values.request, ints), start(e.values.created_ns)));
         metrics.push(Family::sum(format!("{REQUEST}_total"), REQUEST_HELP, points.collect()));
     }
     let failed: Vec<_> = snap
@@ -60,7 +64,10 @@ pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
         .iter()
         .enumerate()
         .filter(|(_, e)| e.values.has_failed())
-        .map(|(i, e)| number(i, counter(e.values.failed, ints), start_ns))
+        .map(|(i, e)| {
+            let since = if e.values.failed_since_ns != 0 { e.values.failed_since_ns } else { e.values.created_ns };
+            number(i, counter(e.values.failed, ints), start(since))
+        })
         .collect();
     if !failed.is_empty() {
         metrics.push(Family::sum(format!("{REQUEST_FAILED}_total"), REQUEST_FAILED_HELP, failed));
@@ -70,7 +77,7 @@ pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
         let pick: [(&str, &str, Pick); 2] =
             [(SERVER, SERVER_HELP, |e| &e.values.server), (CLIENT, CLIENT_HELP, |e| &e.values.client)];
         for (name, help, get) in pick {
-            let points = snap.edges.iter().enumerate().map(|(i, e)| number(i, Value::Hist(get(e)), start_ns));
+            let points = snap.edges.iter().enumerate().map(|(i, e)| number(i, Value::Hist(get(e)), start(e.values.created_ns)));
             metrics.push(Family::histogram(name, help, points.collect()));
         }
     }
@@ -80,7 +87,11 @@ pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
             .iter()
             .enumerate()
             .filter(|(_, e)| e.values.has_messaging())
-            .filter_map(|(i, e)| e.values.messaging.as_deref().map(|h| number(i, Value::Hist(h), start_ns)))
+            .filter_map(|(i, e)| {
+                let since =
+                    if e.values.messaging_since_ns != 0 { e.values.messaging_since_ns } else { e.values.created_ns };
+                e.values.messaging.as_deref().map(|h| number(i, Value::Hist(h), start(since)))
+            })
             .collect();
         if !points.is_empty() {
             metrics.push(Family::histogram(MESSAGING, MESSAGING_HELP, points));
@@ -100,7 +111,7 @@ pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
         [(UNPAIRED, UNPAIRED_HELP, &snap.unpaired, unpaired_at), (DROPPED, DROPPED_HELP, &snap.dropped, dropped_at)]
     {
         if !list.is_empty() {
-            let points = list.iter().enumerate().map(|(i, s)| number(at + i, counter(s.value, true), start_ns));
+            let points = list.iter().enumerate().map(|(i, s)| number(at + i, counter(s.value, true), start(s.created_ns)));
             metrics.push(Family::sum(format!("{name}_total"), help, points.collect()));
         }
     }

@@ -160,27 +160,25 @@ pub struct Values {
     pub client: Hist,
     /// Boxed: most edges are not messaging edges.
     pub messaging: Option<Box<Hist>>,
+    /// When the series was created: the request counter's and the latency
+    /// histograms' start.
     pub created_ns: u64,
     pub updated_ns: u64,
-    /// Shown at least once. Until then a renderer that starts new series at
-    /// zero shows zeros, so that `rate()` sees the first increment (as Tempo
-    /// writes a 0 sample before a new series' first value). The failure
-    /// counter and the messaging histogram appear later than the rest, so
-    /// they have flags of their own.
-    pub exposed: bool,
-    pub failed_exposed: bool,
-    pub messaging_exposed: bool,
+    /// When the failure counter and the messaging histogram, which appear
+    /// with their first observation, were created (0: not yet).
+    pub failed_since_ns: u64,
+    pub messaging_since_ns: u64,
 }
 
 impl Values {
     /// Whether the failure counter exists yet (it appears with the first failure).
     pub fn has_failed(&self) -> bool {
-        self.failed > 0.0 || self.failed_exposed
+        self.failed > 0.0 || self.failed_since_ns != 0
     }
 
     /// Whether the messaging histogram exists yet (it appears with the first observation).
     pub fn has_messaging(&self) -> bool {
-        self.messaging.as_ref().is_some_and(|h| h.count > 0.0) || self.messaging_exposed
+        self.messaging.as_ref().is_some_and(|h| h.count > 0.0) || self.messaging_since_ns != 0
     }
 }
 
@@ -215,6 +213,7 @@ fn hash_key(h: &RandomState, k: &SeriesKey) -> u64 {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SideCount {
     pub value: f64,
+    pub created_ns: u64,
     pub updated_ns: u64,
 }
 
@@ -246,9 +245,12 @@ impl SideCounters {
             if dropped { (&mut self.dropped, &mut self.dropped_overflow) } else { (&mut self.unpaired, &mut self.unpaired_overflow) };
         let c = match map.get_mut(k) {
             Some(c) => c,
-            None if !full => map.entry(*k).or_insert(SideCount { value: 0.0, updated_ns: now_ns }),
+            None if !full => map.entry(*k).or_insert(SideCount { value: 0.0, created_ns: now_ns, updated_ns: now_ns }),
             None => {
                 self.overflowed += 1;
+                if overflow.created_ns == 0 {
+                    overflow.created_ns = now_ns;
+                }
                 overflow
             }
         };
@@ -351,9 +353,8 @@ impl SeriesTable {
                     messaging: self.messaging.then(|| Box::new(Hist::new(self.bounds.len()))),
                     created_ns: now_ns,
                     updated_ns: now_ns,
-                    exposed: false,
-                    failed_exposed: false,
-                    messaging_exposed: false,
+                    failed_since_ns: 0,
+                    messaging_since_ns: 0,
                 };
                 self.inferred += usize::from(inferred);
                 let hasher = &self.hasher;
@@ -365,11 +366,17 @@ impl SeriesTable {
         values.request += w;
         if e.failed {
             values.failed += w;
+            if values.failed_since_ns == 0 {
+                values.failed_since_ns = now_ns.max(1);
+            }
         }
         values.server.observe(&self.bounds, e.server_s, w);
         values.client.observe(&self.bounds, e.client_s, w);
         if let (Some(h), Some(m)) = (values.messaging.as_mut(), e.messaging_s) {
             h.observe(&self.bounds, m, w);
+            if values.messaging_since_ns == 0 {
+                values.messaging_since_ns = now_ns.max(1);
+            }
         }
         values.updated_ns = values.updated_ns.max(now_ns);
     }
@@ -391,30 +398,30 @@ impl SeriesTable {
         before - self.len()
     }
 
-    /// Copies every series out. With `zero_new`, series (and late families)
-    /// never shown before are copied as zeros and remembered as shown.
-    pub fn snapshot(&mut self, zero_new: bool) -> Vec<Entry> {
+    /// Copies every series out. With a `hold` of `(now, hold_ns)`, what was
+    /// created less than `hold_ns` before `now` is copied as zeros: every
+    /// scraper then sees a new series at zero before its first value (so
+    /// that `rate()` counts its first requests, as Tempo writes a 0 sample
+    /// first), and sees the same as any other scraper, whoever came first.
+    /// The failure counter and the messaging histogram are held from their
+    /// own creation. A read: nothing changes.
+    pub fn snapshot(&self, hold: Option<(u64, u64)>) -> Vec<Entry> {
         let mut out = Vec::with_capacity(self.table.len());
-        for x in self.table.iter_mut() {
+        for x in self.table.iter() {
             let mut copy = x.clone();
-            if zero_new {
-                let v = &mut x.values;
+            if let Some((now, hold_ns)) = hold {
+                let held = |since: u64| since != 0 && now < since.saturating_add(hold_ns);
                 let c = &mut copy.values;
-                if !v.exposed {
+                if held(c.created_ns.max(1)) {
                     c.request = 0.0;
                     c.server = Hist::new(self.bounds.len());
                     c.client = Hist::new(self.bounds.len());
-                    v.exposed = true;
                 }
-                if v.has_failed() && !v.failed_exposed {
+                if held(c.failed_since_ns) {
                     c.failed = 0.0;
-                    c.failed_exposed = true;
-                    v.failed_exposed = true;
                 }
-                if v.has_messaging() && !v.messaging_exposed {
+                if held(c.messaging_since_ns) {
                     c.messaging = Some(Box::new(Hist::new(self.bounds.len())));
-                    c.messaging_exposed = true;
-                    v.messaging_exposed = true;
                 }
             }
             out.push(copy);
@@ -521,7 +528,7 @@ mod tests {
         t.apply(&events, 0, true, 100);
         assert_eq!(t.edge_series(), 2);
         assert_eq!(t.refused, 1);
-        let snap = t.snapshot(false);
+        let snap = t.snapshot(None);
         let ok = snap.iter().find(|x| !x.key.failed).unwrap();
         assert_eq!(ok.values.request, 2.0);
         assert_eq!(&*ok.values.client.buckets, &[1.0, 1.0]);
@@ -534,7 +541,7 @@ mod tests {
         let mut t = SeriesTable::new(&[1.0], false, 10, 10);
         let events = Events { edges: vec![ev(1, 2, false, 0.5), ev(1, 2, true, 0.5)], ..Default::default() };
         t.apply(&events, 0, false, 100);
-        let snap = t.snapshot(false);
+        let snap = t.snapshot(None);
         assert_eq!(snap.len(), 1);
         assert_eq!((snap[0].values.request, snap[0].values.failed), (2.0, 1.0));
     }
@@ -596,5 +603,27 @@ mod tests {
         assert_eq!(t.remove_idle(201, 100), 2);
         t.apply(&Events { edges: vec![inferred(30)], ..Default::default() }, 0, false, 202);
         assert_eq!((t.edge_series(), t.refused), (3, 8));
+    }
+
+    #[test]
+    fn a_new_series_reads_as_zero_for_the_hold_whoever_reads_it() {
+        let mut t = SeriesTable::new(&[1.0], false, 10, 10);
+        t.apply(&Events { edges: vec![ev(1, 2, false, 0.5)], ..Default::default() }, 0, false, 100);
+        t.apply(&Events { edges: vec![ev(1, 2, true, 0.5)], ..Default::default() }, 0, false, 150);
+        let read = |t: &SeriesTable, now| {
+            let s = t.snapshot(Some((now, 60)));
+            (s[0].values.request, s[0].values.failed, s[0].values.client.count)
+        };
+        // Reads change nothing: the same answer however often, in any order.
+        for _ in 0..3 {
+            assert_eq!(read(&t, 159), (0.0, 0.0, 0.0));
+        }
+        // From created + hold on, the values; the failure counter is held
+        // from its own first failure.
+        assert_eq!(read(&t, 160), (2.0, 0.0, 2.0));
+        assert_eq!(read(&t, 210), (2.0, 1.0, 2.0));
+        assert_eq!(read(&t, 159), (0.0, 0.0, 0.0));
+        assert!(t.snapshot(Some((159, 60)))[0].values.has_failed());
+        assert_eq!(t.snapshot(None)[0].values.request, 2.0);
     }
 }

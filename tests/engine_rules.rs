@@ -252,21 +252,35 @@ fn idle_series_are_removed_after_the_timeout() {
 }
 
 #[test]
-fn a_new_series_is_first_scraped_at_zero() {
-    let e = servicemap::Engine::new(servicemap::Config::from_json(b"{}").unwrap());
+fn a_new_series_reads_as_zero_for_the_hold_for_every_scraper() {
+    let e = servicemap::Engine::new(servicemap::Config::from_json(br#"{"initial_zero_hold":"30s"}"#).unwrap());
     let key = format!("{TOTAL}{{client=\"a\",server=\"b\"}}");
+    let failed_key = "traces_service_graph_request_failed_total{client=\"a\",server=\"b\"}";
     e.consume(&pair(1, "a", "b"), T0).unwrap();
-    assert_eq!(scrape(&e, T0)[&key], 0.0);
-    assert_eq!(scrape(&e, T0)[&key], 1.0);
-    // A failure counter that appears later also starts at zero.
+    // However many scrapers read, and in whatever order: zero for the hold.
+    for _ in 0..3 {
+        assert_eq!(scrape(&e, T0)[&key], 0.0);
+        assert_eq!(scrape(&e, T0 + 29 * SEC)[&key], 0.0);
+    }
+    assert_eq!(scrape(&e, T0 + 30 * SEC)[&key], 1.0);
+    assert_eq!(scrape(&e, T0 + 10 * SEC)[&key], 0.0);
+    // A failure counter that appears later is held from its own first failure.
     let failed_pair = batch(vec![
         resource(Some("a"), vec![], vec![failed(span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC))]),
         resource(Some("b"), vec![], vec![span(SERVER, trace(2), sid(2), Some(sid(1)), T0, T0 + SEC)]),
     ]);
-    e.consume(&failed_pair, T0).unwrap();
-    let m = scrape(&e, T0);
-    assert_eq!((m[&key], m["traces_service_graph_request_failed_total{client=\"a\",server=\"b\"}"]), (2.0, 0.0));
-    assert_eq!(scrape(&e, T0)["traces_service_graph_request_failed_total{client=\"a\",server=\"b\"}"], 1.0);
+    e.consume(&failed_pair, T0 + 40 * SEC).unwrap();
+    let m = scrape(&e, T0 + 40 * SEC);
+    assert_eq!((m[&key], m[failed_key]), (2.0, 0.0));
+    assert_eq!(scrape(&e, T0 + 70 * SEC)[failed_key], 1.0);
+    // The OpenMetrics text says when each series began.
+    let om = String::from_utf8(e.render(servicemap::Format::OpenMetrics, T0 + 70 * SEC)).unwrap();
+    let created = |name: &str| {
+        om.lines().find_map(|l| l.strip_prefix(&format!("{name}_created{{client=\"a\",server=\"b\"}} "))).map(str::to_string)
+    };
+    assert_eq!(created("traces_service_graph_request").as_deref(), Some("1767225600"));
+    assert_eq!(created("traces_service_graph_request_failed").as_deref(), Some("1767225640"));
+    assert_eq!(created("traces_service_graph_request_server_seconds").as_deref(), Some("1767225600"));
 }
 
 #[test]

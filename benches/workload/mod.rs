@@ -132,10 +132,9 @@ pub fn mesh(clients: usize, servers: usize) -> (Engine, u64) {
             engine.consume(&bytes, now).unwrap();
         }
     }
-    let later = now + 10_000_000_000;
-    // The first scrape shows new series at zero; render once so that later
-    // renders show the real values, as they would in steady operation.
-    engine.render(Format::Prometheus, later);
+    // New series read as zero for `initial_zero_hold` (1 minute): render
+    // past it, as steady operation would.
+    let later = now + 120_000_000_000;
     (engine, later)
 }
 

@@ -239,6 +239,11 @@ pub(crate) mod tests {
     /// Bucket weights and counts; whole numbers mostly, and the values that
     /// round or saturate (kept small enough that the cumulative sum of one
     /// histogram cannot overflow a u64).
+    /// A creation time: whole seconds, a fraction of one, or near the epoch.
+    fn created(r: &mut Rng) -> u64 {
+        *r.pick(&[1, 999_999_999, 1_767_225_600_000_000_000, 1_767_225_600_123_456_789, 1_767_225_600_500_000_000])
+    }
+
     fn weight(r: &mut Rng) -> f64 {
         const W: &[f64] = &[0.0, 1.0, 2.0, 0.5, 1.5, 2.4999, -3.0, f64::NAN, 1e15, 1e18, 4294967296.0];
         if r.chance(50) { (r.next() % 100) as f64 } else { *r.pick(W) }
@@ -281,11 +286,10 @@ pub(crate) mod tests {
                         server: hist(r, bounds.len()),
                         client: hist(r, bounds.len()),
                         messaging: messaging_hist,
-                        created_ns: 0,
+                        created_ns: if r.chance(20) { 0 } else { created(r) },
                         updated_ns: 0,
-                        exposed: r.chance(50),
-                        failed_exposed: r.chance(30),
-                        messaging_exposed: r.chance(30),
+                        failed_since_ns: if r.chance(50) { 0 } else { created(r) },
+                        messaging_since_ns: if r.chance(50) { 0 } else { created(r) },
                     },
                 }
             })
@@ -297,11 +301,12 @@ pub(crate) mod tests {
                     server: (*r.pick(VALUES)).into(),
                     conn: *r.pick(&[ConnType::Plain, ConnType::Database]),
                     value: float(r),
+                    created_ns: created(r),
                     overflow: false,
                 })
                 .collect();
             if r.chance(20) {
-                list.push(SideSeries::overflow(float(r)));
+                list.push(SideSeries::overflow(float(r), created(r)));
             }
             list
         };
@@ -324,6 +329,7 @@ pub(crate) mod tests {
             unpaired: side(r),
             dropped: side(r),
             overflow,
+            started_ns: created(r),
         }
     }
 
@@ -334,7 +340,9 @@ pub(crate) mod tests {
             let snap = snapshot(&mut r);
             for openmetrics in [false, true] {
                 let want = oracle(&snap, openmetrics);
-                let got = render(&snap, openmetrics);
+                // prometheus-client writes no `_created` lines; they are
+                // checked on their own below.
+                let got = without_created(&render(&snap, openmetrics));
                 if got != want {
                     let line = got.lines().zip(want.lines()).position(|(a, b)| a != b);
                     panic!(
@@ -343,6 +351,51 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    fn without_created(text: &str) -> String {
+        text.lines().filter(|l| !l.contains("_created{")).flat_map(|l| [l, "\n"]).collect()
+    }
+
+    /// Every `_created` line follows the last sample of its series, in
+    /// OpenMetrics only, with the series' own creation time.
+    #[test]
+    fn openmetrics_gives_each_counter_and_histogram_its_creation_time() {
+        let mut r = Rng(0x5eed);
+        for _ in 0..200 {
+            let snap = snapshot(&mut r);
+            assert!(!render(&snap, false).contains("_created"));
+            let text = render(&snap, true);
+            let lines: Vec<&str> = text.lines().collect();
+            let created: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains("_created{")).collect();
+            let failed = snap.edges.iter().filter(|e| e.values.has_failed()).count();
+            let hists: usize = snap.edges.len() * 2
+                + if snap.messaging { snap.edges.iter().filter(|e| e.values.has_messaging() && e.values.messaging.is_some()).count() } else { 0 };
+            let overflow = snap.overflow.iter().filter(|(_, n)| *n > 0).count();
+            assert_eq!(created.len(), snap.edges.len() + failed + hists + snap.unpaired.len() + snap.dropped.len() + overflow);
+            for i in created {
+                let (series, ts) = lines[i].rsplit_once(' ').unwrap();
+                let (name, labels) = series.split_once('{').unwrap();
+                let family = name.strip_suffix("_created").unwrap();
+                let before = lines[i - 1];
+                assert!(before.starts_with(family) && before.contains(&labels[..labels.len() - 1]), "{before} / {}", lines[i]);
+                assert!(ts.parse::<f64>().is_ok() && !ts.ends_with('.') && !ts.contains('e'), "{ts}");
+            }
+        }
+        let mut snap = snapshot(&mut Rng(3));
+        snap.edges.truncate(1);
+        snap.unpaired.clear();
+        snap.dropped.clear();
+        snap.overflow = [("max_series", 0); 5];
+        let e = &mut snap.edges[0];
+        e.values.created_ns = 1_767_225_600_120_000_000;
+        e.values.failed = 1.0;
+        e.values.failed_since_ns = 1_767_225_601_000_000_000;
+        let text = render(&snap, true);
+        assert!(text.contains("traces_service_graph_request_created{"), "{text}");
+        let ts: Vec<&str> = text.lines().filter(|l| l.contains("_created{")).map(|l| l.rsplit_once(' ').unwrap().1).collect();
+        assert_eq!(ts[0], "1767225600.12");
+        assert_eq!(ts[1], "1767225601");
     }
 
     #[test]
@@ -360,6 +413,7 @@ pub(crate) mod tests {
             unpaired: vec![],
             dropped: vec![],
             overflow: [("max_series", 0); 5],
+            started_ns: 0,
         };
         for openmetrics in [false, true] {
             assert_eq!(render(&snap, openmetrics), oracle(&snap, openmetrics));

@@ -40,7 +40,12 @@ struct Points {
 }
 
 impl Points {
-    fn number(&self, attributes: Vec<KeyValue>, v: f64) -> NumberDataPoint {
+    /// A series' start: its own creation time, or the engine's.
+    fn since(&self, created: u64) -> u64 {
+        if created != 0 { created } else { self.start }
+    }
+
+    fn number(&self, attributes: Vec<KeyValue>, v: f64, created: u64) -> NumberDataPoint {
         let value = if self.ints {
             number_data_point::Value::AsInt(v.round() as i64)
         } else {
@@ -48,17 +53,17 @@ impl Points {
         };
         NumberDataPoint {
             attributes,
-            start_time_unix_nano: self.start,
+            start_time_unix_nano: self.since(created),
             time_unix_nano: self.time,
             value: Some(value),
             ..Default::default()
         }
     }
 
-    fn histogram(&self, attributes: Vec<KeyValue>, bounds: &[f64], h: &Hist) -> HistogramDataPoint {
+    fn histogram(&self, attributes: Vec<KeyValue>, bounds: &[f64], h: &Hist, created: u64) -> HistogramDataPoint {
         HistogramDataPoint {
             attributes,
-            start_time_unix_nano: self.start,
+            start_time_unix_nano: self.since(created),
             time_unix_nano: self.time,
             count: h.count.round() as u64,
             sum: Some(h.sum),
@@ -100,7 +105,7 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
     let attrs: Vec<Vec<KeyValue>> = snap.edges.iter().map(|e| edge_attributes(snap, e)).collect();
     let mut metrics = Vec::new();
     if !snap.edges.is_empty() {
-        let total = snap.edges.iter().zip(&attrs).map(|(e, a)| p.number(a.clone(), e.values.request)).collect();
+        let total = snap.edges.iter().zip(&attrs).map(|(e, a)| p.number(a.clone(), e.values.request, e.values.created_ns)).collect();
         metrics.push(sum(&format!("{REQUEST}_total"), REQUEST_HELP, total));
     }
     let failed: Vec<_> = snap
@@ -108,7 +113,10 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
         .iter()
         .zip(&attrs)
         .filter(|(e, _)| e.values.has_failed())
-        .map(|(e, a)| p.number(a.clone(), e.values.failed))
+        .map(|(e, a)| {
+            let v = &e.values;
+            p.number(a.clone(), v.failed, if v.failed_since_ns != 0 { v.failed_since_ns } else { v.created_ns })
+        })
         .collect();
     if !failed.is_empty() {
         metrics.push(sum(&format!("{REQUEST_FAILED}_total"), REQUEST_FAILED_HELP, failed));
@@ -119,7 +127,7 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
             [(SERVER, SERVER_HELP, |e| &e.values.server), (CLIENT, CLIENT_HELP, |e| &e.values.client)];
         for (name, help, get) in pick {
             let points =
-                snap.edges.iter().zip(&attrs).map(|(e, a)| p.histogram(a.clone(), &snap.bounds, get(e))).collect();
+                snap.edges.iter().zip(&attrs).map(|(e, a)| p.histogram(a.clone(), &snap.bounds, get(e), e.values.created_ns)).collect();
             metrics.push(histogram(name, help, points));
         }
     }
@@ -129,7 +137,11 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
             .iter()
             .zip(&attrs)
             .filter(|(e, _)| e.values.has_messaging())
-            .filter_map(|(e, a)| e.values.messaging.as_ref().map(|h| p.histogram(a.clone(), &snap.bounds, h)))
+            .filter_map(|(e, a)| {
+                let v = &e.values;
+                let since = if v.messaging_since_ns != 0 { v.messaging_since_ns } else { v.created_ns };
+                v.messaging.as_ref().map(|h| p.histogram(a.clone(), &snap.bounds, h, since))
+            })
             .collect();
         if !points.is_empty() {
             metrics.push(histogram(MESSAGING, MESSAGING_HELP, points));
@@ -155,7 +167,7 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
     for (name, help, list) in [(UNPAIRED, UNPAIRED_HELP, &snap.unpaired), (DROPPED, DROPPED_HELP, &snap.dropped)] {
         if !list.is_empty() {
             let ints = Points { ints: true, ..p };
-            let points = list.iter().map(|s| ints.number(side_attributes(s), s.value)).collect();
+            let points = list.iter().map(|s| ints.number(side_attributes(s), s.value, s.created_ns)).collect();
             metrics.push(sum(&format!("{name}_total"), help, points));
         }
     }

@@ -15,6 +15,7 @@ STARTUP_TIMEOUT = 60.0
 # virtual-node edges are written within seconds.
 STORE_TTL = "2s"
 EXPIRATION_LOOP = "250ms"
+INITIAL_ZERO_HOLD = "2s"
 
 
 class Collector:
@@ -73,6 +74,9 @@ def processor_config(ports):
         "processors": {
             "servicemap": {
                 "compat": "tempo",
+                # A new series reads 0 for two of Prometheus' 1 s scrape
+                # intervals here, so that its first requests count.
+                "initial_zero_hold": INITIAL_ZERO_HOLD,
                 "store": {"ttl": STORE_TTL, "max_items": 10000},
                 "store_expiration_loop": EXPIRATION_LOOP,
                 "http": {"endpoint": f"{LOOPBACK}:{ports['metrics']}", "metrics_path": "/metrics"},

@@ -4,6 +4,7 @@ waited for by polling, and stopped at the end of the session."""
 
 import json
 import os
+import threading
 
 import pytest
 
@@ -56,14 +57,15 @@ class Prometheus:
         self.url = f"http://{LOOPBACK}:{port}"
         self.target = target
 
-    def query(self, promql):
-        return harness.prom_query(self.url, promql)
+    def query(self, promql, at=None):
+        return harness.prom_query(self.url, promql, at=at)
 
 
 @pytest.fixture(scope="session")
 def prom_collector(workdir):
-    """A second processor collector that only Prometheus scrapes, so that
-    Prometheus sees every series first at zero (as the engine writes it)."""
+    """A second processor collector, scraped by Prometheus and, beside it,
+    by a second scraper (see prom_shop_traffic): what one sees must not
+    depend on the other."""
     c = start_collector("prom-processor", processor_config, workdir)
     yield c
     stop_collector(c)
@@ -130,9 +132,33 @@ def prom_shop_traffic(prometheus, prom_collector):
 
     poll(target_up, 60, interval=0.25, what="prometheus target up")
     fleet = prom_collector.fleet()
+    # A second scraper, as in a Prometheus HA pair or someone running curl:
+    # it must change nothing of what Prometheus sees.
+    other = Scraper(prom_collector.metrics_url)
+    other.start()
     try:
         traffic.run_shop(fleet)
         fleet.flush()
         yield fleet
     finally:
+        other.stop()
         fleet.shutdown()
+
+
+class Scraper(threading.Thread):
+    """Scrapes a metrics endpoint every 200 ms until stopped."""
+
+    def __init__(self, url):
+        super().__init__(daemon=True)
+        self.url = url
+        self.scrapes = 0
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.wait(0.2):
+            if http_get(self.url)[0] == 200:
+                self.scrapes += 1
+
+    def stop(self):
+        self.halt.set()
+        self.join()

@@ -235,11 +235,15 @@ def labels_key(**labels):
 # --- Prometheus HTTP API --------------------------------------------------
 
 
-def prom_query(base_url, promql, timeout=5.0):
-    """Runs an instant query; returns the result list of a vector result."""
+def prom_query(base_url, promql, timeout=5.0, at=None):
+    """Runs an instant query (at Unix time `at`, now if None); returns the
+    result list of a vector result."""
     import json
 
-    url = f"{base_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    params = {"query": promql}
+    if at is not None:
+        params["time"] = f"{at:.3f}"
+    url = f"{base_url}/api/v1/query?" + urllib.parse.urlencode(params)
     status, body = http_get(url, timeout=timeout)
     doc = json.loads(body)
     if status != 200 or doc.get("status") != "success":

@@ -150,8 +150,10 @@ def test_mermaid_classes_by_health(processor_collector, graph):
     ids = {}
     for i, (name, n) in enumerate(expect_map.nodes().items()):
         ids[name] = f"n{i}"
-        shape = {"database": f'n{i}[("{name}")]', "queue": f'n{i}>"{name}"]',
-                 "user": f'n{i}(("{name}"))'}.get(n["kind"], f'n{i}["{name}"]')
+        # Labels are written with Mermaid's entity codes for its own syntax (":" among them).
+        label = name.replace(":", "#58;")
+        shape = {"database": f'n{i}[("{label}")]', "queue": f'n{i}>"{label}"]',
+                 "user": f'n{i}(("{label}"))'}.get(n["kind"], f'n{i}["{label}"]')
         assert f"  {shape}:::{n['health']}" in lines, body
     arrows = [line for line in lines if "-->" in line]
     assert [(a.split()[0], a.split()[-1]) for a in arrows] == [(ids[c], ids[s]) for c, s in sorted(expect_map.edges())]

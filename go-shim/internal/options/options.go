@@ -92,6 +92,7 @@ type Options struct {
 	MaxLabelValueLength                   *int           `mapstructure:"max_label_value_length"`
 	Shards                                *int           `mapstructure:"shards"`
 	InitialZero                           *bool          `mapstructure:"initial_zero"`
+	InitialZeroHold                       *time.Duration `mapstructure:"initial_zero_hold"`
 	MaxBatchBytes                         *int           `mapstructure:"max_batch_bytes"`
 	MaxUnpairedSeries                     *int           `mapstructure:"max_unpaired_series"`
 
@@ -223,6 +224,7 @@ func (o *Options) EngineJSON() ([]byte, error) {
 	putInt("max_label_value_length", o.MaxLabelValueLength)
 	putInt("shards", o.Shards)
 	putBool("initial_zero", o.InitialZero)
+	putDuration("initial_zero_hold", o.InitialZeroHold)
 	putInt("max_batch_bytes", o.MaxBatchBytes)
 	putInt("max_unpaired_series", o.MaxUnpairedSeries)
 	putBool("graph", o.Graph)

@@ -66,6 +66,7 @@ func TestEverySetOptionIsSent(t *testing.T) {
 	o.MaxLabelValueLength = ptr(64)
 	o.Shards = ptr(4)
 	o.InitialZero = ptr(false)
+	o.InitialZeroHold = ptr(15 * time.Second)
 	o.MaxBatchBytes = ptr(1 << 20)
 	o.MaxUnpairedSeries = ptr(20)
 	o.MaxGraphNodes = ptr(30)
@@ -102,6 +103,7 @@ func TestEverySetOptionIsSent(t *testing.T) {
 		"max_label_value_length":                    float64(64),
 		"shards":                                    float64(4),
 		"initial_zero":                              false,
+		"initial_zero_hold":                         "15s",
 		"max_batch_bytes":                           float64(1 << 20),
 		"max_unpaired_series":                       float64(20),
 		"max_graph_nodes":                           float64(30),

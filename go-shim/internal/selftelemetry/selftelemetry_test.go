@@ -382,11 +382,8 @@ func TestConcurrentFeed(t *testing.T) {
 	if err := eng.Flush(now); err != nil {
 		t.Fatal(err)
 	}
-	// A new series shows 0 on its first rendering.
-	if _, err := eng.Render(engine.FormatPrometheus, now); err != nil {
-		t.Fatal(err)
-	}
-	prom, err := eng.Render(engine.FormatPrometheus, now)
+	// A new series reads as zero for initial_zero_hold (a minute).
+	prom, err := eng.Render(engine.FormatPrometheus, now.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
