@@ -47,27 +47,50 @@ test-go: rust ## go vet and go test -race for the collector shim
 	cd $(GO_SHIM) && $(CGO_ENV) $(GO) test -race ./...
 
 # The demo: the collector with examples/processor.yaml and a realistic
-# topology of demo traffic, bounded by DEMO_DURATION. While it runs, open
-# http://localhost:9464/ for the live map. At the end it prints the request
-# counters (a new series reads 0 for initial_zero_hold, 15s in the example).
-demo: build ## Run the collector with live demo traffic: map on localhost:9464/, metrics on /metrics
+# topology of demo traffic for DEMO_DURATION (10 minutes; DEMO_DURATION=30s
+# for a short look). Its ports come from DEMO_OTLP_GRPC, DEMO_OTLP_HTTP and
+# DEMO_HTTP (4317, 4318, 9464), e.g. `make demo DEMO_HTTP=19464` beside
+# another collector. While it runs, open http://localhost:$(DEMO_HTTP)/ for the
+# live map. It waits for its own collector to say it is ready, and fails with
+# the log's last lines if that collector exits or never gets there. At the end
+# it prints the request counters (a new series reads 0 for
+# initial_zero_hold, 15s in the example).
+DEMO_OTLP_GRPC ?= 4317
+DEMO_OTLP_HTTP ?= 4318
+DEMO_HTTP ?= 9464
+DEMO_LOG := bin/demo-collector.log
+DEMO_URL := http://localhost:$(DEMO_HTTP)
+
+demo: build ## Run the collector with live demo traffic: map on localhost:$(DEMO_HTTP)/, metrics on /metrics
 	cd $(GO_SHIM) && $(GO) build -o ../bin/demotraffic ./cmd/demotraffic
 	@set -e; \
-	$(COLLECTOR) --config=examples/processor.yaml 2> bin/demo-collector.log & pid=$$!; \
+	SERVICEMAP_OTLP_GRPC_ENDPOINT=localhost:$(DEMO_OTLP_GRPC) SERVICEMAP_OTLP_HTTP_ENDPOINT=localhost:$(DEMO_OTLP_HTTP) \
+	SERVICEMAP_HTTP_ENDPOINT=localhost:$(DEMO_HTTP) \
+	$(COLLECTOR) --config=examples/processor.yaml 2> $(DEMO_LOG) & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
-	for i in $$(seq 100); do curl -sf -o /dev/null http://localhost:9464/metrics && break; sleep 0.2; done; \
+	for i in $$(seq 300); do \
+	  if ! kill -0 $$pid 2>/dev/null; then \
+	    echo "demo: the collector exited before it was ready; the end of $(DEMO_LOG):" >&2; tail -n 15 $(DEMO_LOG) >&2; exit 1; \
+	  fi; \
+	  grep -q "Everything is ready" $(DEMO_LOG) && break; \
+	  if [ $$i = 300 ]; then echo "demo: the collector was not ready after 60 s; the end of $(DEMO_LOG):" >&2; tail -n 15 $(DEMO_LOG) >&2; exit 1; fi; \
+	  sleep 0.2; \
+	done; \
+	curl -sf -o /dev/null $(DEMO_URL)/metrics || { echo "demo: $(DEMO_URL)/metrics does not answer" >&2; exit 1; }; \
 	echo; \
 	echo "servicemap demo: sending traffic for $(DEMO_DURATION) (Ctrl-C stops)"; \
-	echo "  live map:   http://localhost:9464/"; \
-	echo "  metrics:    curl localhost:9464/metrics"; \
-	echo "  impact:     curl 'localhost:9464/api/impact?service=postgres'"; \
-	echo "  graphviz:   curl localhost:9464/graph.dot"; \
-	echo "  collector log: bin/demo-collector.log"; \
+	echo "  live map:   $(DEMO_URL)/"; \
+	echo "  metrics:    curl $(DEMO_URL)/metrics"; \
+	echo "  impact:     curl '$(DEMO_URL)/api/impact?service=postgres'"; \
+	echo "  graphviz:   curl $(DEMO_URL)/graph.dot"; \
+	echo "  collector log: $(DEMO_LOG)"; \
 	echo; \
-	bin/demotraffic -rate $(DEMO_RATE) -duration $(DEMO_DURATION); \
-	echo "waiting for unpaired spans to expire into virtual nodes (store.ttl 10s)..."; sleep 12; \
-	curl -s http://localhost:9464/metrics | grep '^traces_service_graph_request_total'; \
-	curl -s 'http://localhost:9464/api/impact?service=postgres'
+	bin/demotraffic -endpoint http://localhost:$(DEMO_OTLP_HTTP)/v1/traces -rate $(DEMO_RATE) -duration $(DEMO_DURATION); \
+	kill -0 $$pid 2>/dev/null || { echo "demo: the collector exited; the end of $(DEMO_LOG):" >&2; tail -n 15 $(DEMO_LOG) >&2; exit 1; }; \
+	echo "waiting for unpaired spans to expire into virtual nodes (store.ttl 10s) and for their"; \
+	echo "new series to show their counts (initial_zero_hold 15s)..."; sleep 27; \
+	curl -sf $(DEMO_URL)/metrics | grep '^traces_service_graph_request_total'; \
+	curl -sf '$(DEMO_URL)/api/impact?service=postgres'
 
 # Python and end-to-end tests run from a virtual environment that
 # setup-test makes (tests/e2e/setup.sh, which also installs Prometheus).

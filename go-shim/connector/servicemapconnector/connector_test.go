@@ -21,7 +21,6 @@ import (
 
 	"github.com/servicemap/servicemap/go-shim/connector/servicemapconnector/internal/metadata"
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
-	"github.com/servicemap/servicemap/go-shim/internal/enginetest"
 	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
@@ -203,7 +202,6 @@ func TestCreateRejectsInvalidConfig(t *testing.T) {
 }
 
 func TestEmitsMetricsOnFlush(t *testing.T) {
-	enginetest.RequireRealEngine(t)
 	f := newFixture(t, testConfig())
 	f.start(t)
 	ctx := context.Background()
@@ -264,7 +262,6 @@ func TestNothingIsSentWithoutSeries(t *testing.T) {
 }
 
 func TestFlushAfterEveryBatch(t *testing.T) {
-	enginetest.RequireRealEngine(t)
 	cfg := testConfig()
 	zero := time.Duration(0)
 	cfg.MetricsFlushInterval = &zero
@@ -285,7 +282,6 @@ func TestFlushAfterEveryBatch(t *testing.T) {
 }
 
 func TestExpiryMakesVirtualNodes(t *testing.T) {
-	enginetest.RequireRealEngine(t)
 	f := newFixture(t, testConfig())
 	f.start(t)
 	if err := f.c.ConsumeTraces(context.Background(), testutil.LoneClient("shop", "payments-gateway", f.clock.now())); err != nil {
@@ -313,7 +309,6 @@ func TestExpiryMakesVirtualNodes(t *testing.T) {
 // engine's caps after each pass; with max_series at 1 a second edge's
 // series are refused, and the warning counts them.
 func TestExpiryWarnsOfOverflowedCaps(t *testing.T) {
-	enginetest.RequireRealEngine(t)
 	cfg := testConfig()
 	one := 1
 	cfg.MaxSeries = &one
@@ -344,7 +339,6 @@ func TestExpiryWarnsOfOverflowedCaps(t *testing.T) {
 }
 
 func TestShutdownFlushesAndPushesOnce(t *testing.T) {
-	enginetest.RequireRealEngine(t)
 	f := newFixture(t, testConfig())
 	if err := f.c.Start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
@@ -387,7 +381,6 @@ func TestShutdownWithoutStart(t *testing.T) {
 }
 
 func TestRejectedBatchIsCounted(t *testing.T) {
-	enginetest.RequireRealEngine(t)
 	f := newFixture(t, testConfig())
 	f.c.encode = func(dst []byte, _ ptrace.Traces) ([]byte, error) { return append(dst, testutil.Garbage...), nil }
 	f.start(t)
@@ -445,7 +438,6 @@ func TestConcurrentConsumeAndFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	enginetest.RequireRealEngine(t)
 	pushes := f.sink.all()
 	if len(pushes) != workers*batches+1 {
 		t.Fatalf("%d pushes, want one per batch plus the final one (%d)", len(pushes), workers*batches+1)

@@ -24,7 +24,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
-	"github.com/servicemap/servicemap/go-shim/internal/enginetest"
 	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
@@ -249,7 +248,6 @@ func TestServesMetrics(t *testing.T) {
 		t.Errorf("Content-Type %q, want %q", ct, contentTypeOpenMetrics)
 	}
 
-	enginetest.RequireRealEngine(t)
 	labels := map[string]string{"client": "a", "server": "b"}
 	// A new series reads as zero for initial_zero_hold (a minute), for every
 	// scraper alike (Tempo writes a zero sample first), then counted.
@@ -374,7 +372,6 @@ func TestStartFailsWhenPortIsTaken(t *testing.T) {
 }
 
 func TestRejectedBatchIsCountedAndPassedOn(t *testing.T) {
-	enginetest.RequireRealEngine(t)
 	f := newFixture(t, testConfig())
 	f.p.encode = func(dst []byte, _ ptrace.Traces) ([]byte, error) { return append(dst, testutil.Garbage...), nil }
 	f.start(t)
@@ -400,7 +397,6 @@ func TestRejectedBatchIsCountedAndPassedOn(t *testing.T) {
 }
 
 func TestExpiryLoopMakesVirtualNodes(t *testing.T) {
-	enginetest.RequireRealEngine(t)
 	cfg := testConfig()
 	noZero := false
 	cfg.InitialZero = &noZero
@@ -496,7 +492,6 @@ func TestConcurrentConsumeAndScrape(t *testing.T) {
 	if n := len(f.sink.AllTraces()); n != workers*batches {
 		t.Errorf("%d batches passed on, want %d", n, workers*batches)
 	}
-	enginetest.RequireRealEngine(t)
 	_, body := scrape(t, f.url(), "")
 	if v, ok := testutil.Sample(body, "traces_service_graph_request_total", map[string]string{"client": "a", "server": "b"}); !ok || v != workers*batches {
 		t.Errorf("request_total = %v (found %v), want %d:\n%s", v, ok, workers*batches, body)
@@ -523,7 +518,6 @@ func engineStat(t *testing.T, f *fixture, key string) int64 {
 // TestExpiryWarnsOfOverflowedCaps: with max_series at 1, a second edge's
 // series are refused; the next expiry pass says so, once per interval.
 func TestExpiryWarnsOfOverflowedCaps(t *testing.T) {
-	enginetest.RequireRealEngine(t)
 	cfg := testConfig()
 	one := 1
 	cfg.MaxSeries = &one

@@ -26,7 +26,6 @@ import (
 	grpcgzip "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
 
-	"github.com/servicemap/servicemap/go-shim/internal/enginetest"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
 	"github.com/servicemap/servicemap/go-shim/receiver/servicemapreceiver/internal/metadata"
@@ -91,7 +90,6 @@ func testConfig() *Config {
 // startFixture builds and starts a receiver with a hand-driven clock and tickers.
 func startFixture(t *testing.T, cfg *Config) *fixture {
 	t.Helper()
-	enginetest.RequireRealEngine(t)
 	f := &fixture{
 		sink:       &consumertest.MetricsSink{},
 		tel:        componenttest.NewTelemetry(),
@@ -380,7 +378,6 @@ func TestShutdownFlushes(t *testing.T) {
 
 // TestFactory starts the receiver the collector's way, through the factory.
 func TestFactory(t *testing.T) {
-	enginetest.RequireRealEngine(t)
 	cfg := loopbackConfig()
 	r, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
 	if err != nil {
