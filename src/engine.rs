@@ -1093,6 +1093,13 @@ impl Engine {
         Ok(parsed.len())
     }
 
+    /// The incident answer for `service` at `now_ns` (None when the map is off).
+    pub fn impact(&self, service: &str, now_ns: u64) -> Option<query::Impact> {
+        let g = lock(self.graph.as_ref()?);
+        let view = g.graph.view_with(now_ns, &self.config.catalog, false);
+        Some(query::impact(&view, &g.history, &self.config.catalog, service))
+    }
+
     /// The service map at `now_ns`, with health.
     pub fn graph_view(&self, now_ns: u64) -> Option<View> {
         self.graph.as_ref().map(|g| lock(g).graph.view(now_ns, &self.config.catalog))
@@ -1120,15 +1127,14 @@ impl Engine {
         match req.get("query").and_then(Value::as_str) {
             Some("impact") => {
                 let service = req.get("service").and_then(Value::as_str).ok_or_else(|| bad("`service` is required"))?;
-                Ok(export::impact_json(&query::impact_on_graph(&g.graph, now_ns, &self.config.catalog, service)))
+                let view = g.graph.view_with(now_ns, &self.config.catalog, false);
+                Ok(export::impact_json(&query::impact(&view, &g.history, &self.config.catalog, service)))
             }
             Some("root_causes") => Ok(json!({"root_causes": query::root_causes(&view())})),
             Some("recovery_order") => {
                 let steps = query::recovery_order(&view());
                 let flat: Vec<String> = steps.iter().flat_map(|s| s.services.clone()).collect();
-                let steps: Vec<Value> =
-                    steps.iter().map(|s| json!({"services": s.services, "cycle": s.cycle})).collect();
-                Ok(json!({"recovery_order": flat, "recovery_steps": steps}))
+                Ok(json!({"recovery_order": flat, "recovery_steps": export::steps_json(&steps)}))
             }
             Some("history") => Ok(json!({"snapshots_unix_nano": g.history.times()})),
             Some("diff") => {

@@ -667,55 +667,6 @@ impl Graph {
         View { at_ns: now_ns, window_s, nodes, edges }
     }
 
-    /// Node names, indexed as [`Graph::edge_pairs`] refers to them.
-    pub(crate) fn node_names(&self) -> impl Iterator<Item = &str> {
-        self.nodes.iter().map(|n| n.name.as_str())
-    }
-
-    /// The index of a node.
-    pub(crate) fn node_position(&self, name: &str) -> Option<usize> {
-        self.node_index.get(name).copied()
-    }
-
-    /// Every edge as (client, server) node indexes.
-    pub(crate) fn edge_pairs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.edges.iter().map(|e| (e.client, e.server))
-    }
-
-    /// What [`Graph::view`] would say of one node at `now_ns`: its health,
-    /// and the requests per second its callers (not itself) send it, summed
-    /// in the view's order (by caller name). Only the node's incoming edges
-    /// are read.
-    pub(crate) fn node_health_and_inflow(&self, i: usize, now_ns: u64, catalog: &Catalog) -> (Health, f64) {
-        let window = self.window_at(now_ns);
-        let window_s = self.window_s();
-        let server = &self.nodes[i].name;
-        let (mut requests, mut errors, mut healths, mut sketch) = (0.0, 0.0, Vec::new(), [0u32; SKETCH_BUCKETS]);
-        let mut inflow: Vec<(&str, f64)> = Vec::new();
-        for e in self.edges.iter().filter(|e| e.server == i) {
-            let client = &self.nodes[e.client].name;
-            let (r, err, s) = Self::edge_totals(e, window);
-            let health = if r > 0.0 {
-                let slo = catalog.edge_slo(client, server);
-                slo.health(err / r, quantile(&s, slo.latency_percentile))
-            } else {
-                Health::Unknown
-            };
-            requests += r;
-            errors += err;
-            healths.push(health);
-            for (a, b) in sketch.iter_mut().zip(s.iter()) {
-                *a += b;
-            }
-            if e.client != i {
-                inflow.push((client, r / window_s));
-            }
-        }
-        inflow.sort_by(|a, b| a.0.cmp(b.0));
-        let health = Self::node_health(catalog, server, (requests, errors, &healths, &sketch));
-        (health, inflow.iter().map(|(_, rate)| rate).sum())
-    }
-
     /// Forgets edges not seen for `idle`, and nodes with no edge left that
     /// were not seen either. Invalidates edge indexes when anything goes.
     pub fn remove_idle(&mut self, now_ns: u64, idle: Duration) {

@@ -11,6 +11,10 @@ pub struct Snapshot {
     pub at_ns: u64,
     pub nodes: BTreeMap<String, Health>,
     pub edges: BTreeMap<(String, String), Health>,
+    /// Requests per second into each live node and along each live edge:
+    /// the baselines a surge is measured against.
+    pub node_rates: BTreeMap<String, f64>,
+    pub edge_rates: BTreeMap<(String, String), f64>,
 }
 
 impl Snapshot {
@@ -20,12 +24,14 @@ impl Snapshot {
         let window_ns = (view.window_s * 1e9) as u64;
         for e in view.edges.iter().filter(|e| e.rate > 0.0) {
             s.edges.insert((e.client.clone(), e.server.clone()), e.health);
+            s.edge_rates.insert((e.client.clone(), e.server.clone()), e.rate);
         }
         for n in &view.nodes {
             let live = n.last_seen_ns.saturating_add(window_ns) >= view.at_ns
                 || s.edges.keys().any(|(c, sv)| *c == n.name || *sv == n.name);
             if live {
                 s.nodes.insert(n.name.clone(), n.health);
+                s.node_rates.insert(n.name.clone(), n.rate);
             }
         }
         s
@@ -101,6 +107,19 @@ impl History {
     pub fn times(&self) -> Vec<u64> {
         self.ring.iter().map(|s| s.at_ns).collect()
     }
+
+    /// The usual value of something a snapshot records (`pick`; absent
+    /// counts as 0): the median over the snapshots taken at or before
+    /// `until_ns`, when there are at least three of them.
+    pub fn baseline(&self, until_ns: u64, pick: impl Fn(&Snapshot) -> Option<f64>) -> Option<f64> {
+        let mut v: Vec<f64> =
+            self.ring.iter().filter(|s| s.at_ns <= until_ns).map(|s| pick(s).unwrap_or(0.0)).collect();
+        if v.len() < 3 {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        Some(v[v.len() / 2])
+    }
 }
 
 /// A change of health between two snapshots.
@@ -152,6 +171,7 @@ mod tests {
             at_ns: at,
             nodes: nodes.iter().map(|(n, h)| (n.to_string(), *h)).collect(),
             edges: edges.iter().map(|(c, s, h)| ((c.to_string(), s.to_string()), *h)).collect(),
+            ..Default::default()
         }
     }
 

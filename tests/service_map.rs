@@ -142,21 +142,36 @@ fn graph_json_has_every_node_and_edge_with_kinds_health_and_facts() {
 fn impact_of_the_database() {
     let e = topology();
     let i = query(&e, r#"{"query":"impact","service":"orders"}"#);
-    assert_eq!(strings(&i["dependents"]), ["api", "batch", "auth", "web", "user"]);
+    // The virtual `user` is not a dependent; web is degraded (red), api and
+    // batch call the database and fail.
+    assert_eq!(strings(&i["dependents"]), ["api", "batch", "auth", "web"]);
+    assert_eq!(strings(&i["degraded_dependents"]), ["api", "batch", "web"]);
     assert!(strings(&i["dependencies"]).is_empty());
-    assert_eq!(strings(&i["recovery_order"]), ["orders"]);
+    assert_eq!(strings(&i["recovery_order"]), ["orders", "api", "auth", "batch", "web"]);
     assert_eq!(i["blast_radius_rps"].as_f64().unwrap(), 20.0 / 300.0);
+    assert_eq!((i["root_cause_direction"].as_str(), strings(&i["suspects"])), (Some("self"), vec!["orders".to_string()]));
+    assert_eq!(
+        strings(&i["evidence"]),
+        ["orders: 90% of 0.07 req/s failed (objective: at most 1%), p99 5.6ms against 1s"]
+    );
+    // All the user traffic (user → web) reaches the database.
+    assert_eq!((i["user_facing_rps"].as_f64(), i["user_facing_share"].as_f64()), (Some(10.0 / 300.0), Some(1.0)));
 }
 
 #[test]
 fn impact_of_the_front_door_orders_recovery_with_the_cycle_grouped() {
     let e = topology();
     let i = query(&e, r#"{"query":"impact","service":"web"}"#);
-    assert_eq!(strings(&i["dependents"]), ["user"]);
+    assert!(strings(&i["dependents"]).is_empty());
     assert_eq!(strings(&i["dependencies"]), ["api", "auth", "orders", "redis", "shipping"]);
     assert_eq!(strings(&i["recovery_order"]), ["orders", "redis", "shipping", "api", "auth", "web"]);
     let steps = i["recovery_steps"].as_array().unwrap();
-    assert_eq!(steps[3], serde_json::json!({"services": ["api", "auth"], "cycle": true}));
+    assert_eq!(steps[3], serde_json::json!({"services": ["api", "auth"], "cycle": true, "level": 1}));
+    // web is red because the database below it fails.
+    assert_eq!(
+        (i["root_cause_direction"].as_str(), strings(&i["suspects"])),
+        (Some("downstream"), vec!["orders".to_string()])
+    );
 }
 
 #[test]
@@ -216,7 +231,7 @@ fn edges_from_other_sources_merge_into_the_graph() {
     let lines = b"{\"client\":\"lb\",\"server\":\"web\",\"count\":30,\"errors\":0,\"latency_seconds\":0.01,\"protocol\":\"tcp\"}\n\n{\"client\":\"web\",\"server\":\"api\",\"count\":5}\n";
     e.observe_edges(lines, T0 + 11 * SEC).unwrap();
     let i = query(&e, r#"{"query":"impact","service":"web"}"#);
-    assert_eq!(strings(&i["dependents"]), ["lb", "user"]);
+    assert_eq!(strings(&i["dependents"]), ["lb"]);
     let err = e.observe_edges(b"{\"client\":\"a\",\"server\":\"b\"}\n{\"client\":\"a\"}\n", T0).unwrap_err();
     assert_eq!(err.to_string(), "invalid argument: edge line 2: `server` must be a non-empty string");
 }

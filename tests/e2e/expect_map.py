@@ -240,26 +240,96 @@ def is_acyclic(edge_keys):
     return all(n not in reach(n, callees) for n in callees)
 
 
+def _round_for_people(v):
+    """Two decimals below 1, one below 100, none above; no trailing zeros."""
+    text = f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _rps(v):
+    return f"{_round_for_people(v)} req/s"
+
+
+def _duration(s):
+    return f"{_round_for_people(s * 1000)}ms" if s < 1 else f"{_round_for_people(s)}s"
+
+
+def evidence(name, all_edges):
+    """Why `name` is suspected: its incoming calls' failed share against the
+    default objective, and their slowest p99 against the threshold."""
+    incoming = [e for (c, s), e in sorted(all_edges.items()) if s == name and c != name]
+    rate = sum(e["rate"] for e in incoming)
+    errors = sum(e["rate"] * e["error_rate"] for e in incoming)
+    parts = []
+    if rate > 0:
+        parts.append(f"{_round_for_people(100 * errors / rate)}% of {_rps(rate)} failed "
+                     f"(objective: at most {_round_for_people(100 * (1 - AVAILABILITY))}%)")
+    p99s = [e["p99_seconds"] for e in incoming if e["p99_seconds"] is not None]
+    if p99s:
+        parts.append(f"p99 {_duration(max(p99s))} against {_duration(LATENCY_THRESHOLD_S)}")
+    return f"{name}: {', '.join(parts) if parts else 'no traffic in the window'}"
+
+
 def impact(service, extra_edges=()):
     """The answer of /api/impact for `service`; extra_edges are
-    (client, server, requests) observed besides the shop's traffic."""
-    all_edges = {k: e["rate"] for k, e in edges().items()}
+    (client, server, requests) observed besides the shop's traffic (healthy,
+    from services, without latency)."""
+    all_edges = dict(edges())
+    kinds = node_kinds()
+    health = {n: v["health"] for n, v in nodes().items()}
     for client, server, count in extra_edges:
-        all_edges[(client, server)] = all_edges.get((client, server), 0.0) + count / WINDOW_SECONDS
+        kinds.setdefault(client, "service")
+        health.setdefault(client, "unknown")
+        e = all_edges.setdefault((client, server), {
+            "rate": 0.0, "error_rate": 0.0, "health": "green", "p99_seconds": sketch_upper(sketch_index(0.0))})
+        e["rate"] += count / WINDOW_SECONDS
     callees, callers = _adjacency(all_edges)
+    bad = lambda n: health[n] in ("yellow", "red")
+    dependents = [n for n in reach(service, callers) if kinds[n] == "service"]
+    on_path = {service, *dependents}
+    degraded = [d for d in dependents
+                if bad(d) or any(x in on_path and all_edges[(d, x)]["health"] in ("yellow", "red")
+                                 for x in callees.get(d, ()))]
     deps = reach(service, callees)
-    order = dependencies_first(set(deps) | {service}, callees)
-    # Summed in the map's edge order (by client, then server).
-    blast = sum(rate for (c, s), rate in sorted(all_edges.items()) if s == service and c != service)
+    # Traffic entering from outside: edges from virtual clients (no callers of their own).
+    virtual = {n for n, k in kinds.items() if k in ("user", "external") and not callers.get(n)}
+    entering = [(s, e["rate"]) for (c, s), e in sorted(all_edges.items()) if c in virtual]
+    user_total = sum(r for _, r in entering)
+    user_facing = sum(r for s, r in entering if s in on_path)
+    incoming = [e for (c, s), e in sorted(all_edges.items()) if s == service and c != service]
+    blast = sum(e["rate"] for e in incoming)
+    errors = sum(e["rate"] * e["error_rate"] for e in incoming)
+    bad_deps = [n for n in deps if bad(n)]
+    if bad_deps:
+        # The shop has no cycle: the causes are the bad ones calling no bad one.
+        direction = "downstream"
+        suspects = sorted(n for n in bad_deps if not callees.get(n, set()) & set(bad_deps))
+    elif bad(service):
+        direction, suspects = "self", [service]
+    else:
+        direction, suspects = "none", []
+    order = dependencies_first(set(deps) | on_path, callees)
+    level = {}
+    for n in order:
+        level[n] = max((level[m] + 1 for m in callees.get(n, ()) if m in level), default=0)
     return {
         "service": service,
         "found": True,
-        "health": nodes()[service]["health"],
-        "dependents": reach(service, callers),
+        "health": health[service],
+        "dependents": dependents,
+        "degraded_dependents": degraded,
         "dependencies": deps,
+        "user_facing_rps": user_facing,
+        "user_facing_share": user_facing / user_total if user_total else 0.0,
+        "root_cause_direction": direction,
+        "suspects": suspects,
+        "evidence": [evidence(n, all_edges) for n in suspects],
         "recovery_order": order,
-        "recovery_steps": [{"services": [s], "cycle": False} for s in order],
+        "recovery_steps": [{"services": [s], "cycle": False, "level": level[s]} for s in order],
         "blast_radius_rps": blast,
+        "rate": blast,
+        "error_rate": errors / blast if blast else 0.0,
+        "callers": sorted(c for c in callers.get(service, ()) if c != service),
     }
 
 
@@ -281,7 +351,11 @@ def recovery_order():
     for n in unhealthy():
         within |= {n, *reach(n, callees)}
     order = dependencies_first(within, callees)
-    return {"recovery_order": order, "recovery_steps": [{"services": [s], "cycle": False} for s in order]}
+    level = {}
+    for n in order:
+        level[n] = max((level[m] + 1 for m in callees.get(n, ()) if m in level), default=0)
+    return {"recovery_order": order,
+            "recovery_steps": [{"services": [s], "cycle": False, "level": level[s]} for s in order]}
 
 
 DOT_SHAPE = {"database": "cylinder", "queue": "cds", "external": "box", "user": "oval", "service": "box"}

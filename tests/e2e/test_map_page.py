@@ -109,6 +109,8 @@ def highlight_classes(name):
             out[node] = ["dependency", "node"]
         else:
             out[node] = ["dim", "node"]
+        if node != name and node in want["suspects"]:
+            out[node] = sorted(out[node] + ["suspect"])
     return out
 
 
@@ -131,7 +133,7 @@ def test_clicking_the_database_highlights_its_dependents(page, workdir, capsys):
     want = expect_map.impact(DATABASE)
     drawn = page.evaluate(DRAWN_NODES)
     assert {n: d["classes"] for n, d in drawn.items()} == highlight_classes(DATABASE)
-    assert {n for n, d in drawn.items() if "dependent" in d["classes"]} == {"payment", "checkout", "frontend", "user"}
+    assert {n for n, d in drawn.items() if "dependent" in d["classes"]} == {"payment", "checkout", "frontend"}
     assert list_items(page, "#dependents") == want["dependents"]
     assert list_items(page, "#dependencies") == []
     assert page.text_content("#dependencies").strip() == "none"
@@ -159,6 +161,13 @@ def test_clicking_a_service_highlights_both_ways(page):
     assert list_items(page, "#dependents") == want["dependents"]
     assert list_items(page, "#dependencies") == want["dependencies"]
     assert list_items(page, "#recovery") == want["recovery_order"]
+    # The incident answer in words, the cause's evidence with its numbers.
+    assert page.text_content("#cause") == f"Cause: downstream, in {', '.join(want['suspects'])}"
+    assert list_items(page, "#evidence") == want["evidence"]
+    n, d = len(want["dependents"]), want["degraded_dependents"]
+    assert page.text_content("#hurt") == (
+        f"{n} dependent{'' if n == 1 else 's'}, {len(d)} degraded ({', '.join(d)})." if d
+        else f"{n} dependent{'' if n == 1 else 's'}, none degraded.")
 
 
 def test_clear_selection(page):

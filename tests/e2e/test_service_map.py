@@ -43,7 +43,8 @@ def test_expectations_for_this_topology():
         ("checkout", "payment"), ("frontend", "checkout"), ("payment", "pg-primary"), ("payment", "stripe-api")]
     assert expect_map.root_causes() == ["pg-primary", "stripe-api"]
     want = expect_map.impact(DATABASE)
-    assert want["dependents"] == ["payment", "checkout", "frontend", "user"]
+    assert want["dependents"] == ["payment", "checkout", "frontend"]
+    assert (want["root_cause_direction"], want["suspects"]) == ("self", [DATABASE])
     assert want["blast_radius_rps"] == 4 / 300
 
 

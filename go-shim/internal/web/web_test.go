@@ -108,12 +108,20 @@ func TestImpact(t *testing.T) {
 		Dependents    []string
 		Dependencies  []string
 		RecoveryOrder []string `json:"recovery_order"`
+		Direction     string   `json:"root_cause_direction"`
+		Suspects      []string
 	}
 	if err := json.Unmarshal([]byte(body), &i); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(i.Dependents, ",") != "api,web" || len(i.Dependencies) != 0 || strings.Join(i.RecoveryOrder, ",") != "db" {
+	// The database first, then its callers, each after what it calls.
+	if strings.Join(i.Dependents, ",") != "api,web" || len(i.Dependencies) != 0 ||
+		strings.Join(i.RecoveryOrder, ",") != "db,api,web" {
 		t.Errorf("impact = %+v", i)
+	}
+	// The failing database is the cause of its own trouble.
+	if i.Direction != "self" || strings.Join(i.Suspects, ",") != "db" {
+		t.Errorf("cause = %q, suspects %v; want self, [db]", i.Direction, i.Suspects)
 	}
 	code, _, body = get(t, srv.URL+"/api/impact")
 	if code != 400 || !strings.Contains(body, "service parameter is required") {
