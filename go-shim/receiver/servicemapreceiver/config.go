@@ -19,8 +19,8 @@ type Protocols struct {
 	// GRPC serves opentelemetry.proto.collector.trace.v1.TraceService/Export
 	// (default endpoint localhost:4317).
 	GRPC configoptional.Optional[configgrpc.ServerConfig] `mapstructure:"grpc"`
-	// HTTP serves POST /v1/traces with protobuf bodies (default endpoint
-	// localhost:4318).
+	// HTTP serves POST /v1/traces with protobuf or JSON bodies (default
+	// endpoint localhost:4318).
 	HTTP configoptional.Optional[confighttp.ServerConfig] `mapstructure:"http"`
 
 	_ struct{}

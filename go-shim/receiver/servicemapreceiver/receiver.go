@@ -3,8 +3,6 @@ package servicemapreceiver
 import (
 	"context"
 	"errors"
-	"io"
-	"mime"
 	"net"
 	"net/http"
 	"sync"
@@ -13,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/config/configgrpc"
+	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/consumer"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -139,7 +138,8 @@ func (r *serviceMapReceiver) startHTTP(ctx context.Context, host component.Host)
 	mux := http.NewServeMux()
 	mux.HandleFunc(TracesPath, r.handleHTTP)
 	var err error
-	r.serverHTTP, err = cfg.ToServer(ctx, host.GetExtensions(), r.telset, mux)
+	r.serverHTTP, err = cfg.ToServer(ctx, host.GetExtensions(), r.telset, mux,
+		confighttp.WithErrorHandler(httpErrorHandler))
 	if err != nil {
 		return err
 	}
@@ -174,105 +174,6 @@ func grpcError(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	return status.Error(codes.Internal, err.Error())
-}
-
-// bodies holds request body buffers between HTTP requests.
-var bodies = sync.Pool{New: func() any { return new([]byte) }}
-
-// maxPooledBody is the largest body buffer kept for reuse.
-const maxPooledBody = 16 << 20
-
-// handleHTTP serves POST /v1/traces with a protobuf body (compressed bodies
-// are decompressed by the confighttp server). JSON bodies are not supported.
-func (r *serviceMapReceiver) handleHTTP(w http.ResponseWriter, req *http.Request) {
-	if req.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeHTTPError(w, http.StatusMethodNotAllowed, codes.Unimplemented, "method "+req.Method+" not allowed, supported: POST")
-		return
-	}
-	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
-	if err != nil || mt != "application/x-protobuf" {
-		writeHTTPError(w, http.StatusUnsupportedMediaType, codes.InvalidArgument,
-			"unsupported content type "+req.Header.Get("Content-Type")+", supported: application/x-protobuf")
-		return
-	}
-	buf := bodies.Get().(*[]byte)
-	body, err := readBody(req.Body, (*buf)[:0], req.ContentLength)
-	defer func() {
-		if cap(body) <= maxPooledBody {
-			*buf = body[:0]
-		}
-		bodies.Put(buf)
-	}()
-	if err != nil {
-		writeHTTPError(w, http.StatusBadRequest, codes.InvalidArgument, "reading the request body: "+err.Error())
-		return
-	}
-	if err := r.consume(req.Context(), body); err != nil {
-		code := http.StatusInternalServerError
-		st := status.Convert(grpcError(err))
-		switch st.Code() {
-		case codes.InvalidArgument:
-			code = http.StatusBadRequest
-		case codes.Unavailable:
-			code = http.StatusServiceUnavailable
-		}
-		writeHTTPError(w, code, st.Code(), st.Message())
-		return
-	}
-	// An empty ExportTraceServiceResponse encodes as zero bytes.
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	w.WriteHeader(http.StatusOK)
-}
-
-// readBody appends all of body to buf.
-func readBody(body io.Reader, buf []byte, size int64) ([]byte, error) {
-	if size > 0 && int64(cap(buf)) < size && size <= maxPooledBody {
-		buf = make([]byte, 0, size+1)
-	}
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
-// writeHTTPError answers with a google.rpc.Status protobuf, as OTLP/HTTP asks.
-func writeHTTPError(w http.ResponseWriter, httpCode int, code codes.Code, msg string) {
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	w.WriteHeader(httpCode)
-	_, _ = w.Write(encodeStatus(code, msg))
-}
-
-// encodeStatus encodes google.rpc.Status{code, message}.
-func encodeStatus(code codes.Code, msg string) []byte {
-	b := make([]byte, 0, 16+len(msg))
-	if code != 0 {
-		b = append(b, 0x08)
-		b = appendVarint(b, uint64(code))
-	}
-	if msg != "" {
-		b = append(b, 0x12)
-		b = appendVarint(b, uint64(len(msg)))
-		b = append(b, msg...)
-	}
-	return b
-}
-
-func appendVarint(b []byte, v uint64) []byte {
-	for v >= 0x80 {
-		b = append(b, byte(v)|0x80)
-		v >>= 7
-	}
-	return append(b, byte(v))
 }
 
 // Shutdown stops the servers (letting requests in progress finish) and the

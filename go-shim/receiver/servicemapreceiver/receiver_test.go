@@ -1,11 +1,7 @@
 package servicemapreceiver
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"io"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -264,91 +260,6 @@ func TestGRPCMalformedRequest(t *testing.T) {
 	}
 	f.push()
 	checkOneRequest(t, f.onlyPush(t), "a", "b")
-}
-
-func post(t *testing.T, url, contentType, encoding string, body []byte) (int, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", contentType)
-	if encoding != "" {
-		req.Header.Set("Content-Encoding", encoding)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
-func gzipped(t *testing.T, b []byte) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	w := gzip.NewWriter(&out)
-	if _, err := w.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
-}
-
-func TestHTTP(t *testing.T) {
-	f := startFixture(t, testConfig())
-	url := "http://" + f.r.addrHTTP.String() + TracesPath
-
-	body, err := exportRequest(testutil.ClientServer("web", "api", f.clock.now(), false)).MarshalProto()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code, resp := post(t, url, "application/x-protobuf", "", body); code != http.StatusOK || len(resp) != 0 {
-		t.Fatalf("protobuf: %d %q", code, resp)
-	}
-	body, err = exportRequest(testutil.ClientServer("web", "db", f.clock.now(), false)).MarshalProto()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code, resp := post(t, url, "application/x-protobuf", "gzip", gzipped(t, body)); code != http.StatusOK {
-		t.Fatalf("gzip protobuf: %d %q", code, resp)
-	}
-	json, err := exportRequest(testutil.ClientServer("web", "x", f.clock.now(), false)).MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code, _ := post(t, url, "application/json", "", json); code != http.StatusUnsupportedMediaType {
-		t.Errorf("JSON: %d, want 415", code)
-	}
-	if code, _ := post(t, url, "application/x-protobuf", "", testutil.Garbage); code != http.StatusBadRequest {
-		t.Errorf("malformed: %d, want 400", code)
-	}
-	if n := f.counter(t, "batches_rejected"); n != 1 {
-		t.Errorf("batches_rejected = %d, want 1", n)
-	}
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("GET: %d, want 405", resp.StatusCode)
-	}
-
-	f.push()
-	md := f.onlyPush(t)
-	for _, server := range []string{"api", "db"} {
-		labels := map[string]string{"client": "web", "server": server}
-		if v, ok := testutil.MetricValue(md, "traces_service_graph_request_total", labels); !ok || v != 1 {
-			t.Errorf("request_total{web→%s} = %v (found %v), want 1", server, v, ok)
-		}
-	}
-	if _, ok := testutil.MetricValue(md, "traces_service_graph_request_total", map[string]string{"server": "x"}); ok {
-		t.Error("the JSON request reached the engine")
-	}
 }
 
 // TestShutdownFlushes: a lone client span waits for its server side; at
