@@ -325,7 +325,39 @@ impl Config {
                 _ => return Err(Error::config(k, "unknown key")),
             }
         }
+        c.check_dimension_labels()?;
         Ok(c)
+    }
+
+    /// Every dimension must become a label of its own: one named as a label
+    /// servicemap writes (`client`, `le`, ...), one starting with `__`
+    /// (reserved by Prometheus), or two that sanitise to the same name would
+    /// write a label twice on a line, which Prometheus refuses, and would let
+    /// a span attribute stand in for `client` or `server`.
+    fn check_dimension_labels(&self) -> Result<(), Error> {
+        const WRITTEN: [&str; 7] = ["client", "server", "connection_type", "failed", "virtual_node", "le", "otel_metric_overflow"];
+        let mut seen: Vec<(String, &str)> = Vec::new();
+        for (i, d) in self.dimensions.iter().enumerate() {
+            let key = format!("dimensions[{i}]");
+            let names = if self.enable_client_server_prefix {
+                vec![format!("client_{d}"), format!("server_{d}")]
+            } else {
+                vec![d.clone()]
+            };
+            for label in names.iter().map(|n| crate::engine::sanitize_label(n)) {
+                if WRITTEN.contains(&label.as_str()) {
+                    return Err(Error::config(key.as_str(), format!("{d:?} would be the label `{label}`, which servicemap writes itself")));
+                }
+                if label.starts_with("__") {
+                    return Err(Error::config(key.as_str(), format!("{d:?} would be the label `{label}`: names starting with `__` are reserved")));
+                }
+                if let Some((_, other)) = seen.iter().find(|(l, _)| *l == label) {
+                    return Err(Error::config(key.as_str(), format!("{d:?} would be the label `{label}`, as {other:?} is already")));
+                }
+                seen.push((label, d));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -483,6 +515,17 @@ mod tests {
         assert!(e.to_string().starts_with("config key `wait`:"), "{e}");
         let e = Config::from_json(br#"{"dimensions":["ok", 3]}"#).unwrap_err();
         assert!(e.to_string().starts_with("config key `dimensions[1]`:"), "{e}");
+        for (dims, key, message) in [
+            (r#"["client"]"#, "dimensions[0]", r#""client" would be the label `client`, which servicemap writes itself"#),
+            (r#"["ok","le"]"#, "dimensions[1]", r#""le" would be the label `le`, which servicemap writes itself"#),
+            (r#"["a.b","a_b"]"#, "dimensions[1]", r#""a_b" would be the label `a_b`, as "a.b" is already"#),
+            (r#"["__name__"]"#, "dimensions[0]", r#""__name__" would be the label `__name__`: names starting with `__` are reserved"#),
+        ] {
+            let e = Config::from_json(format!(r#"{{"dimensions":{dims}}}"#).as_bytes()).unwrap_err();
+            assert_eq!(e.to_string(), format!("config key `{key}`: {message}"));
+        }
+        // With the prefix, `client` is `client_client`: no clash.
+        assert!(Config::from_json(br#"{"compat":"contrib","dimensions":["client"]}"#).is_ok());
         let e = Config::from_json(br#"{"max_itmes":3}"#).unwrap_err();
         assert_eq!(e.to_string(), "config key `max_itmes`: unknown key");
         let e = Config::from_json(br#"{"histogram_buckets":[1, 0.5]}"#).unwrap_err();
