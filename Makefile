@@ -129,3 +129,61 @@ bench-conformance: rust ## Benchmarks against contrib's connector: CPU per span,
 
 bench-collector: rust ## Whole collector, contrib's connector vs servicemap: CPU seconds per million spans
 	$(CGO_ENV) $(CONFORMANCE)/scripts/compare-collector.sh
+
+# Fuzzing: cargo-fuzz (libFuzzer) targets in fuzz/, a workspace of its own so
+# `make test` never builds them. See FUZZING.md. cargo-fuzz needs nightly
+# flags (-Zsanitizer=address); RUSTC_BOOTSTRAP=1 lets the stable toolchain
+# take them. SERVICEMAP_NO_HEADER_UPDATE keeps these builds from rewriting
+# include/servicemap.h. Every target is built once, then the built binaries
+# run one after the other, FUZZ_SECONDS each: a source change during the runs
+# neither rebuilds nor breaks them, and a build error is reported as one.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := otlp_proto otlp_structured otlp_json config edges ffi
+FUZZ_ENV := RUSTC_BOOTSTRAP=1 SERVICEMAP_NO_HEADER_UPDATE=1
+CARGO_FUZZ = $(FUZZ_ENV) $(CARGO) fuzz
+FUZZ_BIN = fuzz/target/$(shell rustc -vV | sed -n 's/^host: //p')/release
+# libFuzzer flags for every run (FUZZ_ARGS adds more): a unit slower than 60 s
+# is a finding; the arbitrary-driven targets get room for longer programs.
+FUZZ_FLAGS := -timeout=60 -print_final_stats=1
+FUZZ_FLAGS_otlp_structured := -max_len=16384
+FUZZ_FLAGS_ffi := -max_len=16384
+FUZZ_ARGS ?=
+
+.PHONY: fuzz fuzz-tools fuzz-build fuzz-seeds fuzz-one fuzz-regressions \
+	$(addprefix fuzz-,$(FUZZ_TARGETS)) $(addprefix fuzz-run-,$(FUZZ_TARGETS))
+
+fuzz-tools: ## Install cargo-fuzz from crates.io if it is missing
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+
+fuzz-build: fuzz-tools ## Build every fuzz target (ASan, coverage) without running it
+	$(CARGO_FUZZ) build --fuzz-dir fuzz
+
+fuzz-seeds: ## Fill fuzz/corpus/TARGET/ with seeds from tests/fixtures and fuzz/seeds
+	SERVICEMAP_NO_HEADER_UPDATE=1 $(CARGO) run --quiet --manifest-path fuzz/seedgen/Cargo.toml -- tests/fixtures fuzz/seeds fuzz/corpus
+
+fuzz: fuzz-build fuzz-seeds ## Run each fuzz target (otlp_proto otlp_structured otlp_json config edges ffi) for FUZZ_SECONDS (60); fails on a crash
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  $(MAKE) --no-print-directory fuzz-run-$$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (inputs in fuzz/artifacts/TARGET/)"; exit 1; fi; \
+	echo "fuzz: no crash in $(FUZZ_TARGETS) ($(FUZZ_SECONDS) s each)"
+
+fuzz-one: ## Run one fuzz target: make fuzz-one FUZZ_TARGET=otlp_json [FUZZ_SECONDS=300] (or make fuzz-otlp_json)
+	@test -n "$(FUZZ_TARGET)" || { echo "FUZZ_TARGET is one of: $(FUZZ_TARGETS)"; exit 2; }
+	$(MAKE) --no-print-directory fuzz-$(FUZZ_TARGET)
+
+$(addprefix fuzz-,$(FUZZ_TARGETS)): fuzz-%: fuzz-build fuzz-seeds
+	$(MAKE) --no-print-directory fuzz-run-$*
+
+# Runs a built target on its corpus (what cargo fuzz run does, without the rebuild).
+$(addprefix fuzz-run-,$(FUZZ_TARGETS)): fuzz-run-%:
+	@mkdir -p fuzz/corpus/$* fuzz/artifacts/$*
+	ASAN_OPTIONS=detect_odr_violation=0 $(FUZZ_BIN)/$* -artifact_prefix=fuzz/artifacts/$*/ \
+	  -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) $(FUZZ_FLAGS_$*) $(FUZZ_ARGS) fuzz/corpus/$*
+
+fuzz-regressions: fuzz-build ## Run the saved crash inputs (fuzz/regressions/TARGET/*) once each; fails while one still crashes
+	@failed=""; for d in fuzz/regressions/*/; do t=$$(basename $$d); \
+	  for f in $$d*; do \
+	    if ASAN_OPTIONS=detect_odr_violation=0 $(FUZZ_BIN)/$$t -runs=1 $$f >/dev/null 2>&1; then echo "ok      $$f"; \
+	    else echo "CRASHES $$f"; failed="$$failed $$f"; fi; \
+	  done; done; test -z "$$failed"
