@@ -30,7 +30,7 @@
 /**
  * Minor version of this library; changes when functions are added.
  */
-#define SERVICEMAP_VERSION_MINOR 3
+#define SERVICEMAP_VERSION_MINOR 4
 
 /**
  * Patch version of this library.
@@ -136,7 +136,7 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The library version as a static NUL-terminated string such as "0.3.0". Never free it.
+ * The library version as a static NUL-terminated string such as "0.4.0". Never free it.
  */
 const char *sm_version(void);
 
@@ -184,6 +184,22 @@ enum sm_status sm_engine_consume(const struct sm_engine *engine,
                                  size_t len,
                                  uint64_t now_unix_nano,
                                  struct sm_buf *message);
+
+/**
+ * As `sm_engine_consume`, and writes to `*dropped_out` (when not NULL) how
+ * many of the batch's spans were dropped because the pairing store was
+ * full: what an OTLP server reports as rejected in a partial success. It is
+ * 0 when the call fails (the batch was rejected whole). Thread-safe.
+ *
+ * # Safety
+ * As `sm_engine_consume`; `dropped_out` must be NULL or writable.
+ */
+enum sm_status sm_engine_consume_counted(const struct sm_engine *engine,
+                                         const uint8_t *data,
+                                         size_t len,
+                                         uint64_t now_unix_nano,
+                                         uint64_t *dropped_out,
+                                         struct sm_buf *message);
 
 /**
  * Expires half-edges whose wait has passed at `now_unix_nano`: they become

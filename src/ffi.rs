@@ -22,7 +22,7 @@ use std::ptr;
 /// Major version of this library; changes when the ABI breaks.
 pub const SERVICEMAP_VERSION_MAJOR: u32 = 0;
 /// Minor version of this library; changes when functions are added.
-pub const SERVICEMAP_VERSION_MINOR: u32 = 3;
+pub const SERVICEMAP_VERSION_MINOR: u32 = 4;
 /// Patch version of this library.
 pub const SERVICEMAP_VERSION_PATCH: u32 = 0;
 /// `MAJOR * 10000 + MINOR * 100 + PATCH`, comparable with `sm_version_number()`.
@@ -173,7 +173,7 @@ unsafe fn answer_into(
     Ok(())
 }
 
-/// The library version as a static NUL-terminated string such as "0.3.0". Never free it.
+/// The library version as a static NUL-terminated string such as "0.4.0". Never free it.
 #[unsafe(no_mangle)]
 pub extern "C" fn sm_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
@@ -250,6 +250,37 @@ pub unsafe extern "C" fn sm_engine_consume(
         let engine = unsafe { engine_ref(engine) }?;
         let batch = unsafe { bytes(data, len, "data") }?;
         engine.consume(batch, now_unix_nano).map(|_| ()).map_err(failure)
+    })
+}
+
+/// As `sm_engine_consume`, and writes to `*dropped_out` (when not NULL) how
+/// many of the batch's spans were dropped because the pairing store was
+/// full: what an OTLP server reports as rejected in a partial success. It is
+/// 0 when the call fails (the batch was rejected whole). Thread-safe.
+///
+/// # Safety
+/// As `sm_engine_consume`; `dropped_out` must be NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sm_engine_consume_counted(
+    engine: *const sm_engine,
+    data: *const u8,
+    len: usize,
+    now_unix_nano: u64,
+    dropped_out: *mut u64,
+    message: *mut sm_buf,
+) -> sm_status {
+    boundary(message, || {
+        if !dropped_out.is_null() {
+            // SAFETY: checked non-null; the caller guarantees it is writable.
+            unsafe { dropped_out.write(0) };
+        }
+        let engine = unsafe { engine_ref(engine) }?;
+        let batch = unsafe { bytes(data, len, "data") }?;
+        let summary = engine.consume(batch, now_unix_nano).map_err(failure)?;
+        if !dropped_out.is_null() {
+            unsafe { dropped_out.write(summary.dropped) };
+        }
+        Ok(())
     })
 }
 

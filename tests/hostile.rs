@@ -237,3 +237,24 @@ fn a_flood_of_posted_edges_counts_against_the_map_caps() {
     let view = e.graph_view(T0 + 2 * SEC).unwrap();
     assert!(view.edges.iter().any(|x| x.client == "web" && x.server == "api"));
 }
+
+#[test]
+fn the_c_abi_says_how_many_spans_a_full_store_dropped() {
+    let config = br#"{"max_items":1}"#;
+    let data = junk_batch(0, 3, T0);
+    unsafe {
+        let mut engine = std::ptr::null_mut();
+        assert_eq!(sm_engine_new(config.as_ptr(), config.len(), &mut engine, std::ptr::null_mut()), sm_status::Ok);
+        let mut dropped = u64::MAX;
+        let status = sm_engine_consume_counted(engine, data.as_ptr(), data.len(), T0, &mut dropped, std::ptr::null_mut());
+        assert_eq!((status, dropped), (sm_status::Ok, 2));
+        // NULL is allowed for the count; a rejected batch reports 0.
+        assert_eq!(sm_engine_consume_counted(engine, data.as_ptr(), data.len(), T0, std::ptr::null_mut(), std::ptr::null_mut()), sm_status::Ok);
+        let garbage = [0xffu8; 7];
+        let mut msg = sm_buf { ptr: std::ptr::null_mut(), len: 0 };
+        let status = sm_engine_consume_counted(engine, garbage.as_ptr(), garbage.len(), T0, &mut dropped, &mut msg);
+        assert_eq!((status, dropped), (sm_status::InvalidInput, 0));
+        sm_buf_free(msg);
+        sm_engine_free(engine);
+    }
+}

@@ -12,6 +12,7 @@ package engine
 // none calls back into Go.
 #cgo noescape sm_engine_new
 #cgo noescape sm_engine_consume
+#cgo noescape sm_engine_consume_counted
 #cgo noescape sm_engine_expire
 #cgo noescape sm_engine_flush
 #cgo noescape sm_engine_render
@@ -20,6 +21,7 @@ package engine
 #cgo nocallback sm_engine_new
 #cgo nocallback sm_engine_free
 #cgo nocallback sm_engine_consume
+#cgo nocallback sm_engine_consume_counted
 #cgo nocallback sm_engine_expire
 #cgo nocallback sm_engine_flush
 #cgo nocallback sm_engine_render
@@ -197,6 +199,21 @@ func (e *Engine) Consume(otlp []byte, now time.Time) error {
 	var msg C.sm_buf
 	st := C.sm_engine_consume(e.ptr, bytesPtr(otlp), C.size_t(len(otlp)), unixNano(now), &msg)
 	return callError("consume", st, &msg)
+}
+
+// ConsumeCounted is Consume that also says how many of the batch's spans
+// were dropped because the pairing store was full (0 when it fails): what an
+// OTLP server reports as rejected in a partial success.
+func (e *Engine) ConsumeCounted(otlp []byte, now time.Time) (dropped uint64, err error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.ptr == nil {
+		return 0, ErrClosed
+	}
+	var msg C.sm_buf
+	var n C.uint64_t
+	st := C.sm_engine_consume_counted(e.ptr, bytesPtr(otlp), C.size_t(len(otlp)), unixNano(now), &n, &msg)
+	return uint64(n), callError("consume", st, &msg)
 }
 
 // Expire expires the half-edges whose wait has passed at now and removes idle series.

@@ -420,17 +420,17 @@ func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, encode func([]
 // FeedBytes hands one request's OTLP traces bytes to the engine as received
 // and accounts for it like Feed, except that its spans are not counted (the
 // bytes are never decoded here; the engine's own statistics count them). It
-// returns the engine's error for a batch it did not take. Empty requests are
-// skipped.
-func (t *Telemetry) FeedBytes(ctx context.Context, eng *engine.Engine, now time.Time, rejects *RejectLog, otlp []byte) error {
+// returns how many spans the engine dropped because its store was full, and
+// its error for a batch it did not take. Empty requests are skipped.
+func (t *Telemetry) FeedBytes(ctx context.Context, eng *engine.Engine, now time.Time, rejects *RejectLog, otlp []byte) (dropped uint64, err error) {
 	if len(otlp) == 0 {
-		return nil
+		return 0, nil
 	}
-	err := eng.Consume(otlp, now)
+	dropped, err = eng.ConsumeCounted(otlp, now)
 	t.batches.Add(ctx, 1)
 	if err != nil {
 		t.Rejected(ctx)
 		rejects.Reject(err, 0)
 	}
-	return err
+	return dropped, err
 }

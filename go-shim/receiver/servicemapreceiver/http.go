@@ -118,7 +118,8 @@ func (r *serviceMapReceiver) handleHTTP(w http.ResponseWriter, req *http.Request
 			return
 		}
 	}
-	if err := r.consume(req.Context(), otlp); err != nil {
+	dropped, err := r.consume(req.Context(), otlp)
+	if err != nil {
 		code := http.StatusInternalServerError
 		st := status.Convert(grpcError(err))
 		switch st.Code() {
@@ -130,7 +131,22 @@ func (r *serviceMapReceiver) handleHTTP(w http.ResponseWriter, req *http.Request
 		writeStatus(w, enc, code, st.Code(), st.Message())
 		return
 	}
-	writeResponse(w, enc, http.StatusOK, enc.okBody())
+	if dropped == 0 {
+		writeResponse(w, enc, http.StatusOK, enc.okBody())
+		return
+	}
+	resp := partialSuccess(dropped)
+	var b []byte
+	if enc == encodingJSON {
+		b, err = resp.MarshalJSON()
+	} else {
+		b, err = resp.MarshalProto()
+	}
+	if err != nil {
+		writeStatus(w, enc, http.StatusInternalServerError, codes.Internal, err.Error())
+		return
+	}
+	writeResponse(w, enc, http.StatusOK, b)
 }
 
 // jsonToProtobuf decodes an OTLP/JSON ExportTraceServiceRequest and returns

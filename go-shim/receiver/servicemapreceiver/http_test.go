@@ -3,6 +3,7 @@ package servicemapreceiver
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/hex"
 	"net/http"
 	"os"
@@ -542,4 +543,80 @@ func TestHTTPThroughThePipeline(t *testing.T) {
 	if _, err := f.tel.GetMetric(selftelemetry.Prefix + "batches_rejected"); err == nil {
 		t.Error("batches_rejected recorded")
 	}
+}
+
+// loneClients is n client spans, each in a trace of its own, that no
+// server answers: each waits in the store.
+func loneClients(n int, now time.Time) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "frontend")
+	spans := rs.ScopeSpans().AppendEmpty().Spans()
+	for i := range n {
+		s := spans.AppendEmpty()
+		s.SetKind(ptrace.SpanKindClient)
+		s.SetTraceID(pcommon.TraceID{0: 0xab, 15: byte(i + 1)})
+		s.SetSpanID(pcommon.SpanID{0: 1, 7: byte(i + 1)})
+		s.SetStartTimestamp(pcommon.NewTimestampFromTime(now))
+		s.SetEndTimestamp(pcommon.NewTimestampFromTime(now.Add(time.Millisecond)))
+	}
+	return td
+}
+
+// TestPartialSuccess: spans the full store drops are reported as rejected
+// in an OTLP partial success, over HTTP (both encodings) and gRPC.
+func TestPartialSuccess(t *testing.T) {
+	const message = "2 spans dropped: the pairing store was full (store.max_items); they are counted in traces_service_graph_dropped_spans_total"
+	check := func(t *testing.T, resp ptraceotlp.ExportResponse) {
+		t.Helper()
+		if ps := resp.PartialSuccess(); ps.RejectedSpans() != 2 || ps.ErrorMessage() != message {
+			t.Errorf("partial success: %d rejected, %q", ps.RejectedSpans(), ps.ErrorMessage())
+		}
+	}
+	start := func(t *testing.T) *fixture {
+		cfg := testConfig()
+		one := 1
+		cfg.Store.MaxItems = &one
+		f := startFixture(t, cfg)
+		f.clock.set(fixedNow)
+		return f
+	}
+	for _, contentType := range []string{protobufContentType, jsonContentType} {
+		t.Run(contentType, func(t *testing.T) {
+			f := start(t)
+			req := exportRequest(loneClients(3, fixedNow))
+			var body []byte
+			var err error
+			if contentType == jsonContentType {
+				body, err = req.MarshalJSON()
+			} else {
+				body, err = req.MarshalProto()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := send(t, http.MethodPost, f.tracesURL(), contentType, "", body)
+			if got.code != http.StatusOK || got.contentType != contentType {
+				t.Fatalf("HTTP %d, Content-Type %q: %q", got.code, got.contentType, got.body)
+			}
+			resp := ptraceotlp.NewExportResponse()
+			if contentType == jsonContentType {
+				err = resp.UnmarshalJSON(got.body)
+			} else {
+				err = resp.UnmarshalProto(got.body)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, resp)
+		})
+	}
+	t.Run("grpc", func(t *testing.T) {
+		f := start(t)
+		resp, err := ptraceotlp.NewGRPCClient(f.dial(t)).Export(context.Background(), exportRequest(loneClients(3, fixedNow)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, resp)
+	})
 }

@@ -3,6 +3,7 @@ package servicemapreceiver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/config/configgrpc"
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -73,16 +75,29 @@ func newReceiver(telset component.TelemetrySettings, cfg *Config, next consumer.
 	}, nil
 }
 
-// consume hands one request's bytes to the engine. A request the engine
-// rejects is counted and logged, and its error returned.
-func (r *serviceMapReceiver) consume(ctx context.Context, otlp []byte) error {
-	if err := r.tel.FeedBytes(ctx, r.eng, r.loop.Now(), r.rejects, otlp); err != nil {
-		return err
+// consume hands one request's bytes to the engine and returns how many of
+// its spans were dropped (the store was full). A request the engine rejects
+// is counted and logged, and its error returned.
+func (r *serviceMapReceiver) consume(ctx context.Context, otlp []byte) (dropped uint64, err error) {
+	if dropped, err = r.tel.FeedBytes(ctx, r.eng, r.loop.Now(), r.rejects, otlp); err != nil {
+		return 0, err
 	}
 	if r.loop.PushesPerBatch() && len(otlp) > 0 {
 		r.loop.Push(ctx)
 	}
-	return nil
+	return dropped, nil
+}
+
+// partialSuccess is the ExportTraceServiceResponse for a request of which
+// the engine dropped `dropped` spans: OTLP's partial success.
+func partialSuccess(dropped uint64) ptraceotlp.ExportResponse {
+	resp := ptraceotlp.NewExportResponse()
+	if dropped > 0 {
+		ps := resp.PartialSuccess()
+		ps.SetRejectedSpans(int64(dropped))
+		ps.SetErrorMessage(fmt.Sprintf("%d spans dropped: the pairing store was full (store.max_items); they are counted in traces_service_graph_dropped_spans_total", dropped))
+	}
+	return resp
 }
 
 // Start starts the expiry and push loops, then the servers.
@@ -160,10 +175,18 @@ func (r *serviceMapReceiver) startHTTP(ctx context.Context, host component.Host)
 
 // export is the gRPC Export method: the request's bytes go to the engine.
 func (r *serviceMapReceiver) export(ctx context.Context, req *rawMessage) (*rawMessage, error) {
-	if err := r.consume(ctx, req.b); err != nil {
+	dropped, err := r.consume(ctx, req.b)
+	if err != nil {
 		return nil, grpcError(err)
 	}
-	return &emptyResponse, nil
+	if dropped == 0 {
+		return &emptyResponse, nil
+	}
+	b, err := partialSuccess(dropped).MarshalProto()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &rawMessage{b: b}, nil
 }
 
 func grpcError(err error) error {
