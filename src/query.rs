@@ -5,7 +5,8 @@
 use crate::catalog::Catalog;
 use crate::graph::{EdgeView, Health, NodeKind, View};
 use crate::history::History;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use foldhash::{HashMap, HashMapExt};
+use std::collections::{BTreeSet, VecDeque};
 
 /// The graph as adjacency lists of node indexes.
 struct Adjacency<'a> {
@@ -220,9 +221,10 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
     let kind = |k: usize| view.nodes[k].kind;
     let unhealthy = |k: usize| view.nodes[k].health.is_unhealthy();
     let virtual_client = |k: usize| matches!(kind(k), NodeKind::User | NodeKind::External) && a.callers[k].is_empty();
-    let index: HashMap<(&str, &str), &EdgeView> =
-        view.edges.iter().map(|e| ((e.client.as_str(), e.server.as_str()), e)).collect();
-    let edge = |c: usize, s: usize| index.get(&(a.names[c], a.names[s])).copied();
+    // Edges by (client, server) node index, found by name once.
+    let index: HashMap<(usize, usize), &EdgeView> =
+        view.edges.iter().filter_map(|e| Some(((a.position(&e.client)?, a.position(&e.server)?), e))).collect();
+    let edge = |c: usize, s: usize| index.get(&(c, s)).copied();
     let names = |v: &[usize]| v.iter().map(|&k| a.names[k].to_string()).collect::<Vec<_>>();
 
     let dependents: Vec<usize> = a.reach(i, &a.callers).into_iter().filter(|&k| kind(k) == NodeKind::Service).collect();
@@ -253,7 +255,14 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
         }
     }
 
-    let incoming: Vec<&EdgeView> = a.callers[i].iter().filter_map(|&c| edge(c, i)).collect();
+    // A node's incoming edges (not its calls to itself), in the view's order.
+    let incoming_of = |k: usize| -> Vec<&EdgeView> {
+        let mut v: Vec<&EdgeView> = a.callers[k].iter().filter_map(|&c| edge(c, k)).collect();
+        v.sort_by(|x, y| x.client.cmp(&y.client));
+        v
+    };
+    let evidence_of = |k: usize| node_evidence(&incoming_of(k), catalog, a.names[k]);
+    let incoming = incoming_of(i);
     // `+ 0.0`: an empty float sum is -0.0.
     let blast_radius_rps: f64 = incoming.iter().map(|e| e.rate).sum::<f64>() + 0.0;
     let errors: f64 = incoming.iter().map(|e| e.rate * e.error_rate).sum();
@@ -262,7 +271,7 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
     let before = view.at_ns.saturating_sub(window_ns);
     let (direction, suspects, evidence) = if !bad_deps.is_empty() {
         let suspects = causes(&a, &bad_deps);
-        let evidence = suspects.iter().map(|&s| node_evidence(view, &a, catalog, s)).collect();
+        let evidence = suspects.iter().map(|&s| evidence_of(s)).collect();
         (Direction::Downstream, suspects, evidence)
     } else if unhealthy(i) {
         // A surge: the service's incoming rate far above its usual one.
@@ -301,7 +310,7 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
                     .collect();
                 (Direction::Upstream, suspects.into_iter().map(|g| g.0).collect(), evidence)
             }
-            None => (Direction::Here, vec![i], vec![node_evidence(view, &a, catalog, i)]),
+            None => (Direction::Here, vec![i], vec![evidence_of(i)]),
         }
     } else {
         (Direction::None, vec![], vec![])
@@ -347,9 +356,7 @@ fn round_for_people(v: f64) -> String {
 
 /// Why a node is suspected, with the numbers of its incoming calls: failed
 /// share against the objective, slowest p99 against its threshold.
-fn node_evidence(view: &View, a: &Adjacency, catalog: &Catalog, k: usize) -> String {
-    let name = a.names[k];
-    let incoming: Vec<&EdgeView> = view.edges.iter().filter(|e| e.server == name && e.client != name).collect();
+fn node_evidence(incoming: &[&EdgeView], catalog: &Catalog, name: &str) -> String {
     let rate: f64 = incoming.iter().map(|e| e.rate).sum();
     let errors: f64 = incoming.iter().map(|e| e.rate * e.error_rate).sum();
     let mut parts = Vec::new();
