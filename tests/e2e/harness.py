@@ -78,7 +78,8 @@ def http_post(url, body, content_type="application/x-ndjson", timeout=5.0, heade
     req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type, **(headers or {})})
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
-            return resp.status, resp.read().decode("utf-8")
+            # An OTLP answer may be binary protobuf (a partial success).
+            return resp.status, resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode("utf-8", "replace")
 

@@ -120,13 +120,16 @@ def test_impact_of_the_database(processor_collector, graph):
 def test_impact_of_a_service_in_the_middle(processor_collector, graph):
     got = get(processor_collector, "/api/impact?service=payment")
     assert got == expect_map.impact("payment")
-    assert got["recovery_order"] == ["pg-primary", "stripe-api", "payment"]
+    # What it depends on first, then it, then its callers, each after what it calls.
+    assert got["recovery_order"] == ["pg-primary", "stripe-api", "payment", "checkout", "frontend"]
 
 
 def test_impact_of_an_unknown_service(processor_collector, graph):
     got = get(processor_collector, "/api/impact?service=no-such-service")
     assert got == {"service": "no-such-service", "found": False, "health": "unknown", "dependents": [],
-                   "dependencies": [], "recovery_order": [], "recovery_steps": [], "blast_radius_rps": 0.0}
+                   "degraded_dependents": [], "dependencies": [], "user_facing_rps": 0.0, "user_facing_share": 0.0,
+                   "root_cause_direction": "none", "suspects": [], "evidence": [], "recovery_order": [],
+                   "recovery_steps": [], "blast_radius_rps": 0.0, "rate": 0.0, "error_rate": 0.0, "callers": []}
 
 
 def test_graphviz_lines_coloured_by_health(processor_collector, graph):
@@ -239,7 +242,7 @@ def test_posted_edges_join_the_map(edges_collector):
     got = get(edges_collector, f"/api/impact?service={DATABASE}")
     want = expect_map.impact(DATABASE, extra_edges=[("reporting", DATABASE, 3)])
     assert got == want
-    assert got["dependents"] == ["payment", "reporting", "checkout", "frontend", "user"]
+    assert got["dependents"] == ["payment", "reporting", "checkout", "frontend"]
     assert got["blast_radius_rps"] == 4 / 300 + 3 / 300
     graph = get(edges_collector, "/api/graph")
     edge = next(e for e in graph["edges"] if (e["client"], e["server"]) == ("reporting", DATABASE))
