@@ -7,7 +7,9 @@ RUST_LIB := target/release/libservicemap.a
 # Collector shim and distribution.
 GO_SHIM := go-shim
 TOOLS_BIN := $(CURDIR)/bin/tools
-OCB_VERSION := v0.159.0
+# The collector release the distribution and the shim are pinned at (core
+# stable modules v1.67.0): see builder-config.yaml for why this one.
+OCB_VERSION := v0.161.0
 BUILDER := $(TOOLS_BIN)/builder-$(OCB_VERSION)
 COLLECTOR := bin/otelcol-servicemap
 DEMO_RATE ?= 20
@@ -17,7 +19,7 @@ DEMO_DURATION ?= 10m
 # archive's checksum changes the cache key of every cgo package instead.
 CGO_ENV = CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -DSERVICEMAP_LIB_SHA256=$$(sha256sum $(CURDIR)/$(RUST_LIB) | cut -c1-16)"
 
-.PHONY: help build rust collector test test-rust test-go test-e2e demo bench setup-test clean
+.PHONY: help build rust collector test test-rust test-go test-go-latest test-e2e demo bench setup-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,6 +47,26 @@ collector: rust $(BUILDER) ## Build bin/otelcol-servicemap with OCB (cgo; links 
 test-go: rust ## go vet and go test -race for the collector shim
 	cd $(GO_SHIM) && $(CGO_ENV) $(GO) vet ./...
 	cd $(GO_SHIM) && $(CGO_ENV) $(GO) test -race ./...
+
+# A user's OCB build takes the highest version of each module that any module
+# asks for, so the shim must also build and pass its tests against the newest
+# core collector release. This copies go.mod and go.sum to a temporary
+# directory, moves every go.opentelemetry.io/collector module the shim requires
+# directly to @latest there (GOFLAGS=-modfile, so the committed go.mod is
+# untouched), prints the versions it got, and runs go vet and go test -race.
+test-go-latest: rust ## The shim's vet and race tests against the newest core collector modules (committed go.mod untouched)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp $(GO_SHIM)/go.mod $(GO_SHIM)/go.sum "$$tmp/"; \
+	cd $(GO_SHIM); \
+	core=$$($(GO) list -m -f '{{if and (not .Main) (not .Indirect)}}{{.Path}}@latest{{end}}' all | grep '^go.opentelemetry.io/collector/'); \
+	export GOFLAGS="-modfile=$$tmp/go.mod $$GOFLAGS"; \
+	$(GO) get $$core; \
+	$(GO) mod tidy; \
+	echo "test-go-latest: the shim against:"; \
+	$(GO) list -m go.opentelemetry.io/collector/component go.opentelemetry.io/collector/processor/processorhelper \
+	  go.opentelemetry.io/collector/connector go.opentelemetry.io/collector/config/confighttp go.opentelemetry.io/collector/pdata; \
+	$(CGO_ENV) $(GO) vet ./...; \
+	$(CGO_ENV) $(GO) test -race ./...
 
 # The demo: the collector with examples/processor.yaml and a realistic
 # topology of demo traffic for DEMO_DURATION (10 minutes; DEMO_DURATION=30s

@@ -32,6 +32,52 @@ type HTTPConfig struct {
 	_ struct{}
 }
 
+var _ confmap.Unmarshaler = (*HTTPConfig)(nil)
+
+// strictServerConfig has confighttp.ServerConfig's fields and none of its
+// methods, so decoding into it is the plain, strict decoding.
+type strictServerConfig confighttp.ServerConfig
+
+// strictHTTPConfig is HTTPConfig for that strict decoding.
+type strictHTTPConfig struct {
+	Server           strictServerConfig `mapstructure:",squash"`
+	MetricsPath      string             `mapstructure:"metrics_path"`
+	AcceptEdges      bool               `mapstructure:"accept_edges"`
+	MaxEdgesBodySize int64              `mapstructure:"max_edges_body_size"`
+}
+
+// ownHTTPKeys are HTTPConfig's keys beside the server's.
+var ownHTTPKeys = []string{"metrics_path", "accept_edges", "max_edges_body_size"}
+
+// Unmarshal decodes the processor's own keys and the server's settings; an
+// unknown key is an error, as everywhere else in the configuration.
+//
+// Some collector releases (v0.160.0 and v0.161.0 among them) give
+// confighttp.ServerConfig an Unmarshal method. Embedded here, it would be
+// promoted to HTTPConfig and decode the server's settings alone, dropping
+// metrics_path, accept_edges, max_edges_body_size and unknown keys without a
+// word. This method decodes both parts, whether ServerConfig has one or not.
+func (h *HTTPConfig) Unmarshal(conf *confmap.Conf) error {
+	strict := strictHTTPConfig{
+		Server:           strictServerConfig(h.ServerConfig),
+		MetricsPath:      h.MetricsPath,
+		AcceptEdges:      h.AcceptEdges,
+		MaxEdgesBodySize: h.MaxEdgesBodySize,
+	}
+	if err := conf.Unmarshal(&strict); err != nil {
+		return err
+	}
+	h.MetricsPath, h.AcceptEdges, h.MaxEdgesBodySize = strict.MetricsPath, strict.AcceptEdges, strict.MaxEdgesBodySize
+
+	// The server's settings through ServerConfig's own decoding, where it has
+	// one (it resolves deprecated keys), else the plain one.
+	server := conf.ToStringMap()
+	for _, k := range ownHTTPKeys {
+		delete(server, k)
+	}
+	return confmap.NewFromStringMap(server).Unmarshal(&h.ServerConfig)
+}
+
 // Config configures the servicemap processor. The engine options are those
 // shared with the connector; unset options take the compat preset's default
 // (the processor's default preset is "tempo").

@@ -1,6 +1,8 @@
 package servicemapprocessor
 
 import (
+	"context"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,6 +146,33 @@ func TestUnknownKeyIsRejected(t *testing.T) {
 	_, err := loadConfig(t, "unknown_key")
 	if err == nil || !strings.Contains(err.Error(), "max_itmes") {
 		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+func TestUnknownHTTPKeyIsRejected(t *testing.T) {
+	_, err := loadConfig(t, "unknown_http_key")
+	if err == nil || !strings.Contains(err.Error(), "metrics_pth") {
+		t.Fatalf("unknown key under http: %v", err)
+	}
+}
+
+// The processor's own keys under http and the server's settings beside them
+// are all read, and the server is built with them.
+func TestHTTPKeysAndServerSettings(t *testing.T) {
+	cfg, err := loadConfig(t, "http_server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.MetricsPath != "/sm" || !cfg.HTTP.AcceptEdges || cfg.HTTP.MaxEdgesBodySize != 4096 {
+		t.Errorf("metrics_path %q, accept_edges %v, max_edges_body_size %d; want /sm, true, 4096",
+			cfg.HTTP.MetricsPath, cfg.HTTP.AcceptEdges, cfg.HTTP.MaxEdgesBodySize)
+	}
+	srv, err := cfg.HTTP.ToServer(context.Background(), nil, componenttest.NewNopTelemetrySettings(), http.NotFoundHandler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.ReadTimeout != 3*time.Second || srv.IdleTimeout != 7*time.Second {
+		t.Errorf("server read timeout %s, idle timeout %s; want 3s and 7s", srv.ReadTimeout, srv.IdleTimeout)
 	}
 }
 
