@@ -47,7 +47,7 @@ func newConnector(telset component.TelemetrySettings, cfg *Config, next consumer
 		eng.Close()
 		return nil, err
 	}
-	tel, err := selftelemetry.ForEngine(telset.MeterProvider, metadata.ScopeName, eng)
+	tel, err := selftelemetry.ForComponent(telset, metadata.NewTelemetryBuilder, metadata.Meter, eng)
 	if err != nil {
 		eng.Close()
 		return nil, err

@@ -15,11 +15,13 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/servicemap/servicemap/go-shim/connector/servicemapconnector/internal/metadata"
+	"github.com/servicemap/servicemap/go-shim/connector/servicemapconnector/internal/metadatatest"
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
 	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
@@ -148,21 +150,25 @@ func (f *fixture) expire() {
 	<-f.expired
 }
 
-func counterSum(t *testing.T, tt *componenttest.Telemetry, name string) int64 {
-	t.Helper()
-	m, err := tt.GetMetric(name)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
+// TestOwnTelemetry: the connector records through the instruments its
+// metadata.yaml declares.
+func TestOwnTelemetry(t *testing.T) {
+	f := newFixture(t, testConfig())
+	f.start(t)
+	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+		t.Fatal(err)
 	}
-	sum, ok := m.Data.(metricdata.Sum[int64])
-	if !ok {
-		t.Fatalf("%s is %T", name, m.Data)
+	points := func(v int64) []metricdata.DataPoint[int64] { return []metricdata.DataPoint[int64]{{Value: v}} }
+	noTime := metricdatatest.IgnoreTimestamp()
+	metadatatest.AssertEqualServicemapSpans(t, f.tel, points(2), noTime)
+	metadatatest.AssertEqualServicemapBatches(t, f.tel, points(1), noTime)
+	metadatatest.AssertEqualServicemapEngineSpansReceived(t, f.tel, points(2), noTime)
+	metadatatest.AssertEqualServicemapEngineEdgesCompleted(t, f.tel, points(1), noTime)
+	metadatatest.AssertEqualServicemapEngineWaiting(t, f.tel, points(0), noTime)
+	metadatatest.AssertEqualServicemapConsumeDuration(t, f.tel, []metricdata.HistogramDataPoint[float64]{{}}, noTime, metricdatatest.IgnoreValue())
+	if p, err := testutil.HistogramPoint(f.tel, "otelcol_servicemap_consume_duration"); err != nil || p.Count != 1 {
+		t.Errorf("consume_duration %+v (%v), want 1 batch", p, err)
 	}
-	var total int64
-	for _, p := range sum.DataPoints {
-		total += p.Value
-	}
-	return total
 }
 
 func TestFactory(t *testing.T) {
@@ -389,9 +395,7 @@ func TestRejectedBatchIsCounted(t *testing.T) {
 			t.Fatalf("a rejected batch is reported upstream: %v", err)
 		}
 	}
-	if n := counterSum(t, f.tel, selftelemetry.Prefix+"batches_rejected"); n != 2 {
-		t.Errorf("batches_rejected = %d, want 2", n)
-	}
+	metadatatest.AssertEqualServicemapBatchesRejected(t, f.tel, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
 	f.c.encode = projection.Full
 	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
 		t.Fatal(err)

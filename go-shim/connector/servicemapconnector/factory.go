@@ -1,3 +1,5 @@
+//go:generate mdatagen metadata.yaml
+
 // Package servicemapconnector is a traces-to-metrics connector: it feeds
 // every trace batch to the servicemap engine and periodically sends the
 // service-graph metrics to a metrics pipeline. It accepts the configuration of

@@ -1,18 +1,23 @@
-// Package selftelemetry reports the shim's and the engine's own health through
-// the component's MeterProvider, and logs rejected batches and overflowed
-// caps without flooding the log.
+// Package selftelemetry reports the shim's and the engine's own health
+// through the instruments each component declares in its metadata.yaml
+// (mdatagen generates their builder), and logs rejected batches and
+// overflowed caps without flooding the log.
 package selftelemetry
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
@@ -20,92 +25,180 @@ import (
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
 )
 
-// Prefix starts the name of every instrument this package creates.
-const Prefix = "otelcol_servicemap_"
-
 // StatsSource renders the engine's self-report (SM_FORMAT_STATS_JSON).
 type StatsSource func(now time.Time) ([]byte, error)
 
-// Telemetry holds the instruments of one component instance.
-type Telemetry struct {
-	spans    metric.Int64Counter
-	batches  metric.Int64Counter
-	rejected metric.Int64Counter
-	reg      metric.Registration
-	stats    []string
+// Instruments are one component's own instruments. Each component declares
+// them in its metadata.yaml, and its generated metadata.TelemetryBuilder
+// creates them; InstrumentsOf takes them from the builder.
+type Instruments struct {
+	// Meter created the instruments. The engine's statistics are observed
+	// through one callback registered on it, so that one collection reads
+	// the engine's self-report once.
+	Meter metric.Meter
+	// Spans counts the spans handed to the engine. It is nil for a
+	// component that never decodes spans (the receiver).
+	Spans           metric.Int64Counter
+	Batches         metric.Int64Counter
+	BatchesRejected metric.Int64Counter
+	ConsumeDuration metric.Float64Histogram
+	// Engine holds one instrument per statistic of the engine's
+	// self-report, by its key there (nested objects flattened with "_").
+	Engine map[string]metric.Int64Observable
+
+	// shutdown, when set, is the builder's own Shutdown.
+	shutdown func()
 }
 
-// New creates the instruments. Engine statistics are read from stats once now
-// to learn which keys the engine reports; each numeric key (nested objects are
-// flattened with "_") becomes an observable instrument read at collection
-// time. Keys that count events (see isCumulative) are counters, the others
-// gauges.
-func New(mp metric.MeterProvider, scope string, stats StatsSource) (*Telemetry, error) {
-	m := mp.Meter(scope)
-	t := &Telemetry{}
-	var err error
-	if t.spans, err = m.Int64Counter(Prefix+"spans",
-		metric.WithDescription("Spans handed to the servicemap engine."),
-		metric.WithUnit("{span}")); err != nil {
-		return nil, err
-	}
-	if t.batches, err = m.Int64Counter(Prefix+"batches",
-		metric.WithDescription("Trace batches handed to the servicemap engine."),
-		metric.WithUnit("{batch}")); err != nil {
-		return nil, err
-	}
-	if t.rejected, err = m.Int64Counter(Prefix+"batches_rejected",
-		metric.WithDescription("Trace batches the servicemap engine rejected; their traces still flow on."),
-		metric.WithUnit("{batch}")); err != nil {
-		return nil, err
-	}
-	if stats == nil {
-		return t, nil
-	}
-	first, err := readStats(stats, time.Now())
-	if err != nil || len(first) == 0 {
-		// Engine statistics are optional: nothing to observe.
-		return t, nil
-	}
-	keys := make([]string, 0, len(first))
-	for k := range first {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	t.stats = keys
+// The fields of a generated TelemetryBuilder are named after the metrics of
+// metadata.yaml: servicemap_batches_rejected becomes
+// ServicemapBatchesRejected, servicemap_engine_<statistic> becomes
+// ServicemapEngine<Statistic> (each "_"-separated word capitalised).
+const (
+	builderPrefix       = "Servicemap"
+	builderEnginePrefix = builderPrefix + "Engine"
+)
 
-	gauges := map[string]metric.Float64ObservableGauge{}
-	counters := map[string]metric.Float64ObservableCounter{}
-	observables := make([]metric.Observable, 0, len(keys))
-	for _, k := range keys {
-		name := Prefix + "engine_" + k
-		desc := fmt.Sprintf("servicemap engine statistic %q.", k)
-		if isCumulative(k) {
-			c, err := m.Float64ObservableCounter(name, metric.WithDescription(desc))
-			if err != nil {
-				return nil, err
+// InstrumentsOf takes a component's instruments from its generated
+// metadata.TelemetryBuilder (a pointer to it), by the names its fields get
+// from metadata.yaml, and meter, which must be the builder's own
+// (metadata.Meter of the same settings). Every instrument the builder has
+// must be one this package uses, and every one it needs (all but Spans)
+// must be there.
+func InstrumentsOf(builder any, meter metric.Meter) (Instruments, error) {
+	v := reflect.ValueOf(builder)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return Instruments{}, fmt.Errorf("servicemap telemetry: %T is not a pointer to a telemetry builder", builder)
+	}
+	inst := Instruments{Meter: meter, Engine: map[string]metric.Int64Observable{}}
+	if s, ok := builder.(interface{ Shutdown() }); ok {
+		inst.shutdown = s.Shutdown
+	}
+	v = v.Elem()
+	var errs []error
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		value := v.Field(i).Interface()
+		ok := false
+		switch name := f.Name; {
+		case name == builderPrefix+"Spans":
+			inst.Spans, ok = value.(metric.Int64Counter)
+		case name == builderPrefix+"Batches":
+			inst.Batches, ok = value.(metric.Int64Counter)
+		case name == builderPrefix+"BatchesRejected":
+			inst.BatchesRejected, ok = value.(metric.Int64Counter)
+		case name == builderPrefix+"ConsumeDuration":
+			inst.ConsumeDuration, ok = value.(metric.Float64Histogram)
+		case strings.HasPrefix(name, builderEnginePrefix) && len(name) > len(builderEnginePrefix):
+			var o metric.Int64Observable
+			if o, ok = value.(metric.Int64Observable); ok {
+				inst.Engine[statisticKey(strings.TrimPrefix(name, builderEnginePrefix))] = o
 			}
-			counters[k] = c
-			observables = append(observables, c)
-		} else {
-			g, err := m.Float64ObservableGauge(name, metric.WithDescription(desc))
-			if err != nil {
-				return nil, err
-			}
-			gauges[k] = g
-			observables = append(observables, g)
+		default:
+			errs = append(errs, fmt.Errorf("instrument %s has no use in the servicemap components", name))
+			continue
+		}
+		if !ok {
+			errs = append(errs, fmt.Errorf("instrument %s is a %s, not what the servicemap components record into it", f.Name, f.Type))
 		}
 	}
-	t.reg, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	for _, required := range []struct {
+		name    string
+		missing bool
+	}{
+		{builderPrefix + "Batches", inst.Batches == nil},
+		{builderPrefix + "BatchesRejected", inst.BatchesRejected == nil},
+		{builderPrefix + "ConsumeDuration", inst.ConsumeDuration == nil},
+	} {
+		if required.missing {
+			errs = append(errs, fmt.Errorf("no instrument %s", required.name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Instruments{}, fmt.Errorf("servicemap telemetry: %T: %w", builder, err)
+	}
+	return inst, nil
+}
+
+// statisticKey turns the end of a builder's field name back into the
+// statistic's key: ExpiredByKindSpanKindServer is
+// expired_by_kind_span_kind_server.
+func statisticKey(camel string) string {
+	var b strings.Builder
+	for i, r := range camel {
+		if unicode.IsUpper(r) {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r = unicode.ToLower(r)
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Telemetry records one component instance's own telemetry.
+type Telemetry struct {
+	inst  Instruments
+	reg   metric.Registration
+	stats []string
+}
+
+// New records into inst, and observes the engine's statistics from stats
+// through inst.Engine. The statistics are read once now: each one the
+// engine reports must have its instrument, and each instrument its
+// statistic, or New fails naming them (a statistic added to the engine
+// goes into every component's metadata.yaml).
+func New(inst Instruments, stats StatsSource) (*Telemetry, error) {
+	if inst.Batches == nil || inst.BatchesRejected == nil || inst.ConsumeDuration == nil {
+		return nil, errors.New("servicemap telemetry: the batches, batches_rejected and consume_duration instruments are required")
+	}
+	if len(inst.Engine) > 0 && inst.Meter == nil {
+		return nil, errors.New("servicemap telemetry: engine instruments without the meter that made them")
+	}
+	first, err := readStats(stats, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("servicemap telemetry: reading the engine statistics: %w", err)
+	}
+	var unobserved, unreported []string
+	for k := range first {
+		if _, ok := inst.Engine[k]; !ok {
+			unobserved = append(unobserved, k)
+		}
+	}
+	for k := range inst.Engine {
+		if _, ok := first[k]; !ok {
+			unreported = append(unreported, k)
+		}
+	}
+	if len(unobserved) > 0 || len(unreported) > 0 {
+		sort.Strings(unobserved)
+		sort.Strings(unreported)
+		return nil, fmt.Errorf("servicemap telemetry: engine statistics without an instrument: %v; instruments without an engine statistic: %v",
+			unobserved, unreported)
+	}
+	t := &Telemetry{inst: inst}
+	t.stats = make([]string, 0, len(inst.Engine))
+	observables := make([]metric.Observable, 0, len(inst.Engine))
+	for k, o := range inst.Engine {
+		t.stats = append(t.stats, k)
+		observables = append(observables, o)
+	}
+	sort.Strings(t.stats)
+	if len(observables) == 0 {
+		return t, nil
+	}
+	t.reg, err = inst.Meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		values, err := readStats(stats, time.Now())
 		if err != nil {
 			return err
 		}
 		for k, v := range values {
-			if g, ok := gauges[k]; ok {
-				o.ObserveFloat64(g, v)
-			} else if c, ok := counters[k]; ok {
-				o.ObserveFloat64(c, v)
+			if instrument, ok := inst.Engine[k]; ok {
+				o.ObserveInt64(instrument, int64(v))
 			}
 		}
 		return nil
@@ -121,13 +214,20 @@ func (t *Telemetry) StatKeys() []string { return t.stats }
 
 // Batch records one batch of n spans handed to the engine.
 func (t *Telemetry) Batch(ctx context.Context, spans int) {
-	t.batches.Add(ctx, 1)
-	t.spans.Add(ctx, int64(spans))
+	t.inst.Batches.Add(ctx, 1)
+	if t.inst.Spans != nil {
+		t.inst.Spans.Add(ctx, int64(spans))
+	}
 }
 
 // Rejected records one rejected batch.
 func (t *Telemetry) Rejected(ctx context.Context) {
-	t.rejected.Add(ctx, 1)
+	t.inst.BatchesRejected.Add(ctx, 1)
+}
+
+// consumed records how long handing one batch to the engine took, from start.
+func (t *Telemetry) consumed(ctx context.Context, start time.Time) {
+	t.inst.ConsumeDuration.Record(ctx, time.Since(start).Seconds())
 }
 
 // Shutdown stops observing the engine. Safe to call more than once.
@@ -136,35 +236,10 @@ func (t *Telemetry) Shutdown() {
 		_ = t.reg.Unregister()
 		t.reg = nil
 	}
-}
-
-// Statistics are counters when they count events since the engine started,
-// recognised by their name; everything else (waiting edges, active series,
-// memory) is a gauge.
-// The engine's "overflow" object (flattened to overflow_*) counts what each
-// cap refused or folded since the start, so it is cumulative as a whole.
-var (
-	cumulativePrefixes = []string{"batches_", "spans_", "edges_", "expired_", "overflow_"}
-	cumulativeWords    = []string{"dropped", "expired", "rejected", "refused", "received", "accepted", "completed", "ignored", "evicted", "truncated"}
-)
-
-// isCumulative reports whether a statistic counts events (a counter) rather
-// than describing current state (a gauge).
-func isCumulative(key string) bool {
-	if strings.HasSuffix(key, "_total") {
-		return true
+	if t.inst.shutdown != nil {
+		t.inst.shutdown()
+		t.inst.shutdown = nil
 	}
-	for _, p := range cumulativePrefixes {
-		if strings.HasPrefix(key, p) {
-			return true
-		}
-	}
-	for _, w := range cumulativeWords {
-		if strings.Contains(key, w) {
-			return true
-		}
-	}
-	return false
 }
 
 func readStats(stats StatsSource, now time.Time) (map[string]float64, error) {
@@ -370,10 +445,35 @@ func (o *OverflowLog) Check(now time.Time) bool {
 }
 
 // ForEngine is New with an engine's own self-report as the statistics source.
-func ForEngine(mp metric.MeterProvider, scope string, eng *engine.Engine) (*Telemetry, error) {
-	return New(mp, scope, func(now time.Time) ([]byte, error) {
+func ForEngine(inst Instruments, eng *engine.Engine) (*Telemetry, error) {
+	return New(inst, func(now time.Time) ([]byte, error) {
 		return eng.Render(engine.FormatStatsJSON, now)
 	})
+}
+
+// ForComponent records a component's own telemetry and observes eng: the
+// component passes its generated metadata.NewTelemetryBuilder and
+// metadata.Meter, and the instruments its metadata.yaml declares are
+// created with them and taken by InstrumentsOf.
+func ForComponent[B any, O any](telset component.TelemetrySettings,
+	newBuilder func(component.TelemetrySettings, ...O) (B, error),
+	meter func(component.TelemetrySettings) metric.Meter, eng *engine.Engine,
+) (*Telemetry, error) {
+	builder, err := newBuilder(telset)
+	if err != nil {
+		return nil, err
+	}
+	inst, err := InstrumentsOf(builder, meter(telset))
+	if err == nil {
+		var t *Telemetry
+		if t, err = ForEngine(inst, eng); err == nil {
+			return t, nil
+		}
+	}
+	if s, ok := any(builder).(interface{ Shutdown() }); ok {
+		s.Shutdown()
+	}
+	return nil, err
 }
 
 // buffers holds encoding buffers between batches, so that encoding a batch
@@ -386,8 +486,9 @@ var buffers = sync.Pool{New: func() any { return new([]byte) }}
 const maxPooledBuffer = 16 << 20
 
 // Feed hands one batch to the engine as OTLP bytes and accounts for it: its
-// spans are counted, and a batch that cannot be encoded or that the engine
-// rejects is counted and logged. It reports whether the engine took the
+// spans are counted, the time encoding and handing it over took is
+// recorded, and a batch that cannot be encoded or that the engine rejects is
+// counted and logged. It reports whether the engine took the
 // batch. Empty batches are skipped.
 //
 // encode appends the batch's encoding to the buffer it is given (one from a
@@ -399,6 +500,7 @@ func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, encode func([]
 	if spans == 0 {
 		return false
 	}
+	start := time.Now()
 	buf := buffers.Get().(*[]byte)
 	b, err := encode((*buf)[:0], td)
 	if err == nil {
@@ -408,6 +510,7 @@ func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, encode func([]
 		*buf = b[:0]
 	}
 	buffers.Put(buf)
+	t.consumed(ctx, start)
 	t.Batch(ctx, spans)
 	if err != nil {
 		t.Rejected(ctx)
@@ -419,15 +522,18 @@ func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, encode func([]
 
 // FeedBytes hands one request's OTLP traces bytes to the engine as received
 // and accounts for it like Feed, except that its spans are not counted (the
-// bytes are never decoded here; the engine's own statistics count them). It
+// bytes are never decoded here; the engine's own statistics count them) and
+// the time recorded is the engine's alone. It
 // returns how many spans the engine dropped because its store was full, and
 // its error for a batch it did not take. Empty requests are skipped.
 func (t *Telemetry) FeedBytes(ctx context.Context, eng *engine.Engine, now time.Time, rejects *RejectLog, otlp []byte) (dropped uint64, err error) {
 	if len(otlp) == 0 {
 		return 0, nil
 	}
+	start := time.Now()
 	dropped, err = eng.ConsumeCounted(otlp, now)
-	t.batches.Add(ctx, 1)
+	t.consumed(ctx, start)
+	t.inst.Batches.Add(ctx, 1)
 	if err != nil {
 		t.Rejected(ctx)
 		rejects.Reject(err, 0)

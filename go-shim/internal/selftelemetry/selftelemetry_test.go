@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -42,23 +45,7 @@ func TestParseStats(t *testing.T) {
 	}
 }
 
-func TestIsCumulative(t *testing.T) {
-	counters := []string{"batches_accepted", "batches_rejected", "spans_received", "spans_dropped", "edges_new",
-		"edges_expired", "expired_by_kind_client", "series_refused", "requests_total",
-		"values_truncated", "overflow_graph_nodes", "overflow_graph_edges", "overflow_interner", "overflow_unpaired_series"}
-	gauges := []string{"waiting", "active_series", "store_bytes", "interned_strings"}
-	for _, k := range counters {
-		if !isCumulative(k) {
-			t.Errorf("%s should be a counter", k)
-		}
-	}
-	for _, k := range gauges {
-		if isCumulative(k) {
-			t.Errorf("%s should be a gauge", k)
-		}
-	}
-}
-
+// sumOf adds up the points of a sum or gauge.
 func sumOf(t *testing.T, tt *componenttest.Telemetry, name string) float64 {
 	t.Helper()
 	m, err := tt.GetMetric(name)
@@ -71,18 +58,189 @@ func sumOf(t *testing.T, tt *componenttest.Telemetry, name string) float64 {
 		for _, p := range d.DataPoints {
 			total += float64(p.Value)
 		}
-	case metricdata.Sum[float64]:
+	case metricdata.Gauge[int64]:
 		for _, p := range d.DataPoints {
-			total += p.Value
-		}
-	case metricdata.Gauge[float64]:
-		for _, p := range d.DataPoints {
-			total += p.Value
+			total += float64(p.Value)
 		}
 	default:
 		t.Fatalf("%s has unexpected data %T", name, m.Data)
 	}
 	return total
+}
+
+// prefix starts the name of each metric the components' metadata.yaml
+// declare, as mdatagen names the instruments.
+const prefix = "otelcol_servicemap_"
+
+// testBuilder has the shape of a generated metadata.TelemetryBuilder: an
+// unexported meter, one exported field per metric of metadata.yaml, and
+// Shutdown.
+type testBuilder struct {
+	meter                        metric.Meter
+	ServicemapBatches            metric.Int64Counter
+	ServicemapBatchesRejected    metric.Int64Counter
+	ServicemapConsumeDuration    metric.Float64Histogram
+	ServicemapEngineEdgesExpired metric.Int64ObservableCounter
+	ServicemapEngineWaiting      metric.Int64ObservableGauge
+	ServicemapSpans              metric.Int64Counter
+
+	shutdowns int
+}
+
+func (b *testBuilder) Shutdown() { b.shutdowns++ }
+
+// newTestBuilder creates the builder's instruments as mdatagen's code does,
+// with the names the components' metadata.yaml give them.
+func newTestBuilder(t *testing.T, tt *componenttest.Telemetry) *testBuilder {
+	t.Helper()
+	m := tt.NewTelemetrySettings().MeterProvider.Meter("test")
+	b := &testBuilder{meter: m}
+	var err error
+	var errs []error
+	b.ServicemapBatches, err = m.Int64Counter(prefix+"batches", metric.WithUnit("{batch}"))
+	errs = append(errs, err)
+	b.ServicemapBatchesRejected, err = m.Int64Counter(prefix+"batches_rejected", metric.WithUnit("{batch}"))
+	errs = append(errs, err)
+	b.ServicemapConsumeDuration, err = m.Float64Histogram(prefix+"consume_duration", metric.WithUnit("s"))
+	errs = append(errs, err)
+	b.ServicemapEngineEdgesExpired, err = m.Int64ObservableCounter(prefix+"engine_edges_expired", metric.WithUnit("{edge}"))
+	errs = append(errs, err)
+	b.ServicemapEngineWaiting, err = m.Int64ObservableGauge(prefix+"engine_waiting", metric.WithUnit("{edge}"))
+	errs = append(errs, err)
+	b.ServicemapSpans, err = m.Int64Counter(prefix+"spans", metric.WithUnit("{span}"))
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestStatisticKey(t *testing.T) {
+	for camel, key := range map[string]string{
+		"Waiting":                     "waiting",
+		"EdgesExpired":                "edges_expired",
+		"ExpiredByKindSpanKindServer": "expired_by_kind_span_kind_server",
+		"OverflowHistorySnapshots":    "overflow_history_snapshots",
+	} {
+		if got := statisticKey(camel); got != key {
+			t.Errorf("statisticKey(%q) = %q, want %q", camel, got, key)
+		}
+	}
+}
+
+func TestInstrumentsOf(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer func() { _ = tt.Shutdown(context.Background()) }()
+	b := newTestBuilder(t, tt)
+	inst, err := InstrumentsOf(b, b.meter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.Meter != b.meter || inst.Spans != b.ServicemapSpans || inst.Batches != b.ServicemapBatches ||
+		inst.BatchesRejected != b.ServicemapBatchesRejected || inst.ConsumeDuration != b.ServicemapConsumeDuration {
+		t.Errorf("instruments %+v do not match the builder's %+v", inst, b)
+	}
+	if len(inst.Engine) != 2 || inst.Engine["edges_expired"] != b.ServicemapEngineEdgesExpired || inst.Engine["waiting"] != b.ServicemapEngineWaiting {
+		t.Errorf("engine instruments %v", inst.Engine)
+	}
+	tel, err := New(inst, func(time.Time) ([]byte, error) { return []byte(`{"waiting": 1, "edges_expired": 2}`), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel.Shutdown()
+	tel.Shutdown()
+	if b.shutdowns != 1 {
+		t.Errorf("the builder was shut down %d times, want 1", b.shutdowns)
+	}
+}
+
+// TestInstrumentsOfWithoutSpans: the receiver declares no span counter.
+func TestInstrumentsOfWithoutSpans(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer func() { _ = tt.Shutdown(context.Background()) }()
+	b := newTestBuilder(t, tt)
+	inst, err := InstrumentsOf(&struct {
+		ServicemapBatches         metric.Int64Counter
+		ServicemapBatchesRejected metric.Int64Counter
+		ServicemapConsumeDuration metric.Float64Histogram
+	}{b.ServicemapBatches, b.ServicemapBatchesRejected, b.ServicemapConsumeDuration}, b.meter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel, err := New(inst, func(time.Time) ([]byte, error) { return []byte(`{}`), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown()
+	tel.Batch(context.Background(), 7)
+	if got := sumOf(t, tt, prefix+"batches"); got != 1 {
+		t.Errorf("batches = %v, want 1", got)
+	}
+	if _, err := tt.GetMetric(prefix + "spans"); err == nil {
+		t.Error("spans were counted without a span counter")
+	}
+}
+
+func TestInstrumentsOfRefusesWhatItCannotUse(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer func() { _ = tt.Shutdown(context.Background()) }()
+	b := newTestBuilder(t, tt)
+	for _, c := range []struct {
+		name    string
+		builder any
+		want    string
+	}{
+		{"not a pointer", *b, "is not a pointer to a telemetry builder"},
+		{"nil", (*testBuilder)(nil), "is not a pointer to a telemetry builder"},
+		{"unknown instrument", &struct {
+			ServicemapBatches         metric.Int64Counter
+			ServicemapBatchesRejected metric.Int64Counter
+			ServicemapConsumeDuration metric.Float64Histogram
+			ServicemapQueueSize       metric.Int64Gauge
+		}{b.ServicemapBatches, b.ServicemapBatchesRejected, b.ServicemapConsumeDuration, nil},
+			"instrument ServicemapQueueSize has no use in the servicemap components"},
+		{"wrong type", &struct {
+			ServicemapBatches         metric.Int64Counter
+			ServicemapBatchesRejected metric.Int64Counter
+			ServicemapConsumeDuration metric.Int64Counter
+		}{b.ServicemapBatches, b.ServicemapBatchesRejected, b.ServicemapBatches},
+			"instrument ServicemapConsumeDuration is a metric.Int64Counter, not what the servicemap components record into it"},
+		{"missing", &struct {
+			ServicemapBatches       metric.Int64Counter
+			ServicemapEngineWaiting metric.Int64ObservableGauge
+		}{b.ServicemapBatches, b.ServicemapEngineWaiting},
+			"no instrument ServicemapBatchesRejected\nno instrument ServicemapConsumeDuration"},
+	} {
+		_, err := InstrumentsOf(c.builder, b.meter)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error containing %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestEveryStatisticHasItsInstrument: a statistic the engine reports with
+// no instrument, or an instrument for one it does not report, is an error
+// naming them.
+func TestEveryStatisticHasItsInstrument(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer func() { _ = tt.Shutdown(context.Background()) }()
+	b := newTestBuilder(t, tt)
+	inst, err := InstrumentsOf(b, b.meter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(inst, func(time.Time) ([]byte, error) {
+		return []byte(`{"waiting": 1, "overflow": {"graph_nodes": 0}, "active_series": 3}`), nil
+	})
+	want := "servicemap telemetry: engine statistics without an instrument: [active_series overflow_graph_nodes]; " +
+		"instruments without an engine statistic: [edges_expired]"
+	if err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
+	}
+	_, err = New(inst, func(time.Time) ([]byte, error) { return nil, errors.New("engine closed") })
+	if want := "servicemap telemetry: reading the engine statistics: engine closed"; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
+	}
 }
 
 func TestInstruments(t *testing.T) {
@@ -95,74 +253,48 @@ func TestInstruments(t *testing.T) {
 		}
 		return []byte(`{"waiting": 1, "edges_expired": 9}`), nil
 	}
-	tel, err := New(tt.NewTelemetrySettings().MeterProvider, "test", stats)
+	b := newTestBuilder(t, tt)
+	inst, err := InstrumentsOf(b, b.meter)
 	if err != nil {
 		t.Fatal(err)
+	}
+	tel, err := New(inst, stats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(tel.StatKeys()); got != "[edges_expired waiting]" {
+		t.Errorf("observed statistics %s", got)
 	}
 	ctx := context.Background()
 	tel.Batch(ctx, 10)
 	tel.Batch(ctx, 5)
 	tel.Rejected(ctx)
-	if got := sumOf(t, tt, Prefix+"spans"); got != 15 {
+	if got := sumOf(t, tt, prefix+"spans"); got != 15 {
 		t.Errorf("spans = %v", got)
 	}
-	if got := sumOf(t, tt, Prefix+"batches"); got != 2 {
+	if got := sumOf(t, tt, prefix+"batches"); got != 2 {
 		t.Errorf("batches = %v", got)
 	}
-	if got := sumOf(t, tt, Prefix+"batches_rejected"); got != 1 {
+	if got := sumOf(t, tt, prefix+"batches_rejected"); got != 1 {
 		t.Errorf("batches_rejected = %v", got)
 	}
-	if got := sumOf(t, tt, Prefix+"engine_waiting"); got != 4 {
+	if got := sumOf(t, tt, prefix+"engine_waiting"); got != 4 {
 		t.Errorf("engine_waiting = %v", got)
 	}
-	if got := sumOf(t, tt, Prefix+"engine_edges_expired"); got != 7 {
+	if got := sumOf(t, tt, prefix+"engine_edges_expired"); got != 7 {
 		t.Errorf("engine_edges_expired = %v", got)
 	}
-	m, err := tt.GetMetric(Prefix + "engine_edges_expired")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s, ok := m.Data.(metricdata.Sum[float64]); !ok || !s.IsMonotonic {
-		t.Errorf("engine_edges_expired is %T, want a monotonic sum", m.Data)
-	}
 	waiting = 1
-	if got := sumOf(t, tt, Prefix+"engine_waiting"); got != 1 {
+	if got := sumOf(t, tt, prefix+"engine_waiting"); got != 1 {
 		t.Errorf("engine_waiting after change = %v", got)
 	}
+	if got := sumOf(t, tt, prefix+"engine_edges_expired"); got != 9 {
+		t.Errorf("engine_edges_expired after change = %v", got)
+	}
 	tel.Shutdown()
 	tel.Shutdown()
-}
-
-// TestOverflowStatisticsAreCounters: the engine's overflow object and
-// values_truncated count since the start, so they become monotonic sums.
-func TestOverflowStatisticsAreCounters(t *testing.T) {
-	tt := componenttest.NewTelemetry()
-	defer func() { _ = tt.Shutdown(context.Background()) }()
-	stats := func(time.Time) ([]byte, error) {
-		return []byte(`{"waiting": 2, "series_refused": 1, "values_truncated": 5,
-			"overflow": {"graph_nodes": 3, "graph_edges": 0, "interner": 7, "unpaired_series": 4}}`), nil
-	}
-	tel, err := New(tt.NewTelemetrySettings().MeterProvider, "test", stats)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tel.Shutdown()
-	want := map[string]float64{"series_refused": 1, "values_truncated": 5, "overflow_graph_nodes": 3,
-		"overflow_graph_edges": 0, "overflow_interner": 7, "overflow_unpaired_series": 4}
-	for k, v := range want {
-		m, err := tt.GetMetric(Prefix + "engine_" + k)
-		if err != nil {
-			t.Fatalf("%s: %v", k, err)
-		}
-		sum, ok := m.Data.(metricdata.Sum[float64])
-		if !ok || !sum.IsMonotonic || len(sum.DataPoints) != 1 || sum.DataPoints[0].Value != v {
-			t.Errorf("%s = %+v, want a monotonic sum of %v", k, m.Data, v)
-		}
-	}
-	if m, err := tt.GetMetric(Prefix + "engine_waiting"); err != nil {
-		t.Fatal(err)
-	} else if _, ok := m.Data.(metricdata.Gauge[float64]); !ok {
-		t.Errorf("engine_waiting is %T, want a gauge", m.Data)
+	if _, err := tt.GetMetric(prefix + "engine_waiting"); err == nil {
+		t.Error("the engine is still observed after Shutdown")
 	}
 }
 
@@ -255,25 +387,84 @@ func checkEntry(t *testing.T, e observer.LoggedEntry, message string, fields map
 	}
 }
 
+// engineInstruments makes the instruments a component declares, with one
+// engine instrument for each statistic eng reports.
+func engineInstruments(t *testing.T, tt *componenttest.Telemetry, eng *engine.Engine) Instruments {
+	t.Helper()
+	b := newTestBuilder(t, tt)
+	inst, err := InstrumentsOf(b, b.meter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := eng.Render(engine.FormatStatsJSON, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := ParseStats(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst.Engine = map[string]metric.Int64Observable{}
+	for k := range stats {
+		if inst.Engine[k], err = b.meter.Int64ObservableGauge(prefix + "engine_" + k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return inst
+}
+
 func TestInstrumentsFromEngine(t *testing.T) {
-	eng, err := engine.New(nil)
-	if err != nil {
-		t.Fatal(err)
+	tel, tt, eng, encode := newFeedFixture(t)
+	if len(tel.StatKeys()) == 0 {
+		t.Fatal("no engine statistic observed")
 	}
-	defer eng.Close()
-	tt := componenttest.NewTelemetry()
-	defer func() { _ = tt.Shutdown(context.Background()) }()
-	tel, err := New(tt.NewTelemetrySettings().MeterProvider, "test", func(now time.Time) ([]byte, error) {
-		return eng.Render(engine.FormatStatsJSON, now)
-	})
-	if err != nil {
-		t.Fatal(err)
+	now := time.Unix(1_800_000_000, 0)
+	if !tel.Feed(context.Background(), eng, encode, now, NewRejectLog(zap.NewNop(), time.Minute, ""), testutil.ClientServer("a", "b", now, false)) {
+		t.Fatal("batch rejected")
 	}
-	defer tel.Shutdown()
 	for _, k := range tel.StatKeys() {
-		if _, err := tt.GetMetric(Prefix + "engine_" + k); err != nil {
+		if _, err := tt.GetMetric(prefix + "engine_" + k); err != nil {
 			t.Errorf("engine statistic %s: %v", k, err)
 		}
+	}
+	for k, want := range map[string]float64{"batches_accepted": 1, "spans_received": 2, "edges_new": 1, "edges_completed": 1, "waiting": 0} {
+		if got := sumOf(t, tt, prefix+"engine_"+k); got != want {
+			t.Errorf("engine_%s = %v, want %v", k, got, want)
+		}
+	}
+}
+
+// TestConsumeDuration: every batch handed over, taken or not, is timed.
+func TestConsumeDuration(t *testing.T) {
+	tel, tt, eng, encode := newFeedFixture(t)
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	rejects := NewRejectLog(zap.NewNop(), time.Minute, "")
+	if !tel.Feed(ctx, eng, encode, now, rejects, testutil.ClientServer("a", "b", now, false)) {
+		t.Fatal("batch rejected")
+	}
+	if tel.Feed(ctx, eng, func(b []byte, _ ptrace.Traces) ([]byte, error) { return append(b, 0xff), nil }, now, rejects,
+		testutil.ClientServer("a", "b", now, false)) {
+		t.Fatal("a malformed batch was taken")
+	}
+	if _, err := tel.FeedBytes(ctx, eng, now, rejects, []byte{0xff}); err == nil {
+		t.Fatal("malformed bytes were taken")
+	}
+	if tel.Feed(ctx, eng, encode, now, rejects, ptrace.NewTraces()) {
+		t.Fatal("an empty batch was fed")
+	}
+	p, err := testutil.HistogramPoint(tt, prefix+"consume_duration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Count != 3 || p.Sum <= 0 {
+		t.Errorf("consume_duration counted %d batches taking %vs, want 3 taking more than 0s", p.Count, p.Sum)
+	}
+	if got := sumOf(t, tt, prefix+"batches"); got != 3 {
+		t.Errorf("batches = %v, want 3", got)
+	}
+	if got := sumOf(t, tt, prefix+"batches_rejected"); got != 2 {
+		t.Errorf("batches_rejected = %v, want 2", got)
 	}
 }
 
@@ -325,7 +516,7 @@ func newFeedFixture(t *testing.T) (*Telemetry, *componenttest.Telemetry, *engine
 	}
 	tt := componenttest.NewTelemetry()
 	t.Cleanup(func() { _ = tt.Shutdown(context.Background()) })
-	tel, err := ForEngine(tt.NewTelemetrySettings().MeterProvider, "test", eng)
+	tel, err := ForEngine(engineInstruments(t, tt, eng), eng)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +567,7 @@ func TestConcurrentFeed(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := sumOf(t, tt, Prefix+"batches"); n != 200 {
+	if n := sumOf(t, tt, prefix+"batches"); n != 200 {
 		t.Errorf("%v batches counted, want 200", n)
 	}
 	if err := eng.Flush(now); err != nil {

@@ -1,3 +1,5 @@
+//go:generate mdatagen metadata.yaml
+
 // Package servicemapprocessor is a traces processor that feeds every batch to
 // the servicemap engine, passes the traces on unchanged, and serves the
 // resulting service-graph metrics on its own HTTP endpoint.

@@ -57,7 +57,7 @@ func newProcessor(telset component.TelemetrySettings, cfg *Config) (*serviceMapP
 		eng.Close()
 		return nil, err
 	}
-	tel, err := selftelemetry.ForEngine(telset.MeterProvider, metadata.ScopeName, eng)
+	tel, err := selftelemetry.ForComponent(telset, metadata.NewTelemetryBuilder, metadata.Meter, eng)
 	if err != nil {
 		eng.Close()
 		return nil, err

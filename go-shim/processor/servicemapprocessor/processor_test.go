@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -28,6 +31,7 @@ import (
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
 	"github.com/servicemap/servicemap/go-shim/processor/servicemapprocessor/internal/metadata"
+	"github.com/servicemap/servicemap/go-shim/processor/servicemapprocessor/internal/metadatatest"
 )
 
 // testClock is a clock the test moves by hand.
@@ -148,23 +152,6 @@ func scrape(t *testing.T, url, accept string) (string, []byte) {
 	return resp.Header.Get("Content-Type"), body
 }
 
-func counterSum(t *testing.T, tt *componenttest.Telemetry, name string) int64 {
-	t.Helper()
-	m, err := tt.GetMetric(name)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	sum, ok := m.Data.(metricdata.Sum[int64])
-	if !ok {
-		t.Fatalf("%s is %T", name, m.Data)
-	}
-	var total int64
-	for _, p := range sum.DataPoints {
-		total += p.Value
-	}
-	return total
-}
-
 func marshal(t *testing.T, td ptrace.Traces) []byte {
 	t.Helper()
 	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
@@ -227,8 +214,50 @@ func TestTracesPassThroughUnchanged(t *testing.T) {
 	if !bytes.Equal(marshal(t, got[0]), want) {
 		t.Error("the batch passed on differs from the batch received")
 	}
-	if n := counterSum(t, f.tel, selftelemetry.Prefix+"spans"); n != 2 {
-		t.Errorf("spans counted %d, want 2", n)
+	metadatatest.AssertEqualServicemapSpans(t, f.tel, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
+}
+
+// TestOwnTelemetry: the processor records through the instruments its
+// metadata.yaml declares, and observes every statistic the engine reports.
+func TestOwnTelemetry(t *testing.T) {
+	f := newFixture(t, testConfig())
+	f.start(t)
+	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.tp.ConsumeTraces(context.Background(), testutil.LoneClient("c", "d", f.clock.now())); err != nil {
+		t.Fatal(err)
+	}
+	points := func(v int64) []metricdata.DataPoint[int64] { return []metricdata.DataPoint[int64]{{Value: v}} }
+	noTime := metricdatatest.IgnoreTimestamp()
+	metadatatest.AssertEqualServicemapSpans(t, f.tel, points(3), noTime)
+	metadatatest.AssertEqualServicemapBatches(t, f.tel, points(2), noTime)
+	metadatatest.AssertEqualServicemapEngineBatchesAccepted(t, f.tel, points(2), noTime)
+	metadatatest.AssertEqualServicemapEngineSpansReceived(t, f.tel, points(3), noTime)
+	metadatatest.AssertEqualServicemapEngineEdgesNew(t, f.tel, points(2), noTime)
+	metadatatest.AssertEqualServicemapEngineEdgesCompleted(t, f.tel, points(1), noTime)
+	metadatatest.AssertEqualServicemapEngineWaiting(t, f.tel, points(1), noTime)
+	metadatatest.AssertEqualServicemapEngineSpansDropped(t, f.tel, points(0), noTime)
+	metadatatest.AssertEqualServicemapConsumeDuration(t, f.tel, []metricdata.HistogramDataPoint[float64]{{}}, noTime, metricdatatest.IgnoreValue())
+	p, err := testutil.HistogramPoint(f.tel, "otelcol_servicemap_consume_duration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bounds := []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
+	if p.Count != 2 || !slices.Equal(p.Bounds, bounds) {
+		t.Errorf("consume_duration: %d batches in buckets %v, want 2 in %v", p.Count, p.Bounds, bounds)
+	}
+
+	raw, err := f.p.eng.Render(engine.FormatStatsJSON, f.clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := selftelemetry.ParseStats(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := slices.Sorted(maps.Keys(stats)); !slices.Equal(f.p.tel.StatKeys(), keys) {
+		t.Errorf("observed statistics %v, want the engine's %v", f.p.tel.StatKeys(), keys)
 	}
 }
 
@@ -383,17 +412,13 @@ func TestRejectedBatchIsCountedAndPassedOn(t *testing.T) {
 	if n := len(f.sink.AllTraces()); n != 3 {
 		t.Errorf("%d batches passed on, want 3", n)
 	}
-	if n := counterSum(t, f.tel, selftelemetry.Prefix+"batches_rejected"); n != 3 {
-		t.Errorf("batches_rejected = %d, want 3", n)
-	}
+	metadatatest.AssertEqualServicemapBatchesRejected(t, f.tel, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
 	// The engine keeps working for good batches.
 	f.p.encode = projection.Full
 	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
 		t.Fatal(err)
 	}
-	if n := counterSum(t, f.tel, selftelemetry.Prefix+"batches_rejected"); n != 3 {
-		t.Errorf("batches_rejected = %d after a good batch, want 3", n)
-	}
+	metadatatest.AssertEqualServicemapBatchesRejected(t, f.tel, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
 }
 
 func TestExpiryLoopMakesVirtualNodes(t *testing.T) {

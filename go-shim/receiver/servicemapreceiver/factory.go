@@ -1,3 +1,5 @@
+//go:generate mdatagen metadata.yaml
+
 // Package servicemapreceiver is a metrics receiver for a collector tier that
 // only computes the service graph: it accepts OTLP traces over gRPC and
 // HTTP, hands each protobuf request's bytes to the servicemap engine as they

@@ -18,6 +18,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -26,6 +28,7 @@ import (
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
+	"github.com/servicemap/servicemap/go-shim/receiver/servicemapreceiver/internal/metadatatest"
 )
 
 // fixedNow is the clock of the HTTP tests: a second after the spans of
@@ -469,9 +472,7 @@ func TestHTTPErrors(t *testing.T) {
 
 	// The three bodies that were read and could not be decoded are counted;
 	// only the protobuf one reached the engine, and nothing was taken.
-	if n := f.counter(t, "batches_rejected"); n != 3 {
-		t.Errorf("batches_rejected = %d, want 3", n)
-	}
+	metadatatest.AssertEqualServicemapBatchesRejected(t, f.tel, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreExemplars())
 	stats, err := selftelemetry.ParseStats(f.render(t, engine.FormatStatsJSON))
 	if err != nil {
 		t.Fatal(err)
@@ -537,10 +538,8 @@ func TestHTTPThroughThePipeline(t *testing.T) {
 	}
 	f.push()
 	checkOneRequest(t, f.onlyPush(t), "web", "db")
-	if n := f.counter(t, "batches"); n != 1 {
-		t.Errorf("batches = %d, want 1", n)
-	}
-	if _, err := f.tel.GetMetric(selftelemetry.Prefix + "batches_rejected"); err == nil {
+	metadatatest.AssertEqualServicemapBatches(t, f.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreExemplars())
+	if _, err := f.tel.GetMetric("otelcol_servicemap_batches_rejected"); err == nil {
 		t.Error("batches_rejected recorded")
 	}
 }

@@ -58,7 +58,7 @@ func newReceiver(telset component.TelemetrySettings, cfg *Config, next consumer.
 	if err != nil {
 		return nil, err
 	}
-	tel, err := selftelemetry.ForEngine(telset.MeterProvider, metadata.ScopeName, eng)
+	tel, err := selftelemetry.ForComponent(telset, metadata.NewTelemetryBuilder, metadata.Meter, eng)
 	if err != nil {
 		eng.Close()
 		return nil, err

@@ -16,15 +16,16 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	grpcgzip "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
 
-	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
 	"github.com/servicemap/servicemap/go-shim/receiver/servicemapreceiver/internal/metadata"
+	"github.com/servicemap/servicemap/go-shim/receiver/servicemapreceiver/internal/metadatatest"
 )
 
 const (
@@ -141,23 +142,6 @@ func (f *fixture) dial(t *testing.T) *grpc.ClientConn {
 	return conn
 }
 
-func (f *fixture) counter(t *testing.T, name string) int64 {
-	t.Helper()
-	m, err := f.tel.GetMetric(selftelemetry.Prefix + name)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	sum, ok := m.Data.(metricdata.Sum[int64])
-	if !ok {
-		t.Fatalf("%s is %T", name, m.Data)
-	}
-	var total int64
-	for _, p := range sum.DataPoints {
-		total += p.Value
-	}
-	return total
-}
-
 // onlyPush returns the one push the sink received.
 func (f *fixture) onlyPush(t *testing.T) pmetric.Metrics {
 	t.Helper()
@@ -230,13 +214,35 @@ func TestGRPCExport(t *testing.T) {
 			f.push()
 			checkOneRequest(t, f.onlyPush(t), "frontend", "backend")
 			// The empty request is not a batch; nothing was rejected.
-			if n := f.counter(t, "batches"); n != 1 {
-				t.Errorf("batches = %d, want 1", n)
-			}
-			if _, err := f.tel.GetMetric(selftelemetry.Prefix + "batches_rejected"); err == nil {
+			metadatatest.AssertEqualServicemapBatches(t, f.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreExemplars())
+			if _, err := f.tel.GetMetric("otelcol_servicemap_batches_rejected"); err == nil {
 				t.Error("batches_rejected recorded")
 			}
 		})
+	}
+}
+
+// TestOwnTelemetry: the receiver records through the instruments its
+// metadata.yaml declares; it decodes no spans, so it counts none.
+func TestOwnTelemetry(t *testing.T) {
+	f := startFixture(t, testConfig())
+	client := ptraceotlp.NewGRPCClient(f.dial(t))
+	if _, err := client.Export(context.Background(), exportRequest(testutil.ClientServer("a", "b", f.clock.now(), false))); err != nil {
+		t.Fatal(err)
+	}
+	points := func(v int64) []metricdata.DataPoint[int64] { return []metricdata.DataPoint[int64]{{Value: v}} }
+	opts := []metricdatatest.Option{metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreExemplars()}
+	metadatatest.AssertEqualServicemapBatches(t, f.tel, points(1), opts...)
+	metadatatest.AssertEqualServicemapEngineBatchesAccepted(t, f.tel, points(1), opts...)
+	metadatatest.AssertEqualServicemapEngineSpansReceived(t, f.tel, points(2), opts...)
+	metadatatest.AssertEqualServicemapEngineEdgesCompleted(t, f.tel, points(1), opts...)
+	metadatatest.AssertEqualServicemapConsumeDuration(t, f.tel, []metricdata.HistogramDataPoint[float64]{{}},
+		append(opts, metricdatatest.IgnoreValue())...)
+	if p, err := testutil.HistogramPoint(f.tel, "otelcol_servicemap_consume_duration"); err != nil || p.Count != 1 {
+		t.Errorf("consume_duration %+v (%v), want 1 batch", p, err)
+	}
+	if _, err := f.tel.GetMetric("otelcol_servicemap_spans"); err == nil {
+		t.Error("the receiver counted spans")
 	}
 }
 
@@ -249,9 +255,7 @@ func TestGRPCMalformedRequest(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("malformed request: %v, want InvalidArgument", err)
 	}
-	if n := f.counter(t, "batches_rejected"); n != 1 {
-		t.Errorf("batches_rejected = %d, want 1", n)
-	}
+	metadatatest.AssertEqualServicemapBatchesRejected(t, f.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreExemplars())
 	// The receiver still takes good requests.
 	client := ptraceotlp.NewGRPCClient(conn)
 	td := testutil.ClientServer("a", "b", f.clock.now(), false)
