@@ -329,30 +329,55 @@ impl Config {
         Ok(c)
     }
 
+    /// The dimensions' label names as written in OTLP, before Prometheus'
+    /// sanitising: `client_<dim>` and `server_<dim>` with the prefix, else
+    /// the dimension itself.
+    pub fn dimension_labels(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in &self.dimensions {
+            if self.enable_client_server_prefix {
+                out.push(format!("client_{d}"));
+                out.push(format!("server_{d}"));
+            } else {
+                out.push(d.clone());
+            }
+        }
+        out
+    }
+
     /// Every dimension must become a label of its own: one named as a label
     /// servicemap writes (`client`, `le`, ...), one starting with `__`
     /// (reserved by Prometheus), or two that sanitise to the same name would
     /// write a label twice on a line, which Prometheus refuses, and would let
     /// a span attribute stand in for `client` or `server`.
     fn check_dimension_labels(&self) -> Result<(), Error> {
-        const WRITTEN: [&str; 7] = ["client", "server", "connection_type", "failed", "virtual_node", "le", "otel_metric_overflow"];
+        const WRITTEN: [&str; 7] =
+            ["client", "server", "connection_type", "failed", "virtual_node", "le", "otel_metric_overflow"];
         let mut seen: Vec<(String, &str)> = Vec::new();
+        let per_dimension = if self.enable_client_server_prefix { 2 } else { 1 };
+        let names = self.dimension_labels();
         for (i, d) in self.dimensions.iter().enumerate() {
             let key = format!("dimensions[{i}]");
-            let names = if self.enable_client_server_prefix {
-                vec![format!("client_{d}"), format!("server_{d}")]
-            } else {
-                vec![d.clone()]
-            };
-            for label in names.iter().map(|n| crate::engine::sanitize_label(n)) {
+            for label in
+                names[i * per_dimension..(i + 1) * per_dimension].iter().map(|n| crate::engine::sanitize_label(n))
+            {
                 if WRITTEN.contains(&label.as_str()) {
-                    return Err(Error::config(key.as_str(), format!("{d:?} would be the label `{label}`, which servicemap writes itself")));
+                    return Err(Error::config(
+                        key.as_str(),
+                        format!("{d:?} would be the label `{label}`, which servicemap writes itself"),
+                    ));
                 }
                 if label.starts_with("__") {
-                    return Err(Error::config(key.as_str(), format!("{d:?} would be the label `{label}`: names starting with `__` are reserved")));
+                    return Err(Error::config(
+                        key.as_str(),
+                        format!("{d:?} would be the label `{label}`: names starting with `__` are reserved"),
+                    ));
                 }
                 if let Some((_, other)) = seen.iter().find(|(l, _)| *l == label) {
-                    return Err(Error::config(key.as_str(), format!("{d:?} would be the label `{label}`, as {other:?} is already")));
+                    return Err(Error::config(
+                        key.as_str(),
+                        format!("{d:?} would be the label `{label}`, as {other:?} is already"),
+                    ));
                 }
                 seen.push((label, d));
             }
@@ -516,10 +541,18 @@ mod tests {
         let e = Config::from_json(br#"{"dimensions":["ok", 3]}"#).unwrap_err();
         assert!(e.to_string().starts_with("config key `dimensions[1]`:"), "{e}");
         for (dims, key, message) in [
-            (r#"["client"]"#, "dimensions[0]", r#""client" would be the label `client`, which servicemap writes itself"#),
+            (
+                r#"["client"]"#,
+                "dimensions[0]",
+                r#""client" would be the label `client`, which servicemap writes itself"#,
+            ),
             (r#"["ok","le"]"#, "dimensions[1]", r#""le" would be the label `le`, which servicemap writes itself"#),
             (r#"["a.b","a_b"]"#, "dimensions[1]", r#""a_b" would be the label `a_b`, as "a.b" is already"#),
-            (r#"["__name__"]"#, "dimensions[0]", r#""__name__" would be the label `__name__`: names starting with `__` are reserved"#),
+            (
+                r#"["__name__"]"#,
+                "dimensions[0]",
+                r#""__name__" would be the label `__name__`: names starting with `__` are reserved"#,
+            ),
         ] {
             let e = Config::from_json(format!(r#"{{"dimensions":{dims}}}"#).as_bytes()).unwrap_err();
             assert_eq!(e.to_string(), format!("config key `{key}`: {message}"));

@@ -1419,15 +1419,7 @@ pub fn sanitize_label(name: &str) -> String {
 }
 
 fn dim_labels(config: &Config) -> DimLabels {
-    let mut raw = Vec::new();
-    for d in &config.dimensions {
-        if config.enable_client_server_prefix {
-            raw.push(format!("client_{d}"));
-            raw.push(format!("server_{d}"));
-        } else {
-            raw.push(d.clone());
-        }
-    }
+    let raw = config.dimension_labels();
     let prometheus = raw.iter().map(|r| sanitize_label(r)).collect();
     DimLabels { raw, prometheus }
 }

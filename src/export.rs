@@ -127,9 +127,7 @@ pub fn graph_json(view: &View) -> Vec<u8> {
 
 /// Recovery steps as JSON: `{"services", "cycle", "level"}` each.
 pub fn steps_json(steps: &[RecoveryStep]) -> Value {
-    Value::Array(
-        steps.iter().map(|s| json!({"services": s.services, "cycle": s.cycle, "level": s.level})).collect(),
-    )
+    Value::Array(steps.iter().map(|s| json!({"services": s.services, "cycle": s.cycle, "level": s.level})).collect())
 }
 
 /// The answer of an impact query as JSON.
@@ -157,7 +155,13 @@ pub fn impact_json(i: &Impact) -> Value {
 
 /// A rate as people read it in an incident.
 fn rate_text(r: f64) -> String {
-    let s = if r >= 100.0 { format!("{r:.0}") } else if r >= 1.0 { format!("{r:.1}") } else { format!("{r:.2}") };
+    let s = if r >= 100.0 {
+        format!("{r:.0}")
+    } else if r >= 1.0 {
+        format!("{r:.1}")
+    } else {
+        format!("{r:.2}")
+    };
     let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
     format!("{s} req/s")
 }

@@ -61,11 +61,8 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
     ];
     let families = &families[..2 + usize::from(snap.messaging)];
     // When each family of an edge began: the messaging one with its first observation.
-    let created: [fn(&EdgeSeries) -> u64; 3] = [
-        |e| e.values.created_ns,
-        |e| e.values.created_ns,
-        |e| since(e.values.messaging_since_ns, e.values.created_ns),
-    ];
+    let created: [fn(&EdgeSeries) -> u64; 3] =
+        [|e| e.values.created_ns, |e| e.values.created_ns, |e| since(e.values.messaging_since_ns, e.values.created_ns)];
     let hists: Vec<Histogram> = families.iter().map(|(name, _, _)| Histogram::new(name, &snap.bounds)).collect();
     let request = format!("{REQUEST}_total{{");
     let failed = format!("{REQUEST_FAILED}_total{{");

@@ -692,7 +692,8 @@ impl Graph {
             self.edges.iter().map(|e| (Self::window_requests(e, window), e.last_seen_ns)).collect();
         let by_score = |scores: &[(f64, u64)], n: usize| -> Vec<usize> {
             let mut order: Vec<usize> = (0..scores.len()).collect();
-            let cmp = |a: &usize, b: &usize| scores[*a].0.total_cmp(&scores[*b].0).then(scores[*a].1.cmp(&scores[*b].1));
+            let cmp =
+                |a: &usize, b: &usize| scores[*a].0.total_cmp(&scores[*b].0).then(scores[*a].1.cmp(&scores[*b].1));
             if n < order.len() {
                 order.select_nth_unstable_by(n, cmp);
                 order.truncate(n);

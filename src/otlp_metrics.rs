@@ -56,7 +56,11 @@ pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
     // stands in for a time not known.
     let start = |t: u64| if t != 0 { t } else { start_ns };
     if !snap.edges.is_empty() {
-        let points = snap.edges.iter().enumerate().map(|(i, e)| number(i, counter(e.values.request, ints), start(e.values.created_ns)));
+        let points = snap
+            .edges
+            .iter()
+            .enumerate()
+            .map(|(i, e)| number(i, counter(e.values.request, ints), start(e.values.created_ns)));
         metrics.push(Family::sum(format!("{REQUEST}_total"), REQUEST_HELP, points.collect()));
     }
     let failed: Vec<_> = snap
@@ -77,7 +81,8 @@ pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
         let pick: [(&str, &str, Pick); 2] =
             [(SERVER, SERVER_HELP, |e| &e.values.server), (CLIENT, CLIENT_HELP, |e| &e.values.client)];
         for (name, help, get) in pick {
-            let points = snap.edges.iter().enumerate().map(|(i, e)| number(i, Value::Hist(get(e)), start(e.values.created_ns)));
+            let points =
+                snap.edges.iter().enumerate().map(|(i, e)| number(i, Value::Hist(get(e)), start(e.values.created_ns)));
             metrics.push(Family::histogram(name, help, points.collect()));
         }
     }
@@ -111,7 +116,8 @@ pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
         [(UNPAIRED, UNPAIRED_HELP, &snap.unpaired, unpaired_at), (DROPPED, DROPPED_HELP, &snap.dropped, dropped_at)]
     {
         if !list.is_empty() {
-            let points = list.iter().enumerate().map(|(i, s)| number(at + i, counter(s.value, true), start(s.created_ns)));
+            let points =
+                list.iter().enumerate().map(|(i, s)| number(at + i, counter(s.value, true), start(s.created_ns)));
             metrics.push(Family::sum(format!("{name}_total"), help, points.collect()));
         }
     }

@@ -350,7 +350,13 @@ fn rps(r: f64) -> String {
 
 /// Two significant decimals at most, no trailing zeros.
 fn round_for_people(v: f64) -> String {
-    let s = if v >= 100.0 { format!("{v:.0}") } else if v >= 1.0 { format!("{v:.1}") } else { format!("{v:.2}") };
+    let s = if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
@@ -561,7 +567,12 @@ mod tests {
         assert_eq!(i.recovery_order, ["db", "api", "auth", "batch", "web"]);
         assert_eq!(
             i.recovery_steps,
-            vec![step(&["db"], false, 0), step(&["api", "auth"], true, 1), step(&["batch"], false, 1), step(&["web"], false, 2)]
+            vec![
+                step(&["db"], false, 0),
+                step(&["api", "auth"], true, 1),
+                step(&["batch"], false, 1),
+                step(&["web"], false, 2)
+            ]
         );
         assert_eq!(i.blast_radius_rps, 10.0);
         assert_eq!((i.root_cause_direction, i.suspects.len()), (Direction::None, 0));
@@ -575,7 +586,12 @@ mod tests {
         assert_eq!(i.recovery_order, ["cache", "db", "api", "auth", "web"]);
         assert_eq!(
             i.recovery_steps,
-            vec![step(&["cache"], false, 0), step(&["db"], false, 0), step(&["api", "auth"], true, 1), step(&["web"], false, 2)]
+            vec![
+                step(&["cache"], false, 0),
+                step(&["db"], false, 0),
+                step(&["api", "auth"], true, 1),
+                step(&["web"], false, 2)
+            ]
         );
     }
 
@@ -598,7 +614,10 @@ mod tests {
     fn a_failing_cycle_is_one_cause() {
         let v = view(EDGES, &["web", "api", "auth"]);
         let i = imp(&v, "web");
-        assert_eq!((i.root_cause_direction, i.suspects.clone()), (Direction::Downstream, vec!["api".into(), "auth".into()]));
+        assert_eq!(
+            (i.root_cause_direction, i.suspects.clone()),
+            (Direction::Downstream, vec!["api".into(), "auth".into()])
+        );
     }
 
     #[test]

@@ -241,8 +241,11 @@ impl SideCounters {
 
     fn add(&mut self, dropped: bool, k: &SideKey, now_ns: u64) {
         let full = self.len() >= self.max;
-        let (map, overflow) =
-            if dropped { (&mut self.dropped, &mut self.dropped_overflow) } else { (&mut self.unpaired, &mut self.unpaired_overflow) };
+        let (map, overflow) = if dropped {
+            (&mut self.dropped, &mut self.dropped_overflow)
+        } else {
+            (&mut self.unpaired, &mut self.unpaired_overflow)
+        };
         let c = match map.get_mut(k) {
             Some(c) => c,
             None if !full => map.entry(*k).or_insert(SideCount { value: 0.0, created_ns: now_ns, updated_ns: now_ns }),
@@ -358,7 +361,8 @@ impl SeriesTable {
                 };
                 self.inferred += usize::from(inferred);
                 let hasher = &self.hasher;
-                let entry = self.table.insert_unique(hash, Entry { key, values, inferred }, |x| hash_key(hasher, &x.key));
+                let entry =
+                    self.table.insert_unique(hash, Entry { key, values, inferred }, |x| hash_key(hasher, &x.key));
                 &mut entry.into_mut().values
             }
         };

@@ -276,7 +276,9 @@ fn a_new_series_reads_as_zero_for_the_hold_for_every_scraper() {
     // The OpenMetrics text says when each series began.
     let om = String::from_utf8(e.render(servicemap::Format::OpenMetrics, T0 + 70 * SEC)).unwrap();
     let created = |name: &str| {
-        om.lines().find_map(|l| l.strip_prefix(&format!("{name}_created{{client=\"a\",server=\"b\"}} "))).map(str::to_string)
+        om.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}_created{{client=\"a\",server=\"b\"}} ")))
+            .map(str::to_string)
     };
     assert_eq!(created("traces_service_graph_request").as_deref(), Some("1767225600"));
     assert_eq!(created("traces_service_graph_request_failed").as_deref(), Some("1767225640"));

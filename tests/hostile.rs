@@ -75,7 +75,9 @@ fn nested_key_value_lists_are_cut_the_same_way() {
     let peer = format!("{}\"...\"{}", "{\"k\":".repeat(32), "}".repeat(32));
     let got = scrape(&e, T0 + 60 * SEC);
     let server = peer.replace('"', "\\\"");
-    let key = format!("traces_service_graph_request_total{{client=\"a\",connection_type=\"virtual_node\",server=\"{server}\"}}");
+    let key = format!(
+        "traces_service_graph_request_total{{client=\"a\",connection_type=\"virtual_node\",server=\"{server}\"}}"
+    );
     assert_eq!(got.get(&key), Some(&1.0));
     assert_eq!(e.stats().values_truncated, 1);
 }
@@ -92,7 +94,10 @@ fn the_c_abi_takes_a_deep_batch_and_reports_the_cut() {
         assert_eq!(sm_engine_consume(engine, data.as_ptr(), data.len(), T0 + SEC, &mut msg), sm_status::Ok);
         assert!(msg.ptr.is_null());
         let mut out = sm_buf { ptr: std::ptr::null_mut(), len: 0 };
-        assert_eq!(sm_engine_render(engine, SM_FORMAT_STATS_JSON, T0 + SEC, &mut out, std::ptr::null_mut()), sm_status::Ok);
+        assert_eq!(
+            sm_engine_render(engine, SM_FORMAT_STATS_JSON, T0 + SEC, &mut out, std::ptr::null_mut()),
+            sm_status::Ok
+        );
         let stats: serde_json::Value = serde_json::from_slice(std::slice::from_raw_parts(out.ptr, out.len)).unwrap();
         assert_eq!(stats["values_truncated"], 1);
         assert_eq!(stats["batches_accepted"], 1);
@@ -124,7 +129,8 @@ fn the_command_line_tool_reads_a_deep_protobuf_file() {
 
 /// An OTLP/JSON document whose client resource is named by arrays `depth` deep.
 fn nested_json_document(depth: usize) -> String {
-    let value = format!("{}{{\"stringValue\":\"x\"}}{}", "{\"arrayValue\":{\"values\":[".repeat(depth), "]}}".repeat(depth));
+    let value =
+        format!("{}{{\"stringValue\":\"x\"}}{}", "{\"arrayValue\":{\"values\":[".repeat(depth), "]}}".repeat(depth));
     let id = |n: u8| format!("{:016x}", n);
     format!(
         r#"{{"resourceSpans":[
@@ -214,7 +220,10 @@ fn a_flood_of_unpaired_names_stays_within_every_cap_and_real_edges_still_count()
     let view = e.graph_view(now).unwrap();
     assert!(view.edges.iter().any(|x| x.client == "checkout" && x.server == "payment"));
     // The overflow is visible to a scraper.
-    assert_eq!(got.get("traces_service_graph_unpaired_spans_total{otel_metric_overflow=\"true\"}"), Some(&((junk - 50) as f64)));
+    assert_eq!(
+        got.get("traces_service_graph_unpaired_spans_total{otel_metric_overflow=\"true\"}"),
+        Some(&((junk - 50) as f64))
+    );
     assert_eq!(got.get("servicemap_overflow_total{option=\"max_series\"}"), Some(&((junk - 200) as f64)));
     assert_eq!(
         got.get("servicemap_overflow_total{option=\"max_graph_edges\"}"),
@@ -225,7 +234,8 @@ fn a_flood_of_unpaired_names_stays_within_every_cap_and_real_edges_still_count()
 #[test]
 fn a_flood_of_posted_edges_counts_against_the_map_caps() {
     let e = engine(r#"{"max_graph_nodes":100,"max_graph_edges":50}"#);
-    let lines: String = (0..5_000).map(|i| format!("{{\"client\":\"lb\",\"server\":\"s{i}\",\"count\":1}}\n")).collect();
+    let lines: String =
+        (0..5_000).map(|i| format!("{{\"client\":\"lb\",\"server\":\"s{i}\",\"count\":1}}\n")).collect();
     assert_eq!(e.observe_edges(lines.as_bytes(), T0).unwrap(), 5_000);
     let s = e.stats();
     assert!(s.graph_edges <= 50 && s.graph_nodes <= 100, "{s:?}");
@@ -246,10 +256,21 @@ fn the_c_abi_says_how_many_spans_a_full_store_dropped() {
         let mut engine = std::ptr::null_mut();
         assert_eq!(sm_engine_new(config.as_ptr(), config.len(), &mut engine, std::ptr::null_mut()), sm_status::Ok);
         let mut dropped = u64::MAX;
-        let status = sm_engine_consume_counted(engine, data.as_ptr(), data.len(), T0, &mut dropped, std::ptr::null_mut());
+        let status =
+            sm_engine_consume_counted(engine, data.as_ptr(), data.len(), T0, &mut dropped, std::ptr::null_mut());
         assert_eq!((status, dropped), (sm_status::Ok, 2));
         // NULL is allowed for the count; a rejected batch reports 0.
-        assert_eq!(sm_engine_consume_counted(engine, data.as_ptr(), data.len(), T0, std::ptr::null_mut(), std::ptr::null_mut()), sm_status::Ok);
+        assert_eq!(
+            sm_engine_consume_counted(
+                engine,
+                data.as_ptr(),
+                data.len(),
+                T0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut()
+            ),
+            sm_status::Ok
+        );
         let garbage = [0xffu8; 7];
         let mut msg = sm_buf { ptr: std::ptr::null_mut(), len: 0 };
         let status = sm_engine_consume_counted(engine, garbage.as_ptr(), garbage.len(), T0, &mut dropped, &mut msg);

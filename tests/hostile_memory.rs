@@ -49,18 +49,12 @@ fn peak_memory_plateaus_under_a_flood_of_unique_names() {
     // Both runs overflowed the unpaired budget into the one overflow counter.
     for (out, spans) in [(&out_small, 150_000), (&out_large, 600_000)] {
         let text = String::from_utf8_lossy(out);
-        let overflow: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("traces_service_graph_unpaired_spans_total{otel_metric_overflow=\"true\"} "))
-            .expect("overflow counter")
-            .parse()
-            .unwrap();
-        let dropped: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("traces_service_graph_dropped_spans_total{otel_metric_overflow=\"true\"} "))
-            .expect("overflow counter")
-            .parse()
-            .unwrap();
+        let overflow_of = |metric: &str| -> f64 {
+            let prefix = format!("{metric}{{otel_metric_overflow=\"true\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).expect("overflow counter").parse().unwrap()
+        };
+        let overflow = overflow_of("traces_service_graph_unpaired_spans_total");
+        let dropped = overflow_of("traces_service_graph_dropped_spans_total");
         // The store keeps 10,000 (Tempo's max_items) until the end; the rest
         // is dropped; 1,000 counters have names of their own.
         assert_eq!(overflow + dropped, (spans - 1_000) as f64, "{spans} spans");

@@ -149,7 +149,10 @@ fn impact_of_the_database() {
     assert!(strings(&i["dependencies"]).is_empty());
     assert_eq!(strings(&i["recovery_order"]), ["orders", "api", "auth", "batch", "web"]);
     assert_eq!(i["blast_radius_rps"].as_f64().unwrap(), 20.0 / 300.0);
-    assert_eq!((i["root_cause_direction"].as_str(), strings(&i["suspects"])), (Some("self"), vec!["orders".to_string()]));
+    assert_eq!(
+        (i["root_cause_direction"].as_str(), strings(&i["suspects"])),
+        (Some("self"), vec!["orders".to_string()])
+    );
     assert_eq!(
         strings(&i["evidence"]),
         ["orders: 90% of 0.07 req/s failed (objective: at most 1%), p99 5.6ms against 1s"]

@@ -269,7 +269,8 @@ fn run(args: &Args) -> Result<Vec<u8>, Failure> {
         Command::Metrics | Command::Graph => Ok(engine.render(args.format, feeder.now)),
         Command::Stats => Ok(engine.render(Format::StatsJson, feeder.now)),
         Command::Impact(service) => {
-            let impact = engine.impact(service, feeder.now).ok_or("the service map is disabled (config key `graph`)")?;
+            let impact =
+                engine.impact(service, feeder.now).ok_or("the service map is disabled (config key `graph`)")?;
             Ok(match args.impact_format {
                 ImpactFormat::Text => servicemap::export::impact_text(&impact).into_bytes(),
                 ImpactFormat::Json => {

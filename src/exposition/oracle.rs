@@ -310,7 +310,13 @@ pub(crate) mod tests {
             }
             list
         };
-        let mut overflow = [("max_series", 0), ("max_unpaired_series", 0), ("max_graph_nodes", 0), ("max_graph_edges", 0), ("max_history_entries", 0)];
+        let mut overflow = [
+            ("max_series", 0),
+            ("max_unpaired_series", 0),
+            ("max_graph_nodes", 0),
+            ("max_graph_edges", 0),
+            ("max_history_entries", 0),
+        ];
         if r.chance(20) {
             for (_, n) in overflow.iter_mut() {
                 *n = if r.chance(50) { 0 } else { r.below(1 << 20) as u64 };
@@ -370,15 +376,26 @@ pub(crate) mod tests {
             let created: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains("_created{")).collect();
             let failed = snap.edges.iter().filter(|e| e.values.has_failed()).count();
             let hists: usize = snap.edges.len() * 2
-                + if snap.messaging { snap.edges.iter().filter(|e| e.values.has_messaging() && e.values.messaging.is_some()).count() } else { 0 };
+                + if snap.messaging {
+                    snap.edges.iter().filter(|e| e.values.has_messaging() && e.values.messaging.is_some()).count()
+                } else {
+                    0
+                };
             let overflow = snap.overflow.iter().filter(|(_, n)| *n > 0).count();
-            assert_eq!(created.len(), snap.edges.len() + failed + hists + snap.unpaired.len() + snap.dropped.len() + overflow);
+            assert_eq!(
+                created.len(),
+                snap.edges.len() + failed + hists + snap.unpaired.len() + snap.dropped.len() + overflow
+            );
             for i in created {
                 let (series, ts) = lines[i].rsplit_once(' ').unwrap();
                 let (name, labels) = series.split_once('{').unwrap();
                 let family = name.strip_suffix("_created").unwrap();
                 let before = lines[i - 1];
-                assert!(before.starts_with(family) && before.contains(&labels[..labels.len() - 1]), "{before} / {}", lines[i]);
+                assert!(
+                    before.starts_with(family) && before.contains(&labels[..labels.len() - 1]),
+                    "{before} / {}",
+                    lines[i]
+                );
                 assert!(ts.parse::<f64>().is_ok() && !ts.ends_with('.') && !ts.contains('e'), "{ts}");
             }
         }
@@ -393,7 +410,8 @@ pub(crate) mod tests {
         e.values.failed_since_ns = 1_767_225_601_000_000_000;
         let text = render(&snap, true);
         assert!(text.contains("traces_service_graph_request_created{"), "{text}");
-        let ts: Vec<&str> = text.lines().filter(|l| l.contains("_created{")).map(|l| l.rsplit_once(' ').unwrap().1).collect();
+        let ts: Vec<&str> =
+            text.lines().filter(|l| l.contains("_created{")).map(|l| l.rsplit_once(' ').unwrap().1).collect();
         assert_eq!(ts[0], "1767225600.12");
         assert_eq!(ts[1], "1767225601");
     }

@@ -105,7 +105,12 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
     let attrs: Vec<Vec<KeyValue>> = snap.edges.iter().map(|e| edge_attributes(snap, e)).collect();
     let mut metrics = Vec::new();
     if !snap.edges.is_empty() {
-        let total = snap.edges.iter().zip(&attrs).map(|(e, a)| p.number(a.clone(), e.values.request, e.values.created_ns)).collect();
+        let total = snap
+            .edges
+            .iter()
+            .zip(&attrs)
+            .map(|(e, a)| p.number(a.clone(), e.values.request, e.values.created_ns))
+            .collect();
         metrics.push(sum(&format!("{REQUEST}_total"), REQUEST_HELP, total));
     }
     let failed: Vec<_> = snap
@@ -126,8 +131,12 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
         let pick: [(&str, &str, Pick); 2] =
             [(SERVER, SERVER_HELP, |e| &e.values.server), (CLIENT, CLIENT_HELP, |e| &e.values.client)];
         for (name, help, get) in pick {
-            let points =
-                snap.edges.iter().zip(&attrs).map(|(e, a)| p.histogram(a.clone(), &snap.bounds, get(e), e.values.created_ns)).collect();
+            let points = snap
+                .edges
+                .iter()
+                .zip(&attrs)
+                .map(|(e, a)| p.histogram(a.clone(), &snap.bounds, get(e), e.values.created_ns))
+                .collect();
             metrics.push(histogram(name, help, points));
         }
     }
