@@ -66,7 +66,8 @@ func createDefaultConfig() *Config {
 	httpCfg.TLS = configoptional.None[configtls.ServerConfig]()
 	httpCfg.WriteTimeout = 0
 	httpCfg.ReadHeaderTimeout = 0
-	httpCfg.IdleTimeout = 0
+	// No idle timeout, as the OTLP receiver (IdleTimeout is deprecated for Keepalive).
+	httpCfg.Keepalive = configoptional.Some(confighttp.KeepaliveServerConfig{})
 
 	return &Config{
 		Protocols: Protocols{
