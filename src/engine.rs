@@ -180,15 +180,6 @@ struct ResourceFacts<'a> {
     values: [Option<AttrValue<'a>>; 6],
 }
 
-/// How many of a batch's kept attribute values nest deeper than their
-/// string form follows ([`AttrValue::is_too_deep`]): only arrays and maps
-/// are looked at, and those are rare.
-fn values_too_deep(batch: &Batch<'_>) -> u64 {
-    // Resource values, `service.name` included, are kept with the spans'.
-    let nested = |v: &AttrValue<'_>| matches!(v, AttrValue::Array(_) | AttrValue::KvList(_)) && v.is_too_deep();
-    batch.values.iter().filter(|(_, v)| nested(v)).count() as u64
-}
-
 /// Fact values as bytes to compare with the last ones seen: strings as they
 /// are, other values as their label.
 fn raw_facts(values: &[Option<AttrValue<'_>>; 6], es6: bool, out: &mut Vec<u8>) {
@@ -511,10 +502,6 @@ impl Engine {
                 facts.push(ResourceFacts { service, values });
             }
         }
-        let truncated = values_too_deep(batch);
-        if truncated > 0 {
-            self.counters.values_truncated.fetch_add(truncated, Relaxed);
-        }
         let mut protocols = ProtocolCache::default();
         let d = self.dims_per_side();
         for span in &batch.spans {
@@ -561,6 +548,9 @@ impl Engine {
             let span_id = if client_side { span.span_id } else { span.parent_span_id };
             out.push(Prepared { side, key: Key { trace_id: span.trace_id, span_id }, dims_at, linked: false });
         }
+        if r.truncated > 0 {
+            self.counters.values_truncated.fetch_add(r.truncated, Relaxed);
+        }
         out
     }
 
@@ -591,7 +581,11 @@ impl Engine {
     }
 
     /// An attribute value as a label, in the preset's number format.
+    /// A value nested past the limit is cut, and counted.
     fn label<'a>(&self, v: &AttrValue<'a>) -> std::borrow::Cow<'a, str> {
+        if v.is_too_deep() {
+            self.counters.values_truncated.fetch_add(1, Relaxed);
+        }
         v.to_label(self.es6())
     }
 

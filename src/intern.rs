@@ -97,11 +97,14 @@ pub struct Resolver<'a> {
     lock: &'a RwLock<Interner>,
     guard: Option<RwLockReadGuard<'a, Interner>>,
     max_len: usize,
+    /// Values whose string form was cut at the nesting limit, for the
+    /// self-report's `values_truncated`.
+    pub truncated: u64,
 }
 
 impl<'a> Resolver<'a> {
     pub fn new(lock: &'a RwLock<Interner>, max_len: usize) -> Self {
-        Resolver { lock, guard: Some(lock.read().unwrap_or_else(|p| p.into_inner())), max_len }
+        Resolver { lock, guard: Some(lock.read().unwrap_or_else(|p| p.into_inner())), max_len, truncated: 0 }
     }
 
     #[inline]
@@ -134,6 +137,8 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
+        // Not a string held already: the slow path, where nested values are.
+        self.truncated += u64::from(v.is_too_deep());
         self.id(&v.to_label(es6))
     }
 }
