@@ -389,11 +389,18 @@ impl Writer {
         o.push_str(open);
         o.push_str(labels);
         o.push_str(itoa::Buffer::new().format(ns / 1_000_000_000));
-        let frac = ns % 1_000_000_000;
+        let (mut frac, mut width) = (ns % 1_000_000_000, 9);
         if frac != 0 {
-            let digits = format!("{frac:09}");
+            // Nine digits of nanoseconds, the trailing zeros left out.
+            while frac % 10 == 0 {
+                frac /= 10;
+                width -= 1;
+            }
+            let mut buf = itoa::Buffer::new();
+            let digits = buf.format(frac);
             o.push('.');
-            o.push_str(digits.trim_end_matches('0'));
+            o.extend(std::iter::repeat_n('0', width - digits.len()));
+            o.push_str(digits);
         }
         o.push('\n');
     }
