@@ -19,20 +19,27 @@ DEMO_DURATION ?= 10m
 # archive's checksum changes the cache key of every cgo package instead.
 CGO_ENV = CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -DSERVICEMAP_LIB_SHA256=$$(sha256sum $(CURDIR)/$(RUST_LIB) | cut -c1-16)"
 
-.PHONY: help build rust collector test test-rust test-go test-go-latest test-e2e demo bench setup-test clean
+.PHONY: help build rust header collector test test-rust test-go test-go-latest test-e2e demo bench setup-test clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 build: rust collector ## Build the Rust library, the CLI and bin/otelcol-servicemap
 
-rust: ## Build the Rust static library, shared library and CLI (release)
-	$(CARGO) build --release --locked
+# The CLI needs the `cli` feature (OTLP/JSON); the libraries are built
+# without it, last, so target/release/libservicemap.{a,so} hold only what the
+# collector path uses.
+rust: ## Build the CLI (target/release/servicemap), then the static and shared libraries (release)
+	$(CARGO) build --release --locked --features cli --bin servicemap
+	$(CARGO) build --release --locked --lib
+
+header: ## Regenerate include/servicemap.h from the sources (the header test fails until it matches)
+	SERVICEMAP_BLESS_HEADER=1 $(CARGO) test --release --locked --test header
 
 test: test-rust test-go test-conformance test-e2e ## Run every test (what CI runs)
 
 test-rust: rust ## Rust unit and integration tests, the C ABI test, the header check
-	$(CARGO) test --release --locked
+	$(CARGO) test --release --locked --features cli
 
 $(BUILDER):
 	mkdir -p $(TOOLS_BIN)
@@ -155,13 +162,12 @@ bench-collector: rust ## Whole collector, contrib's connector vs servicemap: CPU
 # Fuzzing: cargo-fuzz (libFuzzer) targets in fuzz/, a workspace of its own so
 # `make test` never builds them. See FUZZING.md. cargo-fuzz needs nightly
 # flags (-Zsanitizer=address); RUSTC_BOOTSTRAP=1 lets the stable toolchain
-# take them. SERVICEMAP_NO_HEADER_UPDATE keeps these builds from rewriting
-# include/servicemap.h. Every target is built once, then the built binaries
+# take them. Every target is built once, then the built binaries
 # run one after the other, FUZZ_SECONDS each: a source change during the runs
 # neither rebuilds nor breaks them, and a build error is reported as one.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := otlp_proto otlp_structured otlp_json config edges ffi
-FUZZ_ENV := RUSTC_BOOTSTRAP=1 SERVICEMAP_NO_HEADER_UPDATE=1
+FUZZ_ENV := RUSTC_BOOTSTRAP=1
 CARGO_FUZZ = $(FUZZ_ENV) $(CARGO) fuzz
 FUZZ_BIN = fuzz/target/$(shell rustc -vV | sed -n 's/^host: //p')/release
 # libFuzzer flags for every run (FUZZ_ARGS adds more): a unit slower than 60 s
@@ -181,7 +187,7 @@ fuzz-build: fuzz-tools ## Build every fuzz target (ASan, coverage) without runni
 	$(CARGO_FUZZ) build --fuzz-dir fuzz
 
 fuzz-seeds: ## Fill fuzz/corpus/TARGET/ with seeds from tests/fixtures and fuzz/seeds
-	SERVICEMAP_NO_HEADER_UPDATE=1 $(CARGO) run --quiet --manifest-path fuzz/seedgen/Cargo.toml -- tests/fixtures fuzz/seeds fuzz/corpus
+	$(CARGO) run --quiet --manifest-path fuzz/seedgen/Cargo.toml -- tests/fixtures fuzz/seeds fuzz/corpus
 
 fuzz: fuzz-build fuzz-seeds ## Run each fuzz target (otlp_proto otlp_structured otlp_json config edges ffi) for FUZZ_SECONDS (60); fails on a crash
 	@failed=""; for t in $(FUZZ_TARGETS); do \

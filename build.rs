@@ -1,6 +1,9 @@
-//! Generates `include/servicemap.h` from the `extern "C"` items in `src/ffi.rs`
-//! (and the public constants and types cbindgen finds in the crate).
-//! The header is committed; `tests/header.rs` fails when it is stale.
+//! Generates the C header from the `extern "C"` items in `src/ffi/` (and the
+//! public constants and types cbindgen finds in the crate) into `OUT_DIR`.
+//!
+//! The committed `include/servicemap.h` is a checked copy, never rewritten by
+//! a build: `tests/header.rs` fails when the two differ, and `make header`
+//! copies the generated one over it.
 
 use std::path::PathBuf;
 
@@ -18,12 +21,4 @@ fn main() {
         .generate()
         .expect("generate the C header")
         .write_to_file(&out);
-    // Keep the committed copy current when building from a work tree.
-    if std::env::var_os("SERVICEMAP_NO_HEADER_UPDATE").is_none() {
-        let committed = crate_dir.join("include/servicemap.h");
-        let fresh = std::fs::read(&out).expect("read generated header");
-        if std::fs::read(&committed).ok().as_deref() != Some(&fresh[..]) {
-            std::fs::write(&committed, &fresh).expect("write include/servicemap.h");
-        }
-    }
 }

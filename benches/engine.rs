@@ -6,7 +6,7 @@
 mod workload;
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use servicemap::attributes::KeySet;
+use servicemap::wire::KeySet;
 use servicemap::wire::{self, Batch};
 use servicemap::{Engine, Format};
 use std::hint::black_box;

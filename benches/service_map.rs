@@ -66,9 +66,9 @@ fn queries(c: &mut Criterion) {
     g.bench_function("impact", |b| {
         b.iter(|| black_box(engine.query(br#"{"query":"impact","service":"svc-5-17"}"#, NOW).unwrap()))
     });
-    let (history, catalog) = (servicemap::history::History::new(1, 1), servicemap::catalog::Catalog::default());
+    let (history, catalog) = (servicemap::map::History::new(1, 1), servicemap::map::Catalog::default());
     g.bench_function("impact_on_view", |b| {
-        b.iter(|| black_box(servicemap::query::impact(&v, &history, &catalog, "svc-5-17")))
+        b.iter(|| black_box(servicemap::map::impact(&v, &history, &catalog, "svc-5-17")))
     });
     g.bench_function("graph_json", |b| b.iter(|| black_box(engine.render(Format::GraphJson, NOW))));
     g.bench_function("root_causes", |b| {

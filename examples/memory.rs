@@ -15,10 +15,10 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
 use prost::Message;
-use servicemap::corpus::Rng;
-use servicemap::edge::HalfEdge;
-use servicemap::store::Store;
+use servicemap::pairing::HalfEdge;
+use servicemap::pairing::Store;
 use servicemap::{Compat, Config, Engine};
+use servicemap_testkit::Rng;
 use std::time::Duration;
 
 const SERVICES: u64 = 20;

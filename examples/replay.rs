@@ -14,7 +14,7 @@
 #[path = "../benches/workload/mod.rs"]
 mod workload;
 
-use servicemap::attributes::KeySet;
+use servicemap::wire::KeySet;
 use servicemap::wire::{self, Batch};
 use servicemap::{Engine, Format};
 use std::time::Instant;

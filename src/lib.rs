@@ -1,34 +1,30 @@
 //! servicemap: builds a service graph from OpenTelemetry traces.
 //!
-//! Spans arrive as OTLP protobuf batches ([`wire`] reads only what pairing
-//! needs), the two sides of each request meet in a bounded [`store`] as
-//! [`edge`]s, completed edges feed [`series`], and [`exposition`] and
-//! [`otlp_metrics`] render them the way Grafana Tempo and the collector-contrib
-//! `servicegraph` connector do. The same edges feed the live service map
-//! ([`graph`], with [`catalog`] SLOs, [`query`] incident questions, [`history`]
-//! and [`export`]). [`Engine`] ties these together; [`ffi`] exposes it through
-//! a C ABI.
+//! A batch of OTLP spans goes down through the stages, each a module:
+//! [`wire`] reads the bytes (borrowing, nothing allocated per span),
+//! `pairing` lets the two sides of each request meet in a bounded store,
+//! `series` counts the completed edges, `exposition` renders the counts the
+//! way Grafana Tempo and the collector-contrib `servicegraph` connector do,
+//! and [`map`] keeps the live service map and answers incident questions
+//! over it. [`Engine`] wires the stages together; [`ffi`] exposes it
+//! through a C ABI, the one panic boundary.
+//!
+//! The public surface is [`Engine`] with its [`Config`], the C ABI, the map's
+//! queries, and the wire reader (public so that its cost alone can be
+//! benchmarked). Everything else is private to the crate.
 
-pub mod attributes;
-pub mod catalog;
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod config;
-pub mod corpus;
-pub mod edge;
-pub mod engine;
+mod engine;
 pub mod error;
-pub mod export;
-pub mod exposition;
+mod exposition;
 pub mod ffi;
-pub mod graph;
-pub mod history;
-pub mod intern;
-pub mod otlp_json;
-pub mod otlp_metrics;
-pub mod query;
-pub mod series;
-pub mod store;
+pub mod map;
+pub mod pairing;
+mod series;
 pub mod wire;
 
-pub use config::{Compat, Config};
-pub use engine::{Engine, Format, Stats};
+pub use config::{Compat, Config, sanitize_label};
+pub use engine::{ConsumeSummary, Engine, Format, Overflow, Stats};
 pub use error::{DecodeError, Error};

@@ -44,7 +44,7 @@ fn scratch(name: &str, bytes: &[u8]) -> String {
 fn protobuf_line(n: usize) -> Vec<u8> {
     let data = std::fs::read(fixture("pair.jsonl")).unwrap();
     let batch =
-        servicemap::otlp_json::batches(&data, servicemap::otlp_json::Layout::Lines).nth(n - 1).unwrap().unwrap();
+        servicemap::wire::json::batches(&data, servicemap::wire::json::Layout::Lines).nth(n - 1).unwrap().unwrap();
     batch.encode_to_vec()
 }
 
@@ -439,7 +439,7 @@ fn protobuf_without_spans_says_what_it_holds() {
     // Field 2, a varint: not a field of ExportTraceServiceRequest, so skipped.
     let nothing = scratch("unknown-field.pb", &[0x10, 0x01]);
     let doc = br#"{"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "idle"}}]}}]}"#;
-    let idle = servicemap::otlp_json::parse_document(doc).unwrap().encode_to_vec();
+    let idle = servicemap::wire::json::parse_document(doc).unwrap().encode_to_vec();
     let idle = scratch("idle.pb", &idle);
     let o = servicemap(&["metrics", &nothing, &idle]);
     assert_eq!(o.status.code(), Some(NO_SPANS));

@@ -257,7 +257,7 @@ fn catalog_slos_decide_health() {
     e.consume(&g.batch(), T0).unwrap();
     let v = e.graph_view(T0).unwrap();
     // 80 % errors is under the 90 % budget but over 80 % of it.
-    assert_eq!(v.edges[0].health, servicemap::graph::Health::Yellow);
+    assert_eq!(v.edges[0].health, servicemap::map::Health::Yellow);
     assert_eq!(v.edges[0].reason, "error rate 80.00% near the budget 90.00%");
     assert_eq!(v.node("orders").unwrap().tier, "0");
     assert_eq!(v.node("orders").unwrap().facts.owner, "dba");

@@ -16,8 +16,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
 use prost::Message;
-use servicemap::corpus::Corpus;
 use servicemap::{Compat, Config, Engine};
+use servicemap_testkit::Corpus;
 
 pub const SPANS_PER_BATCH: usize = 1000;
 pub const BATCH_INTERVAL_NS: u64 = 20_000_000;

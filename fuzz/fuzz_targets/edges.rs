@@ -4,7 +4,7 @@
 //! then the map renders and answers queries about the services it named.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use servicemap::graph::parse_edge_lines;
+use servicemap::map::parse_edge_lines;
 use servicemap_fuzz::{NOW, check, engine_for};
 
 fuzz_target!(|data: &[u8]| {

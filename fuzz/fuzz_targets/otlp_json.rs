@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use servicemap::otlp_json::{JsonError, Layout, batches, parse_document};
+use servicemap::wire::json::{JsonError, Layout, batches, parse_document};
 use servicemap_fuzz::{NOW, check, engine_for};
 
 /// Spans in the request, and whether the engine's reader must accept it.

@@ -14,7 +14,7 @@ const OWN_LABELS: &[&str] = &["client", "server", "connection_type", "failed", "
 /// the rule, checked against every configuration it accepts.
 pub fn label_clash(config: &Config) -> bool {
     let mut names: Vec<String> =
-        config.dimension_labels().iter().map(|n| servicemap::engine::sanitize_label(n)).collect();
+        config.dimension_labels().iter().map(|n| servicemap::sanitize_label(n)).collect();
     if names.iter().any(|n| OWN_LABELS.contains(&n.as_str())) {
         return true;
     }

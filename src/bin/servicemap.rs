@@ -3,9 +3,9 @@
 
 use prost::Message;
 use serde_json::Value;
-use servicemap::attributes::KeySet;
-use servicemap::otlp_json::{self, Layout};
 use servicemap::wire;
+use servicemap::wire::KeySet;
+use servicemap::wire::json::{self as otlp_json, Layout};
 use servicemap::{Config, Engine, Format};
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -272,10 +272,9 @@ fn run(args: &Args) -> Result<Vec<u8>, Failure> {
             let impact =
                 engine.impact(service, feeder.now).ok_or("the service map is disabled (config key `graph`)")?;
             Ok(match args.impact_format {
-                ImpactFormat::Text => servicemap::export::impact_text(&impact).into_bytes(),
+                ImpactFormat::Text => servicemap::map::impact_text(&impact).into_bytes(),
                 ImpactFormat::Json => {
-                    let mut out =
-                        serde_json::to_vec_pretty(&servicemap::export::impact_json(&impact)).unwrap_or_default();
+                    let mut out = serde_json::to_vec_pretty(&servicemap::map::impact_json(&impact)).unwrap_or_default();
                     out.push(b'\n');
                     out
                 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use prost::Message;
-use servicemap::otlp_json::{self, Layout};
+use servicemap::wire::json::{self as otlp_json, Layout};
 use servicemap::{Config, Engine, Format};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

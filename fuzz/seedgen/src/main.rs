@@ -17,7 +17,7 @@ mod generate;
 
 use generate::*;
 use prost::Message;
-use servicemap::otlp_json::{Layout, batches};
+use servicemap::wire::json::{Layout, batches};
 use std::path::{Path, PathBuf};
 
 fn put(dir: &Path, data: &[u8]) {

@@ -1,0 +1,295 @@
+//! Reading a batch and preparing its spans: the attribute values each span
+//! needs become interned ids, its side of the edge and its pairing key.
+
+use super::*;
+
+/// A resource's service id and its fact attributes as read: version, the
+/// two spellings of the environment, namespace, Kubernetes namespace, owner.
+/// They become strings only when they differ from what the map last saw.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ResourceFacts<'a> {
+    pub(super) service: u32,
+    pub(super) values: [Option<AttrValue<'a>>; 6],
+}
+
+/// The protocol values of one batch resolved so far, by their bytes.
+#[derive(Default)]
+pub(super) struct ProtocolCache<'a> {
+    pub(super) values: Vec<(&'a [u8], u32)>,
+    pub(super) http: Option<u32>,
+}
+
+impl ProtocolCache<'_> {
+    const MAX: usize = 16;
+}
+
+/// A span ready to pair: its side, the key it pairs on, its dimension values.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Prepared {
+    pub(super) side: SideWrite,
+    pub(super) key: Key,
+    pub(super) dims_at: u32,
+    /// Pairs with the producer named by a span link, not with its parent.
+    pub(super) linked: bool,
+}
+
+impl Engine {
+    /// Feeds one OTLP traces batch. A malformed batch is rejected whole:
+    /// nothing from it is applied and it is counted.
+    pub fn consume(&self, data: &[u8], now_ns: u64) -> Result<ConsumeSummary, Error> {
+        let _ids = self.ids.read().unwrap_or_else(|p| p.into_inner());
+        self.note_now(now_ns);
+        let mut batch = Batch::default();
+        let read = if data.len() > self.config.max_batch_bytes {
+            Err(DecodeError {
+                offset: 0,
+                path: "ExportTraceServiceRequest",
+                reason: "batch is larger than max_batch_bytes",
+            })
+        } else {
+            wire::read_batch(data, &self.keys, &mut batch)
+        };
+        if let Err(e) = read {
+            self.counters.batches_rejected.fetch_add(1, Relaxed);
+            return Err(e.into());
+        }
+        let c = &self.counters;
+        c.batches_accepted.fetch_add(1, Relaxed);
+        c.spans_received.fetch_add(batch.spans.len() as u64 + batch.ignored_spans + batch.unnamed_spans, Relaxed);
+        c.spans_ignored.fetch_add(batch.ignored_spans, Relaxed);
+        c.spans_unnamed.fetch_add(batch.unnamed_spans, Relaxed);
+
+        let mut dims = Vec::new();
+        let mut facts = Vec::new();
+        let prepared = self.prepare(&batch, &mut dims, &mut facts);
+
+        // Route to shards: a counting sort of the prepared spans by shard.
+        let n = self.shards.len();
+        let mut starts = vec![0u32; n + 1];
+        let shard_of = |p: &Prepared| shard_index(&p.key, n);
+        for p in &prepared {
+            starts[shard_of(p) + 1] += 1;
+        }
+        for i in 0..n {
+            starts[i + 1] += starts[i];
+        }
+        let mut order = vec![0u32; prepared.len()];
+        let mut fill = starts.clone();
+        for (i, p) in prepared.iter().enumerate() {
+            let s = shard_of(p);
+            order[fill[s] as usize] = i as u32;
+            fill[s] += 1;
+        }
+
+        let mut tally = Tally::default();
+        // About one edge per two spans; sized once rather than grown.
+        let mut events = Events::default();
+        events.edges.reserve(prepared.len() / 2 + 16);
+        events.dims.reserve((prepared.len() / 2 + 16) * self.dims_per_side() * 2);
+        // A shard another call holds is taken after the others: calls from
+        // several threads then overtake each other instead of queueing shard
+        // by shard behind the first one.
+        let mut busy = Vec::new();
+        for s in 0..n {
+            let (a, b) = (starts[s] as usize, starts[s + 1] as usize);
+            if a == b {
+                continue;
+            }
+            let Some(shard) = try_lock(&self.shards[s]) else {
+                busy.push(s);
+                continue;
+            };
+            self.pair_all(shard, &order[a..b], &prepared, &dims, now_ns, &mut tally, &mut events);
+        }
+        for s in busy {
+            let (a, b) = (starts[s] as usize, starts[s + 1] as usize);
+            self.pair_all(lock(&self.shards[s]), &order[a..b], &prepared, &dims, now_ns, &mut tally, &mut events);
+        }
+        self.count(&events, &facts, now_ns);
+        self.add_tally(&tally);
+        drop(_ids);
+        // A flood of distinct names between two expiries must not grow the
+        // interner: it is compacted as soon as it is due, not only on expiry.
+        self.compact_interner_if_due();
+        Ok(ConsumeSummary { spans: prepared.len() as u64, dropped: tally.dropped })
+    }
+
+    /// Step 3 for one shard's spans of a call, under its lock.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn pair_all(
+        &self,
+        mut shard: MutexGuard<'_, Shard>,
+        order: &[u32],
+        prepared: &[Prepared],
+        dims: &[u32],
+        now_ns: u64,
+        tally: &mut Tally,
+        events: &mut Events,
+    ) {
+        tally.shard_base = shard.store.len();
+        tally.waiting_base = self.waiting.load(Relaxed);
+        for &i in order {
+            self.pair(&mut shard, &prepared[i as usize], dims, now_ns, tally, events);
+        }
+        self.settle_waiting(tally.shard_base, shard.store.len());
+    }
+
+    /// Step 2: resolves each pairing span's strings to ids.
+    pub(super) fn prepare<'a>(
+        &self,
+        batch: &Batch<'a>,
+        dims: &mut Vec<u32>,
+        facts: &mut Vec<ResourceFacts<'a>>,
+    ) -> Vec<Prepared> {
+        let mut out = Vec::with_capacity(batch.spans.len());
+        let mut r = Resolver::new(&self.interner, self.config.max_label_value_length);
+        let services: Vec<u32> =
+            batch.resources.iter().map(|res| res.service.map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY)).collect();
+        if self.graph.is_some() {
+            let ks = &self.keys;
+            for (i, &service) in services.iter().enumerate().filter(|(_, s)| **s != EMPTY) {
+                let v = |k: usize| batch.resource_value(i as u32, k);
+                let values = [
+                    v(ks.version),
+                    v(ks.environment[0]),
+                    v(ks.environment[1]),
+                    v(ks.namespace),
+                    v(ks.k8s_namespace),
+                    v(ks.owner),
+                ];
+                facts.push(ResourceFacts { service, values });
+            }
+        }
+        let mut protocols = ProtocolCache::default();
+        let d = self.dims_per_side();
+        for span in &batch.spans {
+            let client_side = matches!(span.kind, SpanKind::Client | SpanKind::Producer);
+            let dims_at = dims.len() as u32;
+            for &k in &self.keys.dimensions {
+                let v = self.lookup(batch, span, k);
+                dims.push(v.map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY));
+            }
+            debug_assert_eq!(dims.len() - dims_at as usize, d);
+            let peer = if client_side || self.config.peer_attributes_on_server_spans {
+                self.keys
+                    .peer
+                    .iter()
+                    .find_map(|&k| batch.span_value(span, k))
+                    .map(|v| r.value(&v, self.es6()))
+                    .unwrap_or(EMPTY)
+            } else {
+                EMPTY
+            };
+            let database = if client_side { self.database_name(batch, span, &mut r) } else { None };
+            let protocol =
+                if self.graph.is_some() { self.protocol(batch, span, &mut r, &mut protocols) } else { EMPTY };
+            let side = SideWrite {
+                kind: span.kind,
+                service: services[span.resource as usize],
+                start_ns: span.start_ns,
+                end_ns: span.end_ns,
+                error: span.error,
+                multiplier: self.multiplier(batch, span),
+                peer,
+                database,
+                root: !client_side && !span.has_parent,
+                protocol,
+            };
+            let links = batch.span_links(span);
+            if self.config.span_links && span.kind == SpanKind::Consumer && !links.is_empty() {
+                for l in links {
+                    let key = Key { trace_id: l.trace_id, span_id: l.span_id };
+                    out.push(Prepared { side: SideWrite { root: false, ..side }, key, dims_at, linked: true });
+                }
+                continue;
+            }
+            let span_id = if client_side { span.span_id } else { span.parent_span_id };
+            out.push(Prepared { side, key: Key { trace_id: span.trace_id, span_id }, dims_at, linked: false });
+        }
+        if r.truncated > 0 {
+            self.counters.values_truncated.fetch_add(r.truncated, Relaxed);
+        }
+        out
+    }
+
+    /// Resource first, then span, as both peers look up dimensions.
+    pub(super) fn lookup<'a>(&self, batch: &Batch<'a>, span: &SpanRec, k: usize) -> Option<AttrValue<'a>> {
+        batch.resource_value(span.resource, k).or_else(|| batch.span_value(span, k))
+    }
+
+    /// The id of the database node's name if this client span is a database call.
+    pub(super) fn database_name(&self, batch: &Batch<'_>, span: &SpanRec, r: &mut Resolver<'_>) -> Option<u32> {
+        let db = self.keys.database.iter().find_map(|&k| self.lookup(batch, span, k))?;
+        if self.config.database_naming == DatabaseNaming::AttributeValue {
+            return Some(r.value(&db, self.es6()));
+        }
+        let ks = &self.keys;
+        if let Some(v) =
+            self.lookup(batch, span, ks.peer_service).or_else(|| self.lookup(batch, span, ks.server_address))
+        {
+            return Some(r.value(&v, self.es6()));
+        }
+        if let Some(addr) = self.lookup(batch, span, ks.network_peer_address) {
+            return Some(match self.lookup(batch, span, ks.network_peer_port) {
+                Some(port) => r.id(&format!("{}:{}", self.label(&addr), self.label(&port))),
+                None => r.value(&addr, self.es6()),
+            });
+        }
+        Some(r.value(&db, self.es6()))
+    }
+
+    /// An attribute value as a label, in the preset's number format.
+    /// A value nested past the limit is cut, and counted.
+    pub(super) fn label<'a>(&self, v: &AttrValue<'a>) -> std::borrow::Cow<'a, str> {
+        if v.is_too_deep() {
+            self.counters.values_truncated.fetch_add(1, Relaxed);
+        }
+        v.to_label(self.es6())
+    }
+
+    /// Whether doubles are written as contrib writes them (see [`AttrValue::to_label`]).
+    pub(super) fn es6(&self) -> bool {
+        self.config.compat == crate::config::Compat::Contrib
+    }
+
+    /// The protocol an edge speaks, from the span's attributes. The few
+    /// distinct values of a batch are resolved once each, by their bytes.
+    pub(super) fn protocol<'a>(
+        &self,
+        batch: &Batch<'a>,
+        span: &SpanRec,
+        r: &mut Resolver<'_>,
+        cache: &mut ProtocolCache<'a>,
+    ) -> u32 {
+        let ks = &self.keys;
+        if let Some(v) = (span.mask & ks.protocol_mask != 0)
+            .then(|| ks.protocol.iter().find_map(|&k| batch.span_value(span, k)))
+            .flatten()
+        {
+            let AttrValue::Str(b) = v else { return r.value(&v, self.es6()) };
+            if let Some(&(_, id)) = cache.values.iter().find(|(k, _)| crate::wire::attributes::bytes_eq(k, b)) {
+                return id;
+            }
+            let id = r.value(&v, self.es6());
+            if cache.values.len() < ProtocolCache::MAX {
+                cache.values.push((b, id));
+            }
+            return id;
+        }
+        if ks.http.iter().any(|&k| batch.span_has(span, k)) {
+            return *cache.http.get_or_insert_with(|| r.id("http"));
+        }
+        EMPTY
+    }
+
+    /// `1/ratio` from the span multiplier attribute (span first, then resource).
+    pub(super) fn multiplier(&self, batch: &Batch<'_>, span: &SpanRec) -> f64 {
+        let Some(k) = self.keys.multiplier else { return 1.0 };
+        batch
+            .span_value(span, k)
+            .and_then(|v| v.as_positive_double())
+            .or_else(|| batch.resource_value(span.resource, k).and_then(|v| v.as_positive_double()))
+            .map(|ratio| 1.0 / ratio)
+            .unwrap_or(1.0)
+    }
+}

@@ -1,0 +1,308 @@
+//! Pairing in a shard: a span's side meets the other side waiting in the
+//! store, or waits for it; what waits too long expires by the preset's rules.
+
+use super::*;
+
+impl Engine {
+    /// Step 3 for one span, under its shard's lock.
+    pub(super) fn pair(
+        &self,
+        shard: &mut Shard,
+        p: &Prepared,
+        dims: &[u32],
+        now_ns: u64,
+        t: &mut Tally,
+        ev: &mut Events,
+    ) {
+        let d = self.dims_per_side();
+        let side_dims = &dims[p.dims_at as usize..p.dims_at as usize + d];
+        let client_side = p.side.is_client_side();
+        let hash = shard.store.hash(&p.key);
+        let found = shard.store.find(hash, &p.key);
+
+        if p.linked {
+            let producer = found.filter(|&s| shard.store.get(s).seen_client);
+            let mut e = HalfEdge::default();
+            e.write(&p.side);
+            if let Some(slot) = producer {
+                let prod = *shard.store.get(slot);
+                e.take_client_from(&prod);
+                shard.store.get_mut(slot).matched = true;
+                let client_dims = slot_dims(&shard.dims, slot, d, false);
+                self.emit(&e, client_dims, side_dims, Virtual::None, ev);
+                t.edges_new += 1;
+                t.completed += 1;
+                return;
+            }
+            let seen = side_key(&e);
+            if let Some(slot) = self.insert(shard, hash, p.key, e, now_ns, false, t, ev) {
+                t.edges_new += 1;
+                write_slot_dims(&mut shard.dims, slot, d, true, side_dims);
+                shard.pending.entry(p.key).or_default().push(slot);
+            } else {
+                t.dropped += 1;
+                ev.dropped.push(seen);
+            }
+            return;
+        }
+
+        let slot = match found {
+            Some(slot) => {
+                shard.store.get_mut(slot).write(&p.side);
+                write_slot_dims(&mut shard.dims, slot, d, !client_side, side_dims);
+                slot
+            }
+            None => {
+                // A new edge counts once it is stored or completes; a dropped span is not one.
+                let mut e = HalfEdge::default();
+                e.write(&p.side);
+                if e.is_complete() && !(client_side && shard.pending.contains_key(&p.key)) {
+                    // A database call: complete on arrival, never stored.
+                    let none = &self.no_dims[..];
+                    let (c, s) = if client_side { (side_dims, none) } else { (none, side_dims) };
+                    self.emit(&e, c, s, Virtual::None, ev);
+                    t.edges_new += 1;
+                    t.completed += 1;
+                    return;
+                }
+                let seen = side_key(&e);
+                match self.insert(shard, hash, p.key, e, now_ns, true, t, ev) {
+                    Some(slot) => {
+                        t.edges_new += 1;
+                        write_slot_dims(&mut shard.dims, slot, d, !client_side, side_dims);
+                        slot
+                    }
+                    None => {
+                        t.dropped += 1;
+                        ev.dropped.push(seen);
+                        return;
+                    }
+                }
+            }
+        };
+        if client_side {
+            if let Some(waiting) = shard.pending.remove(&p.key) {
+                self.serve_linked(shard, slot, waiting, t, ev);
+            }
+        }
+        let e = *shard.store.get(slot);
+        if e.is_complete() {
+            let c = slot_dims(&shard.dims, slot, d, false);
+            let s = slot_dims(&shard.dims, slot, d, true);
+            self.emit(&e, c, s, Virtual::None, ev);
+            t.completed += 1;
+            shard.store.remove(slot);
+        }
+    }
+
+    /// A producer arrived after consumers linked to it: complete each of them.
+    /// The producer stays, to serve later consumers until it expires.
+    pub(super) fn serve_linked(
+        &self,
+        shard: &mut Shard,
+        producer_slot: u32,
+        waiting: Vec<u32>,
+        t: &mut Tally,
+        ev: &mut Events,
+    ) {
+        let d = self.dims_per_side();
+        let prod = *shard.store.get(producer_slot);
+        // Dimension values stay in place when a slot is removed (a slot is
+        // cleared when it is reused), so they are read without copying.
+        let client_dims = slot_dims(&shard.dims, producer_slot, d, false);
+        for slot in waiting {
+            let server_dims = slot_dims(&shard.dims, slot, d, true);
+            let mut e = shard.store.remove(slot);
+            e.take_client_from(&prod);
+            self.emit(&e, client_dims, server_dims, Virtual::None, ev);
+            t.completed += 1;
+        }
+        shard.store.get_mut(producer_slot).matched = true;
+    }
+
+    /// Inserts a half-edge; when the store is full, first expires its head if
+    /// that is due. Returns None when the span has to be dropped.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        key: Key,
+        e: HalfEdge,
+        now_ns: u64,
+        indexed: bool,
+        t: &mut Tally,
+        ev: &mut Events,
+    ) -> Option<u32> {
+        // Waiting across all shards: the total settled when this visit began
+        // plus what the visit has changed so far. Near the limit the settled
+        // total is read again, so other calls' settlements since count too.
+        let base = t.shard_base;
+        let total = |waiting: usize, shard: &Shard| (waiting + shard.store.len()).saturating_sub(base);
+        if total(t.waiting_base, shard) >= self.config.max_items {
+            t.waiting_base = self.waiting.load(Relaxed);
+            if total(t.waiting_base, shard) >= self.config.max_items {
+                if let Some(head) = shard.store.expired_head(now_ns, false) {
+                    self.expire_slot(shard, head, t, ev);
+                }
+                if total(t.waiting_base, shard) >= self.config.max_items {
+                    return None;
+                }
+            }
+        }
+        let slot = shard.store.insert(hash, key, e, now_ns.saturating_add(self.wait_ns), indexed).ok()?;
+        let d = self.dims_per_side();
+        let need = (slot as usize + 1) * 2 * d;
+        if shard.dims.len() < need {
+            shard.dims.resize(need, EMPTY);
+        }
+        // A reused slot must not show its previous occupant's dimensions.
+        shard.dims[slot as usize * 2 * d..need].fill(EMPTY);
+        Some(slot)
+    }
+
+    /// Adds a shard visit's change in waiting half-edges to the total.
+    pub(super) fn settle_waiting(&self, before: usize, after: usize) {
+        if after >= before {
+            self.waiting.fetch_add(after - before, Relaxed);
+        } else {
+            self.waiting.fetch_sub(before - after, Relaxed);
+        }
+    }
+
+    /// Builds the series event of a completed or virtual edge.
+    pub(super) fn emit(&self, e: &HalfEdge, client_dims: &[u32], server_dims: &[u32], side: Virtual, ev: &mut Events) {
+        let dims_at = ev.dims.len() as u32;
+        if self.config.enable_client_server_prefix {
+            for (c, s) in client_dims.iter().zip(server_dims) {
+                ev.dims.push(*c);
+                ev.dims.push(*s);
+            }
+        } else {
+            for (c, s) in client_dims.iter().zip(server_dims) {
+                let (last, other) = if e.server_last { (*s, *c) } else { (*c, *s) };
+                ev.dims.push(if last != EMPTY { last } else { other });
+            }
+        }
+        let conn = if side == Virtual::None { e.conn } else { ConnType::VirtualNode };
+        let messaging_s = (conn == ConnType::MessagingSystem && self.config.enable_messaging_system_latency_histogram)
+            .then(|| (e.server_start_ns as i128 - e.client_end_ns as i128) as f64 / 1e9)
+            .filter(|&v| v > 0.0);
+        ev.edges.push(EdgeEvent {
+            client: e.client,
+            server: e.server,
+            conn,
+            failed: e.failed,
+            virtual_side: if self.config.enable_virtual_node_label { side } else { Virtual::None },
+            inferred: side,
+            protocol: e.protocol,
+            dims_at,
+            multiplier: e.multiplier,
+            client_s: e.client_dur_ns as f64 / 1e9,
+            server_s: e.server_dur_ns as f64 / 1e9,
+            messaging_s,
+        });
+    }
+
+    /// Removes an expired entry and writes what it becomes.
+    pub(super) fn expire_slot(&self, shard: &mut Shard, slot: u32, t: &mut Tally, ev: &mut Events) {
+        let d = self.dims_per_side();
+        let key = shard.store.key(slot);
+        let c = slot_dims(&shard.dims, slot, d, false);
+        let s = slot_dims(&shard.dims, slot, d, true);
+        let mut e = shard.store.remove(slot);
+        if let Some(list) = shard.pending.get_mut(&key) {
+            list.retain(|&x| x != slot);
+            if list.is_empty() {
+                shard.pending.remove(&key);
+            }
+        }
+        let count_expired = |t: &mut Tally, ev: &mut Events, e: &HalfEdge| {
+            t.expired += 1;
+            t.expired_by_kind[e.last_kind as usize] += 1;
+            ev.unpaired.push(side_key(e));
+        };
+        match self.rules.decide(&e, self.user) {
+            Expiry::Virtual { client, server, side, counted } => {
+                if counted {
+                    count_expired(t, ev, &e);
+                }
+                e.client = client;
+                e.server = server;
+                self.emit(&e, c, s, side, ev);
+                t.virtual_edges += 1;
+            }
+            Expiry::Unmatched { counted } => {
+                if counted {
+                    count_expired(t, ev, &e);
+                }
+            }
+        }
+    }
+
+    /// Expires half-edges whose wait has passed, and removes idle series.
+    pub fn expire(&self, now_ns: u64) {
+        self.expire_inner(now_ns, false);
+    }
+
+    /// Expires every waiting half-edge, whatever its deadline.
+    pub fn expire_all(&self, now_ns: u64) {
+        self.expire_inner(now_ns, true);
+    }
+
+    pub(super) fn expire_inner(&self, now_ns: u64, all: bool) {
+        self.note_now(now_ns);
+        {
+            let _ids = self.ids.read().unwrap_or_else(|p| p.into_inner());
+            let mut tally = Tally::default();
+            let mut events = Events::default();
+            for shard in self.shards.iter() {
+                let mut shard = lock(shard);
+                let before = shard.store.len();
+                while let Some(slot) = shard.store.expired_head(now_ns, all) {
+                    self.expire_slot(&mut shard, slot, &mut tally, &mut events);
+                }
+                self.settle_waiting(before, shard.store.len());
+            }
+            self.count(&events, &[], now_ns);
+            let idle = self.config.series_idle_timeout.as_nanos().min(u64::MAX as u128) as u64;
+            lock(&self.series).remove_idle(now_ns, idle);
+            self.add_tally(&tally);
+        }
+        self.compact_interner_if_due();
+        if let Some(g) = &self.graph {
+            let mut g = lock(g);
+            g.graph.remove_idle(now_ns, self.config.series_idle_timeout);
+            if g.history.due(now_ns) {
+                let view = g.graph.view_with(now_ns, &self.config.catalog, false);
+                g.history.push(map::history::Snapshot::of(&view));
+            }
+        }
+    }
+
+    /// Step 4: applies a call's events to the series table and the map.
+    /// They do not depend on each other, so a call that finds the series
+    /// table busy feeds the map first: two calls finishing together then
+    /// work side by side instead of one waiting for the other.
+    pub(super) fn count(&self, events: &Events, facts: &[ResourceFacts<'_>], now_ns: u64) {
+        let series = |t: &mut SeriesTable| t.apply(events, self.dims_per_series(), self.config.failed_label, now_ns);
+        let graph = self.graph.as_ref().filter(|_| !events.edges.is_empty() || !facts.is_empty());
+        let map = |g: &Mutex<GraphState>| self.feed_graph(&mut lock(g), events, facts, now_ns);
+        match (events.is_empty(), graph) {
+            (true, None) => {}
+            (true, Some(g)) => map(g),
+            (false, None) => series(&mut lock(&self.series)),
+            (false, Some(g)) => match try_lock(&self.series) {
+                Some(mut t) => {
+                    series(&mut t);
+                    drop(t);
+                    map(g);
+                }
+                None => {
+                    map(g);
+                    series(&mut lock(&self.series));
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,85 @@
+use super::snapshot::packed_keys;
+use super::*;
+use servicemap_testkit::Rng;
+
+#[test]
+fn packed_keys_sort_as_the_keys_do() {
+    let mut rng = Rng::new(7);
+    let mut next = |n: u32| rng.below(n as usize) as u32;
+    for (stride, distinct) in [(4, 1), (4, 3), (4, 1000), (4, 70_000), (6, 300), (7, 40)] {
+        let ranks: Vec<u32> = (0..500 * stride)
+            .map(|i| match i % stride {
+                2 => next(4),
+                3 => next(2),
+                _ => next(distinct),
+            })
+            .collect();
+        let (packed, index_bits) = packed_keys(&ranks, stride, distinct as usize).unwrap();
+        let key = |i: usize| &ranks[i * stride..(i + 1) * stride];
+        for (i, &p) in packed.iter().enumerate() {
+            assert_eq!(p & ((1 << index_bits) - 1), i as u64);
+        }
+        // Equal keys order by index, as a stable sort leaves them.
+        for a in 0..500 {
+            for b in (0..500).step_by(7) {
+                assert_eq!(packed[a].cmp(&packed[b]), key(a).cmp(key(b)).then(a.cmp(&b)), "{stride} {distinct}");
+            }
+        }
+    }
+    // Four ranks of 16 bits, the flags and an index do not fit; the caller compares slices then.
+    assert!(packed_keys(&[0; 6 * 100], 6, 40_000).is_none());
+}
+
+#[test]
+fn edge_cache_finds_every_edge_it_was_given() {
+    let mut c = EdgeCache::new();
+    assert_eq!(c.get(EdgeCache::key(1, 2)), None);
+    // More pairs than recent slots, so many share one and fall back to the map.
+    let pairs: Vec<(u32, u32)> = (0..3000u32).map(|i| (i % 97, i)).collect();
+    for (i, &(a, b)) in pairs.iter().enumerate() {
+        c.insert(EdgeCache::key(a, b), i);
+    }
+    for _ in 0..2 {
+        for (i, &(a, b)) in pairs.iter().enumerate().rev() {
+            assert_eq!(c.get(EdgeCache::key(a, b)), Some(i));
+        }
+    }
+    assert_eq!(c.get(EdgeCache::key(2, 1)), None);
+    c.clear();
+    assert_eq!(c.get(EdgeCache::key(pairs[5].0, pairs[5].1)), None);
+}
+
+#[test]
+fn wanted_keys_are_the_wire_readers_keys() {
+    let mut c = Config::preset(crate::config::Compat::Tempo);
+    c.dimensions = vec!["http.route".into(), "service.name".into()];
+    c.span_multiplier_key = Some("sample.ratio".into());
+    let keys =
+        |e: &Engine, side: &str| -> Vec<String> { serde_json::from_value(e.wanted_keys()[side].clone()).unwrap() };
+    let e = Engine::new(c.clone());
+    let span = keys(&e, "span");
+    assert_eq!(span, e.keys.keys().collect::<Vec<_>>(), "service.name is a dimension, so wanted on spans");
+    assert!(span.iter().any(|k| k == "sample.ratio") && span.iter().any(|k| k == "rpc.system"));
+    let resource = keys(&e, "resource");
+    assert_eq!(resource[0], "service.name", "first, and only once");
+    assert_eq!(resource[1..], span.iter().filter(|k| *k != "service.name").cloned().collect::<Vec<_>>()[..]);
+    c.dimensions.pop();
+    c.graph = false;
+    let e = Engine::new(c);
+    let span = keys(&e, "span");
+    assert!(!span.iter().any(|k| k == "rpc.system" || k == "service.name"));
+    assert_eq!(keys(&e, "resource")[0], "service.name");
+    assert_eq!(keys(&e, "resource")[1..], span[..]);
+}
+
+#[test]
+fn every_trace_id_byte_chooses_the_shard() {
+    // Trace IDs that differ only in their last byte still spread over the shards.
+    let mut seen = [0u32; 16];
+    for b in 0..=255u8 {
+        let mut trace_id = [0x5a; 16];
+        trace_id[15] = b;
+        seen[shard_index(&Key { trace_id, span_id: [0; 8] }, 16)] += 1;
+    }
+    assert!(seen.iter().all(|&c| c >= 4), "uneven spread: {seen:?}");
+}

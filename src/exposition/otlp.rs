@@ -1,0 +1,429 @@
+//! OTLP metrics output (`ExportMetricsServiceRequest`, cumulative), shaped as
+//! contrib's `servicegraph` connector shapes it: one resource with no
+//! attributes, scope `traces_service_graph`, histograms named without the
+//! `_seconds` suffix and with unit `s` (a Prometheus exporter adds the suffix).
+//!
+//! The protobuf is written by hand: building the prost message gave every
+//! data point its own copy of its series' attributes (a `String` per key and
+//! value), to be encoded and freed again. Here each series' attributes are
+//! encoded once and their bytes copied into each of its data points (10 000
+//! edges, 5.5 MB, snapshot included: 356 M → 54 M instructions under
+//! callgrind; CPU time about 31 ms → 8 ms on a loaded, shared 2-vCPU
+//! machine). The
+//! bytes are the ones prost writes for the same message (fields in tag
+//! order, defaults left out, packed repeated scalars); a test encodes random
+//! snapshots both ways and compares them.
+
+use crate::config::Compat;
+use crate::exposition::text::{
+    CLIENT, CLIENT_HELP, CONNECTION_INFO, CONNECTION_INFO_HELP, DROPPED, DROPPED_HELP, MESSAGING, MESSAGING_HELP,
+    REQUEST, REQUEST_FAILED, REQUEST_FAILED_HELP, REQUEST_HELP, SERVER, SERVER_HELP, UNPAIRED, UNPAIRED_HELP,
+};
+use crate::series::Hist;
+use crate::series::Virtual;
+use crate::series::{EdgeSeries, SideSeries, Snapshot};
+
+/// `AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE`.
+const CUMULATIVE: u8 = 2;
+
+/// Encodes a snapshot; each series starts when it was created, or at
+/// `start_ns`, when the engine started counting, if that is not known.
+pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
+    let ints = snap.compat == Compat::Contrib && !snap.weighted;
+    // Each edge's attributes, encoded once as the repeated field of a number
+    // data point (tag 7) and of a histogram data point (tag 9).
+    let mut attrs = Attributes::default();
+    for e in &snap.edges {
+        edge_attributes(snap, e, |k, v| attrs.put(k, v));
+        attrs.end();
+    }
+    let sides = |list: &[SideSeries], attrs: &mut Attributes| {
+        let from = attrs.ends.len();
+        for s in list {
+            side_attributes(s, |k, v| attrs.put(k, v));
+            attrs.end();
+        }
+        from
+    };
+    let unpaired_at = sides(&snap.unpaired, &mut attrs);
+    let dropped_at = sides(&snap.dropped, &mut attrs);
+
+    let mut metrics: Vec<Family> = Vec::new();
+    let counter = |v: f64, ints: bool| if ints { Value::Int(v.round() as i64) } else { Value::Double(v) };
+    fn point(attrs: usize, value: Value<'_>, start: u64, time: u64) -> Point<'_> {
+        Point { attrs, start, time, value }
+    }
+    let number = |i, v, start| point(i, v, start, time_ns);
+    // Each cumulative series starts when it was created; the engine's start
+    // stands in for a time not known.
+    let start = |t: u64| if t != 0 { t } else { start_ns };
+    if !snap.edges.is_empty() {
+        let points = snap
+            .edges
+            .iter()
+            .enumerate()
+            .map(|(i, e)| number(i, counter(e.values.request, ints), start(e.values.created_ns)));
+        metrics.push(Family::sum(format!("{REQUEST}_total"), REQUEST_HELP, points.collect()));
+    }
+    let failed: Vec<_> = snap
+        .edges
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.values.has_failed())
+        .map(|(i, e)| {
+            let since = if e.values.failed_since_ns != 0 { e.values.failed_since_ns } else { e.values.created_ns };
+            number(i, counter(e.values.failed, ints), start(since))
+        })
+        .collect();
+    if !failed.is_empty() {
+        metrics.push(Family::sum(format!("{REQUEST_FAILED}_total"), REQUEST_FAILED_HELP, failed));
+    }
+    if !snap.edges.is_empty() {
+        type Pick = fn(&EdgeSeries) -> &Hist;
+        let pick: [(&str, &str, Pick); 2] =
+            [(SERVER, SERVER_HELP, |e| &e.values.server), (CLIENT, CLIENT_HELP, |e| &e.values.client)];
+        for (name, help, get) in pick {
+            let points =
+                snap.edges.iter().enumerate().map(|(i, e)| number(i, Value::Hist(get(e)), start(e.values.created_ns)));
+            metrics.push(Family::histogram(name, help, points.collect()));
+        }
+    }
+    if snap.messaging {
+        let points: Vec<_> = snap
+            .edges
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.values.has_messaging())
+            .filter_map(|(i, e)| {
+                let since =
+                    if e.values.messaging_since_ns != 0 { e.values.messaging_since_ns } else { e.values.created_ns };
+                e.values.messaging.as_deref().map(|h| number(i, Value::Hist(h), start(since)))
+            })
+            .collect();
+        if !points.is_empty() {
+            metrics.push(Family::histogram(MESSAGING, MESSAGING_HELP, points));
+        }
+    }
+    if snap.connection_info && !snap.edges.is_empty() {
+        let points = (0..snap.edges.len()).map(|i| number(i, Value::Int(1), 0)).collect();
+        metrics.push(Family {
+            name: CONNECTION_INFO.to_string(),
+            help: CONNECTION_INFO_HELP,
+            unit: "",
+            kind: Kind::Gauge,
+            points,
+        });
+    }
+    for (name, help, list, at) in
+        [(UNPAIRED, UNPAIRED_HELP, &snap.unpaired, unpaired_at), (DROPPED, DROPPED_HELP, &snap.dropped, dropped_at)]
+    {
+        if !list.is_empty() {
+            let points =
+                list.iter().enumerate().map(|(i, s)| number(at + i, counter(s.value, true), start(s.created_ns)));
+            metrics.push(Family::sum(format!("{name}_total"), help, points.collect()));
+        }
+    }
+    write(&attrs, &snap.bounds, &metrics)
+}
+
+/// Attribute lists encoded as repeated `KeyValue` fields, all in one buffer
+/// per data point kind.
+#[derive(Default)]
+struct Attributes {
+    /// As field 7 (`NumberDataPoint.attributes`).
+    number: Vec<u8>,
+    /// As field 9 (`HistogramDataPoint.attributes`).
+    histogram: Vec<u8>,
+    /// End of list `i` in `number`; in `histogram` too (the tags are one byte each).
+    ends: Vec<usize>,
+}
+
+impl Attributes {
+    /// Adds `KeyValue { key, value: AnyValue { string_value | bool_value } }`
+    /// to the current list.
+    fn put(&mut self, key: &str, value: Attr) {
+        let any = match value {
+            Attr::Str(v) => delimited(v.len()),
+            Attr::Bool(_) => 2,
+        };
+        let kv = str_len(key) + delimited(any);
+        for (out, tag) in [(&mut self.number, 7), (&mut self.histogram, 9)] {
+            put_delimited(out, tag, kv);
+            put_str(out, 1, key);
+            put_delimited(out, 2, any);
+            match value {
+                Attr::Str(v) => {
+                    put_delimited(out, 1, v.len());
+                    out.extend_from_slice(v.as_bytes());
+                }
+                Attr::Bool(b) => out.extend_from_slice(&[field(2, VARINT), u8::from(b)]),
+            }
+        }
+    }
+
+    /// Ends the current list.
+    fn end(&mut self) {
+        self.ends.push(self.number.len());
+    }
+
+    fn get(&self, i: usize, histogram: bool) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &(if histogram { &self.histogram } else { &self.number })[start..self.ends[i]]
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Sum,
+    Gauge,
+    Histogram,
+}
+
+/// One metric to write: its data points refer to attribute lists by index.
+struct Family<'a> {
+    name: String,
+    help: &'static str,
+    unit: &'static str,
+    kind: Kind,
+    points: Vec<Point<'a>>,
+}
+
+impl<'a> Family<'a> {
+    fn sum(name: String, help: &'static str, points: Vec<Point<'a>>) -> Family<'a> {
+        Family { name, help, unit: "", kind: Kind::Sum, points }
+    }
+
+    fn histogram(name: &str, help: &'static str, points: Vec<Point<'a>>) -> Family<'a> {
+        Family { name: name.to_string(), help, unit: "s", kind: Kind::Histogram, points }
+    }
+}
+
+struct Point<'a> {
+    attrs: usize,
+    start: u64,
+    time: u64,
+    value: Value<'a>,
+}
+
+enum Value<'a> {
+    Double(f64),
+    Int(i64),
+    Hist(&'a Hist),
+}
+
+// Wire types.
+const I64: u8 = 1;
+const LEN: u8 = 2;
+const VARINT: u8 = 0;
+
+/// A field key; every tag used here fits in one byte.
+const fn field(tag: u8, wire: u8) -> u8 {
+    (tag << 3) | wire
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A length-delimited field's size: key, length, body.
+fn delimited(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+fn put_delimited(out: &mut Vec<u8>, tag: u8, len: usize) {
+    out.push(field(tag, LEN));
+    put_varint(out, len as u64);
+}
+
+fn put_str(out: &mut Vec<u8>, tag: u8, s: &str) {
+    if !s.is_empty() {
+        put_delimited(out, tag, s.len());
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+fn str_len(s: &str) -> usize {
+    if s.is_empty() { 0 } else { delimited(s.len()) }
+}
+
+fn put_fixed(out: &mut Vec<u8>, tag: u8, v: u64) {
+    out.push(field(tag, I64));
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Whole-number bucket weights and counts, as prost was given them.
+fn whole(w: f64) -> u64 {
+    w.round() as u64
+}
+
+impl Point<'_> {
+    /// The data point message's size.
+    fn len(&self, attrs: &Attributes, bounds: &[f64]) -> usize {
+        let fixed = |v: u64| if v == 0 { 0 } else { 9 };
+        let mut n = fixed(self.start) + fixed(self.time);
+        n += match self.value {
+            Value::Double(_) | Value::Int(_) => 9 + attrs.get(self.attrs, false).len(),
+            Value::Hist(h) => {
+                let packed = |k: usize| if k == 0 { 0 } else { delimited(8 * k) };
+                fixed(whole(h.count))
+                    + 9
+                    + packed(h.buckets.len())
+                    + packed(bounds.len())
+                    + attrs.get(self.attrs, true).len()
+            }
+        };
+        n
+    }
+
+    fn put(&self, out: &mut Vec<u8>, attrs: &Attributes, bounds: &[f64]) {
+        if self.start != 0 {
+            put_fixed(out, 2, self.start);
+        }
+        if self.time != 0 {
+            put_fixed(out, 3, self.time);
+        }
+        match self.value {
+            Value::Double(v) => {
+                put_fixed(out, 4, v.to_bits());
+                out.extend_from_slice(attrs.get(self.attrs, false));
+            }
+            Value::Int(v) => {
+                put_fixed(out, 6, v as u64);
+                out.extend_from_slice(attrs.get(self.attrs, false));
+            }
+            Value::Hist(h) => {
+                let count = whole(h.count);
+                if count != 0 {
+                    put_fixed(out, 4, count);
+                }
+                put_fixed(out, 5, h.sum.to_bits());
+                if !h.buckets.is_empty() {
+                    put_delimited(out, 6, 8 * h.buckets.len());
+                    for &w in h.buckets.iter() {
+                        out.extend_from_slice(&whole(w).to_le_bytes());
+                    }
+                }
+                if !bounds.is_empty() {
+                    put_delimited(out, 7, 8 * bounds.len());
+                    for b in bounds {
+                        out.extend_from_slice(&b.to_bits().to_le_bytes());
+                    }
+                }
+                out.extend_from_slice(attrs.get(self.attrs, true));
+            }
+        }
+    }
+}
+
+/// Writes `ExportMetricsServiceRequest { resource_metrics: [ResourceMetrics {
+/// resource: {}, scope_metrics: [ScopeMetrics { scope: {name}, metrics }] }] }`.
+fn write(attrs: &Attributes, bounds: &[f64], metrics: &[Family]) -> Vec<u8> {
+    const SCOPE: &str = "traces_service_graph";
+    // Sizes first, inside out: each point, each metric's data, each metric.
+    let point_lens: Vec<Vec<usize>> =
+        metrics.iter().map(|m| m.points.iter().map(|p| p.len(attrs, bounds)).collect()).collect();
+    let data_lens: Vec<usize> = metrics
+        .iter()
+        .zip(&point_lens)
+        .map(|(m, lens)| {
+            let points: usize = lens.iter().map(|&l| delimited(l)).sum();
+            points
+                + match m.kind {
+                    Kind::Sum => 4, // temporality, monotonic
+                    Kind::Histogram => 2,
+                    Kind::Gauge => 0,
+                }
+        })
+        .collect();
+    let metric_lens: Vec<usize> = metrics
+        .iter()
+        .zip(&data_lens)
+        .map(|(m, &d)| str_len(&m.name) + str_len(m.help) + str_len(m.unit) + delimited(d))
+        .collect();
+    let scope_metrics = delimited(str_len(SCOPE)) + metric_lens.iter().map(|&l| delimited(l)).sum::<usize>();
+    let resource_metrics = delimited(0) + delimited(scope_metrics);
+    let mut out = Vec::with_capacity(delimited(resource_metrics));
+
+    put_delimited(&mut out, 1, resource_metrics);
+    put_delimited(&mut out, 1, 0); // resource: {}
+    put_delimited(&mut out, 2, scope_metrics);
+    put_delimited(&mut out, 1, str_len(SCOPE));
+    put_str(&mut out, 1, SCOPE);
+    for (((m, lens), &data), &len) in metrics.iter().zip(&point_lens).zip(&data_lens).zip(&metric_lens) {
+        put_delimited(&mut out, 2, len);
+        put_str(&mut out, 1, &m.name);
+        put_str(&mut out, 2, m.help);
+        put_str(&mut out, 3, m.unit);
+        let tag = match m.kind {
+            Kind::Gauge => 5,
+            Kind::Sum => 7,
+            Kind::Histogram => 9,
+        };
+        put_delimited(&mut out, tag, data);
+        for (p, &l) in m.points.iter().zip(lens) {
+            put_delimited(&mut out, 1, l);
+            p.put(&mut out, attrs, bounds);
+        }
+        if m.kind != Kind::Gauge {
+            out.extend_from_slice(&[field(2, VARINT), CUMULATIVE]);
+        }
+        if m.kind == Kind::Sum {
+            out.extend_from_slice(&[field(3, VARINT), 1]);
+        }
+    }
+    debug_assert_eq!(out.len(), delimited(resource_metrics));
+    out
+}
+
+/// An attribute value.
+#[derive(Clone, Copy)]
+enum Attr<'a> {
+    Str(&'a str),
+    Bool(bool),
+}
+
+/// Data-point attributes, in order. contrib always writes client, server,
+/// connection_type and failed (and virtual_node when enabled), even empty;
+/// Tempo leaves empty labels out.
+fn edge_attributes<'a>(snap: &'a Snapshot, e: &'a EdgeSeries, mut f: impl FnMut(&'a str, Attr<'a>)) {
+    let contrib = snap.compat == Compat::Contrib;
+    f("client", Attr::Str(&e.client));
+    f("server", Attr::Str(&e.server));
+    if contrib || !e.conn.as_str().is_empty() {
+        f("connection_type", Attr::Str(e.conn.as_str()));
+    }
+    if snap.failed_label {
+        f("failed", Attr::Bool(e.failed));
+    }
+    for (name, value) in snap.dim_labels.raw.iter().zip(&e.dims) {
+        if !value.is_empty() {
+            f(name, Attr::Str(value));
+        }
+    }
+    if snap.virtual_label && (contrib || e.virtual_side != Virtual::None) {
+        f("virtual_node", Attr::Str(e.virtual_side.as_str()));
+    }
+}
+
+fn side_attributes<'a>(s: &'a SideSeries, mut f: impl FnMut(&'a str, Attr<'a>)) {
+    if s.overflow {
+        f("otel.metric.overflow", Attr::Bool(true));
+        return;
+    }
+    for (k, v) in [("client", &*s.client), ("server", &*s.server), ("connection_type", s.conn.as_str())] {
+        if !v.is_empty() {
+            f(k, Attr::Str(v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod oracle;

@@ -1,0 +1,440 @@
+//! The reference for [`super::render`]: the same text written through
+//! prometheus-client's OpenMetrics encoder (0.25, whose label escaping the
+//! text formats follow), with the 0.0.4 text derived from it line by line.
+//! This is how the exposition was written before the hand-written writer; a
+//! test renders random snapshots through both and compares the bytes.
+
+use super::*;
+use crate::series::Hist;
+use crate::series::Virtual;
+use crate::series::{EdgeSeries, SideSeries, Snapshot};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use std::fmt;
+
+const COUNTERS: [&str; 5] = [REQUEST, REQUEST_FAILED, UNPAIRED, DROPPED, OVERFLOW];
+
+/// Renders a snapshot as OpenMetrics (`openmetrics`) or Prometheus 0.0.4 text.
+pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SnapshotCollector(snap.clone())));
+    let mut out = String::with_capacity(256 + snap.edges.len() * 64 * (snap.bounds.len() + 4));
+    prometheus_client::encoding::text::encode(&mut out, &registry).expect("writing to a String cannot fail");
+    if openmetrics { out } else { to_prometheus_004(&out) }
+}
+
+fn to_prometheus_004(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ").or_else(|| line.strip_prefix("# HELP ")) {
+            let name = rest.split(' ').next().unwrap_or("");
+            if COUNTERS.contains(&name) {
+                out.push_str(&line[..7]);
+                out.push_str(name);
+                out.push_str("_total");
+                out.push_str(&rest[name.len()..]);
+                out.push('\n');
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[derive(Debug)]
+struct SnapshotCollector(Snapshot);
+
+/// The labels of an edge series, empty values left out (an empty label and a
+/// missing label are the same series in Prometheus).
+fn edge_labels<'a>(snap: &'a Snapshot, e: &'a EdgeSeries) -> Vec<(&'a str, &'a str)> {
+    let mut l = Vec::with_capacity(4 + e.dims.len());
+    l.push(("client", &*e.client));
+    l.push(("server", &*e.server));
+    l.push(("connection_type", e.conn.as_str()));
+    if snap.failed_label {
+        l.push(("failed", if e.failed { "true" } else { "false" }));
+    }
+    for (name, value) in snap.dim_labels.prometheus.iter().zip(&e.dims) {
+        l.push((name.as_str(), &**value));
+    }
+    if snap.virtual_label && e.virtual_side != Virtual::None {
+        l.push(("virtual_node", e.virtual_side.as_str()));
+    }
+    l.retain(|(_, v)| !v.is_empty());
+    l
+}
+
+fn side_labels(s: &SideSeries) -> Vec<(&str, &str)> {
+    if s.overflow {
+        return vec![("otel_metric_overflow", "true")];
+    }
+    let mut l = vec![("client", &*s.client), ("server", &*s.server), ("connection_type", s.conn.as_str())];
+    l.retain(|(_, v)| !v.is_empty());
+    l
+}
+
+fn buckets(bounds: &[f64], h: &Hist) -> Vec<(f64, u64)> {
+    bounds
+        .iter()
+        .copied()
+        .chain(std::iter::once(f64::INFINITY))
+        .zip(h.buckets.iter().map(|&w| w.round() as u64))
+        .collect()
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let snap = &self.0;
+        let labels: Vec<_> = snap.edges.iter().map(|e| edge_labels(snap, e)).collect();
+        let seconds = Unit::Seconds;
+
+        let mut m = enc.encode_descriptor(REQUEST, REQUEST_HELP, None, MetricType::Counter)?;
+        for (e, l) in snap.edges.iter().zip(&labels) {
+            m.encode_family(l)?.encode_counter::<NoLabelSet, _, f64>(&e.values.request, None)?;
+        }
+        let mut m = enc.encode_descriptor(REQUEST_FAILED, REQUEST_FAILED_HELP, None, MetricType::Counter)?;
+        for (e, l) in snap.edges.iter().zip(&labels) {
+            if e.values.has_failed() {
+                m.encode_family(l)?.encode_counter::<NoLabelSet, _, f64>(&e.values.failed, None)?;
+            }
+        }
+        // The messaging histogram exists only for edges that observed one.
+        type Pick = fn(&EdgeSeries) -> Option<&Hist>;
+        let hists: [(&str, &str, Pick); 3] = [
+            (SERVER, SERVER_HELP, |e| Some(&e.values.server)),
+            (CLIENT, CLIENT_HELP, |e| Some(&e.values.client)),
+            (MESSAGING, MESSAGING_HELP, |e| e.values.messaging.as_deref().filter(|_| e.values.has_messaging())),
+        ];
+        for (name, help, get) in hists {
+            if name == MESSAGING && !snap.messaging {
+                continue;
+            }
+            let mut m = enc.encode_descriptor(name, help, Some(&seconds), MetricType::Histogram)?;
+            for (e, l) in snap.edges.iter().zip(&labels) {
+                if let Some(h) = get(e) {
+                    m.encode_family(l)?.encode_histogram::<NoLabelSet>(
+                        h.sum,
+                        h.count.round() as u64,
+                        &buckets(&snap.bounds, h),
+                        None,
+                    )?;
+                }
+            }
+        }
+        if snap.connection_info {
+            let mut m = enc.encode_descriptor(CONNECTION_INFO, CONNECTION_INFO_HELP, None, MetricType::Gauge)?;
+            for l in &labels {
+                m.encode_family(l)?.encode_gauge(&1i64)?;
+            }
+        }
+        let sides: [(&str, &str, &Vec<SideSeries>); 2] =
+            [(UNPAIRED, UNPAIRED_HELP, &snap.unpaired), (DROPPED, DROPPED_HELP, &snap.dropped)];
+        for (name, help, list) in sides {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for s in list {
+                m.encode_family(&side_labels(s))?.encode_counter::<NoLabelSet, _, f64>(&s.value, None)?;
+            }
+        }
+        if snap.overflow.iter().any(|&(_, n)| n > 0) {
+            let mut m = enc.encode_descriptor(OVERFLOW, OVERFLOW_HELP, None, MetricType::Counter)?;
+            for (option, n) in snap.overflow.iter().filter(|(_, n)| *n > 0) {
+                m.encode_family(&[("option", *option)])?.encode_counter::<NoLabelSet, _, u64>(n, None)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Random snapshots, for this test and the OTLP encoder's.
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::render as oracle;
+    use crate::config::Compat;
+    use crate::exposition::text::render;
+    use crate::series::{ConnType, Virtual};
+    use crate::series::{DimLabels, EdgeSeries, SideSeries, Snapshot};
+    use crate::series::{Hist, Values};
+
+    /// xorshift64*: enough randomness to pick cases, and repeatable.
+    pub(crate) struct Rng(pub(crate) u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+
+        fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
+            &from[self.below(from.len())]
+        }
+    }
+
+    const VALUES: &[&str] = &[
+        "",
+        "",
+        "a",
+        "frontend",
+        "svc-1.ns.svc.cluster.local:8080",
+        "say \"hi\"",
+        "C:\\path\\",
+        "two\nlines\n",
+        "\\\"\n",
+        "carriage\rreturn",
+        "tab\tand {braces}=,",
+        "λ unicode 日本語 🚀",
+        " ",
+        "\"",
+        "\\",
+        "\n",
+    ];
+
+    /// Floats for sums and counters, the awkward ones included.
+    fn float(r: &mut Rng) -> f64 {
+        const F: &[f64] = &[
+            0.0,
+            -0.0,
+            1.0,
+            3.0,
+            0.1,
+            0.30000000000000004,
+            1e-7,
+            1e21,
+            1e22,
+            123456.789,
+            1e15,
+            9007199254740993.0,
+            5e-324,
+            1e-300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -2.5,
+        ];
+        match r.below(4) {
+            0 => f64::from_bits(r.next()),
+            1 => (r.next() % 1_000_000) as f64 / 1000.0,
+            _ => *r.pick(F),
+        }
+    }
+
+    /// Bucket weights and counts; whole numbers mostly, and the values that
+    /// round or saturate (kept small enough that the cumulative sum of one
+    /// histogram cannot overflow a u64).
+    /// A creation time: whole seconds, a fraction of one, or near the epoch.
+    fn created(r: &mut Rng) -> u64 {
+        *r.pick(&[1, 999_999_999, 1_767_225_600_000_000_000, 1_767_225_600_123_456_789, 1_767_225_600_500_000_000])
+    }
+
+    fn weight(r: &mut Rng) -> f64 {
+        const W: &[f64] = &[0.0, 1.0, 2.0, 0.5, 1.5, 2.4999, -3.0, f64::NAN, 1e15, 1e18, 4294967296.0];
+        if r.chance(50) { (r.next() % 100) as f64 } else { *r.pick(W) }
+    }
+
+    fn hist(r: &mut Rng, bounds: usize) -> Hist {
+        let mut h = Hist::new(bounds);
+        for b in h.buckets.iter_mut() {
+            *b = weight(r);
+        }
+        h.sum = float(r);
+        h.count = if r.chance(10) { *r.pick(&[1e30, f64::INFINITY, f64::NAN, -1.0]) } else { weight(r) };
+        h
+    }
+
+    pub(crate) fn snapshot(r: &mut Rng) -> Snapshot {
+        const BOUNDS: &[f64] = &[0.002, 0.004, 0.1, 0.25, 1.0, 2.5, 10.0, 1e-7, 1e21, 1.0 / 3.0, 100.0, 0.0];
+        const DIMS: &[&str] = &["http_method", "deployment_environment", "client_k8s_ns", "server_k8s_ns", "_1x"];
+        let bounds: Vec<f64> = (0..r.below(24)).map(|_| *r.pick(BOUNDS)).collect();
+        let dims: Vec<String> = (0..r.below(5)).map(|_| r.pick(DIMS).to_string()).collect();
+        let messaging = r.chance(50);
+        let edges = (0..r.below(40))
+            .map(|_| {
+                let messaging_hist = (messaging && r.chance(70)).then(|| Box::new(hist(r, bounds.len())));
+                EdgeSeries {
+                    client: (*r.pick(VALUES)).into(),
+                    server: (*r.pick(VALUES)).into(),
+                    conn: *r.pick(&[
+                        ConnType::Plain,
+                        ConnType::MessagingSystem,
+                        ConnType::Database,
+                        ConnType::VirtualNode,
+                    ]),
+                    failed: r.chance(30),
+                    virtual_side: *r.pick(&[Virtual::None, Virtual::Client, Virtual::Server]),
+                    dims: dims.iter().map(|_| (*r.pick(VALUES)).into()).collect(),
+                    values: Values {
+                        request: float(r),
+                        failed: if r.chance(50) { 0.0 } else { float(r) },
+                        server: hist(r, bounds.len()),
+                        client: hist(r, bounds.len()),
+                        messaging: messaging_hist,
+                        created_ns: if r.chance(20) { 0 } else { created(r) },
+                        updated_ns: 0,
+                        failed_since_ns: if r.chance(50) { 0 } else { created(r) },
+                        messaging_since_ns: if r.chance(50) { 0 } else { created(r) },
+                    },
+                }
+            })
+            .collect();
+        let side = |r: &mut Rng| {
+            let mut list: Vec<SideSeries> = (0..r.below(6))
+                .map(|_| SideSeries {
+                    client: (*r.pick(VALUES)).into(),
+                    server: (*r.pick(VALUES)).into(),
+                    conn: *r.pick(&[ConnType::Plain, ConnType::Database]),
+                    value: float(r),
+                    created_ns: created(r),
+                    overflow: false,
+                })
+                .collect();
+            if r.chance(20) {
+                list.push(SideSeries::overflow(float(r), created(r)));
+            }
+            list
+        };
+        let mut overflow = [
+            ("max_series", 0),
+            ("max_unpaired_series", 0),
+            ("max_graph_nodes", 0),
+            ("max_graph_edges", 0),
+            ("max_history_entries", 0),
+        ];
+        if r.chance(20) {
+            for (_, n) in overflow.iter_mut() {
+                *n = if r.chance(50) { 0 } else { r.below(1 << 20) as u64 };
+            }
+        }
+        Snapshot {
+            compat: if r.chance(50) { Compat::Tempo } else { Compat::Contrib },
+            failed_label: r.chance(50),
+            virtual_label: r.chance(50),
+            connection_info: r.chance(50),
+            messaging,
+            weighted: r.chance(30),
+            bounds,
+            dim_labels: DimLabels { raw: dims.iter().map(|d| d.replace('_', ".")).collect(), prometheus: dims },
+            edges,
+            unpaired: side(r),
+            dropped: side(r),
+            overflow,
+            started_ns: created(r),
+        }
+    }
+
+    #[test]
+    fn writer_matches_prometheus_client_on_random_snapshots() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        for case in 0..400 {
+            let snap = snapshot(&mut r);
+            for openmetrics in [false, true] {
+                let want = oracle(&snap, openmetrics);
+                // prometheus-client writes no `_created` lines; they are
+                // checked on their own below.
+                let got = without_created(&render(&snap, openmetrics));
+                if got != want {
+                    let line = got.lines().zip(want.lines()).position(|(a, b)| a != b);
+                    panic!(
+                        "case {case}, openmetrics {openmetrics}: first differing line {line:?}\n--- writer\n{got}\n--- prometheus-client\n{want}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn without_created(text: &str) -> String {
+        text.lines().filter(|l| !l.contains("_created{")).flat_map(|l| [l, "\n"]).collect()
+    }
+
+    /// Every `_created` line follows the last sample of its series, in
+    /// OpenMetrics only, with the series' own creation time.
+    #[test]
+    fn openmetrics_gives_each_counter_and_histogram_its_creation_time() {
+        let mut r = Rng(0x5eed);
+        for _ in 0..200 {
+            let snap = snapshot(&mut r);
+            assert!(!render(&snap, false).contains("_created"));
+            let text = render(&snap, true);
+            let lines: Vec<&str> = text.lines().collect();
+            let created: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains("_created{")).collect();
+            let failed = snap.edges.iter().filter(|e| e.values.has_failed()).count();
+            let hists: usize = snap.edges.len() * 2
+                + if snap.messaging {
+                    snap.edges.iter().filter(|e| e.values.has_messaging() && e.values.messaging.is_some()).count()
+                } else {
+                    0
+                };
+            let overflow = snap.overflow.iter().filter(|(_, n)| *n > 0).count();
+            assert_eq!(
+                created.len(),
+                snap.edges.len() + failed + hists + snap.unpaired.len() + snap.dropped.len() + overflow
+            );
+            for i in created {
+                let (series, ts) = lines[i].rsplit_once(' ').unwrap();
+                let (name, labels) = series.split_once('{').unwrap();
+                let family = name.strip_suffix("_created").unwrap();
+                let before = lines[i - 1];
+                assert!(
+                    before.starts_with(family) && before.contains(&labels[..labels.len() - 1]),
+                    "{before} / {}",
+                    lines[i]
+                );
+                assert!(ts.parse::<f64>().is_ok() && !ts.ends_with('.') && !ts.contains('e'), "{ts}");
+            }
+        }
+        let mut snap = snapshot(&mut Rng(3));
+        snap.edges.truncate(1);
+        snap.unpaired.clear();
+        snap.dropped.clear();
+        snap.overflow = [("max_series", 0); 5];
+        let e = &mut snap.edges[0];
+        e.values.created_ns = 1_767_225_600_120_000_000;
+        e.values.failed = 1.0;
+        e.values.failed_since_ns = 1_767_225_601_000_000_000;
+        let text = render(&snap, true);
+        assert!(text.contains("traces_service_graph_request_created{"), "{text}");
+        let ts: Vec<&str> =
+            text.lines().filter(|l| l.contains("_created{")).map(|l| l.rsplit_once(' ').unwrap().1).collect();
+        assert_eq!(ts[0], "1767225600.12");
+        assert_eq!(ts[1], "1767225601");
+    }
+
+    #[test]
+    fn writer_matches_prometheus_client_on_an_empty_snapshot() {
+        let snap = Snapshot {
+            compat: Compat::Contrib,
+            failed_label: false,
+            virtual_label: false,
+            connection_info: true,
+            messaging: true,
+            weighted: false,
+            bounds: vec![0.1, 1.0],
+            dim_labels: DimLabels { raw: vec![], prometheus: vec![] },
+            edges: vec![],
+            unpaired: vec![],
+            dropped: vec![],
+            overflow: [("max_series", 0); 5],
+            started_ns: 0,
+        };
+        for openmetrics in [false, true] {
+            assert_eq!(render(&snap, openmetrics), oracle(&snap, openmetrics));
+        }
+    }
+}

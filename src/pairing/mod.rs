@@ -1,0 +1,9 @@
+//! Where the two sides of a request meet: half-built edges wait in a bounded
+//! store, sharded by trace ID, until their other side arrives or they expire.
+
+pub mod edge;
+pub(crate) mod shard;
+pub mod store;
+
+pub use edge::{Expiry, ExpiryRules, HalfEdge, SideWrite};
+pub use store::{Key, Store};

@@ -1,0 +1,469 @@
+//! The series that completed edges feed: request and failure counters and
+//! latency histograms per label set, plus the unpaired and dropped span
+//! counters. One table for the whole engine, so the series cap counts real
+//! label sets; consumers update it once per batch with the events they
+//! collected, not once per span.
+
+pub mod intern;
+mod kind;
+pub mod snapshot;
+
+pub use kind::{ConnType, Virtual};
+pub use snapshot::{DimLabels, EdgeSeries, SideSeries, Snapshot};
+
+use foldhash::fast::RandomState;
+use hashbrown::{HashMap, HashTable};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+/// A completed (or virtual) edge, ready to be counted.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeEvent {
+    pub client: u32,
+    pub server: u32,
+    pub conn: ConnType,
+    pub failed: bool,
+    /// The `virtual_node` label value (None unless that label is enabled).
+    pub virtual_side: Virtual,
+    /// Which side was inferred, whatever the labels say.
+    pub inferred: Virtual,
+    pub protocol: u32,
+    /// Range of the final dimension label values in the event buffer's `dims`.
+    pub dims_at: u32,
+    pub multiplier: f64,
+    pub client_s: f64,
+    pub server_s: f64,
+    /// Consumer start minus producer end, when positive.
+    pub messaging_s: Option<f64>,
+}
+
+/// Events gathered during one call, applied under one lock.
+#[derive(Debug, Default)]
+pub struct Events {
+    pub edges: Vec<EdgeEvent>,
+    pub dims: Vec<u32>,
+    pub unpaired: Vec<SideKey>,
+    pub dropped: Vec<SideKey>,
+}
+
+impl Events {
+    pub fn is_empty(&self) -> bool {
+        self.edges.is_empty() && self.unpaired.is_empty() && self.dropped.is_empty()
+    }
+}
+
+/// Labels of the unpaired/dropped span counters: the side that was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SideKey {
+    pub client: u32,
+    pub server: u32,
+    pub conn: ConnType,
+}
+
+/// Bucket weights: in place up to 17 buckets, which both
+/// peers' default bounds fit, so a series and each copy a render takes of it
+/// need no allocation of their own; on the heap beyond.
+#[derive(Clone, PartialEq)]
+pub enum Buckets {
+    Inline { len: u8, weights: [f64; INLINE_BUCKETS] },
+    Heap(Box<[f64]>),
+}
+
+/// Contrib's default bounds are 16, plus +Inf.
+const INLINE_BUCKETS: usize = 17;
+
+impl Buckets {
+    fn zeros(n: usize) -> Buckets {
+        if n <= INLINE_BUCKETS {
+            Buckets::Inline { len: n as u8, weights: [0.0; INLINE_BUCKETS] }
+        } else {
+            Buckets::Heap(vec![0.0; n].into_boxed_slice())
+        }
+    }
+}
+
+impl std::ops::Deref for Buckets {
+    type Target = [f64];
+    #[inline]
+    fn deref(&self) -> &[f64] {
+        match self {
+            Buckets::Inline { len, weights } => &weights[..*len as usize],
+            Buckets::Heap(b) => b,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Buckets {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [f64] {
+        match self {
+            Buckets::Inline { len, weights } => &mut weights[..*len as usize],
+            Buckets::Heap(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for Buckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// A classic histogram: per-bucket (not cumulative) weights, the last one +Inf.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hist {
+    pub buckets: Buckets,
+    pub sum: f64,
+    pub count: f64,
+}
+
+impl Hist {
+    pub fn new(bounds: usize) -> Hist {
+        Hist { buckets: Buckets::zeros(bounds + 1), sum: 0.0, count: 0.0 }
+    }
+
+    /// Observes `v` with weight `w`. Bounds are upper-inclusive (`le`).
+    #[inline]
+    pub fn observe(&mut self, bounds: &[f64], v: f64, w: f64) {
+        let i = bounds.partition_point(|&b| b < v);
+        self.buckets[i] += w;
+        self.sum += v * w;
+        self.count += w;
+    }
+
+    pub fn add(&mut self, other: &Hist) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+/// The label set of a series, in ids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    pub client: u32,
+    pub server: u32,
+    pub conn: ConnType,
+    pub failed: bool,
+    pub virtual_side: Virtual,
+    /// Dimension label values, in the order of [`crate::engine`]'s dimension labels.
+    pub dims: Box<[u32]>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Values {
+    pub request: f64,
+    pub failed: f64,
+    pub server: Hist,
+    pub client: Hist,
+    /// Boxed: most edges are not messaging edges.
+    pub messaging: Option<Box<Hist>>,
+    /// When the series was created: the request counter's and the latency
+    /// histograms' start.
+    pub created_ns: u64,
+    pub updated_ns: u64,
+    /// When the failure counter and the messaging histogram, which appear
+    /// with their first observation, were created (0: not yet).
+    pub failed_since_ns: u64,
+    pub messaging_since_ns: u64,
+}
+
+impl Values {
+    /// Whether the failure counter exists yet (it appears with the first failure).
+    pub fn has_failed(&self) -> bool {
+        self.failed > 0.0 || self.failed_since_ns != 0
+    }
+
+    /// Whether the messaging histogram exists yet (it appears with the first observation).
+    pub fn has_messaging(&self) -> bool {
+        self.messaging.as_ref().is_some_and(|h| h.count > 0.0) || self.messaging_since_ns != 0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: SeriesKey,
+    pub values: Values,
+    /// Created by an edge with an inferred side (a virtual node).
+    pub inferred: bool,
+}
+
+fn hash_parts(
+    h: &RandomState,
+    client: u32,
+    server: u32,
+    conn: ConnType,
+    failed: bool,
+    v: Virtual,
+    dims: &[u32],
+) -> u64 {
+    let mut h = h.build_hasher();
+    (client, server, conn, failed, v).hash(&mut h);
+    dims.hash(&mut h);
+    h.finish()
+}
+
+fn hash_key(h: &RandomState, k: &SeriesKey) -> u64 {
+    hash_parts(h, k.client, k.server, k.conn, k.failed, k.virtual_side, &k.dims)
+}
+
+/// One unpaired or dropped span counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SideCount {
+    pub value: f64,
+    pub created_ns: u64,
+    pub updated_ns: u64,
+}
+
+/// The unpaired and dropped span counters: one per side seen, up to their own
+/// budget (so that a flood of names that never pair cannot use up the
+/// request series' budget), then one overflow counter each.
+#[derive(Debug, Default)]
+pub struct SideCounters {
+    pub unpaired: HashMap<SideKey, SideCount>,
+    pub dropped: HashMap<SideKey, SideCount>,
+    /// Counts of sides that found the budget full, labelled
+    /// `otel_metric_overflow="true"` as the OpenTelemetry SDKs' cardinality
+    /// limit labels them.
+    pub unpaired_overflow: SideCount,
+    pub dropped_overflow: SideCount,
+    /// Spans counted in an overflow counter.
+    pub overflowed: u64,
+    max: usize,
+}
+
+impl SideCounters {
+    fn len(&self) -> usize {
+        self.unpaired.len() + self.dropped.len()
+    }
+
+    fn add(&mut self, dropped: bool, k: &SideKey, now_ns: u64) {
+        let full = self.len() >= self.max;
+        let (map, overflow) = if dropped {
+            (&mut self.dropped, &mut self.dropped_overflow)
+        } else {
+            (&mut self.unpaired, &mut self.unpaired_overflow)
+        };
+        let c = match map.get_mut(k) {
+            Some(c) => c,
+            None if !full => map.entry(*k).or_insert(SideCount { value: 0.0, created_ns: now_ns, updated_ns: now_ns }),
+            None => {
+                self.overflowed += 1;
+                if overflow.created_ns == 0 {
+                    overflow.created_ns = now_ns;
+                }
+                overflow
+            }
+        };
+        c.value += 1.0;
+        c.updated_ns = c.updated_ns.max(now_ns);
+    }
+}
+
+#[derive(Debug)]
+pub struct SeriesTable {
+    table: HashTable<Entry>,
+    hasher: RandomState,
+    pub sides: SideCounters,
+    bounds: Box<[f64]>,
+    messaging: bool,
+    max_series: usize,
+    /// Series created by edges with an inferred side. They may take at most
+    /// half of `max_series`: spans that never pair (a flood of made-up names)
+    /// then cannot keep the edges both sides report from being counted.
+    inferred: usize,
+    /// Edges not counted because the series cap was reached.
+    pub refused: u64,
+}
+
+impl SeriesTable {
+    /// A table of at most `max_series` request series and, apart from them,
+    /// `max_side` unpaired and dropped span counters.
+    pub fn new(bounds: &[f64], messaging: bool, max_series: usize, max_side: usize) -> SeriesTable {
+        SeriesTable {
+            table: HashTable::new(),
+            hasher: RandomState::default(),
+            sides: SideCounters { max: max_side, ..Default::default() },
+            bounds: bounds.into(),
+            messaging,
+            max_series,
+            inferred: 0,
+            refused: 0,
+        }
+    }
+
+    fn hash_parts(&self, e: &EdgeEvent, failed: bool, dims: &[u32]) -> u64 {
+        hash_parts(&self.hasher, e.client, e.server, e.conn, failed, e.virtual_side, dims)
+    }
+
+    /// Number of active label sets, counting the span counters too.
+    pub fn len(&self) -> usize {
+        self.table.len() + self.sides.len()
+    }
+
+    /// Applies a call's events. `failed_label` puts the failure flag in the key.
+    pub fn apply(&mut self, ev: &Events, dims_per_edge: usize, failed_label: bool, now_ns: u64) {
+        for e in &ev.edges {
+            let dims = &ev.dims[e.dims_at as usize..e.dims_at as usize + dims_per_edge];
+            self.record(e, dims, failed_label, now_ns);
+        }
+        for k in &ev.unpaired {
+            self.sides.add(false, k, now_ns);
+        }
+        for k in &ev.dropped {
+            self.sides.add(true, k, now_ns);
+        }
+    }
+
+    fn record(&mut self, e: &EdgeEvent, dims: &[u32], failed_label: bool, now_ns: u64) {
+        let failed_key = failed_label && e.failed;
+        let hash = self.hash_parts(e, failed_key, dims);
+        let found = self.table.find_mut(hash, |x| {
+            x.key.client == e.client
+                && x.key.server == e.server
+                && x.key.conn == e.conn
+                && x.key.failed == failed_key
+                && x.key.virtual_side == e.virtual_side
+                && *x.key.dims == *dims
+        });
+        let values = match found {
+            Some(entry) => &mut entry.values,
+            None => {
+                let inferred = e.inferred != Virtual::None;
+                if self.table.len() >= self.max_series || (inferred && self.inferred >= self.max_series / 2) {
+                    self.refused += 1;
+                    return;
+                }
+                let key = SeriesKey {
+                    client: e.client,
+                    server: e.server,
+                    conn: e.conn,
+                    failed: failed_key,
+                    virtual_side: e.virtual_side,
+                    dims: dims.into(),
+                };
+                let values = Values {
+                    request: 0.0,
+                    failed: 0.0,
+                    server: Hist::new(self.bounds.len()),
+                    client: Hist::new(self.bounds.len()),
+                    messaging: self.messaging.then(|| Box::new(Hist::new(self.bounds.len()))),
+                    created_ns: now_ns,
+                    updated_ns: now_ns,
+                    failed_since_ns: 0,
+                    messaging_since_ns: 0,
+                };
+                self.inferred += usize::from(inferred);
+                let hasher = &self.hasher;
+                let entry =
+                    self.table.insert_unique(hash, Entry { key, values, inferred }, |x| hash_key(hasher, &x.key));
+                &mut entry.into_mut().values
+            }
+        };
+        let w = e.multiplier;
+        values.request += w;
+        if e.failed {
+            values.failed += w;
+            if values.failed_since_ns == 0 {
+                values.failed_since_ns = now_ns.max(1);
+            }
+        }
+        values.server.observe(&self.bounds, e.server_s, w);
+        values.client.observe(&self.bounds, e.client_s, w);
+        if let (Some(h), Some(m)) = (values.messaging.as_mut(), e.messaging_s) {
+            h.observe(&self.bounds, m, w);
+            if values.messaging_since_ns == 0 {
+                values.messaging_since_ns = now_ns.max(1);
+            }
+        }
+        values.updated_ns = values.updated_ns.max(now_ns);
+    }
+
+    /// Removes series and span counters not updated for `idle_ns`; returns
+    /// how many.
+    pub fn remove_idle(&mut self, now_ns: u64, idle_ns: u64) -> usize {
+        let live = |t: u64| t.saturating_add(idle_ns) >= now_ns;
+        let before = self.len();
+        let mut gone_inferred = 0;
+        self.table.retain(|x| {
+            let keep = live(x.values.updated_ns);
+            gone_inferred += usize::from(!keep && x.inferred);
+            keep
+        });
+        self.inferred -= gone_inferred;
+        self.sides.unpaired.retain(|_, c| live(c.updated_ns));
+        self.sides.dropped.retain(|_, c| live(c.updated_ns));
+        before - self.len()
+    }
+
+    /// Copies every series out. With a `hold` of `(now, hold_ns)`, what was
+    /// created less than `hold_ns` before `now` is copied as zeros: every
+    /// scraper then sees a new series at zero before its first value (so
+    /// that `rate()` counts its first requests, as Tempo writes a 0 sample
+    /// first), and sees the same as any other scraper, whoever came first.
+    /// The failure counter and the messaging histogram are held from their
+    /// own creation. A read: nothing changes.
+    pub fn snapshot(&self, hold: Option<(u64, u64)>) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.table.len());
+        for x in self.table.iter() {
+            let mut copy = x.clone();
+            if let Some((now, hold_ns)) = hold {
+                let held = |since: u64| since != 0 && now < since.saturating_add(hold_ns);
+                let c = &mut copy.values;
+                if held(c.created_ns.max(1)) {
+                    c.request = 0.0;
+                    c.server = Hist::new(self.bounds.len());
+                    c.client = Hist::new(self.bounds.len());
+                }
+                if held(c.failed_since_ns) {
+                    c.failed = 0.0;
+                }
+                if held(c.messaging_since_ns) {
+                    c.messaging = Some(Box::new(Hist::new(self.bounds.len())));
+                }
+            }
+            out.push(copy);
+        }
+        out
+    }
+
+    /// Rewrites every interned id through `f` (after the interner was compacted).
+    pub fn remap(&mut self, f: &mut impl FnMut(u32) -> u32) {
+        let entries: Vec<Entry> = self.table.drain().collect();
+        for mut x in entries {
+            x.key.client = f(x.key.client);
+            x.key.server = f(x.key.server);
+            for d in x.key.dims.iter_mut() {
+                *d = f(*d);
+            }
+            let hash = self.hash_key(&x.key);
+            let hasher = &self.hasher;
+            self.table.insert_unique(hash, x, |y| hash_key(hasher, &y.key));
+        }
+        let mut side = |m: &mut HashMap<SideKey, SideCount>| {
+            *m = m
+                .drain()
+                .map(|(k, v)| (SideKey { client: f(k.client), server: f(k.server), conn: k.conn }, v))
+                .collect();
+        };
+        side(&mut self.sides.unpaired);
+        side(&mut self.sides.dropped);
+    }
+
+    fn hash_key(&self, k: &SeriesKey) -> u64 {
+        hash_key(&self.hasher, k)
+    }
+
+    pub fn bounds(&self) -> &[f64] {
+        &self.bounds
+    }
+
+    #[cfg(test)]
+    pub fn edge_series(&self) -> usize {
+        self.table.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,68 @@
+//! A snapshot of the series table with label values resolved to strings:
+//! what every renderer reads, detached from the engine's locks.
+
+use super::{ConnType, Values, Virtual};
+use std::sync::Arc;
+
+/// The label names of the dimension values in a series key, raw (OTLP) and
+/// sanitised for Prometheus.
+#[derive(Debug, Clone)]
+pub struct DimLabels {
+    pub raw: Vec<String>,
+    pub prometheus: Vec<String>,
+}
+
+/// One edge series with its labels resolved. Label values are shared
+/// between the series of a snapshot.
+#[derive(Debug, Clone)]
+pub struct EdgeSeries {
+    pub client: Arc<str>,
+    pub server: Arc<str>,
+    pub conn: ConnType,
+    pub failed: bool,
+    pub virtual_side: Virtual,
+    /// Values of [`Snapshot::dim_labels`], "" where absent.
+    pub dims: Vec<Arc<str>>,
+    pub values: Values,
+}
+
+/// One unpaired or dropped span counter.
+#[derive(Debug, Clone)]
+pub struct SideSeries {
+    pub client: Arc<str>,
+    pub server: Arc<str>,
+    pub conn: ConnType,
+    pub value: f64,
+    pub created_ns: u64,
+    /// The counts of sides beyond `max_unpaired_series`, labelled
+    /// `otel_metric_overflow="true"` and nothing else.
+    pub overflow: bool,
+}
+
+impl SideSeries {
+    pub fn overflow(value: f64, created_ns: u64) -> SideSeries {
+        SideSeries { client: "".into(), server: "".into(), conn: ConnType::Plain, value, created_ns, overflow: true }
+    }
+}
+
+/// Everything a renderer needs, detached from the engine's locks.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub compat: crate::config::Compat,
+    pub failed_label: bool,
+    pub virtual_label: bool,
+    pub connection_info: bool,
+    pub messaging: bool,
+    /// Counts are weighted by a span multiplier, so may not be whole numbers.
+    pub weighted: bool,
+    pub bounds: Vec<f64>,
+    pub dim_labels: DimLabels,
+    pub edges: Vec<EdgeSeries>,
+    pub unpaired: Vec<SideSeries>,
+    pub dropped: Vec<SideSeries>,
+    /// What each cap refused or removed, by option name (see [`Overflow`]).
+    pub overflow: [(&'static str, u64); 5],
+    /// When the engine was first fed: the start of the counters that have
+    /// no creation time of their own.
+    pub started_ns: u64,
+}
