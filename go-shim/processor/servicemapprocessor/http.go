@@ -44,7 +44,7 @@ func (p *serviceMapProcessor) handler() http.Handler {
 		mux.Handle(r.pattern, r.handler)
 	}
 	// The live service map: its page, JSON API and exports.
-	web.Register(mux, p.eng, p.now, p.edgesOptions())
+	web.Register(mux, p.eng, p.loop.Now, p.edgesOptions())
 	return mux
 }
 
@@ -65,7 +65,7 @@ func (p *serviceMapProcessor) serveMetrics(w http.ResponseWriter, r *http.Reques
 	if wantsOpenMetrics(r.Header.Values("Accept")) {
 		format, contentType = engine.FormatOpenMetrics, contentTypeOpenMetrics
 	}
-	body, err := p.eng.Render(format, p.now())
+	body, err := p.eng.Render(format, p.loop.Now())
 	if err != nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, engine.ErrClosed) {

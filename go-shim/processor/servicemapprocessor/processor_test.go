@@ -91,9 +91,9 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.now = f.clock.now
-	p.newTicker = func(time.Duration) (<-chan time.Time, func()) { return f.tick, func() {} }
-	p.afterExpire = func() { f.expired <- struct{}{} }
+	p.loop.Now = f.clock.now
+	p.loop.NewTicker = func(time.Duration) (<-chan time.Time, func()) { return f.tick, func() {} }
+	p.loop.AfterExpire = func() { f.expired <- struct{}{} }
 	f.tp, f.p = tp, p
 	return f
 }
