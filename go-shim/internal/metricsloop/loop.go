@@ -14,22 +14,20 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/logthrottle"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 )
 
-// overflowLogInterval is the least time between two warnings about
-// overflowed engine caps (the components log rejected batches as often).
-const overflowLogInterval = 10 * time.Second
-
 // Loop runs an engine's expiry and metric pushes until Stop. After each
-// expiry it checks whether the engine's caps overflowed, and warns if so.
+// expiry it checks whether the engine's caps overflowed, and warns if so, at
+// most once per logthrottle.Interval.
 type Loop struct {
 	eng      *engine.Engine
 	next     consumer.Metrics // nil: the loop only expires (ExpiryOnly)
 	logger   *zap.Logger
 	expiry   time.Duration
 	every    time.Duration // push period; 0 = the owner pushes after every batch
-	overflow *selftelemetry.OverflowLog
+	overflow *logthrottle.OverflowLog
 
 	// Seams for tests; set before Start.
 	Now         func() time.Time
@@ -60,15 +58,18 @@ func New(eng *engine.Engine, next consumer.Metrics, logger *zap.Logger, expiry, 
 // ExpiryOnly returns a loop that expires every `expiry` and pushes nothing,
 // for a component that serves its metrics instead of sending them on.
 func ExpiryOnly(eng *engine.Engine, logger *zap.Logger, expiry time.Duration) *Loop {
-	return &Loop{
+	l := &Loop{
 		eng:       eng,
 		logger:    logger,
 		expiry:    expiry,
-		overflow:  selftelemetry.OverflowLogForEngine(logger, overflowLogInterval, eng),
 		Now:       time.Now,
 		NewTicker: newTicker,
 		stop:      make(chan struct{}),
 	}
+	// The overflow warnings read the loop's clock, whatever it is set to.
+	l.overflow = logthrottle.NewOverflowLog(logger, logthrottle.Interval, func() time.Time { return l.Now() },
+		selftelemetry.EngineStats(eng))
+	return l
 }
 
 func newTicker(d time.Duration) (<-chan time.Time, func()) {
@@ -87,7 +88,7 @@ func (l *Loop) Start() {
 		if err := l.eng.Expire(now); err != nil {
 			l.logger.Warn("servicemap expiry failed", zap.Error(err))
 		}
-		l.overflow.Check(now)
+		l.overflow.Check()
 		if l.AfterExpire != nil {
 			l.AfterExpire()
 		}

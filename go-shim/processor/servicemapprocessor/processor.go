@@ -14,14 +14,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/logthrottle"
 	"github.com/servicemap/servicemap/go-shim/internal/metricsloop"
 	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/processor/servicemapprocessor/internal/metadata"
 )
-
-// rejectLogInterval is the least time between two log messages about rejected batches.
-const rejectLogInterval = 10 * time.Second
 
 type serviceMapProcessor struct {
 	cfg     *Config
@@ -29,7 +27,7 @@ type serviceMapProcessor struct {
 	logger  *zap.Logger
 	eng     *engine.Engine
 	tel     *selftelemetry.Telemetry
-	rejects *selftelemetry.RejectLog
+	rejects *logthrottle.RejectLog
 	encode  projection.Encode // a seam for tests; set before start
 	loop    *metricsloop.Loop // expiry; its seams (the clock among them) serve the tests
 
@@ -62,7 +60,7 @@ func newProcessor(telset component.TelemetrySettings, cfg *Config) (*serviceMapP
 		logger:  telset.Logger,
 		eng:     eng,
 		tel:     tel,
-		rejects: selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval, "the traces were passed on unchanged"),
+		rejects: logthrottle.NewRejectLog(telset.Logger, logthrottle.Interval, time.Now, "the traces were passed on unchanged"),
 		encode:  encode,
 		loop:    metricsloop.ExpiryOnly(eng, telset.Logger, cfg.ExpirationLoop()),
 	}, nil
