@@ -70,7 +70,7 @@ func (c *serviceMapConnector) Capabilities() consumer.Capabilities {
 // ConsumeTraces hands the batch to the engine. A batch the engine rejects is
 // counted and logged, and not reported as an error upstream.
 func (c *serviceMapConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
-	if !c.tel.Feed(ctx, c.eng, c.encode, c.loop.Now(), c.rejects, td) {
+	if !c.tel.Ingest(ctx, c.eng, c.encode, c.loop.Now(), c.rejects, td) {
 		return nil
 	}
 	if c.loop.PushesPerBatch() {

@@ -349,7 +349,7 @@ func ForComponent[B any, O any](telset component.TelemetrySettings,
 }
 
 // buffers holds encoding buffers between batches, so that encoding a batch
-// allocates nothing once they have grown. Each Feed takes its own, so
+// allocates nothing once they have grown. Each Ingest takes its own, so
 // concurrent batches never share one.
 var buffers = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -357,7 +357,7 @@ var buffers = sync.Pool{New: func() any { return new([]byte) }}
 // buffer is left to the garbage collector.
 const maxPooledBuffer = 16 << 20
 
-// Feed hands one batch to the engine as OTLP bytes and accounts for it: its
+// Ingest hands one batch to the engine as OTLP bytes and accounts for it: its
 // spans are counted, the time encoding and handing it over took is
 // recorded, and a batch that cannot be encoded or that the engine rejects is
 // counted and logged. It reports whether the engine took the
@@ -366,7 +366,7 @@ const maxPooledBuffer = 16 << 20
 // encode appends the batch's encoding to the buffer it is given (one from a
 // pool, reused across calls) and returns it; the engine reads it only during
 // the call, after which the buffer returns to the pool.
-func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, encode func([]byte, ptrace.Traces) ([]byte, error),
+func (t *Telemetry) Ingest(ctx context.Context, eng *engine.Engine, encode func([]byte, ptrace.Traces) ([]byte, error),
 	now time.Time, rejects *logthrottle.RejectLog, td ptrace.Traces) bool {
 	spans := td.SpanCount()
 	if spans == 0 {
@@ -392,13 +392,13 @@ func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, encode func([]
 	return true
 }
 
-// FeedBytes hands one request's OTLP traces bytes to the engine as received
-// and accounts for it like Feed, except that its spans are not counted (the
+// IngestBytes hands one request's OTLP traces bytes to the engine as received
+// and accounts for it like Ingest, except that its spans are not counted (the
 // bytes are never decoded here; the engine's own statistics count them) and
 // the time recorded is the engine's alone. It
 // returns how many spans the engine dropped because its store was full, and
 // its error for a batch it did not take. Empty requests are skipped.
-func (t *Telemetry) FeedBytes(ctx context.Context, eng *engine.Engine, now time.Time, rejects *logthrottle.RejectLog, otlp []byte) (dropped uint64, err error) {
+func (t *Telemetry) IngestBytes(ctx context.Context, eng *engine.Engine, now time.Time, rejects *logthrottle.RejectLog, otlp []byte) (dropped uint64, err error) {
 	if len(otlp) == 0 {
 		return 0, nil
 	}

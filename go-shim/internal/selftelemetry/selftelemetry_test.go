@@ -324,12 +324,12 @@ func engineInstruments(t *testing.T, tt *componenttest.Telemetry, eng *engine.En
 }
 
 func TestInstrumentsFromEngine(t *testing.T) {
-	tel, tt, eng, encode := newFeedFixture(t)
+	tel, tt, eng, encode := newIngestFixture(t)
 	if len(tel.StatKeys()) == 0 {
 		t.Fatal("no engine statistic observed")
 	}
 	now := time.Unix(1_800_000_000, 0)
-	if !tel.Feed(context.Background(), eng, encode, now, logthrottle.NewRejectLog(zap.NewNop(), time.Minute, time.Now, ""), testutil.ClientServer("a", "b", now, false)) {
+	if !tel.Ingest(context.Background(), eng, encode, now, logthrottle.NewRejectLog(zap.NewNop(), time.Minute, time.Now, ""), testutil.ClientServer("a", "b", now, false)) {
 		t.Fatal("batch rejected")
 	}
 	for _, k := range tel.StatKeys() {
@@ -346,21 +346,21 @@ func TestInstrumentsFromEngine(t *testing.T) {
 
 // TestConsumeDuration: every batch handed over, taken or not, is timed.
 func TestConsumeDuration(t *testing.T) {
-	tel, tt, eng, encode := newFeedFixture(t)
+	tel, tt, eng, encode := newIngestFixture(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
 	rejects := logthrottle.NewRejectLog(zap.NewNop(), time.Minute, time.Now, "")
-	if !tel.Feed(ctx, eng, encode, now, rejects, testutil.ClientServer("a", "b", now, false)) {
+	if !tel.Ingest(ctx, eng, encode, now, rejects, testutil.ClientServer("a", "b", now, false)) {
 		t.Fatal("batch rejected")
 	}
-	if tel.Feed(ctx, eng, func(b []byte, _ ptrace.Traces) ([]byte, error) { return append(b, 0xff), nil }, now, rejects,
+	if tel.Ingest(ctx, eng, func(b []byte, _ ptrace.Traces) ([]byte, error) { return append(b, 0xff), nil }, now, rejects,
 		testutil.ClientServer("a", "b", now, false)) {
 		t.Fatal("a malformed batch was taken")
 	}
-	if _, err := tel.FeedBytes(ctx, eng, now, rejects, []byte{0xff}); err == nil {
+	if _, err := tel.IngestBytes(ctx, eng, now, rejects, []byte{0xff}); err == nil {
 		t.Fatal("malformed bytes were taken")
 	}
-	if tel.Feed(ctx, eng, encode, now, rejects, ptrace.NewTraces()) {
+	if tel.Ingest(ctx, eng, encode, now, rejects, ptrace.NewTraces()) {
 		t.Fatal("an empty batch was fed")
 	}
 	p, err := testutil.HistogramPoint(tt, prefix+"consume_duration")
@@ -378,7 +378,7 @@ func TestConsumeDuration(t *testing.T) {
 	}
 }
 
-func newFeedFixture(t *testing.T) (*Telemetry, *componenttest.Telemetry, *engine.Engine, projection.Encode) {
+func newIngestFixture(t *testing.T) (*Telemetry, *componenttest.Telemetry, *engine.Engine, projection.Encode) {
 	t.Helper()
 	eng, err := engine.New(nil)
 	if err != nil {
@@ -399,20 +399,20 @@ func newFeedFixture(t *testing.T) (*Telemetry, *componenttest.Telemetry, *engine
 	return tel, tt, eng, encode
 }
 
-// TestFeedAllocatesNothing: once the pooled buffers have grown, handing a
+// TestIngestAllocatesNothing: once the pooled buffers have grown, handing a
 // batch to the engine allocates no Go memory.
-func TestFeedAllocatesNothing(t *testing.T) {
+func TestIngestAllocatesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocation counts")
 	}
-	tel, _, eng, encode := newFeedFixture(t)
+	tel, _, eng, encode := newIngestFixture(t)
 	rejects := logthrottle.NewRejectLog(zap.NewNop(), time.Minute, time.Now, "")
 	now := time.Unix(1_800_000_000, 0)
 	td := testutil.ClientServer("a", "b", now, false)
 	ctx := context.Background()
-	tel.Feed(ctx, eng, encode, now, rejects, td)
+	tel.Ingest(ctx, eng, encode, now, rejects, td)
 	allocs := testing.AllocsPerRun(100, func() {
-		if !tel.Feed(ctx, eng, encode, now, rejects, td) {
+		if !tel.Ingest(ctx, eng, encode, now, rejects, td) {
 			t.Fatal("batch rejected")
 		}
 	})
@@ -422,9 +422,9 @@ func TestFeedAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestConcurrentFeed: batches fed at once each get their own buffer.
-func TestConcurrentFeed(t *testing.T) {
-	tel, tt, eng, encode := newFeedFixture(t)
+// TestConcurrentIngest: batches ingested at once each get their own buffer.
+func TestConcurrentIngest(t *testing.T) {
+	tel, tt, eng, encode := newIngestFixture(t)
 	rejects := logthrottle.NewRejectLog(zap.NewNop(), time.Minute, time.Now, "")
 	now := time.Unix(1_800_000_000, 0)
 	var wg sync.WaitGroup
@@ -434,7 +434,7 @@ func TestConcurrentFeed(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
 				td := testutil.ClientServer("a", "b", now, i%2 == 0)
-				if !tel.Feed(context.Background(), eng, encode, now, rejects, td) {
+				if !tel.Ingest(context.Background(), eng, encode, now, rejects, td) {
 					t.Error("batch rejected")
 					return
 				}

@@ -69,7 +69,7 @@ func newProcessor(telset component.TelemetrySettings, cfg *Config) (*serviceMapP
 // processTraces hands the batch to the engine and returns it unchanged. A
 // batch the engine rejects is counted and logged; it still flows on.
 func (p *serviceMapProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
-	p.tel.Feed(ctx, p.eng, p.encode, p.loop.Now(), p.rejects, td)
+	p.tel.Ingest(ctx, p.eng, p.encode, p.loop.Now(), p.rejects, td)
 	return td, nil
 }
 

@@ -77,7 +77,7 @@ func newReceiver(telset component.TelemetrySettings, cfg *Config, next consumer.
 // its spans were dropped (the store was full). A request the engine rejects
 // is counted and logged, and its error returned.
 func (r *serviceMapReceiver) consume(ctx context.Context, otlp []byte) (dropped uint64, err error) {
-	if dropped, err = r.tel.FeedBytes(ctx, r.eng, r.loop.Now(), r.rejects, otlp); err != nil {
+	if dropped, err = r.tel.IngestBytes(ctx, r.eng, r.loop.Now(), r.rejects, otlp); err != nil {
 		return 0, err
 	}
 	if r.loop.PushesPerBatch() && len(otlp) > 0 {
