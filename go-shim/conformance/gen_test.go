@@ -1,16 +1,16 @@
 package conformance
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/servicemap/servicemap/go-shim/internal/traffic"
 )
 
 // step is one thing that happens to both peers: a batch of spans arrives, or
@@ -59,7 +59,7 @@ type genSpan struct {
 // generator builds one random scenario from a seed. The same seed always
 // gives the same batches.
 type generator struct {
-	r        *rand.Rand
+	r        *traffic.Rand
 	phases   [][]int // batch slots of each phase; every phase ends in an expiry
 	slots    int
 	spans    []*genSpan
@@ -70,7 +70,7 @@ type generator struct {
 }
 
 func newGenerator(seed uint64, bounds []time.Duration) *generator {
-	g := &generator{r: rand.New(rand.NewPCG(seed, 0x5e41ce3a9)), bounds: bounds, baseNs: 1_790_000_000_000_000_000}
+	g := &generator{r: traffic.New(seed, 0x5e41ce3a9), bounds: bounds, baseNs: 1_790_000_000_000_000_000}
 	nPhases := 2 + g.r.IntN(3)
 	for p := 0; p < nPhases; p++ {
 		var slots []int
@@ -91,21 +91,6 @@ func newGenerator(seed uint64, bounds []time.Duration) *generator {
 }
 
 func (g *generator) pick(n int) int { return g.r.IntN(n) }
-
-func (g *generator) chance(p float64) bool { return g.r.Float64() < p }
-
-func (g *generator) traceID() pcommon.TraceID {
-	var id [16]byte
-	binary.BigEndian.PutUint64(id[:8], g.r.Uint64()|1)
-	binary.BigEndian.PutUint64(id[8:], g.r.Uint64())
-	return id
-}
-
-func (g *generator) spanID() pcommon.SpanID {
-	var id [8]byte
-	binary.BigEndian.PutUint64(id[:], g.r.Uint64()|1)
-	return id
-}
 
 // duration draws span durations that hit bucket bounds exactly, zero, tiny,
 // ordinary and beyond the last bound. A span never ends before it starts:
@@ -157,12 +142,12 @@ func (g *generator) status() ptrace.StatusCode {
 func (g *generator) phaseSlots() (int, int) {
 	p := g.pick(len(g.phases))
 	a := g.phases[p][g.pick(len(g.phases[p]))]
-	if p+1 < len(g.phases) && g.chance(0.15) {
+	if p+1 < len(g.phases) && g.r.Chance(0.15) {
 		next := g.phases[p+1]
 		return a, next[g.pick(len(next))]
 	}
 	b := g.phases[p][g.pick(len(g.phases[p]))]
-	if g.chance(0.5) {
+	if g.r.Chance(0.5) {
 		return a, b
 	}
 	return b, a
@@ -174,11 +159,11 @@ func (g *generator) anySlot() int { return g.pick(g.slots) }
 // would plausibly set.
 func (g *generator) span(svc int, trace pcommon.TraceID, parent pcommon.SpanID, kind ptrace.SpanKind, slot int) *genSpan {
 	s := &genSpan{
-		service: svc, trace: trace, id: g.spanID(), parent: parent, kind: kind,
+		service: svc, trace: trace, id: g.r.SpanID(), parent: parent, kind: kind,
 		startNs: g.baseNs + uint64(g.r.Int64N(int64(time.Minute))), durNs: g.duration(),
 		status: g.status(), attrs: map[string]any{}, slot: slot,
 	}
-	if svc >= 0 && (!g.envOnRes[svc] || g.chance(0.2)) && g.chance(0.6) {
+	if svc >= 0 && (!g.envOnRes[svc] || g.r.Chance(0.2)) && g.r.Chance(0.6) {
 		// On services whose resource has the environment, a span value must lose to it.
 		s.attrs[dimEnv] = environments[g.pick(len(environments))] + "-span"
 	}
@@ -229,13 +214,13 @@ func (g *generator) peerAttr(s *genSpan) {
 // client(svc i) → server(svc i+1), each span a child of the one before.
 // Any span may be lost.
 func (g *generator) chain() {
-	trace := g.traceID()
+	trace := g.r.TraceID()
 	svc := g.service()
 	var parent pcommon.SpanID
-	if g.chance(0.6) {
+	if g.r.Chance(0.6) {
 		root := g.span(svc, trace, pcommon.SpanID{}, ptrace.SpanKindServer, g.anySlot())
 		parent = root.id
-		if g.chance(0.1) {
+		if g.r.Chance(0.1) {
 			g.lose(root)
 		}
 	}
@@ -267,13 +252,13 @@ func (g *generator) lose(s *genSpan) {
 
 // A producer and its consumers, each consumer a child of the producer.
 func (g *generator) messagingByParent() {
-	trace := g.traceID()
+	trace := g.r.TraceID()
 	a := g.service()
 	p := g.span(a, trace, pcommon.SpanID{}, ptrace.SpanKindProducer, 0)
 	p.attrs["messaging.system"] = "kafka"
 	g.peerAttr(p)
 	n := 1
-	if g.chance(0.3) {
+	if g.r.Chance(0.3) {
 		n = 2 + g.pick(2)
 	}
 	// Consumers sharing a parent all write the server side of one edge; if
@@ -286,7 +271,7 @@ func (g *generator) messagingByParent() {
 		c := g.span(g.otherService(a), trace, p.id, ptrace.SpanKindConsumer, cs)
 		c.attrs["messaging.system"] = "kafka"
 	}
-	if g.chance(0.1) {
+	if g.r.Chance(0.1) {
 		g.lose(p)
 	}
 }
@@ -297,21 +282,21 @@ func (g *generator) messagingByParent() {
 func (g *generator) messagingByLink() {
 	a := g.service()
 	ps, cs := g.phaseSlots()
-	p := g.span(a, g.traceID(), pcommon.SpanID{}, ptrace.SpanKindProducer, ps)
+	p := g.span(a, g.r.TraceID(), pcommon.SpanID{}, ptrace.SpanKindProducer, ps)
 	p.attrs["messaging.system"] = "rabbitmq"
 	g.peerAttr(p)
 	var parent pcommon.SpanID
-	if g.chance(0.5) {
-		parent = g.spanID()
+	if g.r.Chance(0.5) {
+		parent = g.r.SpanID()
 	}
-	c := g.span(g.otherService(a), g.traceID(), parent, ptrace.SpanKindConsumer, cs)
+	c := g.span(g.otherService(a), g.r.TraceID(), parent, ptrace.SpanKindConsumer, cs)
 	c.linkTo = append(c.linkTo, [2][]byte{p.trace[:], p.id[:]})
-	if g.chance(0.3) {
-		other := g.traceID()
-		id := g.spanID()
+	if g.r.Chance(0.3) {
+		other := g.r.TraceID()
+		id := g.r.SpanID()
 		c.linkTo = append(c.linkTo, [2][]byte{other[:], id[:]})
 	}
-	if g.chance(0.2) {
+	if g.r.Chance(0.2) {
 		g.lose(p)
 	}
 }
@@ -320,9 +305,9 @@ func (g *generator) messagingByLink() {
 // name, with db.name winning over db.namespace. A server span may still
 // answer it (a proxy in front of the database), before or after.
 func (g *generator) database() {
-	trace := g.traceID()
+	trace := g.r.TraceID()
 	kind := ptrace.SpanKindClient
-	if g.chance(0.15) {
+	if g.r.Chance(0.15) {
 		kind = ptrace.SpanKindProducer
 	}
 	a, b := g.phaseSlots()
@@ -337,7 +322,7 @@ func (g *generator) database() {
 		c.attrs["db.namespace"] = "current-name"
 	}
 	c.attrs["db.system"] = "postgresql"
-	if g.chance(0.15) {
+	if g.r.Chance(0.15) {
 		g.span(g.otherService(c.service), trace, c.id, ptrace.SpanKindServer, b)
 	}
 }
@@ -345,15 +330,15 @@ func (g *generator) database() {
 // A root server span alone: its caller is uninstrumented ("user").
 func (g *generator) loneRoot() {
 	kind := ptrace.SpanKindServer
-	if g.chance(0.25) {
+	if g.r.Chance(0.25) {
 		kind = ptrace.SpanKindConsumer
 	}
-	s := g.span(g.service(), g.traceID(), pcommon.SpanID{}, kind, g.anySlot())
-	if g.chance(0.3) {
+	s := g.span(g.service(), g.r.TraceID(), pcommon.SpanID{}, kind, g.anySlot())
+	if g.r.Chance(0.3) {
 		// Peer attributes on a server span are not read by contrib.
 		s.attrs["peer.service"] = "edge-proxy"
 	}
-	if g.chance(0.05) {
+	if g.r.Chance(0.05) {
 		// Two root servers in one trace share their key.
 		g.span(g.service(), s.trace, pcommon.SpanID{}, ptrace.SpanKindServer, g.anySlot())
 	}
@@ -363,29 +348,29 @@ func (g *generator) loneRoot() {
 // attribute or "unknown".
 func (g *generator) loneClient() {
 	kind := ptrace.SpanKindClient
-	if g.chance(0.2) {
+	if g.r.Chance(0.2) {
 		kind = ptrace.SpanKindProducer
 	}
 	var parent pcommon.SpanID
-	if g.chance(0.5) {
-		parent = g.spanID()
+	if g.r.Chance(0.5) {
+		parent = g.r.SpanID()
 	}
-	c := g.span(g.service(), g.traceID(), parent, kind, g.anySlot())
+	c := g.span(g.service(), g.r.TraceID(), parent, kind, g.anySlot())
 	g.peerAttr(c)
 }
 
 // A server span whose client was never sent: no edge in contrib.
 func (g *generator) orphanServer() {
-	g.span(g.service(), g.traceID(), g.spanID(), ptrace.SpanKindServer, g.anySlot())
+	g.span(g.service(), g.r.TraceID(), g.r.SpanID(), ptrace.SpanKindServer, g.anySlot())
 }
 
 // Mixed kinds on one edge: client → consumer, producer → server. The
 // connection type is the last writer's.
 func (g *generator) mixed() {
-	trace := g.traceID()
+	trace := g.r.TraceID()
 	a := g.service()
 	ck, sk := ptrace.SpanKindClient, ptrace.SpanKindConsumer
-	if g.chance(0.5) {
+	if g.r.Chance(0.5) {
 		ck, sk = ptrace.SpanKindProducer, ptrace.SpanKindServer
 	}
 	x, y := g.phaseSlots()
@@ -396,9 +381,9 @@ func (g *generator) mixed() {
 // Spans that are no part of any edge: internal and unspecified kinds, and
 // spans of a resource without service.name.
 func (g *generator) noise() {
-	trace := g.traceID()
-	g.span(g.service(), trace, g.spanID(), ptrace.SpanKindInternal, g.anySlot())
-	g.span(g.service(), trace, g.spanID(), ptrace.SpanKindUnspecified, g.anySlot())
+	trace := g.r.TraceID()
+	g.span(g.service(), trace, g.r.SpanID(), ptrace.SpanKindInternal, g.anySlot())
+	g.span(g.service(), trace, g.r.SpanID(), ptrace.SpanKindUnspecified, g.anySlot())
 	c := g.span(-1, trace, pcommon.SpanID{}, ptrace.SpanKindClient, g.anySlot())
 	g.span(g.service(), trace, c.id, ptrace.SpanKindServer, c.slot)
 }
@@ -427,7 +412,7 @@ func (g *generator) scenario(interactions int) []step {
 		default:
 			g.noise()
 		}
-		if len(g.spans) > 0 && g.chance(0.03) {
+		if len(g.spans) > 0 && g.r.Chance(0.03) {
 			// At-least-once delivery: a span arrives a second time.
 			dup := *g.spans[g.pick(len(g.spans))]
 			dup.slot = g.anySlot()
@@ -454,7 +439,7 @@ func (g *generator) scenario(interactions int) []step {
 // spans of each service grouped under one resource (spread over two scopes).
 func (g *generator) layout(spans []*genSpan) ptrace.Traces {
 	td := ptrace.NewTraces()
-	grouped := g.chance(0.5)
+	grouped := g.r.Chance(0.5)
 	res := map[int]ptrace.ResourceSpans{}
 	for _, s := range spans {
 		rs, ok := res[s.service]

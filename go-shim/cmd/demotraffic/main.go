@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,6 +28,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+
+	"github.com/servicemap/servicemap/go-shim/internal/traffic"
 )
 
 func main() {
@@ -67,7 +68,7 @@ func run(endpoint string, rate float64, duration time.Duration, errorRate float6
 	defer cancel()
 
 	s := &sender{endpoint: endpoint, client: loopbackClient()}
-	g := &generator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), errorRate: errorRate}
+	g := &generator{rng: traffic.New(seed, seed^0x9e3779b97f4a7c15), errorRate: errorRate}
 
 	const tick = 100 * time.Millisecond
 	ticker := time.NewTicker(tick)
@@ -205,32 +206,8 @@ var (
 )
 
 type generator struct {
-	rng       *rand.Rand
+	rng       *traffic.Rand
 	errorRate float64
-}
-
-// between returns a random duration in [lo, hi).
-func (g *generator) between(lo, hi time.Duration) time.Duration {
-	return lo + time.Duration(g.rng.Int64N(int64(hi-lo)))
-}
-
-func (g *generator) traceID() pcommon.TraceID {
-	var id [16]byte
-	for i := range id {
-		id[i] = byte(g.rng.Uint32())
-	}
-	return id
-}
-
-func (g *generator) spanID() pcommon.SpanID {
-	var id [8]byte
-	for i := range id {
-		id[i] = byte(g.rng.Uint32())
-	}
-	if id == [8]byte{} {
-		id[7] = 1
-	}
-	return id
 }
 
 // spanSpec is one span to write.
@@ -248,37 +225,37 @@ type spanSpec struct {
 // checkout writes one checkout request into batches (one ptrace.Traces per
 // service) and reports whether it failed.
 func (g *generator) checkout(now time.Time, batches map[string]ptrace.Traces) bool {
-	trace := g.traceID()
-	payFails := g.rng.Float64() < g.errorRate
-	gatewayFails := !payFails && g.rng.Float64() < g.errorRate/2
+	trace := g.rng.TraceID()
+	payFails := g.rng.Chance(g.errorRate)
+	gatewayFails := !payFails && g.rng.Chance(g.errorRate/2)
 
-	t0 := now.Add(-g.between(400*time.Millisecond, 900*time.Millisecond))
-	feServer, feClient := g.spanID(), g.spanID()
-	coServer, coDB, coPay, coProduce := g.spanID(), g.spanID(), g.spanID(), g.spanID()
-	payServer, payGateway := g.spanID(), g.spanID()
-	shipConsume := g.spanID()
+	t0 := now.Add(-g.rng.Between(400*time.Millisecond, 900*time.Millisecond))
+	feServer, feClient := g.rng.SpanID(), g.rng.SpanID()
+	coServer, coDB, coPay, coProduce := g.rng.SpanID(), g.rng.SpanID(), g.rng.SpanID(), g.rng.SpanID()
+	payServer, payGateway := g.rng.SpanID(), g.rng.SpanID()
+	shipConsume := g.rng.SpanID()
 
 	// Timeline, inside out.
-	feClientStart := t0.Add(g.between(time.Millisecond, 5*time.Millisecond))
-	coServerStart := feClientStart.Add(g.between(500*time.Microsecond, 2*time.Millisecond))
-	dbStart := coServerStart.Add(g.between(time.Millisecond, 3*time.Millisecond))
-	dbEnd := dbStart.Add(g.between(2*time.Millisecond, 25*time.Millisecond))
-	payStart := dbEnd.Add(g.between(500*time.Microsecond, 2*time.Millisecond))
-	payServerStart := payStart.Add(g.between(300*time.Microsecond, time.Millisecond))
-	gwStart := payServerStart.Add(g.between(time.Millisecond, 3*time.Millisecond))
-	gwEnd := gwStart.Add(g.between(30*time.Millisecond, 180*time.Millisecond))
+	feClientStart := t0.Add(g.rng.Between(time.Millisecond, 5*time.Millisecond))
+	coServerStart := feClientStart.Add(g.rng.Between(500*time.Microsecond, 2*time.Millisecond))
+	dbStart := coServerStart.Add(g.rng.Between(time.Millisecond, 3*time.Millisecond))
+	dbEnd := dbStart.Add(g.rng.Between(2*time.Millisecond, 25*time.Millisecond))
+	payStart := dbEnd.Add(g.rng.Between(500*time.Microsecond, 2*time.Millisecond))
+	payServerStart := payStart.Add(g.rng.Between(300*time.Microsecond, time.Millisecond))
+	gwStart := payServerStart.Add(g.rng.Between(time.Millisecond, 3*time.Millisecond))
+	gwEnd := gwStart.Add(g.rng.Between(30*time.Millisecond, 180*time.Millisecond))
 	if gatewayFails {
 		gwEnd = gwStart.Add(250 * time.Millisecond) // client-side timeout
 	}
-	payServerEnd := gwEnd.Add(g.between(time.Millisecond, 4*time.Millisecond))
-	payEnd := payServerEnd.Add(g.between(300*time.Microsecond, time.Millisecond))
-	produceStart := payEnd.Add(g.between(500*time.Microsecond, 2*time.Millisecond))
-	produceEnd := produceStart.Add(g.between(time.Millisecond, 4*time.Millisecond))
-	coServerEnd := produceEnd.Add(g.between(500*time.Microsecond, 2*time.Millisecond))
-	feClientEnd := coServerEnd.Add(g.between(500*time.Microsecond, 2*time.Millisecond))
-	feServerEnd := feClientEnd.Add(g.between(time.Millisecond, 5*time.Millisecond))
-	consumeStart := produceEnd.Add(g.between(5*time.Millisecond, 60*time.Millisecond))
-	consumeEnd := consumeStart.Add(g.between(10*time.Millisecond, 40*time.Millisecond))
+	payServerEnd := gwEnd.Add(g.rng.Between(time.Millisecond, 4*time.Millisecond))
+	payEnd := payServerEnd.Add(g.rng.Between(300*time.Microsecond, time.Millisecond))
+	produceStart := payEnd.Add(g.rng.Between(500*time.Microsecond, 2*time.Millisecond))
+	produceEnd := produceStart.Add(g.rng.Between(time.Millisecond, 4*time.Millisecond))
+	coServerEnd := produceEnd.Add(g.rng.Between(500*time.Microsecond, 2*time.Millisecond))
+	feClientEnd := coServerEnd.Add(g.rng.Between(500*time.Microsecond, 2*time.Millisecond))
+	feServerEnd := feClientEnd.Add(g.rng.Between(time.Millisecond, 5*time.Millisecond))
+	consumeStart := produceEnd.Add(g.rng.Between(5*time.Millisecond, 60*time.Millisecond))
+	consumeEnd := consumeStart.Add(g.rng.Between(10*time.Millisecond, 40*time.Millisecond))
 
 	failed := payFails || gatewayFails
 	status := 200

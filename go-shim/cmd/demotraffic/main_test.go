@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -11,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+
+	"github.com/servicemap/servicemap/go-shim/internal/traffic"
 )
 
 func TestCheckLoopback(t *testing.T) {
@@ -31,7 +32,7 @@ func TestCheckLoopback(t *testing.T) {
 }
 
 func TestCheckoutTopology(t *testing.T) {
-	g := &generator{rng: rand.New(rand.NewPCG(1, 2)), errorRate: 0}
+	g := &generator{rng: traffic.New(1, 2), errorRate: 0}
 	batches := map[string]ptrace.Traces{}
 	if g.checkout(time.Now(), batches) {
 		t.Fatal("a checkout failed with error rate 0")

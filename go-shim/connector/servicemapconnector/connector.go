@@ -12,13 +12,11 @@ import (
 
 	"github.com/servicemap/servicemap/go-shim/connector/servicemapconnector/internal/metadata"
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/logthrottle"
 	"github.com/servicemap/servicemap/go-shim/internal/metricsloop"
 	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 )
-
-// rejectLogInterval is the least time between two log messages about rejected batches.
-const rejectLogInterval = 10 * time.Second
 
 type serviceMapConnector struct {
 	cfg     *Config
@@ -26,7 +24,7 @@ type serviceMapConnector struct {
 	next    consumer.Metrics
 	eng     *engine.Engine
 	tel     *selftelemetry.Telemetry
-	rejects *selftelemetry.RejectLog
+	rejects *logthrottle.RejectLog
 	encode  projection.Encode
 	loop    *metricsloop.Loop // expiry and metric pushes; its seams serve the tests
 
@@ -58,7 +56,7 @@ func newConnector(telset component.TelemetrySettings, cfg *Config, next consumer
 		next:    next,
 		eng:     eng,
 		tel:     tel,
-		rejects: selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval, "the batch was dropped"),
+		rejects: logthrottle.NewRejectLog(telset.Logger, logthrottle.Interval, time.Now, "the batch was dropped"),
 		encode:  encode,
 		loop:    metricsloop.New(eng, next, telset.Logger, cfg.ExpirationLoop(), cfg.FlushInterval()),
 	}, nil
@@ -72,7 +70,7 @@ func (c *serviceMapConnector) Capabilities() consumer.Capabilities {
 // ConsumeTraces hands the batch to the engine. A batch the engine rejects is
 // counted and logged, and not reported as an error upstream.
 func (c *serviceMapConnector) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
-	if !c.tel.Feed(ctx, c.eng, c.encode, c.loop.Now(), c.rejects, td) {
+	if !c.tel.Ingest(ctx, c.eng, c.encode, c.loop.Now(), c.rejects, td) {
 		return nil
 	}
 	if c.loop.PushesPerBatch() {

@@ -10,9 +10,7 @@ import (
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/connector/connectortest"
-	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
-	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
@@ -28,55 +26,14 @@ import (
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
 )
 
-// testClock is a clock the test moves by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// metricsSink records pushes.
-type metricsSink struct {
-	mu     sync.Mutex
-	pushes []pmetric.Metrics
-}
-
-func (s *metricsSink) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
-
-func (s *metricsSink) ConsumeMetrics(_ context.Context, md pmetric.Metrics) error {
-	s.mu.Lock()
-	s.pushes = append(s.pushes, md)
-	s.mu.Unlock()
-	return nil
-}
-
-func (s *metricsSink) all() []pmetric.Metrics {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]pmetric.Metrics(nil), s.pushes...)
-}
-
 type fixture struct {
-	c          *serviceMapConnector
-	sink       *metricsSink
-	tel        *componenttest.Telemetry
-	clock      *testClock
-	expiryTick chan time.Time
-	pushTick   chan time.Time
-	expired    chan struct{}
-	pushed     chan struct{}
-	logs       *observer.ObservedLogs
+	c      *serviceMapConnector
+	sink   *consumertest.MetricsSink
+	tel    *componenttest.Telemetry
+	clock  *testutil.Clock
+	expiry *testutil.Ticker
+	pushes *testutil.Ticker
+	logs   *observer.ObservedLogs
 }
 
 const (
@@ -96,13 +53,11 @@ func testConfig() *Config {
 func newFixture(t *testing.T, cfg *Config) *fixture {
 	t.Helper()
 	f := &fixture{
-		sink:       &metricsSink{},
-		tel:        componenttest.NewTelemetry(),
-		clock:      &testClock{t: time.Unix(1_700_000_000, 0)},
-		expiryTick: make(chan time.Time),
-		pushTick:   make(chan time.Time),
-		expired:    make(chan struct{}, 1),
-		pushed:     make(chan struct{}, 1),
+		sink:   &consumertest.MetricsSink{},
+		tel:    componenttest.NewTelemetry(),
+		clock:  testutil.NewClock(time.Unix(1_700_000_000, 0)),
+		expiry: testutil.NewTicker(),
+		pushes: testutil.NewTicker(),
 	}
 	t.Cleanup(func() { _ = f.tel.Shutdown(context.Background()) })
 	telset := f.tel.NewTelemetrySettings()
@@ -113,19 +68,10 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.loop.Now = f.clock.now
-	c.loop.NewTicker = func(d time.Duration) (<-chan time.Time, func()) {
-		switch d {
-		case testExpiryLoop:
-			return f.expiryTick, func() {}
-		case testFlushEvery:
-			return f.pushTick, func() {}
-		}
-		t.Errorf("unexpected ticker period %s", d)
-		return nil, func() {}
-	}
-	c.loop.AfterExpire = func() { f.expired <- struct{}{} }
-	c.loop.AfterPush = func() { f.pushed <- struct{}{} }
+	c.loop.Now = f.clock.Now
+	c.loop.NewTicker = testutil.Tickers(t, map[time.Duration]*testutil.Ticker{testExpiryLoop: f.expiry, testFlushEvery: f.pushes})
+	c.loop.AfterExpire = f.expiry.Handled
+	c.loop.AfterPush = f.pushes.Handled
 	f.c = c
 	return f
 }
@@ -140,14 +86,12 @@ func (f *fixture) start(t *testing.T) {
 
 // push runs one pass of the push loop and waits for it.
 func (f *fixture) push() {
-	f.pushTick <- f.clock.now()
-	<-f.pushed
+	f.pushes.Tick(f.clock.Now())
 }
 
 // expire runs one pass of the expiry loop and waits for it.
 func (f *fixture) expire() {
-	f.expiryTick <- f.clock.now()
-	<-f.expired
+	f.expiry.Tick(f.clock.Now())
 }
 
 // TestOwnTelemetry: the connector records through the instruments its
@@ -155,7 +99,7 @@ func (f *fixture) expire() {
 func TestOwnTelemetry(t *testing.T) {
 	f := newFixture(t, testConfig())
 	f.start(t)
-	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 		t.Fatal(err)
 	}
 	points := func(v int64) []metricdata.DataPoint[int64] { return []metricdata.DataPoint[int64]{{Value: v}} }
@@ -211,18 +155,18 @@ func TestEmitsMetricsOnFlush(t *testing.T) {
 	f := newFixture(t, testConfig())
 	f.start(t)
 	ctx := context.Background()
-	if err := f.c.ConsumeTraces(ctx, testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+	if err := f.c.ConsumeTraces(ctx, testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.c.ConsumeTraces(ctx, testutil.ClientServer("a", "b", f.clock.now(), true)); err != nil {
+	if err := f.c.ConsumeTraces(ctx, testutil.ClientServer("a", "b", f.clock.Now(), true)); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(f.sink.all()); n != 0 {
+	if n := len(f.sink.AllMetrics()); n != 0 {
 		t.Fatalf("%d pushes before the flush interval", n)
 	}
-	f.clock.add(testFlushEvery)
+	f.clock.Add(testFlushEvery)
 	f.push()
-	pushes := f.sink.all()
+	pushes := f.sink.AllMetrics()
 	if len(pushes) != 1 {
 		t.Fatalf("%d pushes, want 1", len(pushes))
 	}
@@ -244,12 +188,12 @@ func TestEmitsMetricsOnFlush(t *testing.T) {
 	}
 
 	// Cumulative: the next push still carries the totals.
-	if err := f.c.ConsumeTraces(ctx, testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+	if err := f.c.ConsumeTraces(ctx, testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 		t.Fatal(err)
 	}
-	f.clock.add(testFlushEvery)
+	f.clock.Add(testFlushEvery)
 	f.push()
-	pushes = f.sink.all()
+	pushes = f.sink.AllMetrics()
 	if len(pushes) != 2 {
 		t.Fatalf("%d pushes, want 2", len(pushes))
 	}
@@ -262,7 +206,7 @@ func TestNothingIsSentWithoutSeries(t *testing.T) {
 	f := newFixture(t, testConfig())
 	f.start(t)
 	f.push()
-	if n := len(f.sink.all()); n != 0 {
+	if n := len(f.sink.AllMetrics()); n != 0 {
 		t.Fatalf("%d pushes with no series", n)
 	}
 }
@@ -274,10 +218,10 @@ func TestFlushAfterEveryBatch(t *testing.T) {
 	f := newFixture(t, cfg)
 	f.start(t)
 	for i := 1; i <= 3; i++ {
-		if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+		if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 			t.Fatal(err)
 		}
-		pushes := f.sink.all()
+		pushes := f.sink.AllMetrics()
 		if len(pushes) != i {
 			t.Fatalf("after batch %d: %d pushes", i, len(pushes))
 		}
@@ -290,18 +234,18 @@ func TestFlushAfterEveryBatch(t *testing.T) {
 func TestExpiryMakesVirtualNodes(t *testing.T) {
 	f := newFixture(t, testConfig())
 	f.start(t)
-	if err := f.c.ConsumeTraces(context.Background(), testutil.LoneClient("shop", "payments-gateway", f.clock.now())); err != nil {
+	if err := f.c.ConsumeTraces(context.Background(), testutil.LoneClient("shop", "payments-gateway", f.clock.Now())); err != nil {
 		t.Fatal(err)
 	}
 	f.expire() // not due yet
 	f.push()
-	if n := len(f.sink.all()); n != 0 {
+	if n := len(f.sink.AllMetrics()); n != 0 {
 		t.Fatalf("%d pushes before the edge expired", n)
 	}
-	f.clock.add(time.Minute)
+	f.clock.Add(time.Minute)
 	f.expire()
 	f.push()
-	pushes := f.sink.all()
+	pushes := f.sink.AllMetrics()
 	if len(pushes) != 1 {
 		t.Fatalf("%d pushes, want 1", len(pushes))
 	}
@@ -321,11 +265,11 @@ func TestExpiryWarnsOfOverflowedCaps(t *testing.T) {
 	f := newFixture(t, cfg)
 	f.start(t)
 	for _, edge := range [][2]string{{"a", "b"}, {"c", "d"}} {
-		if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer(edge[0], edge[1], f.clock.now(), false)); err != nil {
+		if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer(edge[0], edge[1], f.clock.Now(), false)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	raw, err := f.c.eng.Render(engine.FormatStatsJSON, f.clock.now())
+	raw, err := f.c.eng.Render(engine.FormatStatsJSON, f.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,13 +293,13 @@ func TestShutdownFlushesAndPushesOnce(t *testing.T) {
 	if err := f.c.Start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.c.ConsumeTraces(context.Background(), testutil.LoneClient("shop", "payments-gateway", f.clock.now())); err != nil {
+	if err := f.c.ConsumeTraces(context.Background(), testutil.LoneClient("shop", "payments-gateway", f.clock.Now())); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.c.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	pushes := f.sink.all()
+	pushes := f.sink.AllMetrics()
 	if len(pushes) != 1 {
 		t.Fatalf("%d pushes at shutdown, want 1", len(pushes))
 	}
@@ -365,14 +309,14 @@ func TestShutdownFlushesAndPushesOnce(t *testing.T) {
 	if err := f.c.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(f.sink.all()); n != 1 {
+	if n := len(f.sink.AllMetrics()); n != 1 {
 		t.Errorf("a second Shutdown pushed again (%d pushes)", n)
 	}
 }
 
 func TestShutdownWithoutStart(t *testing.T) {
 	f := newFixture(t, testConfig())
-	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.c.Shutdown(context.Background()); err != nil {
@@ -381,7 +325,7 @@ func TestShutdownWithoutStart(t *testing.T) {
 	if err := f.c.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(f.sink.all()); n != 0 {
+	if n := len(f.sink.AllMetrics()); n != 0 {
 		t.Errorf("%d pushes from a connector that was never started", n)
 	}
 }
@@ -391,17 +335,17 @@ func TestRejectedBatchIsCounted(t *testing.T) {
 	f.c.encode = func(dst []byte, _ ptrace.Traces) ([]byte, error) { return append(dst, testutil.Garbage...), nil }
 	f.start(t)
 	for i := 0; i < 2; i++ {
-		if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+		if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 			t.Fatalf("a rejected batch is reported upstream: %v", err)
 		}
 	}
 	metadatatest.AssertEqualServicemapBatchesRejected(t, f.tel, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
 	f.c.encode = projection.Full
-	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 		t.Fatal(err)
 	}
 	f.push()
-	if n := len(f.sink.all()); n != 1 {
+	if n := len(f.sink.AllMetrics()); n != 1 {
 		t.Errorf("%d pushes after a good batch, want 1", n)
 	}
 }
@@ -421,7 +365,7 @@ func TestConcurrentConsumeAndFlush(t *testing.T) {
 			defer wg.Done()
 			<-start
 			for i := 0; i < batches; i++ {
-				if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+				if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -442,7 +386,7 @@ func TestConcurrentConsumeAndFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pushes := f.sink.all()
+	pushes := f.sink.AllMetrics()
 	if len(pushes) != workers*batches+1 {
 		t.Fatalf("%d pushes, want one per batch plus the final one (%d)", len(pushes), workers*batches+1)
 	}

@@ -1,6 +1,7 @@
-// Package metricsloop holds what the connector and the receiver share once
-// spans are in the engine: expiry on one ticker, and the service-graph
-// metrics, rendered as OTLP, sent down a metrics pipeline on another.
+// Package metricsloop holds what the components share once spans are in the
+// engine: expiry on one ticker (all three), and the service-graph metrics,
+// rendered as OTLP, sent down a metrics pipeline on another (the connector
+// and the receiver; the processor serves its metrics over HTTP instead).
 package metricsloop
 
 import (
@@ -13,22 +14,20 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/logthrottle"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 )
 
-// overflowLogInterval is the least time between two warnings about
-// overflowed engine caps (the components log rejected batches as often).
-const overflowLogInterval = 10 * time.Second
-
 // Loop runs an engine's expiry and metric pushes until Stop. After each
-// expiry it checks whether the engine's caps overflowed, and warns if so.
+// expiry it checks whether the engine's caps overflowed, and warns if so, at
+// most once per logthrottle.Interval.
 type Loop struct {
 	eng      *engine.Engine
-	next     consumer.Metrics
+	next     consumer.Metrics // nil: the loop only expires (ExpiryOnly)
 	logger   *zap.Logger
 	expiry   time.Duration
 	every    time.Duration // push period; 0 = the owner pushes after every batch
-	overflow *selftelemetry.OverflowLog
+	overflow *logthrottle.OverflowLog
 
 	// Seams for tests; set before Start.
 	Now         func() time.Time
@@ -51,17 +50,26 @@ func New(eng *engine.Engine, next consumer.Metrics, logger *zap.Logger, expiry, 
 	if every == 0 {
 		logger.Warn("metrics_flush_interval is 0: service-graph metrics are sent after every batch, which can produce a very large number of data points")
 	}
-	return &Loop{
+	l := ExpiryOnly(eng, logger, expiry)
+	l.next, l.every = next, every
+	return l
+}
+
+// ExpiryOnly returns a loop that expires every `expiry` and pushes nothing,
+// for a component that serves its metrics instead of sending them on.
+func ExpiryOnly(eng *engine.Engine, logger *zap.Logger, expiry time.Duration) *Loop {
+	l := &Loop{
 		eng:       eng,
-		next:      next,
 		logger:    logger,
 		expiry:    expiry,
-		every:     every,
-		overflow:  selftelemetry.OverflowLogForEngine(logger, overflowLogInterval, eng),
 		Now:       time.Now,
 		NewTicker: newTicker,
 		stop:      make(chan struct{}),
 	}
+	// The overflow warnings read the loop's clock, whatever it is set to.
+	l.overflow = logthrottle.NewOverflowLog(logger, logthrottle.Interval, func() time.Time { return l.Now() },
+		selftelemetry.EngineStats(eng))
+	return l
 }
 
 func newTicker(d time.Duration) (<-chan time.Time, func()) {
@@ -70,22 +78,22 @@ func newTicker(d time.Duration) (<-chan time.Time, func()) {
 }
 
 // PushesPerBatch reports whether the owner should push after every batch.
-func (l *Loop) PushesPerBatch() bool { return l.every == 0 }
+func (l *Loop) PushesPerBatch() bool { return l.next != nil && l.every == 0 }
 
-// Start starts the expiry loop and, unless the owner pushes after every
-// batch, the push loop. Call it once.
+// Start starts the expiry loop and, for a loop that pushes on a period, the
+// push loop. Call it once.
 func (l *Loop) Start() {
 	l.run(l.expiry, func() {
 		now := l.Now()
 		if err := l.eng.Expire(now); err != nil {
 			l.logger.Warn("servicemap expiry failed", zap.Error(err))
 		}
-		l.overflow.Check(now)
+		l.overflow.Check()
 		if l.AfterExpire != nil {
 			l.AfterExpire()
 		}
 	})
-	if l.every > 0 {
+	if l.next != nil && l.every > 0 {
 		l.run(l.every, func() {
 			l.Push(context.Background())
 			if l.AfterPush != nil {
@@ -120,8 +128,11 @@ func (l *Loop) Stop() {
 }
 
 // Push renders the current series as OTLP metrics and sends them on. Nothing
-// is sent while there are no series.
+// is sent while there are no series, nor by an ExpiryOnly loop.
 func (l *Loop) Push(ctx context.Context) {
+	if l.next == nil {
+		return
+	}
 	l.pushMu.Lock()
 	defer l.pushMu.Unlock()
 	raw, err := l.eng.Render(engine.FormatOTLPMetrics, l.Now())

@@ -1,6 +1,16 @@
-// Package options holds the configuration shared by the servicemap processor
-// and connector: the engine options (translated to the engine's JSON) and the
-// loop periods that drive the engine from Go.
+// Package options holds the configuration that the servicemap processor,
+// connector and receiver share (each embeds Options):
+//
+//   - the engine options, the live service map's and the service catalog's
+//     among them, and their translation to the engine's JSON (EngineJSON
+//     reads the catalog file in);
+//   - store_expiration_loop, the period of the expiry loop that drives the
+//     engine from Go, and cache_loop, accepted for contrib compatibility;
+//   - Check and NewEngine, which hand that JSON to the engine, and
+//     EngineError, which names collector keys in the engine's errors.
+//
+// metrics_flush_interval belongs to the components that push metrics
+// (metricsloop.Flush).
 package options
 
 import (

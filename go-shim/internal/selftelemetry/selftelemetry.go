@@ -1,7 +1,7 @@
 // Package selftelemetry reports the shim's and the engine's own health
 // through the instruments each component declares in its metadata.yaml
-// (mdatagen generates their builder), and logs rejected batches and
-// overflowed caps without flooding the log.
+// (mdatagen generates their builder), and hands the components' batches to
+// the engine, accounting for each in those instruments.
 package selftelemetry
 
 import (
@@ -20,9 +20,9 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/metric"
-	"go.uber.org/zap"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/logthrottle"
 )
 
 // StatsSource renders the engine's self-report (SM_FORMAT_STATS_JSON).
@@ -305,150 +305,22 @@ func sanitize(s string) string {
 	}, s)
 }
 
-// throttle lets at most one log message through per interval. Its owner
-// holds the lock that guards it.
-type throttle struct {
-	interval time.Duration
-	last     time.Time
-}
-
-// open reports whether a message may be written at now.
-func (t *throttle) open(now time.Time) bool {
-	return t.last.IsZero() || now.Sub(t.last) >= t.interval
-}
-
-// written starts a new interval at now.
-func (t *throttle) written(now time.Time) { t.last = now }
-
-// RejectLog logs rejected batches at most once per interval, with the number
-// of rejections since the last message.
-type RejectLog struct {
-	logger  *zap.Logger
-	outcome string // what became of the batch, for the message
-	now     func() time.Time
-
-	mu         sync.Mutex
-	throttle   throttle
-	suppressed int64
-}
-
-// NewRejectLog logs through logger at most once per interval; outcome says
-// what the component did with a rejected batch ("the traces were passed on
-// unchanged", "the request was refused").
-func NewRejectLog(logger *zap.Logger, interval time.Duration, outcome string) *RejectLog {
-	return &RejectLog{logger: logger, throttle: throttle{interval: interval}, outcome: outcome, now: time.Now}
-}
-
-// SetClock replaces the clock (for tests).
-func (r *RejectLog) SetClock(now func() time.Time) { r.now = now }
-
-// Reject notes one rejected batch and logs if the interval has passed.
-// It reports whether a message was written.
-func (r *RejectLog) Reject(err error, spans int) bool {
-	r.mu.Lock()
-	now := r.now()
-	r.suppressed++
-	if !r.throttle.open(now) {
-		r.mu.Unlock()
-		return false
-	}
-	count := r.suppressed
-	r.suppressed = 0
-	r.throttle.written(now)
-	r.mu.Unlock()
-
-	fields := []zap.Field{
-		zap.Error(err),
-		zap.Int("spans_in_batch", spans),
-		zap.Int64("rejected_since_last_message", count),
-		zap.Duration("log_interval", r.throttle.interval),
-	}
-	if engine.IsInvalidInput(err) {
-		r.logger.Warn("servicemap engine rejected a trace batch; "+r.outcome, fields...)
-	} else {
-		r.logger.Error("servicemap engine failed to take a trace batch; "+r.outcome, fields...)
-	}
-	return true
-}
-
-// OverflowLog warns when the engine refused, folded or truncated input
-// because one of its caps was full: when series_refused, values_truncated
-// or an overflow_* statistic has grown. It writes at most one message per
-// interval, naming each statistic that grew since the last message and by
-// how much, so that an operator learns which cap to raise, or which input
-// to look at, without a line per span.
-type OverflowLog struct {
-	logger *zap.Logger
-	stats  StatsSource
-
-	mu       sync.Mutex
-	throttle throttle
-	// reported holds each statistic's value at the last message (zero
-	// before the first: the engine counts from its start).
-	reported map[string]float64
-}
-
-// NewOverflowLog watches the statistics from stats and logs through logger
-// at most once per interval.
-func NewOverflowLog(logger *zap.Logger, interval time.Duration, stats StatsSource) *OverflowLog {
-	return &OverflowLog{logger: logger, stats: stats, throttle: throttle{interval: interval}, reported: map[string]float64{}}
-}
-
-// OverflowLogForEngine is NewOverflowLog over an engine's self-report.
-func OverflowLogForEngine(logger *zap.Logger, interval time.Duration, eng *engine.Engine) *OverflowLog {
-	return NewOverflowLog(logger, interval, func(now time.Time) ([]byte, error) {
+// engineStats is an engine's own self-report as a statistics source.
+func engineStats(eng *engine.Engine) StatsSource {
+	return func(now time.Time) ([]byte, error) {
 		return eng.Render(engine.FormatStatsJSON, now)
-	})
-}
-
-// isOverflow reports whether a statistic counts input lost to a cap.
-func isOverflow(key string) bool {
-	return key == "series_refused" || key == "values_truncated" || strings.HasPrefix(key, "overflow_")
-}
-
-// Check reads the statistics, unless a message was written less than an
-// interval ago (growth until then is reported in the next message), and
-// logs what grew since the last message. It reports whether it logged.
-func (o *OverflowLog) Check(now time.Time) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !o.throttle.open(now) {
-		return false
 	}
-	values, err := readStats(o.stats, now)
-	if err != nil {
-		// The engine is closing, or its report is unreadable; the
-		// instruments' callback reports the latter.
-		return false
-	}
-	var grown []string
-	for k, v := range values {
-		if isOverflow(k) && v > o.reported[k] {
-			grown = append(grown, k)
-		}
-	}
-	if len(grown) == 0 {
-		return false
-	}
-	sort.Strings(grown)
-	fields := make([]zap.Field, 0, len(grown)+2)
-	fields = append(fields, zap.Strings("caps", grown))
-	for _, k := range grown {
-		fields = append(fields, zap.Int64(k, int64(values[k]-o.reported[k])))
-		o.reported[k] = values[k]
-	}
-	fields = append(fields, zap.Duration("log_interval", o.throttle.interval))
-	o.throttle.written(now)
-	o.logger.Warn("servicemap engine caps overflowed: input beyond them was refused, folded or truncated; "+
-		"each field counts what one cap turned away since the last message", fields...)
-	return true
 }
 
 // ForEngine is New with an engine's own self-report as the statistics source.
 func ForEngine(inst Instruments, eng *engine.Engine) (*Telemetry, error) {
-	return New(inst, func(now time.Time) ([]byte, error) {
-		return eng.Render(engine.FormatStatsJSON, now)
-	})
+	return New(inst, engineStats(eng))
+}
+
+// EngineStats reads an engine's self-report, flattened by ParseStats.
+func EngineStats(eng *engine.Engine) func(now time.Time) (map[string]float64, error) {
+	src := engineStats(eng)
+	return func(now time.Time) (map[string]float64, error) { return readStats(src, now) }
 }
 
 // ForComponent records a component's own telemetry and observes eng: the
@@ -477,7 +349,7 @@ func ForComponent[B any, O any](telset component.TelemetrySettings,
 }
 
 // buffers holds encoding buffers between batches, so that encoding a batch
-// allocates nothing once they have grown. Each Feed takes its own, so
+// allocates nothing once they have grown. Each Ingest takes its own, so
 // concurrent batches never share one.
 var buffers = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -485,7 +357,7 @@ var buffers = sync.Pool{New: func() any { return new([]byte) }}
 // buffer is left to the garbage collector.
 const maxPooledBuffer = 16 << 20
 
-// Feed hands one batch to the engine as OTLP bytes and accounts for it: its
+// Ingest hands one batch to the engine as OTLP bytes and accounts for it: its
 // spans are counted, the time encoding and handing it over took is
 // recorded, and a batch that cannot be encoded or that the engine rejects is
 // counted and logged. It reports whether the engine took the
@@ -494,8 +366,8 @@ const maxPooledBuffer = 16 << 20
 // encode appends the batch's encoding to the buffer it is given (one from a
 // pool, reused across calls) and returns it; the engine reads it only during
 // the call, after which the buffer returns to the pool.
-func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, encode func([]byte, ptrace.Traces) ([]byte, error),
-	now time.Time, rejects *RejectLog, td ptrace.Traces) bool {
+func (t *Telemetry) Ingest(ctx context.Context, eng *engine.Engine, encode func([]byte, ptrace.Traces) ([]byte, error),
+	now time.Time, rejects *logthrottle.RejectLog, td ptrace.Traces) bool {
 	spans := td.SpanCount()
 	if spans == 0 {
 		return false
@@ -520,13 +392,13 @@ func (t *Telemetry) Feed(ctx context.Context, eng *engine.Engine, encode func([]
 	return true
 }
 
-// FeedBytes hands one request's OTLP traces bytes to the engine as received
-// and accounts for it like Feed, except that its spans are not counted (the
+// IngestBytes hands one request's OTLP traces bytes to the engine as received
+// and accounts for it like Ingest, except that its spans are not counted (the
 // bytes are never decoded here; the engine's own statistics count them) and
 // the time recorded is the engine's alone. It
 // returns how many spans the engine dropped because its store was full, and
 // its error for a batch it did not take. Empty requests are skipped.
-func (t *Telemetry) FeedBytes(ctx context.Context, eng *engine.Engine, now time.Time, rejects *RejectLog, otlp []byte) (dropped uint64, err error) {
+func (t *Telemetry) IngestBytes(ctx context.Context, eng *engine.Engine, now time.Time, rejects *logthrottle.RejectLog, otlp []byte) (dropped uint64, err error) {
 	if len(otlp) == 0 {
 		return 0, nil
 	}

@@ -14,10 +14,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/logthrottle"
 	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
 )
@@ -298,95 +297,6 @@ func TestInstruments(t *testing.T) {
 	}
 }
 
-// fakeStats is a statistics source the test rewrites, counting its reads.
-type fakeStats struct {
-	json  string
-	err   error
-	reads int
-}
-
-func (f *fakeStats) read(time.Time) ([]byte, error) {
-	f.reads++
-	return []byte(f.json), f.err
-}
-
-func TestOverflowLogIsRateLimited(t *testing.T) {
-	core, logs := observer.New(zapcore.InfoLevel)
-	src := &fakeStats{json: `{"series_refused": 0, "values_truncated": 0, "spans_dropped": 5,
-		"overflow": {"graph_nodes": 0, "graph_edges": 0, "interner": 0, "unpaired_series": 0}}`}
-	o := NewOverflowLog(zap.New(core), 10*time.Second, src.read)
-	t0 := time.Unix(1000, 0)
-	const message = "servicemap engine caps overflowed: input beyond them was refused, folded or truncated; " +
-		"each field counts what one cap turned away since the last message"
-
-	// Nothing overflowed: no message (spans_dropped is not a cap).
-	if o.Check(t0) || logs.Len() != 0 {
-		t.Fatalf("logged with no overflow: %v", logs.All())
-	}
-
-	src.json = `{"series_refused": 3, "values_truncated": 0, "spans_dropped": 9,
-		"overflow": {"graph_nodes": 0, "graph_edges": 12, "interner": 0, "unpaired_series": 0}}`
-	if !o.Check(t0.Add(time.Second)) {
-		t.Fatal("first overflow not logged")
-	}
-	checkEntry(t, logs.All()[0], message, map[string]any{
-		"caps": []any{"overflow_graph_edges", "series_refused"}, "overflow_graph_edges": int64(12), "series_refused": int64(3),
-		"log_interval": 10 * time.Second})
-
-	// Within the interval: neither logged nor read.
-	src.json = `{"series_refused": 4, "values_truncated": 5, "spans_dropped": 9,
-		"overflow": {"graph_nodes": 0, "graph_edges": 20, "interner": 0, "unpaired_series": 0}}`
-	reads := src.reads
-	if o.Check(t0.Add(2*time.Second)) || o.Check(t0.Add(10*time.Second)) || logs.Len() != 1 || src.reads != reads {
-		t.Fatalf("within the interval: %d messages, %d reads", logs.Len(), src.reads-reads)
-	}
-
-	// Once it has passed: everything that grew since the last message.
-	if !o.Check(t0.Add(11 * time.Second)) {
-		t.Fatal("overflow after the interval not logged")
-	}
-	checkEntry(t, logs.All()[1], message, map[string]any{
-		"caps":                 []any{"overflow_graph_edges", "series_refused", "values_truncated"},
-		"overflow_graph_edges": int64(8), "series_refused": int64(1), "values_truncated": int64(5),
-		"log_interval": 10 * time.Second})
-
-	// A check that finds nothing new writes nothing and starts no interval,
-	// so the next growth is logged at once.
-	if o.Check(t0.Add(30*time.Second)) || logs.Len() != 2 {
-		t.Fatalf("logged without growth: %v", logs.All()[2:])
-	}
-	src.json = `{"series_refused": 4, "values_truncated": 5, "spans_dropped": 9,
-		"overflow": {"graph_nodes": 0, "graph_edges": 20, "interner": 2, "unpaired_series": 0}}`
-	if !o.Check(t0.Add(31 * time.Second)) {
-		t.Fatal("growth after a quiet check not logged")
-	}
-	checkEntry(t, logs.All()[2], message, map[string]any{
-		"caps": []any{"overflow_interner"}, "overflow_interner": int64(2), "log_interval": 10 * time.Second})
-
-	// An unreadable report is not an overflow.
-	src.err = errors.New("engine closed")
-	if o.Check(t0.Add(time.Minute)) || logs.Len() != 3 {
-		t.Fatalf("logged on a failed read: %v", logs.All()[3:])
-	}
-}
-
-// checkEntry compares a warning's message and its fields, all of them.
-func checkEntry(t *testing.T, e observer.LoggedEntry, message string, fields map[string]any) {
-	t.Helper()
-	if e.Level != zapcore.WarnLevel || e.Message != message {
-		t.Errorf("entry %v %q, want warn %q", e.Level, e.Message, message)
-	}
-	got := e.ContextMap()
-	if len(got) != len(fields) {
-		t.Errorf("fields %v, want %v", got, fields)
-	}
-	for k, v := range fields {
-		if fmt.Sprint(got[k]) != fmt.Sprint(v) || fmt.Sprintf("%T", got[k]) != fmt.Sprintf("%T", v) {
-			t.Errorf("field %s = %#v, want %#v", k, got[k], v)
-		}
-	}
-}
-
 // engineInstruments makes the instruments a component declares, with one
 // engine instrument for each statistic eng reports.
 func engineInstruments(t *testing.T, tt *componenttest.Telemetry, eng *engine.Engine) Instruments {
@@ -414,12 +324,12 @@ func engineInstruments(t *testing.T, tt *componenttest.Telemetry, eng *engine.En
 }
 
 func TestInstrumentsFromEngine(t *testing.T) {
-	tel, tt, eng, encode := newFeedFixture(t)
+	tel, tt, eng, encode := newIngestFixture(t)
 	if len(tel.StatKeys()) == 0 {
 		t.Fatal("no engine statistic observed")
 	}
 	now := time.Unix(1_800_000_000, 0)
-	if !tel.Feed(context.Background(), eng, encode, now, NewRejectLog(zap.NewNop(), time.Minute, ""), testutil.ClientServer("a", "b", now, false)) {
+	if !tel.Ingest(context.Background(), eng, encode, now, logthrottle.NewRejectLog(zap.NewNop(), time.Minute, time.Now, ""), testutil.ClientServer("a", "b", now, false)) {
 		t.Fatal("batch rejected")
 	}
 	for _, k := range tel.StatKeys() {
@@ -436,21 +346,21 @@ func TestInstrumentsFromEngine(t *testing.T) {
 
 // TestConsumeDuration: every batch handed over, taken or not, is timed.
 func TestConsumeDuration(t *testing.T) {
-	tel, tt, eng, encode := newFeedFixture(t)
+	tel, tt, eng, encode := newIngestFixture(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
-	rejects := NewRejectLog(zap.NewNop(), time.Minute, "")
-	if !tel.Feed(ctx, eng, encode, now, rejects, testutil.ClientServer("a", "b", now, false)) {
+	rejects := logthrottle.NewRejectLog(zap.NewNop(), time.Minute, time.Now, "")
+	if !tel.Ingest(ctx, eng, encode, now, rejects, testutil.ClientServer("a", "b", now, false)) {
 		t.Fatal("batch rejected")
 	}
-	if tel.Feed(ctx, eng, func(b []byte, _ ptrace.Traces) ([]byte, error) { return append(b, 0xff), nil }, now, rejects,
+	if tel.Ingest(ctx, eng, func(b []byte, _ ptrace.Traces) ([]byte, error) { return append(b, 0xff), nil }, now, rejects,
 		testutil.ClientServer("a", "b", now, false)) {
 		t.Fatal("a malformed batch was taken")
 	}
-	if _, err := tel.FeedBytes(ctx, eng, now, rejects, []byte{0xff}); err == nil {
+	if _, err := tel.IngestBytes(ctx, eng, now, rejects, []byte{0xff}); err == nil {
 		t.Fatal("malformed bytes were taken")
 	}
-	if tel.Feed(ctx, eng, encode, now, rejects, ptrace.NewTraces()) {
+	if tel.Ingest(ctx, eng, encode, now, rejects, ptrace.NewTraces()) {
 		t.Fatal("an empty batch was fed")
 	}
 	p, err := testutil.HistogramPoint(tt, prefix+"consume_duration")
@@ -468,42 +378,7 @@ func TestConsumeDuration(t *testing.T) {
 	}
 }
 
-func TestRejectLogIsRateLimited(t *testing.T) {
-	core, logs := observer.New(zapcore.InfoLevel)
-	r := NewRejectLog(zap.New(core), 10*time.Second, "the batch was dropped")
-	now := time.Unix(1000, 0)
-	r.SetClock(func() time.Time { return now })
-	bad := &engine.Error{Op: "consume", Status: engine.StatusInvalidInput, Message: "malformed"}
-
-	if !r.Reject(bad, 3) {
-		t.Fatal("first rejection not logged")
-	}
-	for i := 0; i < 5; i++ {
-		now = now.Add(time.Second)
-		if r.Reject(bad, 3) {
-			t.Fatalf("rejection %d within the interval was logged", i+2)
-		}
-	}
-	now = now.Add(5 * time.Second)
-	if !r.Reject(errors.New("other"), 1) {
-		t.Fatal("rejection after the interval not logged")
-	}
-	entries := logs.All()
-	if len(entries) != 2 {
-		t.Fatalf("%d log entries, want 2", len(entries))
-	}
-	if entries[0].Level != zapcore.WarnLevel || entries[1].Level != zapcore.ErrorLevel {
-		t.Errorf("levels %v, %v", entries[0].Level, entries[1].Level)
-	}
-	if want := "servicemap engine rejected a trace batch; the batch was dropped"; entries[0].Message != want {
-		t.Errorf("message %q, want %q", entries[0].Message, want)
-	}
-	if got := entries[1].ContextMap()["rejected_since_last_message"]; got != int64(6) {
-		t.Errorf("second message counts %v rejections, want 6", got)
-	}
-}
-
-func newFeedFixture(t *testing.T) (*Telemetry, *componenttest.Telemetry, *engine.Engine, projection.Encode) {
+func newIngestFixture(t *testing.T) (*Telemetry, *componenttest.Telemetry, *engine.Engine, projection.Encode) {
 	t.Helper()
 	eng, err := engine.New(nil)
 	if err != nil {
@@ -524,20 +399,20 @@ func newFeedFixture(t *testing.T) (*Telemetry, *componenttest.Telemetry, *engine
 	return tel, tt, eng, encode
 }
 
-// TestFeedAllocatesNothing: once the pooled buffers have grown, handing a
+// TestIngestAllocatesNothing: once the pooled buffers have grown, handing a
 // batch to the engine allocates no Go memory.
-func TestFeedAllocatesNothing(t *testing.T) {
+func TestIngestAllocatesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocation counts")
 	}
-	tel, _, eng, encode := newFeedFixture(t)
-	rejects := NewRejectLog(zap.NewNop(), time.Minute, "")
+	tel, _, eng, encode := newIngestFixture(t)
+	rejects := logthrottle.NewRejectLog(zap.NewNop(), time.Minute, time.Now, "")
 	now := time.Unix(1_800_000_000, 0)
 	td := testutil.ClientServer("a", "b", now, false)
 	ctx := context.Background()
-	tel.Feed(ctx, eng, encode, now, rejects, td)
+	tel.Ingest(ctx, eng, encode, now, rejects, td)
 	allocs := testing.AllocsPerRun(100, func() {
-		if !tel.Feed(ctx, eng, encode, now, rejects, td) {
+		if !tel.Ingest(ctx, eng, encode, now, rejects, td) {
 			t.Fatal("batch rejected")
 		}
 	})
@@ -547,10 +422,10 @@ func TestFeedAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestConcurrentFeed: batches fed at once each get their own buffer.
-func TestConcurrentFeed(t *testing.T) {
-	tel, tt, eng, encode := newFeedFixture(t)
-	rejects := NewRejectLog(zap.NewNop(), time.Minute, "")
+// TestConcurrentIngest: batches ingested at once each get their own buffer.
+func TestConcurrentIngest(t *testing.T) {
+	tel, tt, eng, encode := newIngestFixture(t)
+	rejects := logthrottle.NewRejectLog(zap.NewNop(), time.Minute, time.Now, "")
 	now := time.Unix(1_800_000_000, 0)
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
@@ -559,7 +434,7 @@ func TestConcurrentFeed(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
 				td := testutil.ClientServer("a", "b", now, i%2 == 0)
-				if !tel.Feed(context.Background(), eng, encode, now, rejects, td) {
+				if !tel.Ingest(context.Background(), eng, encode, now, rejects, td) {
 					t.Error("batch rejected")
 					return
 				}

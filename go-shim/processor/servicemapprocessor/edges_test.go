@@ -74,7 +74,7 @@ func graphJSON(t *testing.T, c *http.Client, base string, header map[string]stri
 // consumeOneEdge gives the engine a -> b, so that the map is not empty.
 func consumeOneEdge(t *testing.T, f *fixture) {
 	t.Helper()
-	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 		t.Fatal(err)
 	}
 }

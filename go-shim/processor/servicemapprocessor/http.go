@@ -1,3 +1,9 @@
+// The processor's HTTP server: its own route, GET on metrics_path (the
+// service-graph series as Prometheus text, or as OpenMetrics when the Accept
+// header prefers it), and the live service map's routes that internal/web
+// registers beside it (the page, the JSON API, the exports and, when
+// http.accept_edges is on, POST /api/edges).
+
 package servicemapprocessor
 
 import (
@@ -23,21 +29,22 @@ type route struct {
 	handler http.HandlerFunc
 }
 
-// routes lists every endpoint the processor serves. New endpoints (graph
-// queries and the like) are added here.
+// routes lists the endpoints the processor serves itself: the metrics path.
+// The service map's endpoints are internal/web's; handler adds both.
 func (p *serviceMapProcessor) routes() []route {
 	return []route{
 		{pattern: http.MethodGet + " " + p.cfg.HTTP.MetricsPath, handler: p.serveMetrics},
 	}
 }
 
+// handler is the server's mux: the processor's routes and the service map's.
 func (p *serviceMapProcessor) handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range p.routes() {
 		mux.Handle(r.pattern, r.handler)
 	}
 	// The live service map: its page, JSON API and exports.
-	web.Register(mux, p.eng, p.now, p.edgesOptions())
+	web.Register(mux, p.eng, p.loop.Now, p.edgesOptions())
 	return mux
 }
 
@@ -58,7 +65,7 @@ func (p *serviceMapProcessor) serveMetrics(w http.ResponseWriter, r *http.Reques
 	if wantsOpenMetrics(r.Header.Values("Accept")) {
 		format, contentType = engine.FormatOpenMetrics, contentTypeOpenMetrics
 	}
-	body, err := p.eng.Render(format, p.now())
+	body, err := p.eng.Render(format, p.loop.Now())
 	if err != nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, engine.ErrClosed) {

@@ -14,37 +14,29 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/logthrottle"
+	"github.com/servicemap/servicemap/go-shim/internal/metricsloop"
 	"github.com/servicemap/servicemap/go-shim/internal/projection"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/processor/servicemapprocessor/internal/metadata"
 )
 
-// rejectLogInterval is the least time between two log messages about
-// rejected batches, and between two about overflowed engine caps.
-const rejectLogInterval = 10 * time.Second
-
 type serviceMapProcessor struct {
-	cfg      *Config
-	telset   component.TelemetrySettings
-	logger   *zap.Logger
-	eng      *engine.Engine
-	tel      *selftelemetry.Telemetry
-	rejects  *selftelemetry.RejectLog
-	overflow *selftelemetry.OverflowLog
-
-	// Seams for tests; set before start.
-	now         func() time.Time
-	encode      projection.Encode
-	newTicker   func(time.Duration) (<-chan time.Time, func())
-	afterExpire func()
+	cfg     *Config
+	telset  component.TelemetrySettings
+	logger  *zap.Logger
+	eng     *engine.Engine
+	tel     *selftelemetry.Telemetry
+	rejects *logthrottle.RejectLog
+	encode  projection.Encode // a seam for tests; set before start
+	loop    *metricsloop.Loop // expiry; its seams (the clock among them) serve the tests
 
 	mu       sync.Mutex
 	started  bool
 	stopped  bool
 	server   *http.Server
 	listener net.Listener
-	stop     chan struct{}
-	loops    sync.WaitGroup
+	serving  sync.WaitGroup
 }
 
 func newProcessor(telset component.TelemetrySettings, cfg *Config) (*serviceMapProcessor, error) {
@@ -63,29 +55,21 @@ func newProcessor(telset component.TelemetrySettings, cfg *Config) (*serviceMapP
 		return nil, err
 	}
 	return &serviceMapProcessor{
-		cfg:       cfg,
-		telset:    telset,
-		logger:    telset.Logger,
-		eng:       eng,
-		tel:       tel,
-		rejects:   selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval, "the traces were passed on unchanged"),
-		overflow:  selftelemetry.OverflowLogForEngine(telset.Logger, rejectLogInterval, eng),
-		now:       time.Now,
-		encode:    encode,
-		newTicker: newTicker,
-		stop:      make(chan struct{}),
+		cfg:     cfg,
+		telset:  telset,
+		logger:  telset.Logger,
+		eng:     eng,
+		tel:     tel,
+		rejects: logthrottle.NewRejectLog(telset.Logger, logthrottle.Interval, time.Now, "the traces were passed on unchanged"),
+		encode:  encode,
+		loop:    metricsloop.ExpiryOnly(eng, telset.Logger, cfg.ExpirationLoop()),
 	}, nil
-}
-
-func newTicker(d time.Duration) (<-chan time.Time, func()) {
-	t := time.NewTicker(d)
-	return t.C, t.Stop
 }
 
 // processTraces hands the batch to the engine and returns it unchanged. A
 // batch the engine rejects is counted and logged; it still flows on.
 func (p *serviceMapProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
-	p.tel.Feed(ctx, p.eng, p.encode, p.now(), p.rejects, td)
+	p.tel.Ingest(ctx, p.eng, p.encode, p.loop.Now(), p.rejects, td)
 	return td, nil
 }
 
@@ -109,38 +93,13 @@ func (p *serviceMapProcessor) start(ctx context.Context, host component.Host) er
 	p.logger.Info("servicemap processor serving metrics",
 		zap.String("endpoint", ln.Addr().String()), zap.String("path", p.cfg.HTTP.MetricsPath))
 
-	p.loops.Add(2)
-	go func() {
-		defer p.loops.Done()
+	p.serving.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			componentstatus.ReportStatus(host, componentstatus.NewFatalErrorEvent(err))
 		}
-	}()
-	tick, stopTick := p.newTicker(p.cfg.ExpirationLoop())
-	go func() {
-		defer p.loops.Done()
-		defer stopTick()
-		p.expiryLoop(tick)
-	}()
+	})
+	p.loop.Start()
 	return nil
-}
-
-func (p *serviceMapProcessor) expiryLoop(tick <-chan time.Time) {
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-tick:
-			now := p.now()
-			if err := p.eng.Expire(now); err != nil {
-				p.logger.Warn("servicemap expiry failed", zap.Error(err))
-			}
-			p.overflow.Check(now)
-			if p.afterExpire != nil {
-				p.afterExpire()
-			}
-		}
-	}
 }
 
 // shutdown stops the server and the expiry loop, flushes the edges still
@@ -153,7 +112,7 @@ func (p *serviceMapProcessor) shutdown(ctx context.Context) error {
 		return nil
 	}
 	p.stopped = true
-	close(p.stop)
+	p.loop.Stop()
 
 	var err error
 	if p.server != nil {
@@ -163,9 +122,9 @@ func (p *serviceMapProcessor) shutdown(ctx context.Context) error {
 			_ = p.server.Close()
 		}
 	}
-	p.loops.Wait()
+	p.serving.Wait()
 
-	if ferr := p.eng.Flush(p.now()); ferr != nil {
+	if ferr := p.eng.Flush(p.loop.Now()); ferr != nil {
 		p.logger.Warn("servicemap flush at shutdown failed", zap.Error(ferr))
 	}
 	p.tel.Shutdown()

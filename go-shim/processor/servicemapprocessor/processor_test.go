@@ -34,33 +34,14 @@ import (
 	"github.com/servicemap/servicemap/go-shim/processor/servicemapprocessor/internal/metadatatest"
 )
 
-// testClock is a clock the test moves by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	tp    processor.Traces
 	p     *serviceMapProcessor
 	sink  *consumertest.TracesSink
 	tel   *componenttest.Telemetry
-	clock *testClock
-	tick  chan time.Time
-	// expired receives once per processed expiry tick.
-	expired chan struct{}
+	clock *testutil.Clock
+	// expiry is the expiry loop's ticker.
+	expiry *testutil.Ticker
 	// logs holds what the processor logged.
 	logs *observer.ObservedLogs
 }
@@ -75,11 +56,10 @@ func testConfig() *Config {
 func newFixture(t *testing.T, cfg *Config) *fixture {
 	t.Helper()
 	f := &fixture{
-		sink:    new(consumertest.TracesSink),
-		tel:     componenttest.NewTelemetry(),
-		clock:   &testClock{t: time.Unix(1_700_000_000, 0)},
-		tick:    make(chan time.Time),
-		expired: make(chan struct{}, 1),
+		sink:   new(consumertest.TracesSink),
+		tel:    componenttest.NewTelemetry(),
+		clock:  testutil.NewClock(time.Unix(1_700_000_000, 0)),
+		expiry: testutil.NewTicker(),
 	}
 	t.Cleanup(func() { _ = f.tel.Shutdown(context.Background()) })
 	set := processortest.NewNopSettings(metadata.Type)
@@ -91,9 +71,9 @@ func newFixture(t *testing.T, cfg *Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.now = f.clock.now
-	p.newTicker = func(time.Duration) (<-chan time.Time, func()) { return f.tick, func() {} }
-	p.afterExpire = func() { f.expired <- struct{}{} }
+	p.loop.Now = f.clock.Now
+	p.loop.NewTicker = testutil.Tickers(t, map[time.Duration]*testutil.Ticker{cfg.ExpirationLoop(): f.expiry})
+	p.loop.AfterExpire = f.expiry.Handled
 	f.tp, f.p = tp, p
 	return f
 }
@@ -124,8 +104,7 @@ func (f *fixture) url() string {
 
 // expire runs one pass of the expiry loop and waits for it.
 func (f *fixture) expire() {
-	f.tick <- f.clock.now()
-	<-f.expired
+	f.expiry.Tick(f.clock.Now())
 }
 
 func scrape(t *testing.T, url, accept string) (string, []byte) {
@@ -202,7 +181,7 @@ func TestCreateRejectsInvalidConfig(t *testing.T) {
 func TestTracesPassThroughUnchanged(t *testing.T) {
 	f := newFixture(t, testConfig())
 	f.start(t)
-	td := testutil.ClientServer("a", "b", f.clock.now(), true)
+	td := testutil.ClientServer("a", "b", f.clock.Now(), true)
 	want := marshal(t, td)
 	if err := f.tp.ConsumeTraces(context.Background(), td); err != nil {
 		t.Fatal(err)
@@ -222,10 +201,10 @@ func TestTracesPassThroughUnchanged(t *testing.T) {
 func TestOwnTelemetry(t *testing.T) {
 	f := newFixture(t, testConfig())
 	f.start(t)
-	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.tp.ConsumeTraces(context.Background(), testutil.LoneClient("c", "d", f.clock.now())); err != nil {
+	if err := f.tp.ConsumeTraces(context.Background(), testutil.LoneClient("c", "d", f.clock.Now())); err != nil {
 		t.Fatal(err)
 	}
 	points := func(v int64) []metricdata.DataPoint[int64] { return []metricdata.DataPoint[int64]{{Value: v}} }
@@ -248,7 +227,7 @@ func TestOwnTelemetry(t *testing.T) {
 		t.Errorf("consume_duration: %d batches in buckets %v, want 2 in %v", p.Count, p.Bounds, bounds)
 	}
 
-	raw, err := f.p.eng.Render(engine.FormatStatsJSON, f.clock.now())
+	raw, err := f.p.eng.Render(engine.FormatStatsJSON, f.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +243,7 @@ func TestOwnTelemetry(t *testing.T) {
 func TestServesMetrics(t *testing.T) {
 	f := newFixture(t, testConfig())
 	f.start(t)
-	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -286,7 +265,7 @@ func TestServesMetrics(t *testing.T) {
 	if v, ok := testutil.Sample(body2, "traces_service_graph_request_total", labels); !ok || v != 0 {
 		t.Errorf("second scrape: request_total = %v (found %v), want 0\n%s", v, ok, body2)
 	}
-	f.clock.add(time.Minute)
+	f.clock.Add(time.Minute)
 	_, body3 := scrape(t, f.url(), "")
 	if v, ok := testutil.Sample(body3, "traces_service_graph_request_total", labels); !ok || v != 1 {
 		t.Errorf("a minute later: request_total = %v (found %v), want 1\n%s", v, ok, body3)
@@ -405,7 +384,7 @@ func TestRejectedBatchIsCountedAndPassedOn(t *testing.T) {
 	f.p.encode = func(dst []byte, _ ptrace.Traces) ([]byte, error) { return append(dst, testutil.Garbage...), nil }
 	f.start(t)
 	for i := 0; i < 3; i++ {
-		if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+		if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
 	}
@@ -415,7 +394,7 @@ func TestRejectedBatchIsCountedAndPassedOn(t *testing.T) {
 	metadatatest.AssertEqualServicemapBatchesRejected(t, f.tel, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
 	// The engine keeps working for good batches.
 	f.p.encode = projection.Full
-	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.now(), false)); err != nil {
+	if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
 		t.Fatal(err)
 	}
 	metadatatest.AssertEqualServicemapBatchesRejected(t, f.tel, []metricdata.DataPoint[int64]{{Value: 3}}, metricdatatest.IgnoreTimestamp())
@@ -427,7 +406,7 @@ func TestExpiryLoopMakesVirtualNodes(t *testing.T) {
 	cfg.InitialZero = &noZero
 	f := newFixture(t, cfg)
 	f.start(t)
-	if err := f.tp.ConsumeTraces(context.Background(), testutil.LoneClient("shop", "payments-gateway", f.clock.now())); err != nil {
+	if err := f.tp.ConsumeTraces(context.Background(), testutil.LoneClient("shop", "payments-gateway", f.clock.Now())); err != nil {
 		t.Fatal(err)
 	}
 	labels := map[string]string{"client": "shop", "server": "payments-gateway"}
@@ -440,7 +419,7 @@ func TestExpiryLoopMakesVirtualNodes(t *testing.T) {
 	if _, ok := testutil.Sample(body, "traces_service_graph_request_total", labels); ok {
 		t.Fatalf("edge exists before its wait has passed:\n%s", body)
 	}
-	f.clock.add(time.Minute)
+	f.clock.Add(time.Minute)
 	f.expire()
 	_, body = scrape(t, f.url(), "")
 	if v, ok := testutil.Sample(body, "traces_service_graph_request_total", labels); !ok || v != 1 {
@@ -463,7 +442,7 @@ func TestConcurrentConsumeAndScrape(t *testing.T) {
 			defer wg.Done()
 			<-start
 			for i := 0; i < batches; i++ {
-				td := testutil.ClientServer("a", "b", f.clock.now(), i%4 == 0)
+				td := testutil.ClientServer("a", "b", f.clock.Now(), i%4 == 0)
 				if err := f.tp.ConsumeTraces(context.Background(), td); err != nil {
 					t.Error(err)
 					return
@@ -529,7 +508,7 @@ func TestConcurrentConsumeAndScrape(t *testing.T) {
 // engineStat reads one statistic from the engine's own report.
 func engineStat(t *testing.T, f *fixture, key string) int64 {
 	t.Helper()
-	raw, err := f.p.eng.Render(engine.FormatStatsJSON, f.clock.now())
+	raw, err := f.p.eng.Render(engine.FormatStatsJSON, f.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,7 +529,7 @@ func TestExpiryWarnsOfOverflowedCaps(t *testing.T) {
 	f.start(t)
 	consume := func(client, server string) {
 		t.Helper()
-		if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer(client, server, f.clock.now(), false)); err != nil {
+		if err := f.tp.ConsumeTraces(context.Background(), testutil.ClientServer(client, server, f.clock.Now(), false)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -576,12 +555,12 @@ func TestExpiryWarnsOfOverflowedCaps(t *testing.T) {
 
 	// More refusals within the interval wait for the next message.
 	consume("e", "f")
-	f.clock.add(5 * time.Second)
+	f.clock.Add(5 * time.Second)
 	f.expire()
 	if n := len(warnings()); n != 1 {
 		t.Fatalf("%d warnings within the interval, want 1", n)
 	}
-	f.clock.add(5 * time.Second)
+	f.clock.Add(5 * time.Second)
 	f.expire()
 	w = warnings()
 	if want := engineStat(t, f, "series_refused") - first; len(w) != 2 || want == 0 || w[1].ContextMap()["series_refused"] != want {

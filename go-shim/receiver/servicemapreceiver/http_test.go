@@ -35,12 +35,6 @@ import (
 // testdata/traces.json began.
 var fixedNow = time.Unix(1_700_000_000, 0)
 
-func (c *testClock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
 // reply is one HTTP answer.
 type reply struct {
 	code        int
@@ -250,7 +244,7 @@ func shopBodies(t *testing.T) (protobuf, json []byte) {
 func shopFixture(t *testing.T, contentType, contentEncoding string, body []byte) (prometheus, stats []byte) {
 	t.Helper()
 	f := startFixture(t, testConfig())
-	f.clock.set(fixedNow)
+	f.clock.Set(fixedNow)
 	got := send(t, http.MethodPost, f.tracesURL(), contentType, contentEncoding, compress(t, contentEncoding, body))
 	if got.code != http.StatusOK || got.contentType != contentType {
 		t.Fatalf("HTTP %d, Content-Type %q: %q", got.code, got.contentType, got.body)
@@ -371,7 +365,7 @@ func TestHTTPErrors(t *testing.T) {
 	h.MaxRequestBodySize = maxBody
 	cfg.Protocols.HTTP = configoptional.Some(h)
 	f := startFixture(t, cfg)
-	f.clock.set(fixedNow)
+	f.clock.Set(fixedNow)
 
 	// What the engine says of the garbage, and pdata of bad JSON.
 	probe, err := cfg.NewEngine()
@@ -529,7 +523,7 @@ func TestHTTPStatusEncoding(t *testing.T) {
 // pipeline like a protobuf request's.
 func TestHTTPThroughThePipeline(t *testing.T) {
 	f := startFixture(t, testConfig())
-	body, err := exportRequest(testutil.ClientServer("web", "db", f.clock.now(), false)).MarshalJSON()
+	body, err := exportRequest(testutil.ClientServer("web", "db", f.clock.Now(), false)).MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,7 +571,7 @@ func TestPartialSuccess(t *testing.T) {
 		one := 1
 		cfg.Store.MaxItems = &one
 		f := startFixture(t, cfg)
-		f.clock.set(fixedNow)
+		f.clock.Set(fixedNow)
 		return f
 	}
 	for _, contentType := range []string{protobufContentType, jsonContentType} {

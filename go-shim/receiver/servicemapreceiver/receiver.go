@@ -21,13 +21,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
+	"github.com/servicemap/servicemap/go-shim/internal/logthrottle"
 	"github.com/servicemap/servicemap/go-shim/internal/metricsloop"
 	"github.com/servicemap/servicemap/go-shim/internal/selftelemetry"
 	"github.com/servicemap/servicemap/go-shim/receiver/servicemapreceiver/internal/metadata"
 )
-
-// rejectLogInterval is the least time between two log messages about rejected batches.
-const rejectLogInterval = 10 * time.Second
 
 // TracesPath is the URL path of the HTTP server.
 const TracesPath = "/v1/traces"
@@ -39,7 +37,7 @@ type serviceMapReceiver struct {
 	next    consumer.Metrics
 	eng     *engine.Engine
 	tel     *selftelemetry.Telemetry
-	rejects *selftelemetry.RejectLog
+	rejects *logthrottle.RejectLog
 	loop    *metricsloop.Loop // expiry and metric pushes; its seams serve the tests
 
 	serverGRPC *grpc.Server
@@ -70,7 +68,7 @@ func newReceiver(telset component.TelemetrySettings, cfg *Config, next consumer.
 		next:    next,
 		eng:     eng,
 		tel:     tel,
-		rejects: selftelemetry.NewRejectLog(telset.Logger, rejectLogInterval, "the request was refused"),
+		rejects: logthrottle.NewRejectLog(telset.Logger, logthrottle.Interval, time.Now, "the request was refused"),
 		loop:    metricsloop.New(eng, next, telset.Logger, cfg.ExpirationLoop(), cfg.FlushInterval()),
 	}, nil
 }
@@ -79,7 +77,7 @@ func newReceiver(telset component.TelemetrySettings, cfg *Config, next consumer.
 // its spans were dropped (the store was full). A request the engine rejects
 // is counted and logged, and its error returned.
 func (r *serviceMapReceiver) consume(ctx context.Context, otlp []byte) (dropped uint64, err error) {
-	if dropped, err = r.tel.FeedBytes(ctx, r.eng, r.loop.Now(), r.rejects, otlp); err != nil {
+	if dropped, err = r.tel.IngestBytes(ctx, r.eng, r.loop.Now(), r.rejects, otlp); err != nil {
 		return 0, err
 	}
 	if r.loop.PushesPerBatch() && len(otlp) > 0 {

@@ -2,7 +2,6 @@ package servicemapreceiver
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,33 +32,13 @@ const (
 	testFlushEvery = 17 * time.Second
 )
 
-// testClock is a clock the test moves by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
-	r          *serviceMapReceiver
-	sink       *consumertest.MetricsSink
-	tel        *componenttest.Telemetry
-	clock      *testClock
-	expiryTick chan time.Time
-	pushTick   chan time.Time
-	expired    chan struct{}
-	pushed     chan struct{}
+	r      *serviceMapReceiver
+	sink   *consumertest.MetricsSink
+	tel    *componenttest.Telemetry
+	clock  *testutil.Clock
+	expiry *testutil.Ticker
+	pushes *testutil.Ticker
 }
 
 // loopbackConfig is the default configuration with both protocols on free
@@ -88,32 +67,21 @@ func testConfig() *Config {
 func startFixture(t *testing.T, cfg *Config) *fixture {
 	t.Helper()
 	f := &fixture{
-		sink:       &consumertest.MetricsSink{},
-		tel:        componenttest.NewTelemetry(),
-		clock:      &testClock{t: time.Now()},
-		expiryTick: make(chan time.Time),
-		pushTick:   make(chan time.Time),
-		expired:    make(chan struct{}, 1),
-		pushed:     make(chan struct{}, 1),
+		sink:   &consumertest.MetricsSink{},
+		tel:    componenttest.NewTelemetry(),
+		clock:  testutil.NewClock(time.Now()),
+		expiry: testutil.NewTicker(),
+		pushes: testutil.NewTicker(),
 	}
 	t.Cleanup(func() { _ = f.tel.Shutdown(context.Background()) })
 	r, err := newReceiver(f.tel.NewTelemetrySettings(), cfg, f.sink)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.loop.Now = f.clock.now
-	r.loop.NewTicker = func(d time.Duration) (<-chan time.Time, func()) {
-		switch d {
-		case testExpiryLoop:
-			return f.expiryTick, func() {}
-		case testFlushEvery:
-			return f.pushTick, func() {}
-		}
-		t.Errorf("unexpected ticker period %s", d)
-		return nil, func() {}
-	}
-	r.loop.AfterExpire = func() { f.expired <- struct{}{} }
-	r.loop.AfterPush = func() { f.pushed <- struct{}{} }
+	r.loop.Now = f.clock.Now
+	r.loop.NewTicker = testutil.Tickers(t, map[time.Duration]*testutil.Ticker{testExpiryLoop: f.expiry, testFlushEvery: f.pushes})
+	r.loop.AfterExpire = f.expiry.Handled
+	r.loop.AfterPush = f.pushes.Handled
 	f.r = r
 	if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
@@ -123,13 +91,11 @@ func startFixture(t *testing.T, cfg *Config) *fixture {
 }
 
 func (f *fixture) push() {
-	f.pushTick <- f.clock.now()
-	<-f.pushed
+	f.pushes.Tick(f.clock.Now())
 }
 
 func (f *fixture) expire() {
-	f.expiryTick <- f.clock.now()
-	<-f.expired
+	f.expiry.Tick(f.clock.Now())
 }
 
 func (f *fixture) dial(t *testing.T) *grpc.ClientConn {
@@ -201,7 +167,7 @@ func TestGRPCExport(t *testing.T) {
 			if compressed {
 				opts = append(opts, grpc.UseCompressor(grpcgzip.Name))
 			}
-			td := testutil.ClientServer("frontend", "backend", f.clock.now(), false)
+			td := testutil.ClientServer("frontend", "backend", f.clock.Now(), false)
 			if _, err := client.Export(context.Background(), exportRequest(td), opts...); err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +175,7 @@ func TestGRPCExport(t *testing.T) {
 			if _, err := client.Export(context.Background(), exportRequest(ptrace.NewTraces()), opts...); err != nil {
 				t.Fatal(err)
 			}
-			f.clock.add(5 * time.Second)
+			f.clock.Add(5 * time.Second)
 			f.expire()
 			f.push()
 			checkOneRequest(t, f.onlyPush(t), "frontend", "backend")
@@ -227,7 +193,7 @@ func TestGRPCExport(t *testing.T) {
 func TestOwnTelemetry(t *testing.T) {
 	f := startFixture(t, testConfig())
 	client := ptraceotlp.NewGRPCClient(f.dial(t))
-	if _, err := client.Export(context.Background(), exportRequest(testutil.ClientServer("a", "b", f.clock.now(), false))); err != nil {
+	if _, err := client.Export(context.Background(), exportRequest(testutil.ClientServer("a", "b", f.clock.Now(), false))); err != nil {
 		t.Fatal(err)
 	}
 	points := func(v int64) []metricdata.DataPoint[int64] { return []metricdata.DataPoint[int64]{{Value: v}} }
@@ -258,7 +224,7 @@ func TestGRPCMalformedRequest(t *testing.T) {
 	metadatatest.AssertEqualServicemapBatchesRejected(t, f.tel, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp(), metricdatatest.IgnoreExemplars())
 	// The receiver still takes good requests.
 	client := ptraceotlp.NewGRPCClient(conn)
-	td := testutil.ClientServer("a", "b", f.clock.now(), false)
+	td := testutil.ClientServer("a", "b", f.clock.Now(), false)
 	if _, err := client.Export(context.Background(), exportRequest(td)); err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +237,7 @@ func TestGRPCMalformedRequest(t *testing.T) {
 func TestShutdownFlushes(t *testing.T) {
 	f := startFixture(t, testConfig())
 	client := ptraceotlp.NewGRPCClient(f.dial(t))
-	if _, err := client.Export(context.Background(), exportRequest(testutil.LoneClient("svc", "payments", f.clock.now()))); err != nil {
+	if _, err := client.Export(context.Background(), exportRequest(testutil.LoneClient("svc", "payments", f.clock.Now()))); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.r.Shutdown(context.Background()); err != nil {

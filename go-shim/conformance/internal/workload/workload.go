@@ -8,10 +8,11 @@ package workload
 import (
 	"encoding/binary"
 	"fmt"
-	"math/rand/v2"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/servicemap/servicemap/go-shim/internal/traffic"
 )
 
 // Options shape the traffic.
@@ -53,7 +54,7 @@ var (
 
 type gen struct {
 	o   Options
-	r   *rand.Rand
+	r   *traffic.Rand
 	now uint64
 }
 
@@ -69,14 +70,14 @@ type span struct {
 // Batches returns o.Batches batches of traffic.
 func Batches(o Options) []ptrace.Traces {
 	o.defaults()
-	g := &gen{o: o, r: rand.New(rand.NewPCG(o.Seed, 0xb47c4)), now: 1_790_000_000_000_000_000}
+	g := &gen{o: o, r: traffic.New(o.Seed, 0xb47c4), now: 1_790_000_000_000_000_000}
 	perBatch := make([][]span, o.Batches+1)
 	fill := make([]int, o.Batches+1)
 	b := 0
 	for b < o.Batches {
 		for _, c := range g.call() {
 			at := b
-			if !c.client && c.svc >= 0 && g.r.Float64() < o.CrossBatch {
+			if !c.client && c.svc >= 0 && g.r.Chance(o.CrossBatch) {
 				at = b + 1
 			}
 			perBatch[at] = append(perBatch[at], c)
@@ -100,13 +101,8 @@ func (g *gen) call() []span {
 	n := g.o.Services
 	from := r.IntN(n)
 	to := (from + 1 + r.IntN(n-1)) % n
-	var trace [16]byte
-	binary.LittleEndian.PutUint64(trace[:8], r.Uint64())
-	binary.LittleEndian.PutUint64(trace[8:], r.Uint64())
-	var clientID, serverID, parentID [8]byte
-	binary.LittleEndian.PutUint64(clientID[:], r.Uint64()|1)
-	binary.LittleEndian.PutUint64(serverID[:], r.Uint64()|1)
-	binary.LittleEndian.PutUint64(parentID[:], r.Uint64()|1)
+	trace := r.TraceID()
+	clientID, serverID, parentID := r.SpanID(), r.SpanID(), r.SpanID()
 	g.now += uint64(r.IntN(200_000))
 	start := g.now
 	clientDur := uint64(200_000 + r.IntN(300_000_000))
@@ -252,7 +248,7 @@ func LoneClients(n, batchSpans int, seed uint64) []ptrace.Traces {
 	// Only calls that wait for a server: no database calls (those complete
 	// at once) and no peer attributes.
 	o.Database, o.Lone = -1, 0
-	g := &gen{o: o, r: rand.New(rand.NewPCG(seed, 0x10e)), now: 1_790_000_000_000_000_000}
+	g := &gen{o: o, r: traffic.New(seed, 0x10e), now: 1_790_000_000_000_000_000}
 	var out []ptrace.Traces
 	for n > 0 {
 		k := min(n, batchSpans)
