@@ -19,10 +19,10 @@ DEMO_DURATION ?= 10m
 # archive's checksum changes the cache key of every cgo package instead.
 CGO_ENV = CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -DSERVICEMAP_LIB_SHA256=$$(sha256sum $(CURDIR)/$(RUST_LIB) | cut -c1-16)"
 
-.PHONY: help build rust header collector test test-rust test-go test-go-latest test-e2e demo bench setup-test clean
+.PHONY: help build rust header collector demotraffic test lint lint-rust test-rust test-go test-go-latest test-e2e demo bench setup-test clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 build: rust collector ## Build the Rust library, the CLI and bin/otelcol-servicemap
 
@@ -36,7 +36,13 @@ rust: ## Build the CLI (target/release/servicemap), then the static and shared l
 header: ## Regenerate include/servicemap.h from the sources (the header test fails until it matches)
 	SERVICEMAP_BLESS_HEADER=1 $(CARGO) test --release --locked --test header
 
-test: test-rust test-go test-conformance test-e2e ## Run every test (what CI runs)
+test: lint test-rust test-go test-conformance test-e2e ## Run every test and lint (what CI runs)
+
+lint: lint-rust lint-go ## Formatting and lints, Rust and Go
+
+lint-rust: ## cargo fmt --check and cargo clippy -D warnings over every target
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --locked --features cli --all-targets -- -D warnings
 
 test-rust: rust ## Rust unit and integration tests, the C ABI test, the header check
 	$(CARGO) test --release --locked --features cli
@@ -110,8 +116,10 @@ DEMO_HTTP ?= 9464
 DEMO_LOG := bin/demo-collector.log
 DEMO_URL := http://localhost:$(DEMO_HTTP)
 
-demo: build ## Run the collector with live demo traffic: map on localhost:$(DEMO_HTTP)/, metrics on /metrics
+demotraffic: ## Build bin/demotraffic, the demo's traffic generator (go-shim/cmd/demotraffic)
 	cd $(GO_SHIM) && $(GO) build -o ../bin/demotraffic ./cmd/demotraffic
+
+demo: build demotraffic ## Run the collector with live demo traffic: map on localhost:$(DEMO_HTTP)/, metrics on /metrics
 	@set -e; \
 	SERVICEMAP_OTLP_GRPC_ENDPOINT=localhost:$(DEMO_OTLP_GRPC) SERVICEMAP_OTLP_HTTP_ENDPOINT=localhost:$(DEMO_OTLP_HTTP) \
 	SERVICEMAP_HTTP_ENDPOINT=localhost:$(DEMO_HTTP) \
@@ -154,7 +162,7 @@ setup-test: ## Install the test tools: Prometheus and promtool (apt), .venv with
 test-python: rust setup-test ## Python ctypes tests against target/release/libservicemap.so
 	$(PYTEST) tests/python
 
-test-e2e: collector setup-test test-python ## The built collector fed by the OpenTelemetry SDK and scraped by Prometheus
+test-e2e: collector demotraffic setup-test test-python ## The built collector fed by the OpenTelemetry SDK and scraped by Prometheus; the demo's map, the README's picture
 	$(PYTEST) -v --durations=5 tests/e2e
 
 clean:

@@ -66,6 +66,17 @@ def telemetry(ports):
     }
 
 
+def processor_ports_over(ports):
+    """What to merge over a processor configuration file (an example's, with
+    its fixed ports) to move its receivers, its HTTP endpoint and the
+    collector's own telemetry to the test's ports."""
+    return {
+        "receivers": receivers(ports),
+        "processors": {"servicemap": {"http": {"endpoint": f"{LOOPBACK}:{ports['metrics']}"}}},
+        "service": {"telemetry": telemetry(ports)},
+    }
+
+
 def processor_config(ports):
     """OTLP in, the servicemap processor (Tempo preset) serving its own
     metrics endpoint, traces on to the debug exporter."""

@@ -31,6 +31,16 @@ def collector_binary():
     return path
 
 
+def demotraffic_binary():
+    """The demo's traffic generator (`make demotraffic` builds it)."""
+    import pytest
+
+    path = os.environ.get("SERVICEMAP_DEMOTRAFFIC", os.path.join(ROOT, "bin", "demotraffic"))
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"demo traffic generator {path} not found: build it with `make demotraffic`", pytrace=False)
+    return path
+
+
 def tool(name, env_var):
     """A program the tests need (`make setup-test` installs them)."""
     import pytest

@@ -16,7 +16,7 @@ import expect
 import harness
 import readme
 import traffic
-from collectors import receivers, start_collector, stop_collector, telemetry
+from collectors import processor_ports_over, receivers, start_collector, stop_collector, telemetry
 
 EXAMPLES = os.path.join(harness.ROOT, "examples")
 PROCESSOR_EXAMPLE = os.path.join(EXAMPLES, "processor.yaml")
@@ -141,14 +141,6 @@ def test_component_used_without_stand_in_is_an_error(components):
         readme.wrap_for(config, components)
 
 
-def processor_ports(ports):
-    return {
-        "receivers": receivers(ports),
-        "processors": {"servicemap": {"http": {"endpoint": f"{harness.LOOPBACK}:{ports['metrics']}"}}},
-        "service": {"telemetry": telemetry(ports)},
-    }
-
-
 def connector_ports(ports):
     return {
         "receivers": receivers(ports),
@@ -185,7 +177,7 @@ def _wait_for_values(collector, want, drop_prefixes=()):
 
 
 def test_processor_example(workdir):
-    collector = start_collector("example-processor", processor_ports, workdir, base_configs=[PROCESSOR_EXAMPLE])
+    collector = start_collector("example-processor", processor_ports_over, workdir, base_configs=[PROCESSOR_EXAMPLE])
     try:
         _send_shop(collector)
         env = {"deployment_environment_name": traffic.ENVIRONMENT}

@@ -2,18 +2,28 @@
 driven by Playwright over the DevTools protocol. The page must draw every
 node of the shop with its health and kind, and a click on a node must
 highlight what depends on it and what it depends on, and list them with the
-recovery order in the side panel. A screenshot of the map with the database
-selected is written to the test's output directory (its path is printed);
-with SERVICEMAP_MAP_SCREENSHOT=PATH it is copied there too (the README's
-picture is docs/map.png)."""
+recovery order in the side panel. A screenshot of the shop's map with the
+database selected is written to the test's output directory (its path is
+printed).
+
+The same page of the demo (`make demo`: examples/processor.yaml fed by
+bin/demotraffic) must draw the demo's topology as its API gives it; with the
+demo's database selected, its screenshot is the README's picture, written to
+the path the README shows (docs/map.png)."""
 
 import os
+import re
 import shutil
+import struct
+import subprocess
 import tempfile
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
 import expect_map
+import harness
+from collectors import processor_ports_over, start_collector, stop_collector
 from harness import LOOPBACK
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
@@ -82,6 +92,13 @@ DRAWN_EDGES = """() => [...document.querySelectorAll("#map g.edge")].map(g =>
     [g.dataset.client, g.dataset.server, g.dataset.health])"""
 
 
+def fmt_rate(r):
+    """A rate as the page writes it (index.html's fmtRate; Number.toFixed
+    rounds the exact value, halves up)."""
+    places = 0 if r >= 10 else 2 if r >= 0.1 else 3
+    return str(Decimal(r).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
 def list_items(page, selector):
     return page.eval_on_selector_all(f"{selector} li", "els => els.map(e => e.textContent.trim())")
 
@@ -139,17 +156,12 @@ def test_clicking_the_database_highlights_its_dependents(page, workdir, capsys):
     assert page.text_content("#dependencies").strip() == "none"
     assert list_items(page, "#recovery") == want["recovery_order"]
     assert page.text_content("#selected").split() == [DATABASE, want["health"]]
-    assert page.text_content("#blast") == f"{want['blast_radius_rps']:.3f} requests/s reach it directly"
+    assert page.text_content("#blast") == f"{fmt_rate(want['blast_radius_rps'])} requests/s reach it directly"
 
     path = os.path.join(workdir, "map.png")
     page.screenshot(path=path)
     with capsys.disabled():
         print(f"\nmap page screenshot: {path}")
-    copy_to = os.environ.get("SERVICEMAP_MAP_SCREENSHOT")
-    if copy_to:
-        shutil.copyfile(path, copy_to)
-        with capsys.disabled():
-            print(f"map page screenshot copied to {copy_to}")
 
 
 def test_clicking_a_service_highlights_both_ways(page):
@@ -180,3 +192,173 @@ def test_clear_selection(page):
 
 def test_no_script_errors(page):
     assert page.errors == []
+
+
+# --- The demo's map: the README's picture ----------------------------------
+
+README = os.path.join(harness.ROOT, "README.md")
+DEMO_CONFIG = os.path.join(harness.ROOT, "examples", "processor.yaml")
+# The Makefile's DEMO_RATE; the traffic runs this long (the demo's 10 minutes
+# would show the same map with larger rates).
+DEMO_RATE = 20
+DEMO_SECONDS = 10
+DEMO_DATABASE = "postgres"
+# The demo's topology (go-shim/cmd/demotraffic): every node's kind, and each
+# edge's connection type and protocol.
+DEMO_NODES = {
+    "user": "user", "frontend": "service", "checkout": "service", "payment": "service",
+    "shipping": "service", "postgres": "database", "payments-gateway": "external",
+}
+DEMO_EDGES = {
+    ("user", "frontend"): ("virtual_node", "http"),
+    ("frontend", "checkout"): ("", "http"),
+    ("checkout", "postgres"): ("database", "postgresql"),
+    ("checkout", "payment"): ("", "grpc"),
+    ("checkout", "shipping"): ("messaging_system", "kafka"),
+    ("payment", "payments-gateway"): ("virtual_node", "http"),
+}
+# Edges on which every failed trace fails; a failed trace publishes no
+# shipment. (The payment gateway's edge fails for some of them only.)
+DEMO_FAILING_WITH_EVERY_FAILED_TRACE = {("user", "frontend"), ("frontend", "checkout"), ("checkout", "payment")}
+DEMO_SENT = re.compile(
+    r"^demotraffic: sent (\d+) traces \((\d+) with errors\) in \d+ requests, 0 requests failed$", re.M)
+# The store's wait in examples/processor.yaml is 10 s: virtual-node edges
+# appear that long after their last span.
+DEMO_SETTLE_TIMEOUT = 60.0
+
+
+def readme_picture():
+    """The path of the README's one picture, as the README gives it."""
+    with open(README, encoding="utf-8") as f:
+        pictures = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", f.read())
+    assert len(pictures) == 1, f"README.md should show one picture, shows {pictures}"
+    return pictures[0]
+
+
+def png_size(path):
+    """(width, height) from a PNG file's header."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def demo_edges(sent, failed):
+    """{(client, server): (connection type, protocol, rate)} that the demo's
+    map must show after `sent` traces, `failed` of them failed."""
+    return {key: (conn, protocol, (sent - failed if key == ("checkout", "shipping") else sent)
+                  / expect_map.WINDOW_SECONDS)
+            for key, (conn, protocol) in DEMO_EDGES.items()}
+
+
+def demo_error_rates(sent, failed):
+    """{(client, server): error rate} of the demo's edges whose failures are
+    known from the counts alone: all but the payment gateway's."""
+    return {key: failed / sent if key in DEMO_FAILING_WITH_EVERY_FAILED_TRACE else 0.0
+            for key in DEMO_EDGES if key != ("payment", "payments-gateway")}
+
+
+@pytest.fixture(scope="module")
+def demo(workdir):
+    """The demo's collector once the demo's traffic has been sent and its map
+    has settled: (collector, traces sent, traces failed)."""
+    traffic = harness.demotraffic_binary()
+    collector = start_collector("demo", processor_ports_over, workdir, base_configs=[DEMO_CONFIG])
+    try:
+        result = subprocess.run(
+            [traffic, "-endpoint", f"http://{LOOPBACK}:{collector.ports['http']}/v1/traces",
+             "-rate", str(DEMO_RATE), "-duration", f"{DEMO_SECONDS}s"],
+            capture_output=True, text=True, timeout=DEMO_SECONDS + 60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        m = DEMO_SENT.search(result.stdout)
+        assert m, f"no count of what demotraffic sent:\n{result.stdout}{result.stderr}"
+        sent, failed = int(m.group(1)), int(m.group(2))
+        assert sent > 0, result.stdout
+
+        want_edges, want_errors = demo_edges(sent, failed), demo_error_rates(sent, failed)
+        last = {}
+
+        def settled():
+            graph = expect_map.get_json(f"{collector.base_url}/api/graph")
+            nodes = {n["id"]: n["kind"] for n in graph["nodes"]}
+            edges = {(e["client"], e["server"]): e for e in graph["edges"]}
+            last["got"] = (nodes, {k: (e["connection_type"], e["protocol"], e["rate"], e["error_rate"])
+                                   for k, e in edges.items()})
+            return (nodes == DEMO_NODES
+                    and {k: (e["connection_type"], e["protocol"], e["rate"]) for k, e in edges.items()} == want_edges
+                    and {k: edges[k]["error_rate"] for k in want_errors} == want_errors)
+
+        try:
+            harness.poll(settled, DEMO_SETTLE_TIMEOUT, interval=0.25, what="the demo's map")
+        except harness.Timeout:
+            raise AssertionError(f"the demo's map did not settle within {DEMO_SETTLE_TIMEOUT}s:\n"
+                                 f"want {DEMO_NODES}\n     {want_edges}\n     error rates {want_errors}\n"
+                                 f"got  {last.get('got')}") from None
+        yield collector, sent, failed
+    finally:
+        stop_collector(collector)
+
+
+@pytest.fixture(scope="module")
+def demo_page(browser, demo):
+    """The map page of the demo's collector, loaded once its map has settled."""
+    collector, _, _ = demo
+    p = browser.new_page()
+    errors = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    p.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    p.on("response", lambda r: r.status >= 400 and errors.append(f"HTTP {r.status} for {r.url}"))
+    p.goto(f"{collector.base_url}/", timeout=LOAD_TIMEOUT_MS)
+    p.wait_for_selector("body[data-loaded=true]", timeout=LOAD_TIMEOUT_MS)
+    for name in DEMO_NODES:
+        p.wait_for_selector(f'g.node[data-id="{name}"]', timeout=LOAD_TIMEOUT_MS)
+    p.errors = errors
+    yield p
+    p.close()
+
+
+def test_demo_map_drawn_as_its_api_gives_it(demo_page, demo):
+    collector, _, _ = demo
+    # Traffic has stopped and every edge is in: the map no longer changes.
+    graph = expect_map.get_json(f"{collector.base_url}/api/graph")
+    drawn = demo_page.evaluate(DRAWN_NODES)
+    assert {n: (d["health"], d["kind"]) for n, d in drawn.items()} == {
+        n["id"]: (n["health"], n["kind"]) for n in graph["nodes"]}
+    assert {n: d["kind"] for n, d in drawn.items()} == DEMO_NODES
+    assert all(d["classes"] == ["node"] for d in drawn.values()), drawn
+    assert sorted(tuple(e) for e in demo_page.evaluate(DRAWN_EDGES)) == sorted(
+        (e["client"], e["server"], e["health"]) for e in graph["edges"])
+    assert list_items(demo_page, "#root-causes") == graph["root_causes"]
+    assert demo_page.text_content("#status").startswith(f"{len(DEMO_NODES)} nodes, {len(DEMO_EDGES)} edges")
+
+
+def test_demo_database_selected_is_the_readme_picture(demo_page, demo, capsys):
+    collector, sent, _ = demo
+    select(demo_page, DEMO_DATABASE)
+    want = expect_map.get_json(f"{collector.base_url}/api/impact?service={DEMO_DATABASE}")
+    # What depends on the database: checkout, which queries it, and frontend,
+    # which calls checkout; the user is no service. It depends on nothing.
+    assert (want["dependents"], want["dependencies"], want["recovery_order"], want["suspects"]) == (
+        ["checkout", "frontend"], [], [DEMO_DATABASE, "checkout", "frontend"], [])
+    assert want["blast_radius_rps"] == sent / expect_map.WINDOW_SECONDS
+    drawn = demo_page.evaluate(DRAWN_NODES)
+    assert {n: d["classes"] for n, d in drawn.items()} == {
+        n: ["node", "selected"] if n == DEMO_DATABASE else ["dependent", "node"] if n in want["dependents"]
+        else ["dim", "node"] for n in DEMO_NODES}
+    assert list_items(demo_page, "#dependents") == want["dependents"]
+    assert list_items(demo_page, "#dependencies") == []
+    assert demo_page.text_content("#dependencies").strip() == "none"
+    assert list_items(demo_page, "#recovery") == want["recovery_order"]
+    assert demo_page.text_content("#selected").split() == [DEMO_DATABASE, want["health"]]
+    assert demo_page.text_content("#blast") == f"{fmt_rate(want['blast_radius_rps'])} requests/s reach it directly"
+
+    picture = readme_picture()
+    path = os.path.join(harness.ROOT, picture)
+    demo_page.screenshot(path=path)
+    assert png_size(path) == (VIEWPORT["width"], VIEWPORT["height"])
+    with capsys.disabled():
+        print(f"\nthe README's picture of the demo's map: {path}")
+
+
+def test_demo_page_no_script_errors(demo_page):
+    assert demo_page.errors == []
