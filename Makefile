@@ -19,7 +19,7 @@ DEMO_DURATION ?= 10m
 # archive's checksum changes the cache key of every cgo package instead.
 CGO_ENV = CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -DSERVICEMAP_LIB_SHA256=$$(sha256sum $(CURDIR)/$(RUST_LIB) | cut -c1-16)"
 
-.PHONY: help build rust header collector demotraffic test lint lint-rust test-rust test-go test-go-latest test-e2e demo bench setup-test clean
+.PHONY: help build rust header options collector demotraffic test lint lint-rust test-rust test-go test-go-latest test-e2e demo bench setup-test clean
 
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,6 +32,9 @@ build: rust collector ## Build the Rust library, the CLI and bin/otelcol-service
 rust: ## Build the CLI (target/release/servicemap), then the static and shared libraries (release)
 	$(CARGO) build --release --locked --features cli --bin servicemap
 	$(CARGO) build --release --locked --lib
+
+options: ## Regenerate the README's options table and go-shim/internal/options/schema.json from src/config/options.rs
+	SERVICEMAP_BLESS_OPTIONS=1 $(CARGO) test --release --locked --test options
 
 header: ## Regenerate include/servicemap.h from the sources (the header test fails until it matches)
 	SERVICEMAP_BLESS_HEADER=1 $(CARGO) test --release --locked --test header

@@ -6,6 +6,7 @@
 //! deserializer so that every error names the key it is about.
 
 pub mod catalog;
+pub mod options;
 
 use crate::error::Error;
 use serde_json::{Map, Value};
@@ -247,85 +248,8 @@ impl Config {
         };
         let mut c = Config::preset(compat);
         for (key, v) in map {
-            let k = key.as_str();
-            match k {
-                "compat" => {}
-                "dimensions" => c.dimensions = string_list(k, v)?,
-                "enable_client_server_prefix" => c.enable_client_server_prefix = boolean(k, v)?,
-                "peer_attributes" | "virtual_node_peer_attributes" => c.peer_attributes = string_list(k, v)?,
-                "peer_attributes_on_server_spans" => c.peer_attributes_on_server_spans = boolean(k, v)?,
-                "virtual_client_from_peer" => c.virtual_client_from_peer = boolean(k, v)?,
-                "virtual_server_fallback" => {
-                    c.virtual_server_fallback = match v {
-                        Value::Null => None,
-                        Value::String(s) if s.is_empty() => None,
-                        Value::String(s) => Some(s.clone()),
-                        _ => return Err(Error::config(k, "expected a string or null")),
-                    }
-                }
-                "database_name_attributes" => c.database_name_attributes = string_list(k, v)?,
-                "database_naming" => {
-                    c.database_naming = match v.as_str() {
-                        Some("peer_first") | Some("tempo") => DatabaseNaming::PeerFirst,
-                        Some("attribute_value") | Some("contrib") => DatabaseNaming::AttributeValue,
-                        _ => return Err(Error::config(k, "expected \"peer_first\" or \"attribute_value\"")),
-                    }
-                }
-                "histogram_buckets" | "latency_histogram_buckets" => c.histogram_buckets = buckets(k, v)?,
-                "wait" | "store_ttl" => c.wait = duration(k, v)?,
-                "max_items" | "store_max_items" => c.max_items = count(k, v, 1)?,
-                "span_multiplier_key" => {
-                    c.span_multiplier_key = match v {
-                        Value::Null => None,
-                        Value::String(s) if s.is_empty() => None,
-                        Value::String(s) => Some(s.clone()),
-                        _ => return Err(Error::config(k, "expected a string")),
-                    }
-                }
-                "enable_messaging_system_latency_histogram" => {
-                    c.enable_messaging_system_latency_histogram = boolean(k, v)?
-                }
-                "enable_virtual_node_label" | "virtual_node_extra_label" => {
-                    c.enable_virtual_node_label = boolean(k, v)?
-                }
-                "enable_connection_info" => c.enable_connection_info = boolean(k, v)?,
-                "failed_label" => c.failed_label = boolean(k, v)?,
-                "expired_includes_virtual" => c.expired_includes_virtual = boolean(k, v)?,
-                "messaging_never_virtual" => c.messaging_never_virtual = boolean(k, v)?,
-                "span_links" => c.span_links = boolean(k, v)?,
-                "series_idle_timeout" => c.series_idle_timeout = duration(k, v)?,
-                "metrics_timestamp_offset" => c.metrics_timestamp_offset = duration(k, v)?,
-                "max_series" => c.max_series = count(k, v, 1)?,
-                "max_label_value_length" => c.max_label_value_length = count(k, v, 1)?,
-                "initial_zero" => c.initial_zero = boolean(k, v)?,
-                "initial_zero_hold" => c.initial_zero_hold = duration(k, v)?,
-                "max_batch_bytes" => c.max_batch_bytes = count(k, v, 1)?,
-                "graph" => c.graph = boolean(k, v)?,
-                "graph_window" => c.graph_window = positive_duration(k, v)?,
-                "graph_window_slots" => c.graph_window_slots = count(k, v, 1)?.min(3600),
-                "owner_attribute" => {
-                    c.owner_attribute = v
-                        .as_str()
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .ok_or_else(|| Error::config(k, format!("expected a non-empty string, got {v}")))?
-                }
-                "snapshot_interval" => c.snapshot_interval = positive_duration(k, v)?,
-                "history_length" => c.history_length = count(k, v, 1)?,
-                "max_graph_nodes" => c.max_graph_nodes = count(k, v, 2)?,
-                "max_graph_edges" => c.max_graph_edges = count(k, v, 1)?,
-                "max_history_entries" => c.max_history_entries = count(k, v, 1)?,
-                "max_unpaired_series" => c.max_unpaired_series = count(k, v, 1)?,
-                "catalog" => c.catalog = catalog::Catalog::from_json(v.to_string().as_bytes())?,
-                "shards" => {
-                    let n = count(k, v, 1)?;
-                    if n > 1024 {
-                        return Err(Error::config(k, "must be between 1 and 1024"));
-                    }
-                    c.shards = n;
-                }
-                _ => return Err(Error::config(k, "unknown key")),
-            }
+            let spec = options::find(key).ok_or_else(|| Error::config(key.as_str(), "unknown key"))?;
+            spec.set(&mut c, key, v)?;
         }
         c.check_dimension_labels()?;
         Ok(c)
@@ -383,6 +307,37 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+fn optional_string(key: &str, v: &Value) -> Result<Option<String>, Error> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        _ => Err(Error::config(key, format!("expected a string or null, got {v}"))),
+    }
+}
+
+fn non_empty_string(key: &str, v: &Value) -> Result<String, Error> {
+    v.as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| Error::config(key, format!("expected a non-empty string, got {v}")))
+}
+
+fn database_naming(key: &str, v: &Value) -> Result<DatabaseNaming, Error> {
+    match v.as_str() {
+        Some("peer_first") | Some("tempo") => Ok(DatabaseNaming::PeerFirst),
+        Some("attribute_value") | Some("contrib") => Ok(DatabaseNaming::AttributeValue),
+        _ => Err(Error::config(key, "expected \"peer_first\" or \"attribute_value\"")),
+    }
+}
+
+fn shards(key: &str, v: &Value) -> Result<usize, Error> {
+    match count(key, v, 1)? {
+        n if n > 1024 => Err(Error::config(key, "must be between 1 and 1024")),
+        n => Ok(n),
     }
 }
 
