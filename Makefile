@@ -33,7 +33,7 @@ rust: ## Build the CLI (target/release/servicemap), then the static and shared l
 	$(CARGO) build --release --locked --features cli --bin servicemap
 	$(CARGO) build --release --locked --lib
 
-options: ## Regenerate the README's options table and go-shim/internal/options/schema.json from src/config/options.rs
+options: ## Regenerate the README's options table and go-shim/internal/options/schema.json from src/config/options/
 	SERVICEMAP_BLESS_OPTIONS=1 $(CARGO) test --release --locked --test options
 
 header: ## Regenerate include/servicemap.h from the sources (the header test fails until it matches)

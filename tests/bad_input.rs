@@ -165,6 +165,19 @@ fn ffi_rejects_nulls_and_bad_arguments_with_messages() {
         assert_eq!(stats["batches_rejected"], 0);
         sm_buf_free(out);
         sm_buf_free(sm_buf { ptr: std::ptr::null_mut(), len: 0 });
+
+        // On error `*out` is emptied; on success `message` is.
+        let mut stale = [0u8; 3];
+        let mut out = sm_buf { ptr: stale.as_mut_ptr(), len: 3 };
+        let mut msg = sm_buf { ptr: stale.as_mut_ptr(), len: 3 };
+        assert_eq!(sm_engine_render(engine, 99, T0, &mut out, &mut msg), sm_status::InvalidArgument);
+        assert!(out.ptr.is_null() && out.len == 0);
+        assert_eq!(std::slice::from_raw_parts(msg.ptr, msg.len), b"unknown format 99");
+        sm_buf_free(msg);
+        let mut msg = sm_buf { ptr: stale.as_mut_ptr(), len: 3 };
+        assert_eq!(sm_engine_render(engine, SM_FORMAT_PROMETHEUS, T0, &mut out, &mut msg), sm_status::Ok);
+        assert!(msg.ptr.is_null() && msg.len == 0);
+        sm_buf_free(out);
         sm_engine_free(engine);
     }
 }

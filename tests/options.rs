@@ -1,4 +1,4 @@
-//! The option schema in `src/config/options.rs` is the one source: the parser
+//! The option schema in `src/config/options/` is the one source: the parser
 //! reads every key through it, and the README's table and the Go shim's
 //! `schema.json` are generated from it. `SERVICEMAP_BLESS_OPTIONS=1` (what
 //! `make options` sets) rewrites both copies.
@@ -56,7 +56,7 @@ fn keys_are_unique_and_unknown_keys_are_named() {
 #[test]
 fn the_readme_table_is_the_schema() {
     const BEGIN: &str =
-        "<!-- options: generated from src/config/options.rs by `make options`; tests/options.rs checks it -->\n";
+        "<!-- options: generated from src/config/options/ by `make options`; tests/options.rs checks it -->\n";
     const END: &str = "<!-- options: end -->";
     let path = root().join("README.md");
     let readme = std::fs::read_to_string(&path).unwrap();

@@ -1,5 +1,6 @@
-//! `servicemap`: reads OpenTelemetry trace files, builds the service graph,
-//! and prints its metrics (or the engine's self-report) once, at the end.
+//! `servicemap`: reads OpenTelemetry trace files (OTLP protobuf or JSON),
+//! feeds them to one engine, and prints one answer at the end: the metrics,
+//! the map, an incident answer for a service, or the engine's self-report.
 
 use prost::Message;
 use serde_json::Value;

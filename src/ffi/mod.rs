@@ -8,8 +8,8 @@
 //! - Whoever allocates frees: buffers the library returns are freed with
 //!   `sm_buf_free`, engines with `sm_engine_free`. The library never keeps a
 //!   caller's pointer after a call returns.
-//! - On error, a human-readable UTF-8 message is written to `message` when the
-//!   caller passes a non-null `message`; it must be freed with `sm_buf_free`.
+//! - A non-null `message` always receives a buffer: on error a human-readable
+//!   UTF-8 message, freed with `sm_buf_free`; on success the empty buffer.
 #![allow(non_camel_case_types)]
 
 use crate::config::Config;
@@ -113,7 +113,7 @@ fn failure(e: Error) -> Failure {
 }
 
 /// The one panic boundary: runs `f`, turns its error or panic into a status,
-/// and writes the message for the caller.
+/// and writes the message for the caller (empty on success).
 fn boundary(message: *mut sm_buf, f: impl FnOnce() -> Result<(), Failure>) -> sm_status {
     let outcome = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let what = panic
@@ -123,16 +123,16 @@ fn boundary(message: *mut sm_buf, f: impl FnOnce() -> Result<(), Failure>) -> sm
             .unwrap_or_else(|| "unknown panic".to_string());
         Err((sm_status::Panic, format!("internal error (panic): {what}")))
     });
-    match outcome {
-        Ok(()) => sm_status::Ok,
-        Err((status, text)) => {
-            if !message.is_null() {
-                // SAFETY: the caller passed a writable sm_buf or null (checked).
-                unsafe { message.write(sm_buf::from_vec(text.into_bytes())) };
-            }
-            status
-        }
+    let (status, text) = match outcome {
+        Ok(()) => (sm_status::Ok, Vec::new()),
+        Err((status, text)) => (status, text.into_bytes()),
+    };
+    if !message.is_null() {
+        // SAFETY: the caller passed a writable sm_buf or null (checked). On
+        // success it becomes the empty buffer, so it never holds a stale pointer.
+        unsafe { message.write(sm_buf::from_vec(text)) };
     }
+    status
 }
 
 /// Borrows `(ptr, len)` as a slice; `(NULL, 0)` is the empty slice.

@@ -11,7 +11,7 @@ import (
 )
 
 // schema is schema.json, generated from the engine's option schema
-// (src/config/options.rs) by `make options` and checked by the Rust tests.
+// (src/config/options/) by `make options` and checked by the Rust tests.
 type schema struct {
 	Options []struct {
 		Key     string   `json:"key"`
