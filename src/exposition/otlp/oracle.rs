@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn encoder_matches_prost_on_random_snapshots() {
-        let mut r = Rng(0x2545_f491_4f6c_dd1d);
+        let mut r = Rng::new(0x2545_f491_4f6c_dd1d);
         for case in 0..400 {
             let snap = snapshot(&mut r);
             let (start, time) = match case % 3 {

@@ -162,29 +162,7 @@ pub(crate) mod tests {
     use crate::series::{DimLabels, EdgeSeries, SideSeries, Snapshot};
     use crate::series::{Hist, Values};
 
-    /// xorshift64*: enough randomness to pick cases, and repeatable.
-    pub(crate) struct Rng(pub(crate) u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn chance(&mut self, percent: u64) -> bool {
-            self.next() % 100 < percent
-        }
-
-        fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
-            &from[self.below(from.len())]
-        }
-    }
+    pub(crate) use servicemap_testkit::Rng;
 
     const VALUES: &[&str] = &[
         "",
@@ -230,8 +208,8 @@ pub(crate) mod tests {
             -2.5,
         ];
         match r.below(4) {
-            0 => f64::from_bits(r.next()),
-            1 => (r.next() % 1_000_000) as f64 / 1000.0,
+            0 => f64::from_bits(r.next_u64()),
+            1 => (r.next_u64() % 1_000_000) as f64 / 1000.0,
             _ => *r.pick(F),
         }
     }
@@ -246,7 +224,7 @@ pub(crate) mod tests {
 
     fn weight(r: &mut Rng) -> f64 {
         const W: &[f64] = &[0.0, 1.0, 2.0, 0.5, 1.5, 2.4999, -3.0, f64::NAN, 1e15, 1e18, 4294967296.0];
-        if r.chance(50) { (r.next() % 100) as f64 } else { *r.pick(W) }
+        if r.chance(0.5) { (r.next_u64() % 100) as f64 } else { *r.pick(W) }
     }
 
     fn hist(r: &mut Rng, bounds: usize) -> Hist {
@@ -255,7 +233,7 @@ pub(crate) mod tests {
             *b = weight(r);
         }
         h.sum = float(r);
-        h.count = if r.chance(10) { *r.pick(&[1e30, f64::INFINITY, f64::NAN, -1.0]) } else { weight(r) };
+        h.count = if r.chance(0.1) { *r.pick(&[1e30, f64::INFINITY, f64::NAN, -1.0]) } else { weight(r) };
         h
     }
 
@@ -264,10 +242,10 @@ pub(crate) mod tests {
         const DIMS: &[&str] = &["http_method", "deployment_environment", "client_k8s_ns", "server_k8s_ns", "_1x"];
         let bounds: Vec<f64> = (0..r.below(24)).map(|_| *r.pick(BOUNDS)).collect();
         let dims: Vec<String> = (0..r.below(5)).map(|_| r.pick(DIMS).to_string()).collect();
-        let messaging = r.chance(50);
+        let messaging = r.chance(0.5);
         let edges = (0..r.below(40))
             .map(|_| {
-                let messaging_hist = (messaging && r.chance(70)).then(|| Box::new(hist(r, bounds.len())));
+                let messaging_hist = (messaging && r.chance(0.7)).then(|| Box::new(hist(r, bounds.len())));
                 EdgeSeries {
                     client: (*r.pick(VALUES)).into(),
                     server: (*r.pick(VALUES)).into(),
@@ -277,19 +255,19 @@ pub(crate) mod tests {
                         ConnType::Database,
                         ConnType::VirtualNode,
                     ]),
-                    failed: r.chance(30),
+                    failed: r.chance(0.3),
                     virtual_side: *r.pick(&[Virtual::None, Virtual::Client, Virtual::Server]),
                     dims: dims.iter().map(|_| (*r.pick(VALUES)).into()).collect(),
                     values: Values {
                         request: float(r),
-                        failed: if r.chance(50) { 0.0 } else { float(r) },
+                        failed: if r.chance(0.5) { 0.0 } else { float(r) },
                         server: hist(r, bounds.len()),
                         client: hist(r, bounds.len()),
                         messaging: messaging_hist,
-                        created_ns: if r.chance(20) { 0 } else { created(r) },
+                        created_ns: if r.chance(0.2) { 0 } else { created(r) },
                         updated_ns: 0,
-                        failed_since_ns: if r.chance(50) { 0 } else { created(r) },
-                        messaging_since_ns: if r.chance(50) { 0 } else { created(r) },
+                        failed_since_ns: if r.chance(0.5) { 0 } else { created(r) },
+                        messaging_since_ns: if r.chance(0.5) { 0 } else { created(r) },
                     },
                 }
             })
@@ -305,7 +283,7 @@ pub(crate) mod tests {
                     overflow: false,
                 })
                 .collect();
-            if r.chance(20) {
+            if r.chance(0.2) {
                 list.push(SideSeries::overflow(float(r), created(r)));
             }
             list
@@ -317,18 +295,18 @@ pub(crate) mod tests {
             ("max_graph_edges", 0),
             ("max_history_entries", 0),
         ];
-        if r.chance(20) {
+        if r.chance(0.2) {
             for (_, n) in overflow.iter_mut() {
-                *n = if r.chance(50) { 0 } else { r.below(1 << 20) as u64 };
+                *n = if r.chance(0.5) { 0 } else { r.below(1 << 20) as u64 };
             }
         }
         Snapshot {
-            compat: if r.chance(50) { Compat::Tempo } else { Compat::Contrib },
-            failed_label: r.chance(50),
-            virtual_label: r.chance(50),
-            connection_info: r.chance(50),
+            compat: if r.chance(0.5) { Compat::Tempo } else { Compat::Contrib },
+            failed_label: r.chance(0.5),
+            virtual_label: r.chance(0.5),
+            connection_info: r.chance(0.5),
             messaging,
-            weighted: r.chance(30),
+            weighted: r.chance(0.3),
             bounds,
             dim_labels: DimLabels { raw: dims.iter().map(|d| d.replace('_', ".")).collect(), prometheus: dims },
             edges,
@@ -341,7 +319,7 @@ pub(crate) mod tests {
 
     #[test]
     fn writer_matches_prometheus_client_on_random_snapshots() {
-        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut r = Rng::new(0x9e37_79b9_7f4a_7c15);
         for case in 0..400 {
             let snap = snapshot(&mut r);
             for openmetrics in [false, true] {
@@ -367,7 +345,7 @@ pub(crate) mod tests {
     /// OpenMetrics only, with the series' own creation time.
     #[test]
     fn openmetrics_gives_each_counter_and_histogram_its_creation_time() {
-        let mut r = Rng(0x5eed);
+        let mut r = Rng::new(0x5eed);
         for _ in 0..200 {
             let snap = snapshot(&mut r);
             assert!(!render(&snap, false).contains("_created"));
@@ -399,7 +377,7 @@ pub(crate) mod tests {
                 assert!(ts.parse::<f64>().is_ok() && !ts.ends_with('.') && !ts.contains('e'), "{ts}");
             }
         }
-        let mut snap = snapshot(&mut Rng(3));
+        let mut snap = snapshot(&mut Rng::new(3));
         snap.edges.truncate(1);
         snap.unpaired.clear();
         snap.dropped.clear();
