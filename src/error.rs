@@ -12,6 +12,9 @@ pub enum Error {
     Decode(DecodeError),
     /// An argument outside the protobuf payload was invalid.
     Argument(String),
+    /// The metrics store the map is read back from (a Prometheus HTTP API)
+    /// could not be reached or refused a query; the message says which.
+    Store(String),
 }
 
 impl Error {
@@ -26,6 +29,7 @@ impl fmt::Display for Error {
             Error::Config { key, message } => write!(f, "config key `{key}`: {message}"),
             Error::Decode(e) => write!(f, "{e}"),
             Error::Argument(m) => write!(f, "invalid argument: {m}"),
+            Error::Store(m) => write!(f, "metrics store: {m}"),
         }
     }
 }

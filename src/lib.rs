@@ -22,6 +22,8 @@ mod exposition;
 pub mod ffi;
 pub mod map;
 pub mod pairing;
+#[cfg(feature = "cli")]
+pub mod prometheus;
 mod series;
 pub mod wire;
 

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The stages from the bottom up. A module may name only modules before it.
-const LAYERS: [&str; 9] = ["error", "config", "wire", "series", "pairing", "exposition", "map", "engine", "ffi"];
+const LAYERS: [&str; 10] =
+    ["error", "config", "wire", "series", "pairing", "exposition", "map", "prometheus", "engine", "ffi"];
 
 /// Lines per source file, at most.
 const MAX_LINES: usize = 600;

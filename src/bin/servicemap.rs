@@ -15,6 +15,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+#[path = "servicemap/remote.rs"]
+mod remote;
+#[path = "servicemap/serve.rs"]
+mod serve;
+
 const USAGE: &str = "\
 servicemap: builds a service graph from OpenTelemetry trace files.
 
@@ -182,7 +187,21 @@ fn parse_args(args: Vec<OsString>) -> Result<Parsed, String> {
 }
 
 fn main() -> ExitCode {
-    let parsed = match parse_args(std::env::args_os().skip(1).collect()) {
+    let raw: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let strings: Vec<String> = raw.iter().filter_map(|a| a.to_str().map(str::to_string)).collect();
+    if strings.len() == raw.len() && remote::wanted(&strings) {
+        return match remote::run(&strings) {
+            Ok(out) => print(&out),
+            Err((code, message)) => {
+                eprintln!("servicemap: error: {message}");
+                if code == 2 {
+                    eprintln!("Try `servicemap --help`.");
+                }
+                ExitCode::from(code)
+            }
+        };
+    }
+    let parsed = match parse_args(raw) {
         Ok(p) => p,
         Err(msg) => {
             eprintln!("servicemap: {msg}\nTry `servicemap --help`.");
@@ -190,7 +209,7 @@ fn main() -> ExitCode {
         }
     };
     let args = match parsed {
-        Parsed::Help => return print(USAGE.as_bytes()),
+        Parsed::Help => return print(format!("{USAGE}\n{}", remote::USAGE).as_bytes()),
         Parsed::Version => return print(format!("servicemap {}\n", env!("CARGO_PKG_VERSION")).as_bytes()),
         Parsed::Run(a) => a,
     };

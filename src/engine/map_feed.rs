@@ -1,6 +1,9 @@
 //! Feeding the live map from completed edges, and the map's queries.
 
 use super::*;
+use crate::map::Catalog;
+use crate::map::history::Snapshot;
+use std::borrow::Cow;
 
 /// The live map and what keeps feeding it cheap.
 #[derive(Debug)]
@@ -234,48 +237,42 @@ impl Engine {
         self.graph.as_ref().map(|g| lock(g).graph.view(now_ns, &self.config.catalog))
     }
 
-    /// Answers a query given as JSON: `{"query":"impact","service":NAME}`,
-    /// `{"query":"root_causes"}`, `{"query":"recovery_order"}`,
-    /// `{"query":"diff","from":UNIX_NANO,"to":UNIX_NANO}` (`to` defaults to
-    /// now) or `{"query":"history"}`.
+    /// Answers a query given as JSON (see [`map::query::answer`]) over the
+    /// live map.
     pub fn query(&self, request: &[u8], now_ns: u64) -> Result<serde_json::Value, Error> {
-        use serde_json::{Value, json};
-        let bad = |m: &str| Error::Argument(format!("query: {m}"));
-        let req: Value = serde_json::from_slice(request).map_err(|e| bad(&format!("not valid JSON: {e}")))?;
         let Some(g) = &self.graph else {
             return Err(Error::Argument("the service map is disabled (config key `graph`)".into()));
         };
-        let g = lock(g);
-        let view = || g.graph.view_with(now_ns, &self.config.catalog, false);
-        let time = |k: &str| -> Result<Option<u64>, Error> {
-            match req.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v.as_u64().map(Some).ok_or_else(|| bad(&format!("`{k}` must be unix nanoseconds"))),
-            }
-        };
-        match req.get("query").and_then(Value::as_str) {
-            Some("impact") => {
-                let service = req.get("service").and_then(Value::as_str).ok_or_else(|| bad("`service` is required"))?;
-                let view = g.graph.view_with(now_ns, &self.config.catalog, false);
-                Ok(map::render::impact_json(&map::impact::impact(&view, &g.history, &self.config.catalog, service)))
-            }
-            Some("root_causes") => Ok(json!({"root_causes": map::impact::root_causes(&view())})),
-            Some("recovery_order") => {
-                let steps = map::impact::recovery_order(&view());
-                let flat: Vec<String> = steps.iter().flat_map(|s| s.services.clone()).collect();
-                Ok(json!({"recovery_order": flat, "recovery_steps": map::render::steps_json(&steps)}))
-            }
-            Some("history") => Ok(json!({"snapshots_unix_nano": g.history.times()})),
-            Some("diff") => {
-                let from = time("from")?.ok_or_else(|| bad("`from` is required"))?;
-                let a = g.history.at(from).cloned().ok_or_else(|| bad("no snapshot has been taken yet"))?;
-                let b = match time("to")? {
-                    Some(t) if t < now_ns => g.history.at(t).cloned().unwrap_or_default(),
-                    _ => map::history::Snapshot::of(&view()),
-                };
-                Ok(map::render::diff_json(&map::history::diff(&a, &b)))
-            }
-            _ => Err(bad("`query` must be one of impact, root_causes, recovery_order, diff, history")),
-        }
+        let live = Live { state: lock(g), catalog: &self.config.catalog };
+        map::query::answer(&live, request, now_ns)
+    }
+}
+
+/// The live map as a query source: the graph and its history, locked for
+/// the query.
+struct Live<'a> {
+    state: MutexGuard<'a, GraphState>,
+    catalog: &'a Catalog,
+}
+
+impl map::query::Source for Live<'_> {
+    fn view(&self, at_ns: u64, reasons: bool) -> Result<View, Error> {
+        Ok(self.state.graph.view_with(at_ns, self.catalog, reasons))
+    }
+
+    fn history(&self, _at_ns: u64) -> Result<Cow<'_, History>, Error> {
+        Ok(Cow::Borrowed(&self.state.history))
+    }
+
+    fn snapshot_at(&self, at_ns: u64) -> Result<Option<Snapshot>, Error> {
+        Ok(self.state.history.at(at_ns).cloned())
+    }
+
+    fn snapshot_times(&self, _at_ns: u64) -> Result<Vec<u64>, Error> {
+        Ok(self.state.history.times())
+    }
+
+    fn catalog(&self) -> &Catalog {
+        self.catalog
     }
 }

@@ -107,7 +107,8 @@ fn failure(e: Error) -> Failure {
     let status = match e {
         Error::Config { .. } => sm_status::InvalidConfig,
         Error::Decode(_) => sm_status::InvalidInput,
-        Error::Argument(_) => sm_status::InvalidArgument,
+        // No export reads a metrics store; the arm keeps the match whole.
+        Error::Argument(_) | Error::Store(_) => sm_status::InvalidArgument,
     };
     (status, e.to_string())
 }

@@ -7,6 +7,7 @@ pub mod feed;
 pub mod graph;
 pub mod history;
 pub mod impact;
+pub mod query;
 pub mod render;
 
 pub use crate::config::catalog::{Catalog, Health};
