@@ -71,15 +71,15 @@ def prom_collector(workdir):
     stop_collector(c)
 
 
-@pytest.fixture(scope="session")
-def prometheus(workdir, prom_collector):
-    """A Prometheus server scraping prom_collector's metrics endpoint every second."""
+def start_prometheus(workdir, name, targets):
+    """A Prometheus server scraping `targets` (host:port of /metrics
+    endpoints) every second, as job `servicemap`; stop it with
+    `.process.stop()`."""
     binary = tool("prometheus", "PROMETHEUS_BIN")
-    target = f"{LOOPBACK}:{prom_collector.ports['metrics']}"
     last_log = ""
     for attempt in range(3):
         port = free_port()
-        base = os.path.join(workdir, f"prometheus-{attempt}")
+        base = os.path.join(workdir, f"{name}-{attempt}")
         os.makedirs(os.path.join(base, "data"))
         config_path = os.path.join(base, "prometheus.yml")
         with open(config_path, "w") as f:
@@ -88,7 +88,7 @@ def prometheus(workdir, prom_collector):
                 "scrape_configs": [{
                     "job_name": "servicemap",
                     "metrics_path": "/metrics",
-                    "static_configs": [{"targets": [target]}],
+                    "static_configs": [{"targets": list(targets)}],
                 }],
             }, f, indent=2)
         proc = Process([
@@ -112,12 +112,18 @@ def prometheus(workdir, prom_collector):
             proc.stop()
             last_log = proc.log()
             continue
-        try:
-            yield Prometheus(proc, port, target)
-        finally:
-            proc.stop(grace=15.0)
-        return
+        return Prometheus(proc, port, targets[0] if len(targets) == 1 else tuple(targets))
     pytest.fail(f"prometheus did not start; last log:\n{last_log}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def prometheus(workdir, prom_collector):
+    """A Prometheus server scraping prom_collector's metrics endpoint every second."""
+    p = start_prometheus(workdir, "prometheus", [f"{LOOPBACK}:{prom_collector.ports['metrics']}"])
+    try:
+        yield p
+    finally:
+        p.process.stop(grace=15.0)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ SETTLE_TIMEOUT = 60.0
 
 # Every example, including those that need files a deployment provides
 # (certificates, tokens), which `validate` does not open.
-ALL_EXAMPLES = sorted(glob.glob(os.path.join(EXAMPLES, "*.yaml")))
+ALL_EXAMPLES = sorted(glob.glob(os.path.join(EXAMPLES, "**", "*.yaml"), recursive=True))
 README_BLOCKS = readme.yaml_blocks(README)
 README_CONFIGS = [b for b in README_BLOCKS if not b.marked]
 
@@ -37,12 +37,16 @@ ENV_TEST_VALUES = {
     "SERVICEMAP_OTLP_HTTP_ENDPOINT": "127.0.0.1:14318",
     "SERVICEMAP_HTTP_ENDPOINT": "127.0.0.1:19464",
     "HOSTNAME": "servicemap-0",
+    "SERVICEMAP_BACKENDS": "[127.0.0.1:14317, 127.0.0.1:24317]",
+    "SERVICEMAP_OTLP_ENDPOINT": "127.0.0.1:14317",
+    "SERVICEMAP_METRICS_ENDPOINT": "127.0.0.1:18889",
 }
 
 
 def test_examples_are_found():
-    assert [os.path.basename(p) for p in ALL_EXAMPLES] == [
-        "connector.yaml", "processor-secure.yaml", "processor.yaml", "receiver.yaml"]
+    assert [os.path.relpath(p, EXAMPLES) for p in ALL_EXAMPLES] == [
+        "connector.yaml", "processor-secure.yaml", "processor.yaml", "receiver.yaml",
+        "two-tier/gateway.yaml", "two-tier/graph.yaml"]
 
 
 def test_every_readme_yaml_block_is_read():
