@@ -187,6 +187,9 @@ bench-conformance: rust ## Benchmarks against contrib's connector: CPU per span,
 	cd $(CONFORMANCE) && $(CGO_ENV) $(GO) test -run '^$$' -bench BenchmarkVsContrib -benchmem -count=1 .
 	cd $(CONFORMANCE) && $(CGO_ENV) $(GO) test -run '^$$' -bench BenchmarkWaitingSpanMemory -benchtime=1x -count=1 .
 
+bench-two-tier: collector setup-test ## Gateway + graph instances + Prometheus: faults, a resize, spans/s for N = 1, 2
+	$(VENV)/bin/python benches/two-tier/run.py
+
 bench-collector: rust ## Whole collector, contrib's connector vs servicemap: CPU seconds per million spans
 	$(CGO_ENV) $(CONFORMANCE)/scripts/compare-collector.sh
 
