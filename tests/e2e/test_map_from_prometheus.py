@@ -98,3 +98,40 @@ def test_diff_since_before_the_traffic(settled):  # noqa: F811
     assert {(e["client"], e["server"]) for e in diff["edges_added"]} == EDGES
     assert diff["edges_removed"] == [] and diff["nodes_removed"] == []
     assert set(diff["nodes_added"]) == {n for edge in EDGES for n in edge}
+
+
+@pytest.fixture(scope="module")
+def contrib_series(workdir, connector_collector):
+    """The connector (contrib's preset and label set: `failed`, the Prometheus
+    exporter's `job` and `instance`) scraped by a Prometheus of its own."""
+    from conftest import start_prometheus
+
+    prom = start_prometheus(workdir, "prometheus-contrib", [f"{harness.LOOPBACK}:{connector_collector.ports['metrics']}"])
+    fleet = connector_collector.fleet()
+    try:
+        traffic.run_shop(fleet)
+        fleet.flush()
+        query = "group by (client, server) (traces_service_graph_request_total)"
+
+        def own():
+            series = connector_collector.scrape().series("traces_service_graph_request_total")
+            return {(labels["client"], labels["server"]) for labels, _ in series}
+
+        def scraped():
+            rows = prom.query(query)
+            return own() and {(r["metric"]["client"], r["metric"]["server"]) for r in rows} == own()
+
+        harness.poll(scraped, 120, interval=0.5, what="the connector's edges in Prometheus")
+        yield prom, own()
+    finally:
+        fleet.shutdown()
+        prom.process.stop(grace=15.0)
+
+
+def test_the_map_from_contrib_series(contrib_series):
+    prom, edges = contrib_series
+    graph = json.loads(cli("graph", "--prometheus", prom.url, "--format", "json").stdout)
+    assert {(e["client"], e["server"]) for e in graph["edges"]} == edges
+    # Several series an edge (`failed` true and false), one edge on the map.
+    rows = prom.query("traces_service_graph_request_total")
+    assert any(r["metric"].get("failed") == "true" for r in rows) and len(rows) > len(graph["edges"])
