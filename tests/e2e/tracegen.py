@@ -12,9 +12,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 SERVER, CLIENT = Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT
 ERROR = Status.STATUS_CODE_ERROR
 
-# Which traces fail where.
+# Which traces fail where. checkout fails 2% of its calls: red against the
+# default 99% objective. payment fails 91 calls in 10,000 (0.91%): yellow,
+# clear of both edges of the band (0.8% and 1%), so that rate()'s
+# extrapolation in Prometheus cannot tip it either way.
 CHECKOUT_FAILS = lambda i: i % 50 == 0  # noqa: E731
-PAYMENT_FAILS = lambda i: i % 100 == 1  # noqa: E731
+PAYMENT_FAILS = lambda i: i % 111 == 1  # noqa: E731
 
 
 def expected(traces):
