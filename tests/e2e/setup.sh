@@ -19,10 +19,10 @@ apt_install() {
   fi
   export DEBIAN_FRONTEND=noninteractive
   if [ -z "${apt_updated:-}" ]; then
-    apt-get update
+    apt-get -o DPkg::Lock::Timeout=600 update
     apt_updated=1
   fi
-  apt-get install -y --no-install-recommends "$@"
+  apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$@"
 }
 
 # Prometheus server and promtool. The package may try to start its own
