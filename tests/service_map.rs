@@ -262,3 +262,28 @@ fn catalog_slos_decide_health() {
     assert_eq!(v.node("orders").unwrap().tier, "0");
     assert_eq!(v.node("orders").unwrap().facts.owner, "dba");
 }
+
+/// Each edge links its slowest request in the window to its trace; an edge
+/// known only from other sources (no trace) links none.
+#[test]
+fn edges_link_their_slowest_request_to_its_trace() {
+    let e = engine(r#"{"graph_window":"5m"}"#);
+    let mut spans = (Vec::new(), Vec::new());
+    for (t, ms) in [(1u8, 10u64), (2, 40), (3, 20)] {
+        let (c, sv) = (sid(2 * t), sid(2 * t + 1));
+        spans.0.push(span(CLIENT, trace(t), c.clone(), None, T0, T0 + 50_000_000));
+        spans.1.push(span(SERVER, trace(t), sv, Some(c), T0, T0 + ms * 1_000_000));
+    }
+    let resources = vec![resource(Some("web"), vec![], spans.0), resource(Some("api"), vec![], spans.1)];
+    e.consume(&batch(resources), T0).unwrap();
+    e.observe_edges(br#"{"client":"api","server":"ledger","count":3,"latency_seconds":0.5}"#, T0).unwrap();
+    let g: Value = serde_json::from_slice(&e.render(Format::GraphJson, T0 + SEC)).unwrap();
+    let edge = |c: &str, s: &str| {
+        g["edges"].as_array().unwrap().iter().find(|x| x["client"] == c && x["server"] == s).unwrap().clone()
+    };
+    let hex: String = trace(2).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(edge("web", "api")["slowest_trace_id"], Value::String(hex));
+    assert_eq!(edge("web", "api")["slowest_seconds"].as_f64(), Some(0.04));
+    assert_eq!(edge("api", "ledger")["slowest_trace_id"], Value::Null);
+    assert_eq!(edge("api", "ledger")["slowest_seconds"], Value::Null);
+}

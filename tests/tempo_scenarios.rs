@@ -331,3 +331,65 @@ fn span_multiplier() {
         .sample(CONNECTION_INFO, REQUESTER_RECORDER, 1.0);
     assert_series(&graph_only(&out.before_expiry), &want);
 }
+
+/// `exemplarsCarryTraceID`: the completed edge, the database call and the
+/// expired root server's `user` edge each give both their histograms one
+/// exemplar: the bucket the request fell in, label `traceID` = the trace
+/// ID in hex, value = the latency observed, time = when it was counted.
+#[test]
+fn exemplars_carry_the_trace_id() {
+    let (text, now) = openmetrics_after_expiry(r#"{"initial_zero":false}"#, "tempo/expired-edges.json");
+    let trace = "ee0102030405060708090a0b0c0d0e0f";
+    let mut got: Vec<(String, String, String)> = text
+        .lines()
+        .filter_map(|l| l.split_once(" # {"))
+        .map(|(sample, exemplar)| {
+            let family = sample.split_once("_bucket{").unwrap().0.to_string();
+            let edge = sample.split_once(",client=").unwrap().1.split_once(',').unwrap().0.to_string();
+            (family, edge, exemplar.to_string())
+        })
+        .collect();
+    got.sort();
+    let at = format!("{}.{:09}", now / 1_000_000_000, now % 1_000_000_000).trim_end_matches('0').to_string();
+    let ex = |v: &str| format!("traceID=\"{trace}\"}} {v} {at}");
+    let (client, server) =
+        ("traces_service_graph_request_client_seconds", "traces_service_graph_request_server_seconds");
+    let want = [
+        (client, "\"mythical-requester\"", ex("0.005")),
+        (client, "\"mythical-server\"", ex("0.02")),
+        (client, "\"user\"", ex("0.0")),
+        (server, "\"mythical-requester\"", ex("0.005")),
+        (server, "\"mythical-server\"", ex("0.015")),
+        (server, "\"user\"", ex("0.031")),
+    ];
+    let want: Vec<(String, String, String)> =
+        want.iter().map(|(f, e, x)| (f.to_string(), e.to_string(), x.clone())).collect();
+    assert_eq!(got, want);
+    // The Prometheus 0.0.4 text has no exemplars; turned off, OpenMetrics neither.
+    let (off, _) = openmetrics_after_expiry(r#"{"initial_zero":false,"exemplars":false}"#, "tempo/expired-edges.json");
+    assert!(!off.contains(" # {") && off.contains("_bucket{"));
+    let (renamed, _) = openmetrics_after_expiry(
+        r#"{"initial_zero":false,"trace_id_label_name":"trace_id"}"#,
+        "tempo/expired-edges.json",
+    );
+    assert_eq!(renamed.matches(" # {trace_id=\"").count(), 6);
+}
+
+/// The OpenMetrics text after feeding `fixture` and expiring everything, and
+/// the time it was fed at (its latest span end).
+fn openmetrics_after_expiry(config: &str, fixture_name: &str) -> (String, u64) {
+    use prost::Message;
+    use servicemap::wire::json::{self as otlp_json, Layout};
+    let engine = servicemap::Engine::new(servicemap::Config::from_json(config.as_bytes()).unwrap());
+    let data = std::fs::read(fixture(fixture_name)).unwrap();
+    let mut now = 0;
+    for batch in otlp_json::batches(&data, Layout::Detect) {
+        let batch = batch.unwrap();
+        let ends = batch.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans);
+        now = ends.map(|s| s.end_time_unix_nano).fold(now, u64::max);
+        engine.consume(&batch.encode_to_vec(), now).unwrap();
+    }
+    engine.expire_all(now);
+    assert!(!String::from_utf8(engine.render(servicemap::Format::Prometheus, now)).unwrap().contains(" # {"));
+    (String::from_utf8(engine.render(servicemap::Format::OpenMetrics, now)).unwrap(), now)
+}

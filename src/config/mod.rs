@@ -122,6 +122,11 @@ pub struct Config {
     pub max_unpaired_series: usize,
     /// Owners, tiers and SLOs that traces do not carry.
     pub catalog: catalog::Catalog,
+    /// Keep the last request of each histogram bucket as its exemplar, and
+    /// write them where the format carries them (OpenMetrics, OTLP).
+    pub exemplars: bool,
+    /// The exemplar label holding the trace ID in OpenMetrics (Tempo: `traceID`).
+    pub trace_id_label_name: String,
 }
 
 const TEMPO_BUCKETS: [f64; 8] = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8];
@@ -175,6 +180,8 @@ impl Config {
             max_history_entries: 1_000_000,
             max_unpaired_series: 1_000,
             catalog: catalog::Catalog::default(),
+            exemplars: true,
+            trace_id_label_name: "traceID".to_string(),
         };
         match compat {
             Compat::Tempo => tempo,

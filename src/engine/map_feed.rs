@@ -204,6 +204,7 @@ impl Engine {
                 errors: if e.failed { e.multiplier } else { 0.0 },
                 // The server's view, except where the server was inferred.
                 latency_s: if e.inferred == Virtual::Server { e.client_s } else { e.server_s },
+                trace_id: e.trace_id,
             };
             graph.add(i, &sample, || names.get(e.protocol), tick);
         }

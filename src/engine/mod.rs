@@ -123,12 +123,15 @@ impl Engine {
         let shards = (0..config.shards)
             .map(|_| Mutex::new(Shard { store: Store::new(usize::MAX), dims: Vec::new(), pending: HashMap::new() }))
             .collect();
-        let series = Mutex::new(SeriesTable::new(
-            &config.histogram_buckets,
-            config.enable_messaging_system_latency_histogram,
-            config.max_series,
-            config.max_unpaired_series,
-        ));
+        let series = Mutex::new(
+            SeriesTable::new(
+                &config.histogram_buckets,
+                config.enable_messaging_system_latency_histogram,
+                config.max_series,
+                config.max_unpaired_series,
+            )
+            .with_exemplars(config.exemplars),
+        );
         let dim_labels = dim_labels(&config);
         let graph = config.graph.then(|| {
             Mutex::new(GraphState {

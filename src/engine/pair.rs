@@ -29,7 +29,7 @@ impl Engine {
                 e.take_client_from(&prod);
                 shard.store.get_mut(slot).matched = true;
                 let client_dims = slot_dims(&shard.dims, slot, d, false);
-                self.emit(&e, client_dims, side_dims, Virtual::None, ev);
+                self.emit(&p.key, &e, client_dims, side_dims, Virtual::None, ev);
                 t.edges_new += 1;
                 t.completed += 1;
                 return;
@@ -60,7 +60,7 @@ impl Engine {
                     // A database call: complete on arrival, never stored.
                     let none = &self.no_dims[..];
                     let (c, s) = if client_side { (side_dims, none) } else { (none, side_dims) };
-                    self.emit(&e, c, s, Virtual::None, ev);
+                    self.emit(&p.key, &e, c, s, Virtual::None, ev);
                     t.edges_new += 1;
                     t.completed += 1;
                     return;
@@ -89,7 +89,7 @@ impl Engine {
         if e.is_complete() {
             let c = slot_dims(&shard.dims, slot, d, false);
             let s = slot_dims(&shard.dims, slot, d, true);
-            self.emit(&e, c, s, Virtual::None, ev);
+            self.emit(&p.key, &e, c, s, Virtual::None, ev);
             t.completed += 1;
             shard.store.remove(slot);
         }
@@ -107,6 +107,7 @@ impl Engine {
     ) {
         let d = self.dims_per_side();
         let prod = *shard.store.get(producer_slot);
+        let key = shard.store.key(producer_slot);
         // Dimension values stay in place when a slot is removed (a slot is
         // cleared when it is reused), so they are read without copying.
         let client_dims = slot_dims(&shard.dims, producer_slot, d, false);
@@ -114,7 +115,7 @@ impl Engine {
             let server_dims = slot_dims(&shard.dims, slot, d, true);
             let mut e = shard.store.remove(slot);
             e.take_client_from(&prod);
-            self.emit(&e, client_dims, server_dims, Virtual::None, ev);
+            self.emit(&key, &e, client_dims, server_dims, Virtual::None, ev);
             t.completed += 1;
         }
         shard.store.get_mut(producer_slot).matched = true;
@@ -171,7 +172,16 @@ impl Engine {
     }
 
     /// Builds the series event of a completed or virtual edge.
-    pub(super) fn emit(&self, e: &HalfEdge, client_dims: &[u32], server_dims: &[u32], side: Virtual, ev: &mut Events) {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn emit(
+        &self,
+        key: &Key,
+        e: &HalfEdge,
+        client_dims: &[u32],
+        server_dims: &[u32],
+        side: Virtual,
+        ev: &mut Events,
+    ) {
         let dims_at = ev.dims.len() as u32;
         if self.config.enable_client_server_prefix {
             for (c, s) in client_dims.iter().zip(server_dims) {
@@ -201,6 +211,8 @@ impl Engine {
             client_s: e.client_dur_ns as f64 / 1e9,
             server_s: e.server_dur_ns as f64 / 1e9,
             messaging_s,
+            trace_id: key.trace_id,
+            span_id: key.span_id,
         });
     }
 
@@ -229,7 +241,7 @@ impl Engine {
                 }
                 e.client = client;
                 e.server = server;
-                self.emit(&e, c, s, side, ev);
+                self.emit(&key, &e, c, s, side, ev);
                 t.virtual_edges += 1;
             }
             Expiry::Unmatched { counted } => {

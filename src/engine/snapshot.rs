@@ -186,6 +186,7 @@ impl Engine {
             messaging: self.config.enable_messaging_system_latency_histogram,
             weighted: self.config.span_multiplier_key.is_some(),
             bounds,
+            exemplar_label: self.config.exemplars.then(|| self.config.trace_id_label_name.clone()),
             dim_labels: self.dim_labels.clone(),
             edges,
             unpaired,

@@ -19,16 +19,16 @@ use crate::exposition::text::{
     CLIENT, CLIENT_HELP, CONNECTION_INFO, CONNECTION_INFO_HELP, DROPPED, DROPPED_HELP, MESSAGING, MESSAGING_HELP,
     REQUEST, REQUEST_FAILED, REQUEST_FAILED_HELP, REQUEST_HELP, SERVER, SERVER_HELP, UNPAIRED, UNPAIRED_HELP,
 };
-use crate::series::Hist;
 use crate::series::Virtual;
 use crate::series::{EdgeSeries, SideSeries, Snapshot};
+use crate::series::{Exemplar, Family as ExemplarFamily, Hist};
 
 /// `AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE`.
 const CUMULATIVE: u8 = 2;
 
 /// Encodes a snapshot; each series starts when it was created, or at
 /// `start_ns`, when the engine started counting, if that is not known.
-pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
+pub fn encode<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
     let ints = snap.compat == Compat::Contrib && !snap.weighted;
     // Each edge's attributes, encoded once as the repeated field of a number
     // data point (tag 7) and of a histogram data point (tag 9).
@@ -78,13 +78,24 @@ pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
     if !failed.is_empty() {
         metrics.push(Family::sum(format!("{REQUEST_FAILED}_total"), REQUEST_FAILED_HELP, failed));
     }
+    // Exemplars, when they are on: a histogram's, by bucket (the unset ones
+    // are skipped as they are written).
+    let on = snap.exemplar_label.is_some();
+    let exemplars = |e: &'a EdgeSeries, family| -> &'a [Exemplar] {
+        e.values.exemplars.as_ref().filter(|_| on).map_or(&[], |x| x.of(family))
+    };
     if !snap.edges.is_empty() {
         type Pick = fn(&EdgeSeries) -> &Hist;
-        let pick: [(&str, &str, Pick); 2] =
-            [(SERVER, SERVER_HELP, |e| &e.values.server), (CLIENT, CLIENT_HELP, |e| &e.values.client)];
-        for (name, help, get) in pick {
-            let points =
-                snap.edges.iter().enumerate().map(|(i, e)| number(i, Value::Hist(get(e)), start(e.values.created_ns)));
+        let pick: [(&str, &str, Pick, ExemplarFamily); 2] = [
+            (SERVER, SERVER_HELP, |e| &e.values.server, ExemplarFamily::Server),
+            (CLIENT, CLIENT_HELP, |e| &e.values.client, ExemplarFamily::Client),
+        ];
+        for (name, help, get, family) in pick {
+            let points = snap
+                .edges
+                .iter()
+                .enumerate()
+                .map(|(i, e)| number(i, Value::Hist(get(e), exemplars(e, family)), start(e.values.created_ns)));
             metrics.push(Family::histogram(name, help, points.collect()));
         }
     }
@@ -97,7 +108,8 @@ pub fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
             .filter_map(|(i, e)| {
                 let since =
                     if e.values.messaging_since_ns != 0 { e.values.messaging_since_ns } else { e.values.created_ns };
-                e.values.messaging.as_deref().map(|h| number(i, Value::Hist(h), start(since)))
+                let x = exemplars(e, ExemplarFamily::Messaging);
+                e.values.messaging.as_deref().map(|h| number(i, Value::Hist(h, x), start(since)))
             })
             .collect();
         if !points.is_empty() {
@@ -208,8 +220,13 @@ struct Point<'a> {
 enum Value<'a> {
     Double(f64),
     Int(i64),
-    Hist(&'a Hist),
+    /// A histogram and its exemplars by bucket (unset ones included).
+    Hist(&'a Hist, &'a [Exemplar]),
 }
+
+/// An `Exemplar` message's size: time (2), as_double (3), span_id (4),
+/// trace_id (5); the double is in a oneof, so written even when zero.
+const EXEMPLAR_LEN: usize = 9 + 9 + 2 + 8 + 2 + 16;
 
 // Wire types.
 const I64: u8 = 1;
@@ -271,12 +288,13 @@ impl Point<'_> {
         let mut n = fixed(self.start) + fixed(self.time);
         n += match self.value {
             Value::Double(_) | Value::Int(_) => 9 + attrs.get(self.attrs, false).len(),
-            Value::Hist(h) => {
+            Value::Hist(h, x) => {
                 let packed = |k: usize| if k == 0 { 0 } else { delimited(8 * k) };
                 fixed(whole(h.count))
                     + 9
                     + packed(h.buckets.len())
                     + packed(bounds.len())
+                    + x.iter().filter(|x| x.is_set()).count() * delimited(EXEMPLAR_LEN)
                     + attrs.get(self.attrs, true).len()
             }
         };
@@ -299,7 +317,7 @@ impl Point<'_> {
                 put_fixed(out, 6, v as u64);
                 out.extend_from_slice(attrs.get(self.attrs, false));
             }
-            Value::Hist(h) => {
+            Value::Hist(h, exemplars) => {
                 let count = whole(h.count);
                 if count != 0 {
                     put_fixed(out, 4, count);
@@ -316,6 +334,15 @@ impl Point<'_> {
                     for b in bounds {
                         out.extend_from_slice(&b.to_bits().to_le_bytes());
                     }
+                }
+                for x in exemplars.iter().filter(|x| x.is_set()) {
+                    put_delimited(out, 8, EXEMPLAR_LEN);
+                    put_fixed(out, 2, x.at_ns);
+                    put_fixed(out, 3, x.value.to_bits());
+                    put_delimited(out, 4, 8);
+                    out.extend_from_slice(&x.span_id);
+                    put_delimited(out, 5, 16);
+                    out.extend_from_slice(&x.trace_id);
                 }
                 out.extend_from_slice(attrs.get(self.attrs, true));
             }

@@ -20,9 +20,10 @@
 //! TYPE/HELP names (`x_total` instead of `x`), and in having no `# UNIT` and
 //! no `# EOF` lines.
 
-use crate::series::Hist;
 use crate::series::Virtual;
+use crate::series::exemplar::hex;
 use crate::series::{EdgeSeries, SideSeries, Snapshot};
+use crate::series::{Exemplar, Family, Hist};
 
 #[cfg(test)]
 pub(crate) mod oracle;
@@ -60,6 +61,11 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
         (MESSAGING, MESSAGING_HELP, |e| e.values.messaging.as_deref().filter(|_| e.values.has_messaging())),
     ];
     let families = &families[..2 + usize::from(snap.messaging)];
+    // Exemplars: OpenMetrics carries them, 0.0.4 does not.
+    let exemplar_label = snap.exemplar_label.as_deref().filter(|_| openmetrics);
+    fn exemplars(e: &EdgeSeries, family: Family) -> &[Exemplar] {
+        e.values.exemplars.as_ref().map_or(&[], |x| x.of(family))
+    }
     // When each family of an edge began: the messaging one with its first observation.
     let created: [fn(&EdgeSeries) -> u64; 3] =
         [|e| e.values.created_ns, |e| e.values.created_ns, |e| since(e.values.messaging_since_ns, e.values.created_ns)];
@@ -89,6 +95,10 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
                 if openmetrics {
                     size += h.created.len() + l + 16;
                 }
+                if exemplar_label.is_some() {
+                    // ` # {traceID="…"} value time` on some of the bucket lines.
+                    size += h.buckets.len() * 48;
+                }
             }
         }
         if openmetrics {
@@ -113,11 +123,12 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
             w.created(&failed_created, labels.get(i), since(e.values.failed_since_ns, e.values.created_ns));
         }
     }
-    for ((family, (_, help, get)), created) in hists.iter().zip(families).zip(created) {
+    let exemplar_families = [Family::Server, Family::Client, Family::Messaging];
+    for (((family, (_, help, get)), created), which) in hists.iter().zip(families).zip(created).zip(exemplar_families) {
         w.descriptor(&family.name, help, Kind::Histogram);
         for (i, e) in snap.edges.iter().enumerate() {
             if let Some(h) = get(e) {
-                w.histogram(family, labels.get(i), h);
+                w.histogram(family, labels.get(i), h, exemplar_label.map(|l| (l, exemplars(e, which))));
                 w.created(&family.created, labels.get(i), created(e));
             }
         }
@@ -388,32 +399,21 @@ impl Writer {
         let o = &mut self.out;
         o.push_str(open);
         o.push_str(labels);
-        o.push_str(itoa::Buffer::new().format(ns / 1_000_000_000));
-        let (mut frac, mut width) = (ns % 1_000_000_000, 9);
-        if frac != 0 {
-            // Nine digits of nanoseconds, the trailing zeros left out.
-            while frac % 10 == 0 {
-                frac /= 10;
-                width -= 1;
-            }
-            let mut buf = itoa::Buffer::new();
-            let digits = buf.format(frac);
-            o.push('.');
-            o.extend(std::iter::repeat_n('0', width - digits.len()));
-            o.push_str(digits);
-        }
+        seconds(o, ns);
         o.push('\n');
     }
 
     /// A histogram's `_sum`, `_count` and cumulative `_bucket` lines. Bucket
-    /// lines carry `le` first.
-    fn histogram(&mut self, family: &Histogram, labels: &str, h: &Hist) {
+    /// lines carry `le` first, and, given an exemplar label, each bucket's
+    /// exemplar (` # {traceID="…"} value time`).
+    fn histogram(&mut self, family: &Histogram, labels: &str, h: &Hist, exemplars: Option<(&str, &[Exemplar])>) {
         self.line(&family.sum, labels, Num::F64(h.sum));
         self.line(&family.count, labels, Num::U64(whole(h.count)));
         let o = &mut self.out;
         let comma = labels.len() > CLOSE.len();
+        let (label, exemplars) = exemplars.unwrap_or(("", &[]));
         let mut cumulative = 0u64;
-        for (open, &w) in family.buckets.iter().zip(h.buckets.iter()) {
+        for (b, (open, &w)) in family.buckets.iter().zip(h.buckets.iter()).enumerate() {
             cumulative = cumulative.wrapping_add(whole(w));
             o.push_str(open);
             if comma {
@@ -421,8 +421,37 @@ impl Writer {
             }
             o.push_str(labels);
             integer(o, cumulative);
+            if let Some(x) = exemplars.get(b).filter(|x| x.is_set()) {
+                o.push_str(" # {");
+                o.push_str(label);
+                o.push_str("=\"");
+                hex(&x.trace_id, o);
+                o.push_str("\"} ");
+                o.push_str(dtoa::Buffer::new().format(x.value));
+                o.push(' ');
+                seconds(o, x.at_ns);
+            }
             o.push('\n');
         }
+    }
+}
+
+/// A time in seconds, exact to the nanosecond: whole seconds, then the
+/// nanoseconds without their trailing zeros.
+fn seconds(o: &mut String, ns: u64) {
+    o.push_str(itoa::Buffer::new().format(ns / 1_000_000_000));
+    let (mut frac, mut width) = (ns % 1_000_000_000, 9);
+    if frac != 0 {
+        // Nine digits of nanoseconds, the trailing zeros left out.
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        let mut buf = itoa::Buffer::new();
+        let digits = buf.format(frac);
+        o.push('.');
+        o.extend(std::iter::repeat_n('0', width - digits.len()));
+        o.push_str(digits);
     }
 }
 

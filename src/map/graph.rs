@@ -64,11 +64,14 @@ struct Slot {
     requests: f64,
     errors: f64,
     latency: [u32; SKETCH_BUCKETS],
+    /// The slot's slowest request that came with a trace ID (all zeros: none).
+    slowest_s: f64,
+    slowest_trace: [u8; 16],
 }
 
 impl Slot {
     fn empty(index: u64) -> Slot {
-        Slot { index, requests: 0.0, errors: 0.0, latency: [0; SKETCH_BUCKETS] }
+        Slot { index, requests: 0.0, errors: 0.0, latency: [0; SKETCH_BUCKETS], slowest_s: 0.0, slowest_trace: [0; 16] }
     }
 }
 
@@ -134,6 +137,9 @@ pub struct Sample {
     pub count: f64,
     pub errors: f64,
     pub latency_s: f64,
+    /// The request's trace (all zeros: not known), so that the map can
+    /// link an edge's slowest recent request.
+    pub trace_id: [u8; 16],
 }
 
 /// A time's window slot: its index since the epoch and its position in an
@@ -329,7 +335,7 @@ impl Graph {
 
     /// Adds an observation to a known edge (the names in `o` are not read).
     pub fn observe_at(&mut self, i: usize, o: &Observation<'_>, now_ns: u64) {
-        let s = Sample { conn: o.conn, count: o.count, errors: o.errors, latency_s: o.latency_s };
+        let s = Sample { conn: o.conn, count: o.count, errors: o.errors, latency_s: o.latency_s, trace_id: [0; 16] };
         self.add(i, &s, || o.protocol, self.tick(now_ns));
     }
 
@@ -365,6 +371,10 @@ impl Graph {
         slot.errors += s.errors;
         let n = if s.count == 1.0 { 1 } else { s.count.round().max(1.0) as u32 };
         slot.latency[sketch_index_in(self.bounds, s.latency_s)] += n;
+        if s.trace_id != [0; 16] && (slot.slowest_trace == [0; 16] || s.latency_s > slot.slowest_s) {
+            slot.slowest_s = s.latency_s;
+            slot.slowest_trace = s.trace_id;
+        }
         if !nodes_seen {
             let (c, s) = (e.client, e.server);
             for n in [c, s] {

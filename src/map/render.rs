@@ -63,6 +63,10 @@ struct EdgeDoc<'a> {
     p99_seconds: Option<f64>,
     health: &'static str,
     reason: &'a str,
+    /// The slowest request in the window whose trace is known: open it in
+    /// the tracing backend.
+    slowest_trace_id: Option<String>,
+    slowest_seconds: Option<f64>,
     first_seen_unix_nano: u64,
     last_seen_unix_nano: u64,
 }
@@ -114,6 +118,12 @@ pub fn graph_json(view: &View) -> Vec<u8> {
                 p99_seconds: e.p99_s.and_then(num),
                 health: e.health.as_str(),
                 reason: &e.reason,
+                slowest_trace_id: e.slowest.map(|(_, id)| {
+                    let mut hex = String::with_capacity(32);
+                    crate::series::exemplar::hex(&id, &mut hex);
+                    hex
+                }),
+                slowest_seconds: e.slowest.and_then(|(s, _)| num(s)),
                 first_seen_unix_nano: e.first_seen_ns,
                 last_seen_unix_nano: e.last_seen_ns,
             })
@@ -425,6 +435,7 @@ mod tests {
             p99_s,
             health: Health::Green,
             reason: String::new(),
+            slowest: None,
         }
     }
 

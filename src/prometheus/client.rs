@@ -21,6 +21,14 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
+/// The exemplars of one series (`/api/v1/query_exemplars`): each one's
+/// labels and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExemplarSeries {
+    pub labels: BTreeMap<String, String>,
+    pub exemplars: Vec<(BTreeMap<String, String>, f64)>,
+}
+
 /// Where the store is and how to ask it.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -77,6 +85,31 @@ impl Client {
                 Ok(Series { labels: labels(s), points })
             })
             .collect()
+    }
+
+    /// The exemplars of the series `expr` selects, from `start_s` to `end_s`.
+    /// A store without exemplar storage answers with none.
+    pub fn exemplars(&self, expr: &str, start_s: f64, end_s: f64) -> Result<Vec<ExemplarSeries>, Error> {
+        let data = self.call("query_exemplars", expr, &[("start", seconds(start_s)), ("end", seconds(end_s))])?;
+        let strings = |v: Option<&Value>| -> BTreeMap<String, String> {
+            let map = v.and_then(Value::as_object);
+            map.into_iter().flatten().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()
+        };
+        let series = data.as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok(series
+            .iter()
+            .map(|s| {
+                let list = s.get("exemplars").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+                let exemplars = list
+                    .iter()
+                    .filter_map(|x| {
+                        let value = x.get("value").and_then(Value::as_str)?.parse().ok()?;
+                        Some((strings(x.get("labels")), value))
+                    })
+                    .collect();
+                ExemplarSeries { labels: strings(s.get("seriesLabels")), exemplars }
+            })
+            .collect())
     }
 
     /// POSTs one query and returns the answer's `data`, or the store's own

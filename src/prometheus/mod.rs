@@ -43,6 +43,8 @@ pub struct Store {
     lookback: Duration,
     step: Duration,
     catalog: Catalog,
+    /// The exemplar label holding the trace ID.
+    trace_label: String,
 }
 
 /// Totals of one edge over the window.
@@ -58,6 +60,19 @@ struct EdgeTotals {
 /// A client and server pair.
 type EdgeKey = (String, String);
 
+/// A trace ID written as 32 hex digits.
+fn trace_id(hex: &str) -> Option<[u8; 16]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        id[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(id)
+}
+
 /// A percentile as a map key: per million, exact for the percentiles people use.
 fn key(q: f64) -> u64 {
     (q * 1e6).round() as u64
@@ -65,7 +80,34 @@ fn key(q: f64) -> u64 {
 
 impl Store {
     pub fn new(client: Client, window: Duration, lookback: Duration, step: Duration, catalog: Catalog) -> Store {
-        Store { client, window, lookback, step, catalog }
+        Store { client, window, lookback, step, catalog, trace_label: "traceID".into() }
+    }
+
+    /// Reads trace IDs from the exemplar label `name` (`trace_id_label_name`).
+    pub fn with_trace_label(mut self, name: &str) -> Store {
+        self.trace_label = name.to_string();
+        self
+    }
+
+    /// Each edge's slowest request in the window whose trace ID an exemplar
+    /// of the server histogram carries. Exemplars are a link, not a count:
+    /// a store that cannot answer for them leaves the map without links
+    /// rather than without a map.
+    fn slowest(&self, at_s: f64) -> BTreeMap<EdgeKey, (f64, [u8; 16])> {
+        let mut out: BTreeMap<EdgeKey, (f64, [u8; 16])> = BTreeMap::new();
+        let start = at_s - self.window.as_secs_f64().max(1.0);
+        let Ok(series) = self.client.exemplars(SERVER_BUCKETS, start, at_s) else { return out };
+        for s in series {
+            let (Some(c), Some(sv)) = (s.labels.get("client"), s.labels.get("server")) else { continue };
+            for (labels, value) in s.exemplars {
+                let Some(id) = labels.get(&self.trace_label).and_then(|t| trace_id(t.as_str())) else { continue };
+                let e = out.entry((c.clone(), sv.clone())).or_insert((value, id));
+                if value > e.0 {
+                    *e = (value, id);
+                }
+            }
+        }
+        out
     }
 
     fn range(&self) -> String {
@@ -191,6 +233,7 @@ impl Store {
         }
         let mut incoming: BTreeMap<&str, (f64, f64, Vec<Health>)> = BTreeMap::new();
         let mut views = Vec::with_capacity(edges.len());
+        let mut slowest = self.slowest(at_ns as f64 / 1e9);
         for ((client, server), e) in &edges {
             let error_rate = if e.rate > 0.0 { (e.errors / e.rate).min(1.0) } else { 0.0 };
             let slo = catalog.edge_slo(client, server);
@@ -219,6 +262,7 @@ impl Store {
                 p99_s: e.quantiles.get(&key(0.99)).copied(),
                 health,
                 reason,
+                slowest: slowest.remove(&(client.clone(), server.clone())),
             });
         }
         let nodes = kinds

@@ -4,10 +4,12 @@
 //! label sets; consumers update it once per batch with the events they
 //! collected, not once per span.
 
+pub mod exemplar;
 pub mod intern;
 mod kind;
 pub mod snapshot;
 
+pub use exemplar::{Exemplar, Exemplars, Family};
 pub use kind::{ConnType, Virtual};
 pub use snapshot::{DimLabels, EdgeSeries, SideSeries, Snapshot};
 
@@ -34,6 +36,9 @@ pub struct EdgeEvent {
     pub server_s: f64,
     /// Consumer start minus producer end, when positive.
     pub messaging_s: Option<f64>,
+    /// The request's trace and client span, for exemplars.
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
 }
 
 /// Events gathered during one call, applied under one lock.
@@ -121,13 +126,15 @@ impl Hist {
         Hist { buckets: Buckets::zeros(bounds + 1), sum: 0.0, count: 0.0 }
     }
 
-    /// Observes `v` with weight `w`. Bounds are upper-inclusive (`le`).
+    /// Observes `v` with weight `w`; returns the bucket it fell in. Bounds
+    /// are upper-inclusive (`le`).
     #[inline]
-    pub fn observe(&mut self, bounds: &[f64], v: f64, w: f64) {
+    pub fn observe(&mut self, bounds: &[f64], v: f64, w: f64) -> usize {
         let i = bounds.partition_point(|&b| b < v);
         self.buckets[i] += w;
         self.sum += v * w;
         self.count += w;
+        i
     }
 
     pub fn add(&mut self, other: &Hist) {
@@ -167,6 +174,8 @@ pub struct Values {
     /// with their first observation, were created (0: not yet).
     pub failed_since_ns: u64,
     pub messaging_since_ns: u64,
+    /// The last request of each bucket (None when exemplars are off).
+    pub exemplars: Option<Exemplars>,
 }
 
 impl Values {
@@ -275,6 +284,8 @@ pub struct SeriesTable {
     inferred: usize,
     /// Edges not counted because the series cap was reached.
     pub refused: u64,
+    /// Keep an exemplar per histogram bucket.
+    exemplars: bool,
 }
 
 impl SeriesTable {
@@ -290,7 +301,15 @@ impl SeriesTable {
             max_series,
             inferred: 0,
             refused: 0,
+            exemplars: false,
         }
+    }
+
+    /// The same table, keeping (or not) the last request of each histogram
+    /// bucket as its exemplar.
+    pub fn with_exemplars(mut self, on: bool) -> SeriesTable {
+        self.exemplars = on;
+        self
     }
 
     fn hash_parts(&self, e: &EdgeEvent, failed: bool, dims: &[u32]) -> u64 {
@@ -353,6 +372,9 @@ impl SeriesTable {
                     updated_ns: now_ns,
                     failed_since_ns: 0,
                     messaging_since_ns: 0,
+                    exemplars: self
+                        .exemplars
+                        .then(|| Exemplars::new(2 + usize::from(self.messaging), self.bounds.len() + 1)),
                 };
                 self.inferred += usize::from(inferred);
                 let hasher = &self.hasher;
@@ -369,10 +391,18 @@ impl SeriesTable {
                 values.failed_since_ns = now_ns.max(1);
             }
         }
-        values.server.observe(&self.bounds, e.server_s, w);
-        values.client.observe(&self.bounds, e.client_s, w);
+        let server = values.server.observe(&self.bounds, e.server_s, w);
+        let client = values.client.observe(&self.bounds, e.client_s, w);
+        let example = |value| Exemplar { value, at_ns: now_ns.max(1), trace_id: e.trace_id, span_id: e.span_id };
+        if let Some(x) = values.exemplars.as_mut() {
+            x.set(Family::Server, server, example(e.server_s));
+            x.set(Family::Client, client, example(e.client_s));
+        }
         if let (Some(h), Some(m)) = (values.messaging.as_mut(), e.messaging_s) {
-            h.observe(&self.bounds, m, w);
+            let bucket = h.observe(&self.bounds, m, w);
+            if let Some(x) = values.exemplars.as_mut() {
+                x.set(Family::Messaging, bucket, example(m));
+            }
             if values.messaging_since_ns == 0 {
                 values.messaging_since_ns = now_ns.max(1);
             }
@@ -411,16 +441,24 @@ impl SeriesTable {
             if let Some((now, hold_ns)) = hold {
                 let held = |since: u64| since != 0 && now < since.saturating_add(hold_ns);
                 let c = &mut copy.values;
+                // A histogram read as zero has no exemplars either.
                 if held(c.created_ns.max(1)) {
                     c.request = 0.0;
                     c.server = Hist::new(self.bounds.len());
                     c.client = Hist::new(self.bounds.len());
+                    if let Some(x) = c.exemplars.as_mut() {
+                        x.clear(Family::Server);
+                        x.clear(Family::Client);
+                    }
                 }
                 if held(c.failed_since_ns) {
                     c.failed = 0.0;
                 }
                 if held(c.messaging_since_ns) {
                     c.messaging = Some(Box::new(Hist::new(self.bounds.len())));
+                    if let Some(x) = c.exemplars.as_mut() {
+                        x.clear(Family::Messaging);
+                    }
                 }
             }
             out.push(copy);

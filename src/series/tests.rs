@@ -14,6 +14,8 @@ fn ev(client: u32, server: u32, failed: bool, s: f64) -> EdgeEvent {
         client_s: s,
         server_s: s / 2.0,
         messaging_s: None,
+        trace_id: [client as u8; 16],
+        span_id: [server as u8; 8],
     }
 }
 

@@ -105,6 +105,8 @@ type Options struct {
 	InitialZeroHold                       *time.Duration `mapstructure:"initial_zero_hold"`
 	MaxBatchBytes                         *int           `mapstructure:"max_batch_bytes"`
 	MaxUnpairedSeries                     *int           `mapstructure:"max_unpaired_series"`
+	Exemplars                             *bool          `mapstructure:"exemplars"`
+	TraceIDLabelName                      *string        `mapstructure:"trace_id_label_name"`
 
 	// The live service map.
 
@@ -237,6 +239,8 @@ func (o *Options) EngineJSON() ([]byte, error) {
 	putDuration("initial_zero_hold", o.InitialZeroHold)
 	putInt("max_batch_bytes", o.MaxBatchBytes)
 	putInt("max_unpaired_series", o.MaxUnpairedSeries)
+	putBool("exemplars", o.Exemplars)
+	putString("trace_id_label_name", o.TraceIDLabelName)
 	putBool("graph", o.Graph)
 	putDuration("graph_window", o.GraphWindow)
 	putInt("graph_window_slots", o.GraphWindowSlots)

@@ -69,6 +69,8 @@ func TestEverySetOptionIsSent(t *testing.T) {
 	o.InitialZeroHold = ptr(15 * time.Second)
 	o.MaxBatchBytes = ptr(1 << 20)
 	o.MaxUnpairedSeries = ptr(20)
+	o.Exemplars = ptr(false)
+	o.TraceIDLabelName = ptr("trace_id")
 	o.MaxGraphNodes = ptr(30)
 	o.MaxGraphEdges = ptr(40)
 	o.MaxHistoryEntries = ptr(50)
@@ -106,6 +108,8 @@ func TestEverySetOptionIsSent(t *testing.T) {
 		"initial_zero_hold":                         "15s",
 		"max_batch_bytes":                           float64(1 << 20),
 		"max_unpaired_series":                       float64(20),
+		"exemplars":                                 false,
+		"trace_id_label_name":                       "trace_id",
 		"max_graph_nodes":                           float64(30),
 		"max_graph_edges":                           float64(40),
 		"max_history_entries":                       float64(50),

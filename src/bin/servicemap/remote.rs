@@ -121,7 +121,8 @@ pub fn run(args: &[String]) -> Result<Vec<u8>, (u8, String)> {
     };
     let client = Client::new(&url, headers, timeout).map_err(|e| (2, e.to_string()))?;
     let step = step.unwrap_or(config.snapshot_interval);
-    let store = Store::new(client, window.unwrap_or(config.graph_window), history, step, config.catalog);
+    let store = Store::new(client, window.unwrap_or(config.graph_window), history, step, config.catalog)
+        .with_trace_label(&config.trace_id_label_name);
     let at = at.unwrap_or(now_ns);
     let failed = |e: Error| (1u8, e.to_string());
     match action {

@@ -263,6 +263,35 @@ pub static OPTIONS: &[Spec] = &[
         get: |c| json!(c.enable_messaging_system_latency_histogram),
     },
     Spec {
+        key: "exemplars",
+        aliases: &[],
+        kind: Kind::Bool,
+        meaning: "the last request of each histogram bucket as its exemplar (OpenMetrics, OTLP)",
+        set: |c, k, v| {
+            c.exemplars = boolean(k, v)?;
+            Ok(())
+        },
+        get: |c| json!(c.exemplars),
+    },
+    Spec {
+        key: "trace_id_label_name",
+        aliases: &[],
+        kind: Kind::String,
+        meaning: "the exemplar label that holds the trace ID",
+        set: |c, k, v| {
+            let name = non_empty_string(k, v)?;
+            let mut chars = name.chars();
+            let first = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            if !first || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                let why = format!("`{name}` is not a label name (letters, digits and `_`, not starting with a digit)");
+                return Err(Error::config(k, why));
+            }
+            c.trace_id_label_name = name;
+            Ok(())
+        },
+        get: |c| json!(c.trace_id_label_name),
+    },
+    Spec {
         key: "enable_virtual_node_label",
         aliases: &["virtual_node_extra_label"],
         kind: Kind::Bool,

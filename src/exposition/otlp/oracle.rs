@@ -8,8 +8,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 use opentelemetry_proto::tonic::metrics::v1::{
-    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
-    number_data_point,
+    Exemplar as OtlpExemplar, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+    ScopeMetrics, Sum, exemplar, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -61,8 +61,27 @@ impl Points {
         }
     }
 
-    fn histogram(&self, attributes: Vec<KeyValue>, bounds: &[f64], h: &Hist, created: u64) -> HistogramDataPoint {
+    fn histogram(
+        &self,
+        attributes: Vec<KeyValue>,
+        bounds: &[f64],
+        h: &Hist,
+        exemplars: &[Exemplar],
+        created: u64,
+    ) -> HistogramDataPoint {
+        let exemplars = exemplars
+            .iter()
+            .filter(|x| x.is_set())
+            .map(|x| OtlpExemplar {
+                time_unix_nano: x.at_ns,
+                value: Some(exemplar::Value::AsDouble(x.value)),
+                span_id: x.span_id.to_vec(),
+                trace_id: x.trace_id.to_vec(),
+                ..Default::default()
+            })
+            .collect();
         HistogramDataPoint {
+            exemplars,
             attributes,
             start_time_unix_nano: self.since(created),
             time_unix_nano: self.time,
@@ -101,6 +120,14 @@ fn histogram(name: &str, help: &str, points: Vec<HistogramDataPoint>) -> Metric 
     }
 }
 
+/// An edge's exemplars of one family, when the snapshot has them on.
+fn examples<'a>(snap: &Snapshot, e: &'a EdgeSeries, family: ExemplarFamily) -> &'a [Exemplar] {
+    match (&snap.exemplar_label, &e.values.exemplars) {
+        (Some(_), Some(x)) => x.of(family),
+        _ => &[],
+    }
+}
+
 pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMetricsServiceRequest {
     let p = Points { start: start_ns, time: time_ns, ints: snap.compat == Compat::Contrib && !snap.weighted };
     let attrs: Vec<Vec<KeyValue>> = snap.edges.iter().map(|e| edge_attributes(snap, e)).collect();
@@ -129,14 +156,18 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
     }
     if !snap.edges.is_empty() {
         type Pick = fn(&EdgeSeries) -> &Hist;
-        let pick: [(&str, &str, Pick); 2] =
-            [(SERVER, SERVER_HELP, |e| &e.values.server), (CLIENT, CLIENT_HELP, |e| &e.values.client)];
-        for (name, help, get) in pick {
+        let pick: [(&str, &str, Pick, ExemplarFamily); 2] = [
+            (SERVER, SERVER_HELP, |e| &e.values.server, ExemplarFamily::Server),
+            (CLIENT, CLIENT_HELP, |e| &e.values.client, ExemplarFamily::Client),
+        ];
+        for (name, help, get, family) in pick {
             let points = snap
                 .edges
                 .iter()
                 .zip(&attrs)
-                .map(|(e, a)| p.histogram(a.clone(), &snap.bounds, get(e), e.values.created_ns))
+                .map(|(e, a)| {
+                    p.histogram(a.clone(), &snap.bounds, get(e), examples(snap, e, family), e.values.created_ns)
+                })
                 .collect();
             metrics.push(histogram(name, help, points));
         }
@@ -150,7 +181,8 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
             .filter_map(|(e, a)| {
                 let v = &e.values;
                 let since = if v.messaging_since_ns != 0 { v.messaging_since_ns } else { v.created_ns };
-                v.messaging.as_ref().map(|h| p.histogram(a.clone(), &snap.bounds, h, since))
+                let x = examples(snap, e, ExemplarFamily::Messaging);
+                v.messaging.as_ref().map(|h| p.histogram(a.clone(), &snap.bounds, h, x, since))
             })
             .collect();
         if !points.is_empty() {

@@ -160,7 +160,7 @@ pub(crate) mod tests {
     use crate::exposition::text::render;
     use crate::series::{ConnType, Virtual};
     use crate::series::{DimLabels, EdgeSeries, SideSeries, Snapshot};
-    use crate::series::{Hist, Values};
+    use crate::series::{Exemplar, Exemplars, Family, Hist, Values};
 
     pub(crate) use servicemap_testkit::Rng;
 
@@ -227,6 +227,23 @@ pub(crate) mod tests {
         if r.chance(0.5) { (r.next_u64() % 100) as f64 } else { *r.pick(W) }
     }
 
+    /// Exemplars in some of the buckets of each family.
+    fn exemplars(r: &mut Rng, families: usize, buckets: usize) -> Exemplars {
+        let mut x = Exemplars::new(families, buckets);
+        for family in [Family::Server, Family::Client, Family::Messaging].into_iter().take(families) {
+            for b in 0..buckets {
+                if r.chance(0.4) {
+                    let mut trace_id = [0u8; 16];
+                    trace_id[..8].copy_from_slice(&r.next_u64().to_be_bytes());
+                    trace_id[8..].copy_from_slice(&r.next_u64().to_be_bytes());
+                    let span_id = r.next_u64().to_be_bytes();
+                    x.set(family, b, Exemplar { value: float(r).abs(), at_ns: created(r), trace_id, span_id });
+                }
+            }
+        }
+        x
+    }
+
     fn hist(r: &mut Rng, bounds: usize) -> Hist {
         let mut h = Hist::new(bounds);
         for b in h.buckets.iter_mut() {
@@ -243,6 +260,7 @@ pub(crate) mod tests {
         let bounds: Vec<f64> = (0..r.below(24)).map(|_| *r.pick(BOUNDS)).collect();
         let dims: Vec<String> = (0..r.below(5)).map(|_| r.pick(DIMS).to_string()).collect();
         let messaging = r.chance(0.5);
+        let exemplar_label = r.chance(0.5).then(|| r.pick(&["traceID", "trace_id"]).to_string());
         let edges = (0..r.below(40))
             .map(|_| {
                 let messaging_hist = (messaging && r.chance(0.7)).then(|| Box::new(hist(r, bounds.len())));
@@ -268,6 +286,8 @@ pub(crate) mod tests {
                         updated_ns: 0,
                         failed_since_ns: if r.chance(0.5) { 0 } else { created(r) },
                         messaging_since_ns: if r.chance(0.5) { 0 } else { created(r) },
+                        exemplars: (exemplar_label.is_some() && r.chance(0.8))
+                            .then(|| exemplars(r, 2 + usize::from(messaging), bounds.len() + 1)),
                     },
                 }
             })
@@ -308,6 +328,7 @@ pub(crate) mod tests {
             messaging,
             weighted: r.chance(0.3),
             bounds,
+            exemplar_label,
             dim_labels: DimLabels { raw: dims.iter().map(|d| d.replace('_', ".")).collect(), prometheus: dims },
             edges,
             unpaired: side(r),
@@ -324,9 +345,10 @@ pub(crate) mod tests {
             let snap = snapshot(&mut r);
             for openmetrics in [false, true] {
                 let want = oracle(&snap, openmetrics);
-                // prometheus-client writes no `_created` lines; they are
-                // checked on their own below.
-                let got = without_created(&render(&snap, openmetrics));
+                // prometheus-client writes no `_created` lines, and cannot be
+                // given the exemplars of a histogram it did not observe;
+                // both are checked on their own below.
+                let got = without_exemplars(&without_created(&render(&snap, openmetrics)));
                 if got != want {
                     let line = got.lines().zip(want.lines()).position(|(a, b)| a != b);
                     panic!(
@@ -335,6 +357,81 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    fn without_exemplars(text: &str) -> String {
+        text.lines().flat_map(|l| [l.split_once(" # {").map_or(l, |(sample, _)| sample), "\n"]).collect()
+    }
+
+    /// OpenMetrics writes every set exemplar on its bucket's line, and only
+    /// there; 0.0.4 and a snapshot without an exemplar label write none.
+    #[test]
+    fn openmetrics_writes_each_exemplar_on_its_bucket_line() {
+        let mut r = Rng::new(0xe8e3);
+        for _ in 0..200 {
+            let snap = snapshot(&mut r);
+            assert!(!render(&snap, false).contains(" # {"));
+            let text = render(&snap, true);
+            let written: Vec<&str> = text.lines().filter(|l| l.contains(" # {")).collect();
+            let Some(label) = &snap.exemplar_label else {
+                assert!(written.is_empty());
+                continue;
+            };
+            // Family by family, as the histograms are written.
+            let mut want = Vec::new();
+            for f in [Family::Server, Family::Client, Family::Messaging] {
+                for e in &snap.edges {
+                    let Some(x) = &e.values.exemplars else { continue };
+                    let written = match f {
+                        Family::Messaging => snap.messaging && e.values.has_messaging() && e.values.messaging.is_some(),
+                        _ => true,
+                    };
+                    for x in x.of(f).iter().filter(|x| written && x.is_set()) {
+                        let mut id = String::new();
+                        crate::series::exemplar::hex(&x.trace_id, &mut id);
+                        want.push(format!("{label}=\"{id}\"}} {}", dtoa::Buffer::new().format(x.value)));
+                    }
+                }
+            }
+            let got: Vec<String> = written
+                .iter()
+                .map(|l| {
+                    let (sample, exemplar) = l.split_once(" # {").unwrap();
+                    assert!(sample.contains("_seconds_bucket{le=\""), "{l}");
+                    exemplar.rsplit_once(' ').unwrap().0.to_string()
+                })
+                .collect();
+            assert!(got == want, "{} exemplars written, {} expected", got.len(), want.len());
+        }
+    }
+
+    #[test]
+    fn an_exemplar_as_openmetrics_writes_it() {
+        let mut snap = snapshot(&mut Rng::new(3));
+        snap.edges.truncate(1);
+        snap.exemplar_label = Some("traceID".into());
+        snap.bounds = vec![0.1, 1.0];
+        let e = &mut snap.edges[0];
+        (e.client, e.server, e.conn, e.failed, e.virtual_side) =
+            ("web".into(), "db".into(), ConnType::Database, false, Virtual::None);
+        e.dims = snap.dim_labels.raw.iter().map(|_| "".into()).collect();
+        e.values.server = Hist::new(2);
+        e.values.server.observe(&[0.1, 1.0], 0.25, 1.0);
+        let mut x = Exemplars::new(2, 3);
+        let trace_id = *b"\x01\x23\x45\x67\x89\xab\xcd\xef\x00\x11\x22\x33\x44\x55\x66\x77";
+        x.set(Family::Server, 1, Exemplar { value: 0.25, at_ns: 1_767_225_600_120_000_000, trace_id, span_id: [9; 8] });
+        e.values.exemplars = Some(x);
+        let text = render(&snap, true);
+        let lines: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("traces_service_graph_request_server_seconds_bucket")).collect();
+        assert_eq!(
+            lines,
+            [
+                r#"traces_service_graph_request_server_seconds_bucket{le="0.1",client="web",server="db",connection_type="database"} 0"#,
+                r#"traces_service_graph_request_server_seconds_bucket{le="1.0",client="web",server="db",connection_type="database"} 1 # {traceID="0123456789abcdef0011223344556677"} 0.25 1767225600.12"#,
+                r#"traces_service_graph_request_server_seconds_bucket{le="+Inf",client="web",server="db",connection_type="database"} 1"#,
+            ]
+        );
     }
 
     fn without_created(text: &str) -> String {
@@ -404,6 +501,7 @@ pub(crate) mod tests {
             messaging: true,
             weighted: false,
             bounds: vec![0.1, 1.0],
+            exemplar_label: Some("traceID".into()),
             dim_labels: DimLabels { raw: vec![], prometheus: vec![] },
             edges: vec![],
             unpaired: vec![],

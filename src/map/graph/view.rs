@@ -38,6 +38,9 @@ pub struct EdgeView {
     pub health: Health,
     /// Why the edge is not green, for people.
     pub reason: String,
+    /// The slowest request in the window that came with its trace ID:
+    /// (seconds, trace ID). None when no request told its trace.
+    pub slowest: Option<(f64, [u8; 16])>,
 }
 
 /// The graph at one time, with health computed.
@@ -86,6 +89,15 @@ impl Graph {
         (requests, errors, sketch)
     }
 
+    /// The slowest request with a trace ID among an edge's slots in the window.
+    fn slowest(e: &EdgeState, (oldest, newest): (u64, u64)) -> Option<(f64, [u8; 16])> {
+        e.slots
+            .iter()
+            .filter(|s| s.index >= oldest && s.index <= newest && s.slowest_trace != [0; 16])
+            .map(|s| (s.slowest_s, s.slowest_trace))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    }
+
     /// A node's health from its incoming traffic: requests, errors, the
     /// health of each incoming edge, the merged latency sketch.
     pub(super) fn node_health(
@@ -128,6 +140,7 @@ impl Graph {
             let error_rate = if requests > 0.0 { errors / requests } else { 0.0 };
             let slo = catalog.edge_slo(client, server);
             let [p50_s, p90_s, p99_s, at_slo] = quantiles(&sketch, [0.5, 0.9, 0.99, slo.latency_percentile]);
+            let slowest = Self::slowest(e, window);
             let latency = || at_slo;
             let (health, reason) = match (requests > 0.0, reasons) {
                 (false, true) => (Health::Unknown, "no requests in the window".to_string()),
@@ -159,6 +172,7 @@ impl Graph {
                     p99_s,
                     health,
                     reason,
+                    slowest,
                 },
             ));
         }

@@ -43,6 +43,7 @@ fn view(edges: &[(&str, &str, f64)], unhealthy: &[&str]) -> View {
                 p99_s: Some(0.02),
                 health: Health::Green,
                 reason: String::new(),
+                slowest: None,
             })
             .collect(),
     }
