@@ -1,22 +1,29 @@
 """The live map page (`/`) in a real headless browser: Debian's Chromium,
 driven by Playwright over the DevTools protocol. The page must draw every
-node of the shop with its health and kind, and a click on a node must
-highlight what depends on it and what it depends on, and list them with the
-recovery order in the side panel. A screenshot of the shop's map with the
-database selected is written to the test's output directory (its path is
-printed).
+node of the shop with its health, kind and facts, label every edge with its
+rate, protocol, error rate and p99, and a click on a node must highlight
+what depends on it, what it depends on and where the cause most likely lies,
+and answer in the side panel in words: who is hurt, how many users, which
+way the cause lies and why, and the recovery order as numbered steps. A
+screenshot of the shop's map with the database selected is written to the
+test's output directory (its path is printed).
 
-The same page of the demo (`make demo`: examples/processor.yaml fed by
-bin/demotraffic) must draw the demo's topology as its API gives it; with the
-demo's database selected, its screenshot is the README's picture, written to
-the path the README shows (docs/map.png)."""
+The same page of the demo (`make demo`: examples/processor.yaml with its
+catalog, fed by bin/demotraffic, which rolls payment out at a new version
+partway) must draw the demo's topology, owners, tiers, versions and the
+deploy as its API gives them; with the demo's database selected, its
+screenshot is the README's picture, written to the path the README shows
+(docs/map.png)."""
 
+import datetime
+import json
 import os
 import re
 import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
@@ -40,6 +47,16 @@ CLICK_TIMEOUT_MS = 10_000
 SETTLE_TIMEOUT = 60.0
 DATABASE = "pg-primary"
 SERVICE = "payment"
+# The panel's answer for SERVICE, word for word: the shop's database and its
+# payment provider each fail one of their four calls.
+PAYMENT_ANSWER = {
+    "hurt": "2 dependents, 2 of them degraded (checkout, frontend).",
+    "users": "Users affected: up to 0.013 requests/s, 100.0% of user traffic (an upper bound from the graph)",
+    "cause": "Cause: downstream, in pg-primary, stripe-api",
+    "evidence": ["pg-primary: 25% of 0.01 req/s failed (objective: at most 1%), p99 33.1ms against 1s",
+                 "stripe-api: 25% of 0.01 req/s failed (objective: at most 1%), p99 16.9ms against 1s"],
+    "recovery": ["1. pg-primary, stripe-api", "2. payment", "3. checkout", "4. frontend"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +107,13 @@ DRAWN_NODES = """() => Object.fromEntries([...document.querySelectorAll("#map g.
     [g.dataset.id, {health: g.dataset.health, kind: g.dataset.kind, classes: [...g.classList].sort()}]))"""
 DRAWN_EDGES = """() => [...document.querySelectorAll("#map g.edge")].map(g =>
     [g.dataset.client, g.dataset.server, g.dataset.health])"""
+# Each edge's label, line by line; each node's lines under its name (null
+# when the map draws no such line).
+DRAWN_LABELS = """() => [...document.querySelectorAll("#map g.label")].map(g =>
+    [g.dataset.client, g.dataset.server, [...g.querySelectorAll("tspan")].map(t => t.textContent)])"""
+DRAWN_NODE_LINES = """() => Object.fromEntries([...document.querySelectorAll("#map g.node")].map(g =>
+    [g.dataset.id, ["sub", "who", "release"].map(c => { const t = g.querySelector("text." + c);
+                                                         return t ? t.textContent : null; })]))"""
 
 
 def fmt_rate(r):
@@ -97,6 +121,118 @@ def fmt_rate(r):
     rounds the exact value, halves up)."""
     places = 0 if r >= 10 else 2 if r >= 0.1 else 3
     return str(Decimal(r).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+def fixed(v, places):
+    """Number.toFixed: the exact value rounded half up."""
+    return str(Decimal(v).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+def fmt_pct(r):
+    return fixed(r * 100, 1) + "%"
+
+
+def fmt_duration(s):
+    """A latency as the page writes it (index.html's fmtDuration)."""
+    if s >= 1:
+        return fixed(s, 2) + "s"
+    ms = s * 1000
+    return fixed(ms, 0) + "ms" if ms >= 10 else fixed(ms, 1) + "ms" if ms >= 1 else fixed(ms * 1000, 0) + "µs"
+
+
+def utc(ns):
+    """The instant of a time in nanoseconds, as the page's Date has it (the
+    JSON number is a double; a Date drops the fraction of a millisecond)."""
+    return datetime.datetime.fromtimestamp(int(float(ns) / 1e6) / 1000, datetime.timezone.utc)
+
+
+def fmt_deploy(ns, at_ns):
+    t = utc(ns)
+    return t.strftime("%H:%M UTC") if t.date() == utc(at_ns).date() else t.strftime("%Y-%m-%d")
+
+
+def edge_label(e):
+    """The two lines of an edge's label (index.html's edgeLabel)."""
+    rate = "–" if e["rate"] is None else fmt_rate(e["rate"])
+    errors = "–" if e["error_rate"] is None else fmt_pct(e["error_rate"])
+    return [f"{rate}/s" + (f" {e['protocol']}" if e["protocol"] else ""),
+            f"{errors} err" + ("" if e["p99_seconds"] is None else f" · p99 {fmt_duration(e['p99_seconds'])}")]
+
+
+def node_lines(nodes, at_ns):
+    """{node: [traffic, owner and tier, version and last deploy]} as the page
+    draws them under the names; a line no node has is not drawn (None)."""
+    out = {}
+    for n in nodes:
+        rate = "–" if n["rate"] is None else fmt_rate(n["rate"])
+        sub = (f"{rate}/s" + (f" · {fmt_pct(n['error_rate'])} err" if n["error_rate"] > 0 else "")
+               if n["kind"] == "service" else n["kind"])
+        who = " · ".join(x for x in (n["owner"], f"tier {n['tier']}" if n["tier"] else "") if x)
+        deploy = n["last_deploy_unix_nano"]
+        release = " · ".join(x for x in (n["version"], "" if deploy is None else f"deployed {fmt_deploy(deploy, at_ns)}")
+                             if x)
+        out[n["id"]] = [sub, who, release]
+    for line in (1, 2):
+        if not any(lines[line] for lines in out.values()):
+            for lines in out.values():
+                lines[line] = None
+    return out
+
+
+def numbered_steps(steps):
+    """The recovery steps as the panel numbers them: one step per level, a
+    cycle's members joined by "+"."""
+    levels = {}
+    for s in steps:
+        levels.setdefault(s["level"], []).append(" + ".join(s["services"]) + (" (a cycle: together)" if s["cycle"] else ""))
+    return [f"{i}. {', '.join(levels[level])}" for i, level in enumerate(sorted(levels), 1)]
+
+
+def panel_answer(want):
+    """The panel's incident answer in words for an /api/impact answer."""
+    n, d = len(want["dependents"]), want["degraded_dependents"]
+    hurt = "No dependents." if n == 0 else f"{n} dependent{'' if n == 1 else 's'}, " + (
+        f"{len(d)} of them degraded ({', '.join(d)})." if d else "none of them degraded.")
+    suspects = ", ".join(want["suspects"])
+    cause = {"none": "none: it and everything it depends on are healthy", "self": "here",
+             "downstream": f"downstream, in {suspects}", "upstream": f"upstream, from {suspects}"}
+    return {
+        "hurt": hurt,
+        "users": f"Users affected: up to {fmt_rate(want['user_facing_rps'])} requests/s, "
+                 f"{fmt_pct(want['user_facing_share'])} of user traffic (an upper bound from the graph)",
+        "cause": f"Cause: {cause[want['root_cause_direction']]}",
+        "evidence": want["evidence"],
+        "recovery": numbered_steps(want["recovery_steps"]),
+    }
+
+
+def drawn_answer(page):
+    return {
+        "hurt": page.text_content("#hurt"),
+        "users": page.text_content("#users"),
+        "cause": page.text_content("#cause"),
+        "evidence": list_items(page, "#evidence"),
+        "recovery": list_items(page, "#recovery"),
+    }
+
+
+def wait_until_drawn(page, read, want, what):
+    """Polls (bounded) until read(page) equals want: the page redraws from a
+    fresh /api/graph every few seconds."""
+    last = {}
+
+    def drawn():
+        last["got"] = read(page)
+        return last["got"] == want
+
+    try:
+        harness.poll(drawn, SETTLE_TIMEOUT, interval=0.25, what=what)
+    except harness.Timeout:
+        raise AssertionError(f"{what}:\nwant {want}\ngot  {last.get('got')}") from None
+
+
+def labels_of(page):
+    return {(c, s): lines for c, s, lines in page.evaluate(DRAWN_LABELS)}
 
 
 def list_items(page, selector):
@@ -145,6 +281,19 @@ def test_every_node_drawn_with_health_and_kind(page):
         f"{len(want)} nodes, {len(expect_map.edges())} edges")
 
 
+def test_every_edge_labelled_and_every_node_with_its_facts(page):
+    # Rate and protocol, error rate and p99 on every edge, as the shop's
+    # traffic gives them.
+    want_labels = {key: edge_label(e) for key, e in expect_map.edges().items()}
+    wait_until_drawn(page, labels_of, want_labels, "the edges' labels")
+    assert want_labels[("payment", "stripe-api")][0] == f"{fmt_rate(4 / expect_map.WINDOW_SECONDS)}/s http"
+    # The shop's services report a version; no owner, tier or deploy is
+    # known, so the map draws no line for them.
+    want_lines = node_lines(expect_map.nodes().values(), 0)
+    assert {lines[1] for lines in want_lines.values()} == {None}
+    wait_until_drawn(page, lambda p: p.evaluate(DRAWN_NODE_LINES), want_lines, "the nodes' lines")
+
+
 def test_clicking_the_database_highlights_its_dependents(page, workdir, capsys):
     select(page, DATABASE)
     want = expect_map.impact(DATABASE)
@@ -154,7 +303,7 @@ def test_clicking_the_database_highlights_its_dependents(page, workdir, capsys):
     assert list_items(page, "#dependents") == want["dependents"]
     assert list_items(page, "#dependencies") == []
     assert page.text_content("#dependencies").strip() == "none"
-    assert list_items(page, "#recovery") == want["recovery_order"]
+    assert drawn_answer(page) == panel_answer(want)
     assert page.text_content("#selected").split() == [DATABASE, want["health"]]
     assert page.text_content("#blast") == f"{fmt_rate(want['blast_radius_rps'])} requests/s reach it directly"
 
@@ -172,14 +321,10 @@ def test_clicking_a_service_highlights_both_ways(page):
     assert {n for n, d in drawn.items() if "dependency" in d["classes"]} == {"pg-primary", "stripe-api"}
     assert list_items(page, "#dependents") == want["dependents"]
     assert list_items(page, "#dependencies") == want["dependencies"]
-    assert list_items(page, "#recovery") == want["recovery_order"]
-    # The incident answer in words, the cause's evidence with its numbers.
-    assert page.text_content("#cause") == f"Cause: downstream, in {', '.join(want['suspects'])}"
-    assert list_items(page, "#evidence") == want["evidence"]
-    n, d = len(want["dependents"]), want["degraded_dependents"]
-    assert page.text_content("#hurt") == (
-        f"{n} dependent{'' if n == 1 else 's'}, {len(d)} degraded ({', '.join(d)})." if d
-        else f"{n} dependent{'' if n == 1 else 's'}, none degraded.")
+    # The incident answer in words, the cause's evidence with its numbers,
+    # the recovery order as numbered steps.
+    assert drawn_answer(page) == panel_answer(want)
+    assert drawn_answer(page) == PAYMENT_ANSWER
 
 
 def test_clear_selection(page):
@@ -198,6 +343,11 @@ def test_no_script_errors(page):
 
 README = os.path.join(harness.ROOT, "README.md")
 DEMO_CONFIG = os.path.join(harness.ROOT, "examples", "processor.yaml")
+DEMO_CATALOG = os.path.join(harness.ROOT, "examples", "catalog.json")
+# payment is rolled out at a new version halfway through the traffic (the
+# Makefile's DEMO_ROLLOUT_AT puts it a tenth of the way into the demo).
+DEMO_ROLLOUT_AT = 0.5
+DEMO_VERSIONS = {"frontend": "2.3.1", "checkout": "1.8.0", "payment": "0.10.0", "shipping": "3.0.2"}
 # The Makefile's DEMO_RATE; the traffic runs this long (the demo's 10 minutes
 # would show the same map with larger rates).
 DEMO_RATE = 20
@@ -261,14 +411,17 @@ def demo_error_rates(sent, failed):
 @pytest.fixture(scope="module")
 def demo(workdir):
     """The demo's collector once the demo's traffic has been sent and its map
-    has settled: (collector, traces sent, traces failed)."""
+    has settled: (collector, traces sent, traces failed, (when the traffic
+    started, when it ended) in Unix nanoseconds)."""
     traffic = harness.demotraffic_binary()
     collector = start_collector("demo", processor_ports_over, workdir, base_configs=[DEMO_CONFIG])
     try:
+        started = time.time_ns()
         result = subprocess.run(
             [traffic, "-endpoint", f"http://{LOOPBACK}:{collector.ports['http']}/v1/traces",
-             "-rate", str(DEMO_RATE), "-duration", f"{DEMO_SECONDS}s"],
+             "-rate", str(DEMO_RATE), "-duration", f"{DEMO_SECONDS}s", "-rollout-at", str(DEMO_ROLLOUT_AT)],
             capture_output=True, text=True, timeout=DEMO_SECONDS + 60)
+        ended = time.time_ns()
         assert result.returncode == 0, result.stdout + result.stderr
         m = DEMO_SENT.search(result.stdout)
         assert m, f"no count of what demotraffic sent:\n{result.stdout}{result.stderr}"
@@ -294,7 +447,7 @@ def demo(workdir):
             raise AssertionError(f"the demo's map did not settle within {DEMO_SETTLE_TIMEOUT}s:\n"
                                  f"want {DEMO_NODES}\n     {want_edges}\n     error rates {want_errors}\n"
                                  f"got  {last.get('got')}") from None
-        yield collector, sent, failed
+        yield collector, sent, failed, (started, ended)
     finally:
         stop_collector(collector)
 
@@ -302,7 +455,7 @@ def demo(workdir):
 @pytest.fixture(scope="module")
 def demo_page(browser, demo):
     """The map page of the demo's collector, loaded once its map has settled."""
-    collector, _, _ = demo
+    collector = demo[0]
     p = browser.new_page()
     errors = []
     p.on("pageerror", lambda e: errors.append(str(e)))
@@ -318,7 +471,7 @@ def demo_page(browser, demo):
 
 
 def test_demo_map_drawn_as_its_api_gives_it(demo_page, demo):
-    collector, _, _ = demo
+    collector = demo[0]
     # Traffic has stopped and every edge is in: the map no longer changes.
     graph = expect_map.get_json(f"{collector.base_url}/api/graph")
     drawn = demo_page.evaluate(DRAWN_NODES)
@@ -332,8 +485,43 @@ def test_demo_map_drawn_as_its_api_gives_it(demo_page, demo):
     assert demo_page.text_content("#status").startswith(f"{len(DEMO_NODES)} nodes, {len(DEMO_EDGES)} edges")
 
 
+def test_demo_map_shows_owners_tiers_versions_and_the_deploy(demo_page, demo):
+    collector, _, _, (started, ended) = demo
+    graph = expect_map.get_json(f"{collector.base_url}/api/graph")
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    with open(DEMO_CATALOG, encoding="utf-8") as f:
+        catalog = json.load(f)["services"]
+    # The catalog names every node but the user, and the map has its owners
+    # and tiers; the services report their versions, payment the one it was
+    # rolled out at, and the rollout is payment's deploy.
+    assert set(catalog) == set(DEMO_NODES) - {"user"}
+    assert {n: (v["owner"], v["tier"]) for n, v in nodes.items()} == {
+        n: (catalog[n]["owner"], catalog[n]["tier"]) if n in catalog else ("", "") for n in DEMO_NODES}
+    assert {n: v["version"] for n, v in nodes.items() if v["version"]} == DEMO_VERSIONS
+    deploys = {n: v["last_deploy_unix_nano"] for n, v in nodes.items() if v["last_deploy_unix_nano"] is not None}
+    assert list(deploys) == ["payment"]
+    assert started < deploys["payment"] < ended
+
+    # Drawn as the API gives them: every edge's label, every node's lines.
+    # Traffic has stopped; the map no longer changes.
+    wait_until_drawn(demo_page, labels_of, {(e["client"], e["server"]): edge_label(e) for e in graph["edges"]},
+                     "the demo's edge labels")
+    want_lines = node_lines(graph["nodes"], graph["at_unix_nano"])
+    assert want_lines["payment"][1:] == [
+        "team-payments · tier 1", f"0.10.0 · deployed {utc(deploys['payment']).strftime('%H:%M UTC')}"]
+    wait_until_drawn(demo_page, lambda p: p.evaluate(DRAWN_NODE_LINES), want_lines, "the demo's node lines")
+
+    # The panel of the service rolled out: its facts, and its incident answer.
+    select(demo_page, "payment")
+    assert demo_page.eval_on_selector_all("#facts div", "els => els.map(e => e.textContent)") == [
+        "kind service", "owner team-payments", "tier 1", "version 0.10.0",
+        f"last deploy {utc(deploys['payment']).strftime('%Y-%m-%d %H:%M:%S UTC')}", "environment demo"]
+    want = expect_map.get_json(f"{collector.base_url}/api/impact?service=payment")
+    assert drawn_answer(demo_page) == panel_answer(want)
+
+
 def test_demo_database_selected_is_the_readme_picture(demo_page, demo, capsys):
-    collector, sent, _ = demo
+    collector, sent = demo[:2]
     select(demo_page, DEMO_DATABASE)
     want = expect_map.get_json(f"{collector.base_url}/api/impact?service={DEMO_DATABASE}")
     # What depends on the database: checkout, which queries it, and frontend,
@@ -348,7 +536,8 @@ def test_demo_database_selected_is_the_readme_picture(demo_page, demo, capsys):
     assert list_items(demo_page, "#dependents") == want["dependents"]
     assert list_items(demo_page, "#dependencies") == []
     assert demo_page.text_content("#dependencies").strip() == "none"
-    assert list_items(demo_page, "#recovery") == want["recovery_order"]
+    assert drawn_answer(demo_page) == panel_answer(want)
+    assert list_items(demo_page, "#recovery") == ["1. postgres", "2. checkout", "3. frontend"]
     assert demo_page.text_content("#selected").split() == [DEMO_DATABASE, want["health"]]
     assert demo_page.text_content("#blast") == f"{fmt_rate(want['blast_radius_rps'])} requests/s reach it directly"
 
