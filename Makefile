@@ -14,6 +14,9 @@ BUILDER := $(TOOLS_BIN)/builder-$(OCB_VERSION)
 COLLECTOR := bin/otelcol-servicemap
 DEMO_RATE ?= 20
 DEMO_DURATION ?= 10m
+# payment runs a new version from this share of DEMO_DURATION on (a minute
+# into the 10-minute demo), so the map shows a deploy.
+DEMO_ROLLOUT_AT ?= 0.1
 # Go's build cache does not hash the Rust archive that cgo links, so a stale
 # library could be reused after a Rust rebuild. A define carrying the
 # archive's checksum changes the cache key of every cgo package instead.
@@ -145,7 +148,8 @@ demo: build demotraffic ## Run the collector with live demo traffic: map on loca
 	echo "  graphviz:   curl $(DEMO_URL)/graph.dot"; \
 	echo "  collector log: $(DEMO_LOG)"; \
 	echo; \
-	bin/demotraffic -endpoint http://localhost:$(DEMO_OTLP_HTTP)/v1/traces -rate $(DEMO_RATE) -duration $(DEMO_DURATION); \
+	bin/demotraffic -endpoint http://localhost:$(DEMO_OTLP_HTTP)/v1/traces -rate $(DEMO_RATE) -duration $(DEMO_DURATION) \
+	  -rollout-at $(DEMO_ROLLOUT_AT); \
 	kill -0 $$pid 2>/dev/null || { echo "demo: the collector exited; the end of $(DEMO_LOG):" >&2; tail -n 15 $(DEMO_LOG) >&2; exit 1; }; \
 	echo "waiting for unpaired spans to expire into virtual nodes (store.ttl 10s) and for their"; \
 	echo "new series to show their counts (initial_zero_hold 15s)..."; sleep 27; \

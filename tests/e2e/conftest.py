@@ -1,9 +1,12 @@
-"""Fixtures: the built collector (processor and connector pipelines) and a
+"""Fixtures: the built collector (processor and connector pipelines), a
 Prometheus server, each started on loopback ports picked at run time,
-waited for by polling, and stopped at the end of the session."""
+waited for by polling, and stopped at the end of the session; and a headless
+Chromium for the map page tests."""
 
 import json
 import os
+import shutil
+import tempfile
 import threading
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 import harness
 from collectors import STARTUP_TIMEOUT, connector_config, processor_config, start_collector, stop_collector
 from harness import LOOPBACK, Process, free_port, http_get, poll, tool
+from map_page import CHROMIUM, CHROMIUM_ARGS, LOAD_TIMEOUT_MS, VIEWPORT
 import traffic
 
 # No proxy for loopback traffic (gRPC and HTTP clients both read these).
@@ -168,3 +172,27 @@ class Scraper(threading.Thread):
     def stop(self):
         self.halt.set()
         self.join()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A Chromium with a fresh profile, closed (and its processes ended) at the end."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} not found: run `make setup-test`", pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: run `make setup-test`", pytrace=False)
+    profile = tempfile.mkdtemp(prefix="servicemap-chromium-")
+    pw = sync_playwright().start()
+    context = None
+    try:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT,
+            timeout=LOAD_TIMEOUT_MS)
+        yield context
+    finally:
+        if context is not None:
+            context.close()
+        pw.stop()
+        shutil.rmtree(profile, ignore_errors=True)

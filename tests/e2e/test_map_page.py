@@ -1,23 +1,26 @@
 """The live map page (`/`) in a real headless browser: Debian's Chromium,
 driven by Playwright over the DevTools protocol. The page must draw every
-node of the shop with its health and kind, and a click on a node must
-highlight what depends on it and what it depends on, and list them with the
-recovery order in the side panel. A screenshot of the shop's map with the
-database selected is written to the test's output directory (its path is
-printed).
+node of the shop with its health, kind and facts, label every edge with its
+rate, protocol, error rate and p99, and a click on a node must highlight
+what depends on it, what it depends on and where the cause most likely lies,
+and answer in the side panel in words: who is hurt, how many users, which
+way the cause lies and why, and the recovery order as numbered steps. A
+screenshot of the shop's map with the database selected is written to the
+test's output directory (its path is printed).
 
-The same page of the demo (`make demo`: examples/processor.yaml fed by
-bin/demotraffic) must draw the demo's topology as its API gives it; with the
-demo's database selected, its screenshot is the README's picture, written to
-the path the README shows (docs/map.png)."""
+The same page of the demo (`make demo`: examples/processor.yaml with its
+catalog, fed by bin/demotraffic, which rolls payment out at a new version
+partway) must draw the demo's topology, owners, tiers, versions and the
+deploy as its API gives them; with the demo's database selected, its
+screenshot is the README's picture, written to the path the README shows
+(docs/map.png)."""
 
+import json
 import os
 import re
-import shutil
 import struct
 import subprocess
-import tempfile
-from decimal import ROUND_HALF_UP, Decimal
+import time
 
 import pytest
 
@@ -25,45 +28,22 @@ import expect_map
 import harness
 from collectors import processor_ports_over, start_collector, stop_collector
 from harness import LOOPBACK
+from map_page import (CLICK_TIMEOUT_MS, DRAWN_EDGES, DRAWN_NODE_LINES, DRAWN_NODES, LOAD_TIMEOUT_MS,
+                      SETTLE_TIMEOUT, VIEWPORT, drawn_answer, edge_label, fmt_rate, labels_of, list_items,
+                      node_lines, panel_answer, utc, wait_until_drawn)
 
-CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    # Everything the page loads is on loopback.
-    "--no-proxy-server",
-]
-VIEWPORT = {"width": 1200, "height": 700}
-# Bounds for the page to load and to answer a click (milliseconds).
-LOAD_TIMEOUT_MS = 30_000
-CLICK_TIMEOUT_MS = 10_000
-SETTLE_TIMEOUT = 60.0
 DATABASE = "pg-primary"
 SERVICE = "payment"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """A Chromium with a fresh profile, closed (and its processes ended) at the end."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} not found: run `make setup-test`", pytrace=False)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: run `make setup-test`", pytrace=False)
-    profile = tempfile.mkdtemp(prefix="servicemap-chromium-")
-    pw = sync_playwright().start()
-    context = None
-    try:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT,
-            timeout=LOAD_TIMEOUT_MS)
-        yield context
-    finally:
-        if context is not None:
-            context.close()
-        pw.stop()
-        shutil.rmtree(profile, ignore_errors=True)
+# The panel's answer for SERVICE, word for word: the shop's database and its
+# payment provider each fail one of their four calls.
+PAYMENT_ANSWER = {
+    "hurt": "2 dependents, 2 of them degraded (checkout, frontend).",
+    "users": "Users affected: up to 0.013 requests/s, 100.0% of user traffic (an upper bound from the graph)",
+    "cause": "Cause: downstream, in pg-primary, stripe-api",
+    "evidence": ["pg-primary: 25% of 0.01 req/s failed (objective: at most 1%), p99 33.1ms against 1s",
+                 "stripe-api: 25% of 0.01 req/s failed (objective: at most 1%), p99 16.9ms against 1s"],
+    "recovery": ["1. pg-primary, stripe-api", "2. payment", "3. checkout", "4. frontend"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -82,25 +62,6 @@ def page(browser, processor_collector, shop_traffic):
     p.errors = errors
     yield p
     p.close()
-
-
-# One read of every node of the drawn map, in a single script run (the page
-# redraws itself every few seconds).
-DRAWN_NODES = """() => Object.fromEntries([...document.querySelectorAll("#map g.node")].map(g =>
-    [g.dataset.id, {health: g.dataset.health, kind: g.dataset.kind, classes: [...g.classList].sort()}]))"""
-DRAWN_EDGES = """() => [...document.querySelectorAll("#map g.edge")].map(g =>
-    [g.dataset.client, g.dataset.server, g.dataset.health])"""
-
-
-def fmt_rate(r):
-    """A rate as the page writes it (index.html's fmtRate; Number.toFixed
-    rounds the exact value, halves up)."""
-    places = 0 if r >= 10 else 2 if r >= 0.1 else 3
-    return str(Decimal(r).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
-
-
-def list_items(page, selector):
-    return page.eval_on_selector_all(f"{selector} li", "els => els.map(e => e.textContent.trim())")
 
 
 def select(page, name):
@@ -145,6 +106,19 @@ def test_every_node_drawn_with_health_and_kind(page):
         f"{len(want)} nodes, {len(expect_map.edges())} edges")
 
 
+def test_every_edge_labelled_and_every_node_with_its_facts(page):
+    # Rate and protocol, error rate and p99 on every edge, as the shop's
+    # traffic gives them.
+    want_labels = {key: edge_label(e) for key, e in expect_map.edges().items()}
+    wait_until_drawn(page, labels_of, want_labels, "the edges' labels")
+    assert want_labels[("payment", "stripe-api")][0] == f"{fmt_rate(4 / expect_map.WINDOW_SECONDS)}/s http"
+    # The shop's services report a version; no owner, tier or deploy is
+    # known, so the map draws no line for them.
+    want_lines = node_lines(expect_map.nodes().values(), 0)
+    assert {lines[1] for lines in want_lines.values()} == {None}
+    wait_until_drawn(page, lambda p: p.evaluate(DRAWN_NODE_LINES), want_lines, "the nodes' lines")
+
+
 def test_clicking_the_database_highlights_its_dependents(page, workdir, capsys):
     select(page, DATABASE)
     want = expect_map.impact(DATABASE)
@@ -154,7 +128,7 @@ def test_clicking_the_database_highlights_its_dependents(page, workdir, capsys):
     assert list_items(page, "#dependents") == want["dependents"]
     assert list_items(page, "#dependencies") == []
     assert page.text_content("#dependencies").strip() == "none"
-    assert list_items(page, "#recovery") == want["recovery_order"]
+    assert drawn_answer(page) == panel_answer(want)
     assert page.text_content("#selected").split() == [DATABASE, want["health"]]
     assert page.text_content("#blast") == f"{fmt_rate(want['blast_radius_rps'])} requests/s reach it directly"
 
@@ -172,14 +146,10 @@ def test_clicking_a_service_highlights_both_ways(page):
     assert {n for n, d in drawn.items() if "dependency" in d["classes"]} == {"pg-primary", "stripe-api"}
     assert list_items(page, "#dependents") == want["dependents"]
     assert list_items(page, "#dependencies") == want["dependencies"]
-    assert list_items(page, "#recovery") == want["recovery_order"]
-    # The incident answer in words, the cause's evidence with its numbers.
-    assert page.text_content("#cause") == f"Cause: downstream, in {', '.join(want['suspects'])}"
-    assert list_items(page, "#evidence") == want["evidence"]
-    n, d = len(want["dependents"]), want["degraded_dependents"]
-    assert page.text_content("#hurt") == (
-        f"{n} dependent{'' if n == 1 else 's'}, {len(d)} degraded ({', '.join(d)})." if d
-        else f"{n} dependent{'' if n == 1 else 's'}, none degraded.")
+    # The incident answer in words, the cause's evidence with its numbers,
+    # the recovery order as numbered steps.
+    assert drawn_answer(page) == panel_answer(want)
+    assert drawn_answer(page) == PAYMENT_ANSWER
 
 
 def test_clear_selection(page):
@@ -198,6 +168,11 @@ def test_no_script_errors(page):
 
 README = os.path.join(harness.ROOT, "README.md")
 DEMO_CONFIG = os.path.join(harness.ROOT, "examples", "processor.yaml")
+DEMO_CATALOG = os.path.join(harness.ROOT, "examples", "catalog.json")
+# payment is rolled out at a new version halfway through the traffic (the
+# Makefile's DEMO_ROLLOUT_AT puts it a tenth of the way into the demo).
+DEMO_ROLLOUT_AT = 0.5
+DEMO_VERSIONS = {"frontend": "2.3.1", "checkout": "1.8.0", "payment": "0.10.0", "shipping": "3.0.2"}
 # The Makefile's DEMO_RATE; the traffic runs this long (the demo's 10 minutes
 # would show the same map with larger rates).
 DEMO_RATE = 20
@@ -261,14 +236,17 @@ def demo_error_rates(sent, failed):
 @pytest.fixture(scope="module")
 def demo(workdir):
     """The demo's collector once the demo's traffic has been sent and its map
-    has settled: (collector, traces sent, traces failed)."""
+    has settled: (collector, traces sent, traces failed, (when the traffic
+    started, when it ended) in Unix nanoseconds)."""
     traffic = harness.demotraffic_binary()
     collector = start_collector("demo", processor_ports_over, workdir, base_configs=[DEMO_CONFIG])
     try:
+        started = time.time_ns()
         result = subprocess.run(
             [traffic, "-endpoint", f"http://{LOOPBACK}:{collector.ports['http']}/v1/traces",
-             "-rate", str(DEMO_RATE), "-duration", f"{DEMO_SECONDS}s"],
+             "-rate", str(DEMO_RATE), "-duration", f"{DEMO_SECONDS}s", "-rollout-at", str(DEMO_ROLLOUT_AT)],
             capture_output=True, text=True, timeout=DEMO_SECONDS + 60)
+        ended = time.time_ns()
         assert result.returncode == 0, result.stdout + result.stderr
         m = DEMO_SENT.search(result.stdout)
         assert m, f"no count of what demotraffic sent:\n{result.stdout}{result.stderr}"
@@ -294,7 +272,7 @@ def demo(workdir):
             raise AssertionError(f"the demo's map did not settle within {DEMO_SETTLE_TIMEOUT}s:\n"
                                  f"want {DEMO_NODES}\n     {want_edges}\n     error rates {want_errors}\n"
                                  f"got  {last.get('got')}") from None
-        yield collector, sent, failed
+        yield collector, sent, failed, (started, ended)
     finally:
         stop_collector(collector)
 
@@ -302,7 +280,7 @@ def demo(workdir):
 @pytest.fixture(scope="module")
 def demo_page(browser, demo):
     """The map page of the demo's collector, loaded once its map has settled."""
-    collector, _, _ = demo
+    collector = demo[0]
     p = browser.new_page()
     errors = []
     p.on("pageerror", lambda e: errors.append(str(e)))
@@ -318,7 +296,7 @@ def demo_page(browser, demo):
 
 
 def test_demo_map_drawn_as_its_api_gives_it(demo_page, demo):
-    collector, _, _ = demo
+    collector = demo[0]
     # Traffic has stopped and every edge is in: the map no longer changes.
     graph = expect_map.get_json(f"{collector.base_url}/api/graph")
     drawn = demo_page.evaluate(DRAWN_NODES)
@@ -332,8 +310,43 @@ def test_demo_map_drawn_as_its_api_gives_it(demo_page, demo):
     assert demo_page.text_content("#status").startswith(f"{len(DEMO_NODES)} nodes, {len(DEMO_EDGES)} edges")
 
 
+def test_demo_map_shows_owners_tiers_versions_and_the_deploy(demo_page, demo):
+    collector, _, _, (started, ended) = demo
+    graph = expect_map.get_json(f"{collector.base_url}/api/graph")
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    with open(DEMO_CATALOG, encoding="utf-8") as f:
+        catalog = json.load(f)["services"]
+    # The catalog names every node but the user, and the map has its owners
+    # and tiers; the services report their versions, payment the one it was
+    # rolled out at, and the rollout is payment's deploy.
+    assert set(catalog) == set(DEMO_NODES) - {"user"}
+    assert {n: (v["owner"], v["tier"]) for n, v in nodes.items()} == {
+        n: (catalog[n]["owner"], catalog[n]["tier"]) if n in catalog else ("", "") for n in DEMO_NODES}
+    assert {n: v["version"] for n, v in nodes.items() if v["version"]} == DEMO_VERSIONS
+    deploys = {n: v["last_deploy_unix_nano"] for n, v in nodes.items() if v["last_deploy_unix_nano"] is not None}
+    assert list(deploys) == ["payment"]
+    assert started < deploys["payment"] < ended
+
+    # Drawn as the API gives them: every edge's label, every node's lines.
+    # Traffic has stopped; the map no longer changes.
+    wait_until_drawn(demo_page, labels_of, {(e["client"], e["server"]): edge_label(e) for e in graph["edges"]},
+                     "the demo's edge labels")
+    want_lines = node_lines(graph["nodes"], graph["at_unix_nano"])
+    assert want_lines["payment"][1:] == [
+        "team-payments · tier 1", f"0.10.0 · deployed {utc(deploys['payment']).strftime('%H:%M UTC')}"]
+    wait_until_drawn(demo_page, lambda p: p.evaluate(DRAWN_NODE_LINES), want_lines, "the demo's node lines")
+
+    # The panel of the service rolled out: its facts, and its incident answer.
+    select(demo_page, "payment")
+    assert demo_page.eval_on_selector_all("#facts div", "els => els.map(e => e.textContent)") == [
+        "kind service", "owner team-payments", "tier 1", "version 0.10.0",
+        f"last deploy {utc(deploys['payment']).strftime('%Y-%m-%d %H:%M:%S UTC')}", "environment demo"]
+    want = expect_map.get_json(f"{collector.base_url}/api/impact?service=payment")
+    assert drawn_answer(demo_page) == panel_answer(want)
+
+
 def test_demo_database_selected_is_the_readme_picture(demo_page, demo, capsys):
-    collector, sent, _ = demo
+    collector, sent = demo[:2]
     select(demo_page, DEMO_DATABASE)
     want = expect_map.get_json(f"{collector.base_url}/api/impact?service={DEMO_DATABASE}")
     # What depends on the database: checkout, which queries it, and frontend,
@@ -348,7 +361,8 @@ def test_demo_database_selected_is_the_readme_picture(demo_page, demo, capsys):
     assert list_items(demo_page, "#dependents") == want["dependents"]
     assert list_items(demo_page, "#dependencies") == []
     assert demo_page.text_content("#dependencies").strip() == "none"
-    assert list_items(demo_page, "#recovery") == want["recovery_order"]
+    assert drawn_answer(demo_page) == panel_answer(want)
+    assert list_items(demo_page, "#recovery") == ["1. postgres", "2. checkout", "3. frontend"]
     assert demo_page.text_content("#selected").split() == [DEMO_DATABASE, want["health"]]
     assert demo_page.text_content("#blast") == f"{fmt_rate(want['blast_radius_rps'])} requests/s reach it directly"
 

@@ -7,6 +7,9 @@
 //	user -> frontend -HTTP-> checkout -gRPC-> payment -HTTP-> payments-gateway (uninstrumented, peer.service)
 //	                           checkout -> postgres (db.system=postgresql, db.namespace=orders)
 //	                           checkout -kafka-> shipping
+//
+// With -rollout-at, payment is rolled out at a new version partway through
+// the run, so that the map shows a deploy.
 package main
 
 import (
@@ -38,15 +41,16 @@ func main() {
 	duration := flag.Duration("duration", time.Minute, "how long to send (0 < duration <= 24h)")
 	errorRate := flag.Float64("error-rate", 0.05, "fraction of checkouts whose payment fails")
 	seed := flag.Uint64("seed", 1, "random seed")
+	rolloutAt := flag.Float64("rollout-at", 0, "share of the duration after which payment runs a new version (0: never)")
 	flag.Parse()
 
-	if err := run(*endpoint, *rate, *duration, *errorRate, *seed); err != nil {
+	if err := run(*endpoint, *rate, *duration, *errorRate, *seed, *rolloutAt); err != nil {
 		fmt.Fprintln(os.Stderr, "demotraffic:", err)
 		os.Exit(1)
 	}
 }
 
-func run(endpoint string, rate float64, duration time.Duration, errorRate float64, seed uint64) error {
+func run(endpoint string, rate float64, duration time.Duration, errorRate float64, seed uint64, rolloutAt float64) error {
 	if !(rate > 0 && rate <= 10000) {
 		return fmt.Errorf("-rate must be in (0, 10000], got %v", rate)
 	}
@@ -55,6 +59,9 @@ func run(endpoint string, rate float64, duration time.Duration, errorRate float6
 	}
 	if errorRate < 0 || errorRate > 1 {
 		return fmt.Errorf("-error-rate must be in [0, 1], got %v", errorRate)
+	}
+	if rolloutAt < 0 || rolloutAt >= 1 {
+		return fmt.Errorf("-rollout-at must be in [0, 1), got %v", rolloutAt)
 	}
 	if err := checkLoopback(endpoint); err != nil {
 		return err
@@ -75,6 +82,8 @@ func run(endpoint string, rate float64, duration time.Duration, errorRate float6
 	defer ticker.Stop()
 	fmt.Printf("demotraffic: %.1f traces/s to %s for %s\n", rate, endpoint, duration)
 
+	start := time.Now()
+	rollout := time.Duration(rolloutAt * float64(duration))
 	var due float64
 	var traces, failed int
 	for {
@@ -86,6 +95,10 @@ func run(endpoint string, rate float64, duration time.Duration, errorRate float6
 			}
 			return nil
 		case <-ticker.C:
+		}
+		if rolloutAt > 0 && !g.rolledOut && time.Since(start) >= rollout {
+			g.rolledOut = true
+			fmt.Printf("demotraffic: %s rolled out at version %s after %d traces\n", paymentNext.name, paymentNext.version, traces)
 		}
 		due += rate * tick.Seconds()
 		n := int(due)
@@ -203,11 +216,23 @@ var (
 	checkout = service{"checkout", "1.8.0", "go"}
 	payment  = service{"payment", "0.9.4", "java"}
 	shipping = service{"shipping", "3.0.2", "python"}
+	// payment after the rollout.
+	paymentNext = service{"payment", "0.10.0", "java"}
 )
 
 type generator struct {
 	rng       *traffic.Rand
 	errorRate float64
+	// rolledOut: payment runs paymentNext's version.
+	rolledOut bool
+}
+
+// payment is the payment service as it runs now.
+func (g *generator) payment() service {
+	if g.rolledOut {
+		return paymentNext
+	}
+	return payment
 }
 
 // spanSpec is one span to write.
@@ -279,10 +304,10 @@ func (g *generator) checkout(now time.Time, batches map[string]ptrace.Traces) bo
 		{id: coPay, svc: checkout, name: "payment.PaymentService/Charge", kind: ptrace.SpanKindClient, parent: coServer,
 			start: payStart, end: payEnd, failed: failed,
 			attrs: map[string]any{"rpc.system": "grpc", "rpc.service": "payment.PaymentService", "rpc.method": "Charge", "server.address": "payment"}},
-		{id: payServer, svc: payment, name: "payment.PaymentService/Charge", kind: ptrace.SpanKindServer, parent: coPay,
+		{id: payServer, svc: g.payment(), name: "payment.PaymentService/Charge", kind: ptrace.SpanKindServer, parent: coPay,
 			start: payServerStart, end: payServerEnd, failed: failed,
 			attrs: map[string]any{"rpc.system": "grpc", "rpc.service": "payment.PaymentService", "rpc.method": "Charge"}},
-		{id: payGateway, svc: payment, name: "POST", kind: ptrace.SpanKindClient, parent: payServer,
+		{id: payGateway, svc: g.payment(), name: "POST", kind: ptrace.SpanKindClient, parent: payServer,
 			start: gwStart, end: gwEnd, failed: gatewayFails,
 			attrs: map[string]any{"peer.service": "payments-gateway", "http.request.method": "POST",
 				"server.address": "api.payments-gateway.example", "url.full": "https://api.payments-gateway.example/v1/charges"}},

@@ -2,8 +2,10 @@ package main
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -68,6 +70,76 @@ func TestCheckoutTopology(t *testing.T) {
 	}
 }
 
+// TestRollout: before the rollout payment reports its version, after it the
+// new one; the other services keep theirs.
+func TestRollout(t *testing.T) {
+	g := &generator{rng: traffic.New(1, 2), errorRate: 0}
+	versions := func() map[string]string {
+		batches := map[string]ptrace.Traces{}
+		g.checkout(time.Now(), batches)
+		out := map[string]string{}
+		for name, td := range batches {
+			v, _ := td.ResourceSpans().At(0).Resource().Attributes().Get("service.version")
+			out[name] = v.Str()
+		}
+		return out
+	}
+	before := map[string]string{"frontend": "2.3.1", "checkout": "1.8.0", "payment": "0.9.4", "shipping": "3.0.2"}
+	if got := versions(); !maps.Equal(got, before) {
+		t.Errorf("before the rollout: %v, want %v", got, before)
+	}
+	g.rolledOut = true
+	after := map[string]string{"frontend": "2.3.1", "checkout": "1.8.0", "payment": "0.10.0", "shipping": "3.0.2"}
+	if got := versions(); !maps.Equal(got, after) {
+		t.Errorf("after the rollout: %v, want %v", got, after)
+	}
+}
+
+// TestRunRollsOut: a run with -rollout-at sends payment's first version,
+// then, from that share of the run on, only the new one.
+func TestRunRollsOut(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req := ptraceotlp.NewExportRequest()
+		if err := req.UnmarshalProto(body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rs := req.Traces().ResourceSpans()
+		mu.Lock()
+		for i := 0; i < rs.Len(); i++ {
+			attrs := rs.At(i).Resource().Attributes()
+			if name, _ := attrs.Get("service.name"); name.Str() == "payment" {
+				v, _ := attrs.Get("service.version")
+				if len(seen) == 0 || seen[len(seen)-1] != v.Str() {
+					seen = append(seen, v.Str())
+				}
+			}
+		}
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	if err := run(srv.URL+"/v1/traces", 100, 600*time.Millisecond, 0, 7, 0.5); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"0.9.4", "0.10.0"}; !slices.Equal(seen, want) {
+		t.Errorf("payment's versions in the order sent: %v, want %v", seen, want)
+	}
+}
+
+func TestRunRefusesARolloutOutsideTheRun(t *testing.T) {
+	for _, at := range []float64{-0.1, 1, 2} {
+		if err := run("http://localhost:4318/v1/traces", 10, time.Second, 0, 1, at); err == nil {
+			t.Errorf("-rollout-at %v was taken", at)
+		}
+	}
+}
+
 func TestRunSendsToCollector(t *testing.T) {
 	var mu sync.Mutex
 	services := map[string]int{}
@@ -88,7 +160,7 @@ func TestRunSendsToCollector(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}))
 	defer srv.Close()
-	if err := run(srv.URL+"/v1/traces", 100, 350*time.Millisecond, 0.5, 7); err != nil {
+	if err := run(srv.URL+"/v1/traces", 100, 350*time.Millisecond, 0.5, 7, 0); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

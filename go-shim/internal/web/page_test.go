@@ -31,7 +31,7 @@ func TestPageWritesEachElementIDOnce(t *testing.T) {
 	}
 	// The elements the end-to-end test reads are all there.
 	for _, id := range []string{"status", "map", "panel", "selected", "blast", "dependents", "dependencies",
-		"recovery", "causes", "root-causes", "clear"} {
+		"recovery", "causes", "root-causes", "clear", "facts", "hurt", "users", "cause"} {
 		if count[id] != 1 {
 			t.Errorf("id %q is written %d times, want once", id, count[id])
 		}
