@@ -75,10 +75,11 @@ def prom_collector(workdir):
     stop_collector(c)
 
 
-def start_prometheus(workdir, name, targets):
+def start_prometheus(workdir, name, targets, features=("exemplar-storage",)):
     """A Prometheus server scraping `targets` (host:port of /metrics
-    endpoints) every second, as job `servicemap`; stop it with
-    `.process.stop()`."""
+    endpoints) every second, as job `servicemap`, with `features` enabled
+    (exemplar storage: it keeps the exemplars OpenMetrics carries); stop it
+    with `.process.stop()`."""
     binary = tool("prometheus", "PROMETHEUS_BIN")
     last_log = ""
     for attempt in range(3):
@@ -102,6 +103,7 @@ def start_prometheus(workdir, name, targets):
             f"--web.listen-address={LOOPBACK}:{port}",
             "--storage.tsdb.retention.time=1h",
             "--log.level=warn",
+            *(f"--enable-feature={f}" for f in features),
         ], os.path.join(base, "prometheus.log"), cwd=base)
         url = f"http://{LOOPBACK}:{port}"
 

@@ -138,12 +138,14 @@ class RecordingExporter(SpanExporter):
         self.inner = inner
         self.results = []
         self.spans = 0
+        self.trace_ids = set()
 
     def export(self, spans):
         result = self.inner.export(spans)
         self.results.append(result)
         if result == SpanExportResult.SUCCESS:
             self.spans += len(spans)
+            self.trace_ids.update(format(s.context.trace_id, "032x") for s in spans)
         return result
 
     def shutdown(self):
@@ -194,6 +196,10 @@ class Fleet:
 
     def spans_sent(self):
         return sum(e.spans for e in self.exporters.values())
+
+    def trace_ids(self):
+        """The trace IDs of every span the collector took, in hex."""
+        return set().union(*(e.trace_ids for e in self.exporters.values()))
 
     def shutdown(self):
         for provider in self.providers.values():
