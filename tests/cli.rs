@@ -288,14 +288,14 @@ fn impact_answers_who_depends_on_a_database() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "mythical-requester is unknown: no calls into it in the window.\n\
+        "mythical-requester is unknown (no calls into it in the window).\n\
          No dependents.\n\
-         Users affected: up to 0 req/s, 0% of user traffic (an upper bound computed from the graph).\n\
+         Users affected: up to 0 rps, 0% of user traffic (an upper bound computed from the graph).\n\
          Cause: none: it and everything it depends on are healthy.\n\
          Bring back: mythical-recorder, postgres → mythical-server → mythical-requester.\n\
          Dependents: (none)\n\
          Dependencies: mythical-recorder, mythical-server, postgres\n\
-         Direct traffic: 0 req/s\n"
+         Direct traffic: 0 rps\n"
     );
 }
 

@@ -63,12 +63,14 @@ struct Slot {
     index: u64,
     requests: f64,
     errors: f64,
+    /// Failures only the client side reported (see [`Sample::client_only_errors`]).
+    client_only_errors: f64,
     latency: [u32; SKETCH_BUCKETS],
 }
 
 impl Slot {
     fn empty(index: u64) -> Slot {
-        Slot { index, requests: 0.0, errors: 0.0, latency: [0; SKETCH_BUCKETS] }
+        Slot { index, requests: 0.0, errors: 0.0, client_only_errors: 0.0, latency: [0; SKETCH_BUCKETS] }
     }
 }
 
@@ -133,6 +135,9 @@ pub struct Sample {
     pub conn: ConnType,
     pub count: f64,
     pub errors: f64,
+    /// Of `errors`, those only the client side reported: the server's span
+    /// was seen and said the request went well.
+    pub client_only_errors: f64,
     pub latency_s: f64,
 }
 
@@ -329,7 +334,8 @@ impl Graph {
 
     /// Adds an observation to a known edge (the names in `o` are not read).
     pub fn observe_at(&mut self, i: usize, o: &Observation<'_>, now_ns: u64) {
-        let s = Sample { conn: o.conn, count: o.count, errors: o.errors, latency_s: o.latency_s };
+        let s =
+            Sample { conn: o.conn, count: o.count, errors: o.errors, client_only_errors: 0.0, latency_s: o.latency_s };
         self.add(i, &s, || o.protocol, self.tick(now_ns));
     }
 
@@ -363,6 +369,7 @@ impl Graph {
         }
         slot.requests += s.count;
         slot.errors += s.errors;
+        slot.client_only_errors += s.client_only_errors;
         let n = if s.count == 1.0 { 1 } else { s.count.round().max(1.0) as u32 };
         slot.latency[sketch_index_in(self.bounds, s.latency_s)] += n;
         if !nodes_seen {

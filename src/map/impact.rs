@@ -150,11 +150,13 @@ pub struct RecoveryStep {
 pub enum Direction {
     /// It and everything it depends on are healthy.
     None,
-    /// Its own incoming calls fail or are slow while what it calls is healthy.
+    /// Its own incoming calls fail or are slow while what it calls is
+    /// healthy (or it is part of an unhealthy cycle that is the cause).
     Here,
     /// Something it depends on is unhealthy.
     Downstream,
-    /// Its callers send far more than they usually do.
+    /// Its callers send far more than they usually do, or see failures it
+    /// never recorded itself.
     Upstream,
 }
 
@@ -207,8 +209,12 @@ pub struct Impact {
     /// The service's own incoming traffic: requests per second and failed share.
     pub rate: f64,
     pub error_rate: f64,
+    /// The part of `error_rate` only its callers recorded.
+    pub client_only_error_rate: f64,
     /// Its direct callers, by name.
     pub callers: Vec<String>,
+    /// The window the rates are measured over, in seconds.
+    pub window_s: f64,
 }
 
 /// The impact of `service` in `view`. `history` gives the baselines a surge
@@ -266,13 +272,21 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
     // `+ 0.0`: an empty float sum is -0.0.
     let blast_radius_rps: f64 = incoming.iter().map(|e| e.rate).sum::<f64>() + 0.0;
     let errors: f64 = incoming.iter().map(|e| e.rate * e.error_rate).sum();
+    let client_only: f64 = incoming.iter().map(|e| e.rate * e.client_only_error_rate).sum();
     let bad_deps: BTreeSet<usize> = deps.iter().copied().filter(|&k| unhealthy(k)).collect();
     let window_ns = (view.window_s * 1e9) as u64;
     let before = view.at_ns.saturating_sub(window_ns);
     let (direction, suspects, evidence) = if !bad_deps.is_empty() {
-        let suspects = causes(&a, &bad_deps);
+        // With the service itself when it is unhealthy: in a cycle of
+        // unhealthy services that is the cause, the cause is here.
+        let mut bad = bad_deps.clone();
+        if unhealthy(i) {
+            bad.insert(i);
+        }
+        let suspects = causes(&a, &bad);
         let evidence = suspects.iter().map(|&s| evidence_of(s)).collect();
-        (Direction::Downstream, suspects, evidence)
+        let direction = if suspects.contains(&i) { Direction::Here } else { Direction::Downstream };
+        (direction, suspects, evidence)
     } else if unhealthy(i) {
         // A surge: the service's incoming rate far above its usual one.
         let baseline = history.baseline(before, |s| s.node_rates.get(service).copied());
@@ -310,14 +324,24 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
                     .collect();
                 (Direction::Upstream, suspects.into_iter().map(|g| g.0).collect(), evidence)
             }
-            None => (Direction::Here, vec![i], vec![evidence_of(i)]),
+            None => match client_side_only(&incoming, catalog, service).filter(|_| kind(i) == NodeKind::Service) {
+                // Its callers see failures its own spans never recorded.
+                Some((callers, evidence)) => {
+                    let callers = callers.iter().filter_map(|c| a.position(c)).collect();
+                    (Direction::Upstream, callers, evidence)
+                }
+                None => (Direction::Here, vec![i], vec![evidence_of(i)]),
+            },
         }
     } else {
         (Direction::None, vec![], vec![])
     };
 
-    let mut within: BTreeSet<usize> = deps.iter().copied().collect();
-    within.insert(i);
+    // The virtual `user` is where requests come from, never something to bring back.
+    let mut within: BTreeSet<usize> = deps.iter().copied().filter(|&k| kind(k) != NodeKind::User).collect();
+    if kind(i) != NodeKind::User {
+        within.insert(i);
+    }
     within.extend(dependents.iter().copied());
     let steps = steps(&a, &a.components(&within));
     let mut callers: Vec<usize> = a.callers[i].clone();
@@ -339,17 +363,46 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
         blast_radius_rps,
         rate: blast_radius_rps,
         error_rate: if blast_radius_rps > 0.0 { errors / blast_radius_rps } else { 0.0 },
+        client_only_error_rate: if blast_radius_rps > 0.0 { client_only / blast_radius_rps } else { 0.0 },
         callers: names(&callers),
+        window_s: view.window_s,
     }
 }
 
-/// A rate for people: `0.25 req/s`.
-fn rps(r: f64) -> String {
-    format!("{} req/s", round_for_people(r))
+/// When a service's incoming calls fail only on the callers' side (its own
+/// spans recorded every request as a success) and none is slow: the callers
+/// whose calls fail, and one sentence of evidence each.
+fn client_side_only(incoming: &[&EdgeView], catalog: &Catalog, service: &str) -> Option<(Vec<String>, Vec<String>)> {
+    let own_failures: f64 = incoming.iter().map(|e| e.rate * (e.error_rate - e.client_only_error_rate)).sum();
+    let slow = incoming.iter().any(|e| {
+        let threshold = catalog.edge_slo(&e.client, &e.server).latency_threshold_s;
+        e.p99_s.is_some_and(|p| p > threshold)
+    });
+    let blamed: Vec<&&EdgeView> = incoming.iter().filter(|e| e.client_only_error_rate > 0.0).collect();
+    if own_failures > 0.0 || slow || blamed.is_empty() {
+        return None;
+    }
+    let evidence = blamed
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}% of its {} to {service} failed on its side, while {service} recorded no failure",
+                e.client,
+                round_for_people(100.0 * e.client_only_error_rate),
+                rps(e.rate)
+            )
+        })
+        .collect();
+    Some((blamed.iter().map(|e| e.client.clone()).collect(), evidence))
+}
+
+/// A rate for people: `0.25 rps`.
+pub(crate) fn rps(r: f64) -> String {
+    format!("{} rps", round_for_people(r))
 }
 
 /// Two significant decimals at most, no trailing zeros.
-fn round_for_people(v: f64) -> String {
+pub(crate) fn round_for_people(v: f64) -> String {
     let s = if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {
@@ -411,7 +464,9 @@ fn not_found(service: &str) -> Impact {
         blast_radius_rps: 0.0,
         rate: 0.0,
         error_rate: 0.0,
+        client_only_error_rate: 0.0,
         callers: vec![],
+        window_s: 0.0,
     }
 }
 
