@@ -5,6 +5,9 @@
 //! server 1 s) and a 0.25 s call from backend to redis; `client.json` and
 //! `server.json` hold the two halves of that request as pretty documents.
 
+#[path = "incidents/table.rs"]
+mod table;
+
 use prost::Message;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -297,6 +300,24 @@ fn impact_answers_who_depends_on_a_database() {
          Dependencies: mythical-recorder, mythical-server, postgres\n\
          Direct traffic: 0 rps\n"
     );
+}
+
+/// Every generated incident (tests/fixtures/incidents), asked about as a
+/// person would: the JSON and the text are those of `expected.json`.
+#[test]
+fn impact_answers_the_generated_incidents() {
+    for case in table::cases() {
+        let file = case.file.to_string_lossy().into_owned();
+        for a in &case.answers {
+            let o = servicemap(&["impact", &a.service, "--format", "json", &file]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let got: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+            assert_eq!(got, a.impact, "{} / {}", case.name, a.service);
+            let o = servicemap(&["impact", &a.service, "--format", "text", &file]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            assert_eq!(stdout(&o), a.text, "{} / {}", case.name, a.service);
+        }
+    }
 }
 
 #[test]
