@@ -538,3 +538,26 @@ fn snake_case_documents_are_read() {
     assert_eq!(stderr(&o), "");
     assert_eq!(samples(&stdout(&o)), PAIR_METRICS);
 }
+
+/// The README's console blocks (`$ servicemap ...` and what it prints) are
+/// run from the top of the repository: the output shown is the output given.
+#[test]
+fn readme_console_blocks_show_what_the_commands_print() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut blocks = 0;
+    let mut rest = readme.as_str();
+    while let Some(at) = rest.find("```console\n") {
+        rest = &rest[at + "```console\n".len()..];
+        let end = rest.find("```\n").expect("a console block ends");
+        let (block, after) = rest.split_at(end);
+        rest = after;
+        let (command, shown) = block.split_once('\n').unwrap();
+        let args: Vec<&str> = command.strip_prefix("$ servicemap ").expect("a servicemap command").split(' ').collect();
+        let o = Command::new(env!("CARGO_BIN_EXE_servicemap")).args(&args).current_dir(root).output().unwrap();
+        assert!(o.status.success(), "{command}: {}", stderr(&o));
+        assert_eq!(stdout(&o), shown, "README: {command}");
+        blocks += 1;
+    }
+    assert_eq!(blocks, 3, "the README's incident walk-through has three console blocks");
+}
