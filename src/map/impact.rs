@@ -211,6 +211,9 @@ pub struct Impact {
     pub error_rate: f64,
     /// The part of `error_rate` only its callers recorded.
     pub client_only_error_rate: f64,
+    /// When its incoming calls are slow (past the warning fraction of the
+    /// objective): the slowest edge's p99 and its latency threshold.
+    pub slow: Option<(f64, f64)>,
     /// Its direct callers, by name.
     pub callers: Vec<String>,
     /// The window the rates are measured over, in seconds.
@@ -364,6 +367,12 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
         rate: blast_radius_rps,
         error_rate: if blast_radius_rps > 0.0 { errors / blast_radius_rps } else { 0.0 },
         client_only_error_rate: if blast_radius_rps > 0.0 { client_only / blast_radius_rps } else { 0.0 },
+        slow: slowest(&incoming, catalog).filter(|&(p99, threshold)| {
+            let warn = incoming
+                .first()
+                .map_or(catalog.defaults.warn_fraction, |e| catalog.edge_slo(&e.client, &e.server).warn_fraction);
+            p99 > warn * threshold
+        }),
         callers: names(&callers),
         window_s: view.window_s,
     }
@@ -428,11 +437,7 @@ fn node_evidence(incoming: &[&EdgeView], catalog: &Catalog, name: &str) -> Strin
             round_for_people(100.0 * (1.0 - slo.availability))
         ));
     }
-    let slowest = incoming
-        .iter()
-        .filter_map(|e| Some((e.p99_s?, catalog.edge_slo(&e.client, &e.server).latency_threshold_s)))
-        .max_by(|x, y| (x.0 / x.1).total_cmp(&(y.0 / y.1)));
-    if let Some((p99, threshold)) = slowest {
+    if let Some((p99, threshold)) = slowest(incoming, catalog) {
         parts.push(format!("p99 {} against {}", seconds(p99), seconds(threshold)));
     }
     if parts.is_empty() {
@@ -441,8 +446,17 @@ fn node_evidence(incoming: &[&EdgeView], catalog: &Catalog, name: &str) -> Strin
     format!("{name}: {}", parts.join(", "))
 }
 
+/// The p99 of the incoming edge slowest against its latency threshold, and
+/// that threshold.
+fn slowest(incoming: &[&EdgeView], catalog: &Catalog) -> Option<(f64, f64)> {
+    incoming
+        .iter()
+        .filter_map(|e| Some((e.p99_s?, catalog.edge_slo(&e.client, &e.server).latency_threshold_s)))
+        .max_by(|x, y| (x.0 / x.1).total_cmp(&(y.0 / y.1)))
+}
+
 /// A duration for people: `250ms`, `1.2s`.
-fn seconds(s: f64) -> String {
+pub(crate) fn seconds(s: f64) -> String {
     if s < 1.0 { format!("{}ms", round_for_people(s * 1000.0)) } else { format!("{}s", round_for_people(s)) }
 }
 
@@ -465,6 +479,7 @@ fn not_found(service: &str) -> Impact {
         rate: 0.0,
         error_rate: 0.0,
         client_only_error_rate: 0.0,
+        slow: None,
         callers: vec![],
         window_s: 0.0,
     }

@@ -1,7 +1,7 @@
 //! The incident answer ([`Impact`]) as JSON, the same on every surface, and
 //! as the text a person reads in an incident.
 
-use crate::map::impact::{Direction, Impact, RecoveryStep, round_for_people, rps};
+use crate::map::impact::{Direction, Impact, RecoveryStep, round_for_people, rps, seconds};
 use serde_json::{Value, json};
 use std::fmt::Write;
 
@@ -48,9 +48,18 @@ fn calls(n: f64) -> String {
     if n == "1" { "1 call".to_string() } else { format!("{n} calls") }
 }
 
-/// What the service's own incoming calls say: how many, from whom, and
-/// which failed, told apart by who recorded the failure.
+/// What the service's own incoming calls say: how many, from whom, which
+/// failed (told apart by who recorded the failure), and how slow when slow.
 fn own_traffic(i: &Impact) -> String {
+    match i.slow {
+        Some((p99, threshold)) if i.rate > 0.0 => {
+            format!("{}; p99 {} against {}", own_calls(i), seconds(p99), seconds(threshold))
+        }
+        _ => own_calls(i),
+    }
+}
+
+fn own_calls(i: &Impact) -> String {
     if i.rate <= 0.0 {
         return "no calls into it in the window".to_string();
     }
