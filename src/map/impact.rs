@@ -276,7 +276,20 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
     let blast_radius_rps: f64 = incoming.iter().map(|e| e.rate).sum::<f64>() + 0.0;
     let errors: f64 = incoming.iter().map(|e| e.rate * e.error_rate).sum();
     let client_only: f64 = incoming.iter().map(|e| e.rate * e.client_only_error_rate).sum();
-    let bad_deps: BTreeSet<usize> = deps.iter().copied().filter(|&k| unhealthy(k)).collect();
+    // A service whose trouble is only what its callers' spans say (its own
+    // record every request as a success) points at those callers: it hurts
+    // no one else, and a caller it names finds the cause in itself.
+    let blames = |k: usize| {
+        client_side_only(&incoming_of(k), catalog, a.names[k]).filter(|_| unhealthy(k) && kind(k) == NodeKind::Service)
+    };
+    let bad_deps: BTreeSet<usize> = deps.iter().copied().filter(|&k| unhealthy(k) && blames(k).is_none()).collect();
+    let own_calls_fail: Vec<String> = a.callees[i]
+        .iter()
+        .filter_map(|&x| blames(x))
+        .flat_map(|(callers, evidence)| callers.into_iter().zip(evidence))
+        .filter(|(caller, _)| caller == service)
+        .map(|(_, line)| line)
+        .collect();
     let window_ns = (view.window_s * 1e9) as u64;
     let before = view.at_ns.saturating_sub(window_ns);
     let (direction, suspects, evidence) = if !bad_deps.is_empty() {
@@ -290,6 +303,8 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
         let evidence = suspects.iter().map(|&s| evidence_of(s)).collect();
         let direction = if suspects.contains(&i) { Direction::Here } else { Direction::Downstream };
         (direction, suspects, evidence)
+    } else if !own_calls_fail.is_empty() {
+        (Direction::Here, vec![i], own_calls_fail)
     } else if unhealthy(i) {
         // A surge: the service's incoming rate far above its usual one.
         let baseline = history.baseline(before, |s| s.node_rates.get(service).copied());

@@ -152,6 +152,10 @@ fn failures_only_the_callers_saw_point_upstream() {
     let i = imp(&v, "api");
     assert_eq!((i.root_cause_direction, i.suspects.clone()), (Direction::Upstream, vec!["web".to_string()]));
     assert_eq!(i.evidence, ["web: 20% of its 10 rps to api failed on its side, while api recorded no failure"]);
+    // web, whose own calls fail, finds the cause in itself.
+    let web = imp(&v, "web");
+    assert_eq!((web.root_cause_direction, web.suspects), (Direction::Here, vec!["web".to_string()]));
+    assert_eq!(web.evidence, i.evidence);
     // Once api records one failure of its own, the cause is here.
     v.edges.iter_mut().find(|e| e.client == "auth").unwrap().error_rate = 0.5;
     assert_eq!(imp(&v, "api").root_cause_direction, Direction::Here);
