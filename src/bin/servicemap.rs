@@ -37,9 +37,12 @@ Commands:
             expired and dropped, series that would exist. A dry run for sizing.
   graph     Print the service map: JSON (schema servicemap.graph/v1, the
             default), Graphviz DOT or Mermaid, coloured by health.
-  impact    What if SERVICE breaks: who depends on it (transitively), what it
-            depends on, the order to bring things back, and the requests per
-            second that reach it directly. JSON (the default) or text.
+  impact    When SERVICE is in trouble, or might be: who depends on it
+            (transitively) and which of them are degraded, how many user
+            requests per second are at stake (an upper bound computed from
+            the graph), which way the cause lies (here, downstream or
+            upstream) with the evidence, and the order to bring things back.
+            JSON (the default) or text.
 
 Options:
   -c, --config FILE   Engine configuration: a JSON object, e.g.
