@@ -280,7 +280,9 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
     // record every request as a success) points at those callers: it hurts
     // no one else, and a caller it names finds the cause in itself.
     let blames = |k: usize| {
-        client_side_only(&incoming_of(k), catalog, a.names[k]).filter(|_| unhealthy(k) && kind(k) == NodeKind::Service)
+        (unhealthy(k) && kind(k) == NodeKind::Service)
+            .then(|| client_side_only(&incoming_of(k), catalog, a.names[k]))
+            .flatten()
     };
     let bad_deps: BTreeSet<usize> = deps.iter().copied().filter(|&k| unhealthy(k) && blames(k).is_none()).collect();
     let own_calls_fail: Vec<String> = a.callees[i]
