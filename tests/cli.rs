@@ -5,6 +5,9 @@
 //! server 1 s) and a 0.25 s call from backend to redis; `client.json` and
 //! `server.json` hold the two halves of that request as pretty documents.
 
+#[path = "incidents/table.rs"]
+mod table;
+
 use prost::Message;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -288,15 +291,33 @@ fn impact_answers_who_depends_on_a_database() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "mythical-requester is unknown: no calls into it in the window.\n\
+        "mythical-requester is unknown (no calls into it in the window).\n\
          No dependents.\n\
-         Users affected: up to 0 req/s, 0% of user traffic (an upper bound computed from the graph).\n\
+         Users affected: up to 0 rps, 0% of user traffic (an upper bound computed from the graph).\n\
          Cause: none: it and everything it depends on are healthy.\n\
          Bring back: mythical-recorder, postgres → mythical-server → mythical-requester.\n\
          Dependents: (none)\n\
          Dependencies: mythical-recorder, mythical-server, postgres\n\
-         Direct traffic: 0 req/s\n"
+         Direct traffic: 0 rps\n"
     );
+}
+
+/// Every generated incident (tests/fixtures/incidents), asked about as a
+/// person would: the JSON and the text are those of `expected.json`.
+#[test]
+fn impact_answers_the_generated_incidents() {
+    for case in table::cases() {
+        let file = case.file.to_string_lossy().into_owned();
+        for a in &case.answers {
+            let o = servicemap(&["impact", &a.service, "--format", "json", &file]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let got: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+            assert_eq!(got, a.impact, "{} / {}", case.name, a.service);
+            let o = servicemap(&["impact", &a.service, "--format", "text", &file]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            assert_eq!(stdout(&o), a.text, "{} / {}", case.name, a.service);
+        }
+    }
 }
 
 #[test]
@@ -516,4 +537,27 @@ fn snake_case_documents_are_read() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stderr(&o), "");
     assert_eq!(samples(&stdout(&o)), PAIR_METRICS);
+}
+
+/// The README's console blocks (`$ servicemap ...` and what it prints) are
+/// run from the top of the repository: the output shown is the output given.
+#[test]
+fn readme_console_blocks_show_what_the_commands_print() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut blocks = 0;
+    let mut rest = readme.as_str();
+    while let Some(at) = rest.find("```console\n") {
+        rest = &rest[at + "```console\n".len()..];
+        let end = rest.find("```\n").expect("a console block ends");
+        let (block, after) = rest.split_at(end);
+        rest = after;
+        let (command, shown) = block.split_once('\n').unwrap();
+        let args: Vec<&str> = command.strip_prefix("$ servicemap ").expect("a servicemap command").split(' ').collect();
+        let o = Command::new(env!("CARGO_BIN_EXE_servicemap")).args(&args).current_dir(root).output().unwrap();
+        assert!(o.status.success(), "{command}: {}", stderr(&o));
+        assert_eq!(stdout(&o), shown, "README: {command}");
+        blocks += 1;
+    }
+    assert_eq!(blocks, 3, "the README's incident walk-through has three console blocks");
 }

@@ -155,7 +155,7 @@ fn impact_of_the_database() {
     );
     assert_eq!(
         strings(&i["evidence"]),
-        ["orders: 90% of 0.07 req/s failed (objective: at most 1%), p99 5.6ms against 1s"]
+        ["orders: 90% of 0.07 rps failed (objective: at most 1%), p99 5.6ms against 1s"]
     );
     // All the user traffic (user → web) reaches the database.
     assert_eq!((i["user_facing_rps"].as_f64(), i["user_facing_share"].as_f64()), (Some(10.0 / 300.0), Some(1.0)));
@@ -286,4 +286,49 @@ fn edges_link_their_slowest_request_to_its_trace() {
     assert_eq!(edge("web", "api")["slowest_seconds"].as_f64(), Some(0.04));
     assert_eq!(edge("api", "ledger")["slowest_trace_id"], Value::Null);
     assert_eq!(edge("api", "ledger")["slowest_seconds"], Value::Null);
+}
+
+#[test]
+fn failures_only_the_caller_saw_point_upstream() {
+    let e = engine("{}");
+    let mut g = Gen::new();
+    for t in 0..4u8 {
+        g.next = g.next.wrapping_add(2);
+        let (c, sv) = (sid(g.next), sid(g.next + 1));
+        // The client gives up on two of four requests; the server's spans say they went well.
+        let client = span(CLIENT, trace(t), c.clone(), None, T0, T0 + 20_000_000);
+        g.add("web", vec![if t < 2 { failed(client) } else { client }]);
+        g.add("api", vec![span(SERVER, trace(t), sv, Some(c), T0, T0 + 10_000_000)]);
+    }
+    e.consume(&g.batch(), T0).unwrap();
+    let i = query(&e, r#"{"query":"impact","service":"api"}"#);
+    assert_eq!((i["health"].as_str(), i["error_rate"].as_f64()), (Some("red"), Some(0.5)));
+    assert_eq!(
+        (i["root_cause_direction"].as_str(), strings(&i["suspects"])),
+        (Some("upstream"), vec!["web".to_string()])
+    );
+    assert_eq!(
+        strings(&i["evidence"]),
+        ["web: 50% of its 0.01 rps to api failed on its side, while api recorded no failure"]
+    );
+}
+
+#[test]
+fn root_server_spans_are_user_traffic_without_virtual_nodes() {
+    // contrib without peer attributes makes no virtual-node series; the
+    // map still counts a root server span as a request entering from users.
+    let e = engine(r#"{"compat":"contrib","virtual_node_peer_attributes":[]}"#);
+    let mut g = Gen::new();
+    for t in 0..3u8 {
+        g.add("web", vec![span(SERVER, trace(t), sid(200), None, T0, T0 + 30_000_000)]);
+        g.call(t, "web", "api", false);
+    }
+    g.add("admin", vec![span(SERVER, trace(9), sid(201), None, T0, T0 + 30_000_000)]);
+    e.consume(&g.batch(), T0).unwrap();
+    e.expire_all(T0);
+    let i = e.query(br#"{"query":"impact","service":"api"}"#, T0).unwrap();
+    assert_eq!((i["user_facing_rps"].as_f64(), i["user_facing_share"].as_f64()), (Some(3.0 / 300.0), Some(0.75)));
+    assert_eq!(strings(&i["dependents"]), ["web"]);
+    let metrics = String::from_utf8(e.render(Format::Prometheus, T0)).unwrap();
+    assert!(!metrics.contains("client=\"user\""), "{metrics}");
 }

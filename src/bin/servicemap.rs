@@ -37,9 +37,12 @@ Commands:
             expired and dropped, series that would exist. A dry run for sizing.
   graph     Print the service map: JSON (schema servicemap.graph/v1, the
             default), Graphviz DOT or Mermaid, coloured by health.
-  impact    What if SERVICE breaks: who depends on it (transitively), what it
-            depends on, the order to bring things back, and the requests per
-            second that reach it directly. JSON (the default) or text.
+  impact    When SERVICE is in trouble, or might be: who depends on it
+            (transitively) and which of them are degraded, how many user
+            requests per second are at stake (an upper bound computed from
+            the graph), which way the cause lies (here, downstream or
+            upstream) with the evidence, and the order to bring things back.
+            JSON (the default) or text.
 
 Options:
   -c, --config FILE   Engine configuration: a JSON object, e.g.
@@ -60,10 +63,14 @@ Input, read in the order given (\"-\" is standard input):
   anything else     OTLP protobuf (ExportTraceServiceRequest or TracesData),
                     unless the content is JSON text.
 
-Time is trace time: each batch is fed at the latest span end time read so far,
-and whatever still waits for its other side at the end of the input expires
-then. The map's rates cover the last graph_window (5m) of trace time. The output depends only on the input. Series are printed once, with
-their full values. Unless the configuration sets them, series_idle_timeout
+Time is trace time: each batch is fed at the latest span end time read so far;
+then what has waited longer than `wait` expires and the map's history takes a
+snapshot when one is due (every snapshot_interval, 1m), as a collector does on
+its ticker; whatever still waits for its other side at the end of the input
+expires then. The map's rates cover the last graph_window (5m) of trace time,
+and a surge is measured against the history of the input before that window.
+The output depends only on the input. Series are printed once, with their
+full values. Unless the configuration sets them, series_idle_timeout
 and max_batch_bytes are unlimited: nothing is dropped for being idle, and a
 file of any size is read.
 
@@ -483,6 +490,9 @@ impl Feeder<'_> {
             spans: batch.spans.len() as u64 + batch.ignored_spans + batch.unnamed_spans,
         };
         self.engine.consume(bytes, self.now)?;
+        // As a collector's ticker would: what has waited past `wait` expires,
+        // and the map's history takes a snapshot when one is due.
+        self.engine.expire(self.now);
         Ok(held)
     }
 }

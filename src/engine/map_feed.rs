@@ -172,7 +172,7 @@ impl Engine {
         }
         let GraphState { graph, cache, generation, .. } = g;
         let tick = graph.tick(now_ns);
-        for e in &events.edges {
+        for e in events.edges.iter().chain(&events.entries) {
             let key = EdgeCache::key(e.client, e.server);
             let i = match cache.get(key) {
                 Some(i) => i,
@@ -202,6 +202,7 @@ impl Engine {
                 conn: e.conn,
                 count: e.multiplier,
                 errors: if e.failed { e.multiplier } else { 0.0 },
+                client_only_errors: if e.client_only_failure { e.multiplier } else { 0.0 },
                 // The server's view, except where the server was inferred.
                 latency_s: if e.inferred == Virtual::Server { e.client_s } else { e.server_s },
                 trace_id: e.trace_id,

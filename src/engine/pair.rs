@@ -203,6 +203,11 @@ impl Engine {
             server: e.server,
             conn,
             failed: e.failed,
+            client_only_failure: e.failed
+                && !e.server_failed
+                && e.seen_client
+                && e.seen_server
+                && side == Virtual::None,
             virtual_side: if self.config.enable_virtual_node_label { side } else { Virtual::None },
             inferred: side,
             protocol: e.protocol,
@@ -247,6 +252,26 @@ impl Engine {
             Expiry::Unmatched { counted } => {
                 if counted {
                     count_expired(t, ev, &e);
+                }
+                // A root server span is a request from outside, series or not.
+                if e.root && e.client == EMPTY && e.server != EMPTY && e.conn != ConnType::MessagingSystem {
+                    ev.entries.push(EdgeEvent {
+                        client: self.user,
+                        server: e.server,
+                        conn: ConnType::VirtualNode,
+                        failed: e.failed,
+                        client_only_failure: false,
+                        virtual_side: Virtual::None,
+                        inferred: Virtual::Client,
+                        protocol: e.protocol,
+                        dims_at: 0,
+                        multiplier: e.multiplier,
+                        client_s: e.server_dur_ns as f64 / 1e9,
+                        server_s: e.server_dur_ns as f64 / 1e9,
+                        messaging_s: None,
+                        trace_id: key.trace_id,
+                        span_id: key.span_id,
+                    });
                 }
             }
         }
@@ -298,7 +323,8 @@ impl Engine {
     /// work side by side instead of one waiting for the other.
     pub(super) fn count(&self, events: &Events, facts: &[ResourceFacts<'_>], now_ns: u64) {
         let series = |t: &mut SeriesTable| t.apply(events, self.dims_per_series(), self.config.failed_label, now_ns);
-        let graph = self.graph.as_ref().filter(|_| !events.edges.is_empty() || !facts.is_empty());
+        let graph =
+            self.graph.as_ref().filter(|_| !events.edges.is_empty() || !events.entries.is_empty() || !facts.is_empty());
         let map = |g: &Mutex<GraphState>| self.feed_graph(&mut lock(g), events, facts, now_ns);
         match (events.is_empty(), graph) {
             (true, None) => {}

@@ -63,6 +63,8 @@ struct Slot {
     index: u64,
     requests: f64,
     errors: f64,
+    /// Failures only the client side reported (see [`Sample::client_only_errors`]).
+    client_only_errors: f64,
     latency: [u32; SKETCH_BUCKETS],
     /// The slot's slowest request that came with a trace ID (all zeros: none).
     slowest_s: f64,
@@ -71,7 +73,15 @@ struct Slot {
 
 impl Slot {
     fn empty(index: u64) -> Slot {
-        Slot { index, requests: 0.0, errors: 0.0, latency: [0; SKETCH_BUCKETS], slowest_s: 0.0, slowest_trace: [0; 16] }
+        Slot {
+            index,
+            requests: 0.0,
+            errors: 0.0,
+            client_only_errors: 0.0,
+            latency: [0; SKETCH_BUCKETS],
+            slowest_s: 0.0,
+            slowest_trace: [0; 16],
+        }
     }
 }
 
@@ -136,6 +146,9 @@ pub struct Sample {
     pub conn: ConnType,
     pub count: f64,
     pub errors: f64,
+    /// Of `errors`, those only the client side reported: the server's span
+    /// was seen and said the request went well.
+    pub client_only_errors: f64,
     pub latency_s: f64,
     /// The request's trace (all zeros: not known), so that the map can
     /// link an edge's slowest recent request.
@@ -335,7 +348,14 @@ impl Graph {
 
     /// Adds an observation to a known edge (the names in `o` are not read).
     pub fn observe_at(&mut self, i: usize, o: &Observation<'_>, now_ns: u64) {
-        let s = Sample { conn: o.conn, count: o.count, errors: o.errors, latency_s: o.latency_s, trace_id: [0; 16] };
+        let s = Sample {
+            conn: o.conn,
+            count: o.count,
+            errors: o.errors,
+            client_only_errors: 0.0,
+            latency_s: o.latency_s,
+            trace_id: [0; 16],
+        };
         self.add(i, &s, || o.protocol, self.tick(now_ns));
     }
 
@@ -369,6 +389,7 @@ impl Graph {
         }
         slot.requests += s.count;
         slot.errors += s.errors;
+        slot.client_only_errors += s.client_only_errors;
         let n = if s.count == 1.0 { 1 } else { s.count.round().max(1.0) as u32 };
         slot.latency[sketch_index_in(self.bounds, s.latency_s)] += n;
         if s.trace_id != [0; 16] && (slot.slowest_trace == [0; 16] || s.latency_s > slot.slowest_s) {

@@ -150,11 +150,13 @@ pub struct RecoveryStep {
 pub enum Direction {
     /// It and everything it depends on are healthy.
     None,
-    /// Its own incoming calls fail or are slow while what it calls is healthy.
+    /// Its own incoming calls fail or are slow while what it calls is
+    /// healthy (or it is part of an unhealthy cycle that is the cause).
     Here,
     /// Something it depends on is unhealthy.
     Downstream,
-    /// Its callers send far more than they usually do.
+    /// Its callers send far more than they usually do, or see failures it
+    /// never recorded itself.
     Upstream,
 }
 
@@ -168,6 +170,10 @@ impl Direction {
         }
     }
 }
+
+mod evidence;
+use evidence::{client_side_only, node_evidence, slowest};
+pub(crate) use evidence::{round_for_people, rps, seconds};
 
 /// How far above its baseline a rate must be to count as a surge.
 const SURGE_FACTOR: f64 = 3.0;
@@ -207,8 +213,15 @@ pub struct Impact {
     /// The service's own incoming traffic: requests per second and failed share.
     pub rate: f64,
     pub error_rate: f64,
+    /// The part of `error_rate` only its callers recorded.
+    pub client_only_error_rate: f64,
+    /// When its incoming calls are slow (past the warning fraction of the
+    /// objective): the slowest edge's p99 and its latency threshold.
+    pub slow: Option<(f64, f64)>,
     /// Its direct callers, by name.
     pub callers: Vec<String>,
+    /// The window the rates are measured over, in seconds.
+    pub window_s: f64,
 }
 
 /// The impact of `service` in `view`. `history` gives the baselines a surge
@@ -266,13 +279,38 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
     // `+ 0.0`: an empty float sum is -0.0.
     let blast_radius_rps: f64 = incoming.iter().map(|e| e.rate).sum::<f64>() + 0.0;
     let errors: f64 = incoming.iter().map(|e| e.rate * e.error_rate).sum();
-    let bad_deps: BTreeSet<usize> = deps.iter().copied().filter(|&k| unhealthy(k)).collect();
+    let client_only: f64 = incoming.iter().map(|e| e.rate * e.client_only_error_rate).sum();
+    // A service whose trouble is only what its callers' spans say (its own
+    // record every request as a success) points at those callers: it hurts
+    // no one else, and a caller it names finds the cause in itself.
+    let blames = |k: usize| {
+        (unhealthy(k) && kind(k) == NodeKind::Service)
+            .then(|| client_side_only(&incoming_of(k), catalog, a.names[k]))
+            .flatten()
+    };
+    let bad_deps: BTreeSet<usize> = deps.iter().copied().filter(|&k| unhealthy(k) && blames(k).is_none()).collect();
+    let own_calls_fail: Vec<String> = a.callees[i]
+        .iter()
+        .filter_map(|&x| blames(x))
+        .flat_map(|(callers, evidence)| callers.into_iter().zip(evidence))
+        .filter(|(caller, _)| caller == service)
+        .map(|(_, line)| line)
+        .collect();
     let window_ns = (view.window_s * 1e9) as u64;
     let before = view.at_ns.saturating_sub(window_ns);
     let (direction, suspects, evidence) = if !bad_deps.is_empty() {
-        let suspects = causes(&a, &bad_deps);
+        // With the service itself when it is unhealthy: in a cycle of
+        // unhealthy services that is the cause, the cause is here.
+        let mut bad = bad_deps.clone();
+        if unhealthy(i) {
+            bad.insert(i);
+        }
+        let suspects = causes(&a, &bad);
         let evidence = suspects.iter().map(|&s| evidence_of(s)).collect();
-        (Direction::Downstream, suspects, evidence)
+        let direction = if suspects.contains(&i) { Direction::Here } else { Direction::Downstream };
+        (direction, suspects, evidence)
+    } else if !own_calls_fail.is_empty() {
+        (Direction::Here, vec![i], own_calls_fail)
     } else if unhealthy(i) {
         // A surge: the service's incoming rate far above its usual one.
         let baseline = history.baseline(before, |s| s.node_rates.get(service).copied());
@@ -310,14 +348,24 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
                     .collect();
                 (Direction::Upstream, suspects.into_iter().map(|g| g.0).collect(), evidence)
             }
-            None => (Direction::Here, vec![i], vec![evidence_of(i)]),
+            None => match client_side_only(&incoming, catalog, service).filter(|_| kind(i) == NodeKind::Service) {
+                // Its callers see failures its own spans never recorded.
+                Some((callers, evidence)) => {
+                    let callers = callers.iter().filter_map(|c| a.position(c)).collect();
+                    (Direction::Upstream, callers, evidence)
+                }
+                None => (Direction::Here, vec![i], vec![evidence_of(i)]),
+            },
         }
     } else {
         (Direction::None, vec![], vec![])
     };
 
-    let mut within: BTreeSet<usize> = deps.iter().copied().collect();
-    within.insert(i);
+    // The virtual `user` is where requests come from, never something to bring back.
+    let mut within: BTreeSet<usize> = deps.iter().copied().filter(|&k| kind(k) != NodeKind::User).collect();
+    if kind(i) != NodeKind::User {
+        within.insert(i);
+    }
     within.extend(dependents.iter().copied());
     let steps = steps(&a, &a.components(&within));
     let mut callers: Vec<usize> = a.callers[i].clone();
@@ -339,58 +387,16 @@ pub fn impact(view: &View, history: &History, catalog: &Catalog, service: &str) 
         blast_radius_rps,
         rate: blast_radius_rps,
         error_rate: if blast_radius_rps > 0.0 { errors / blast_radius_rps } else { 0.0 },
+        client_only_error_rate: if blast_radius_rps > 0.0 { client_only / blast_radius_rps } else { 0.0 },
+        slow: slowest(&incoming, catalog).filter(|&(p99, threshold)| {
+            let warn = incoming
+                .first()
+                .map_or(catalog.defaults.warn_fraction, |e| catalog.edge_slo(&e.client, &e.server).warn_fraction);
+            p99 > warn * threshold
+        }),
         callers: names(&callers),
+        window_s: view.window_s,
     }
-}
-
-/// A rate for people: `0.25 req/s`.
-fn rps(r: f64) -> String {
-    format!("{} req/s", round_for_people(r))
-}
-
-/// Two significant decimals at most, no trailing zeros.
-fn round_for_people(v: f64) -> String {
-    let s = if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
-}
-
-/// Why a node is suspected, with the numbers of its incoming calls: failed
-/// share against the objective, slowest p99 against its threshold.
-fn node_evidence(incoming: &[&EdgeView], catalog: &Catalog, name: &str) -> String {
-    let rate: f64 = incoming.iter().map(|e| e.rate).sum();
-    let errors: f64 = incoming.iter().map(|e| e.rate * e.error_rate).sum();
-    let mut parts = Vec::new();
-    if rate > 0.0 {
-        let slo = incoming.first().map(|e| catalog.edge_slo(&e.client, &e.server)).unwrap_or(catalog.defaults);
-        parts.push(format!(
-            "{}% of {} failed (objective: at most {}%)",
-            round_for_people(100.0 * errors / rate),
-            rps(rate),
-            round_for_people(100.0 * (1.0 - slo.availability))
-        ));
-    }
-    let slowest = incoming
-        .iter()
-        .filter_map(|e| Some((e.p99_s?, catalog.edge_slo(&e.client, &e.server).latency_threshold_s)))
-        .max_by(|x, y| (x.0 / x.1).total_cmp(&(y.0 / y.1)));
-    if let Some((p99, threshold)) = slowest {
-        parts.push(format!("p99 {} against {}", seconds(p99), seconds(threshold)));
-    }
-    if parts.is_empty() {
-        parts.push("no traffic in the window".to_string());
-    }
-    format!("{name}: {}", parts.join(", "))
-}
-
-/// A duration for people: `250ms`, `1.2s`.
-fn seconds(s: f64) -> String {
-    if s < 1.0 { format!("{}ms", round_for_people(s * 1000.0)) } else { format!("{}s", round_for_people(s)) }
 }
 
 fn not_found(service: &str) -> Impact {
@@ -411,7 +417,10 @@ fn not_found(service: &str) -> Impact {
         blast_radius_rps: 0.0,
         rate: 0.0,
         error_rate: 0.0,
+        client_only_error_rate: 0.0,
+        slow: None,
         callers: vec![],
+        window_s: 0.0,
     }
 }
 

@@ -4,10 +4,13 @@
 
 use super::{Health, NodeKind, View};
 use crate::map::history::Diff;
-use crate::map::impact::{Direction, Impact, RecoveryStep, root_causes};
+use crate::map::impact::root_causes;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::fmt::Write;
+
+mod incident;
+pub use incident::{impact_json, impact_text, steps_json};
 
 fn colour(h: Health) -> &'static str {
     match h {
@@ -16,10 +19,6 @@ fn colour(h: Health) -> &'static str {
         Health::Red => "#c62828",
         Health::Unknown => "#9e9e9e",
     }
-}
-
-fn finite(v: f64) -> Value {
-    serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null)
 }
 
 #[derive(serde::Serialize)]
@@ -132,117 +131,6 @@ pub fn graph_json(view: &View) -> Vec<u8> {
     };
     let mut out = serde_json::to_vec(&doc).unwrap_or_default();
     out.push(b'\n');
-    out
-}
-
-/// Recovery steps as JSON: `{"services", "cycle", "level"}` each.
-pub fn steps_json(steps: &[RecoveryStep]) -> Value {
-    Value::Array(steps.iter().map(|s| json!({"services": s.services, "cycle": s.cycle, "level": s.level})).collect())
-}
-
-/// The answer of an impact query as JSON.
-pub fn impact_json(i: &Impact) -> Value {
-    json!({
-        "service": i.service,
-        "found": i.found,
-        "health": i.health.as_str(),
-        "dependents": i.dependents,
-        "degraded_dependents": i.degraded_dependents,
-        "dependencies": i.dependencies,
-        "user_facing_rps": finite(i.user_facing_rps),
-        "user_facing_share": finite(i.user_facing_share),
-        "root_cause_direction": i.root_cause_direction.as_str(),
-        "suspects": i.suspects,
-        "evidence": i.evidence,
-        "recovery_order": i.recovery_order,
-        "recovery_steps": steps_json(&i.recovery_steps),
-        "blast_radius_rps": finite(i.blast_radius_rps),
-        "rate": finite(i.rate),
-        "error_rate": finite(i.error_rate),
-        "callers": i.callers,
-    })
-}
-
-/// A rate as people read it in an incident.
-fn rate_text(r: f64) -> String {
-    let s = if r >= 100.0 {
-        format!("{r:.0}")
-    } else if r >= 1.0 {
-        format!("{r:.1}")
-    } else {
-        format!("{r:.2}")
-    };
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
-    format!("{s} req/s")
-}
-
-fn percent(share: f64) -> String {
-    let p = format!("{:.1}", 100.0 * share);
-    format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
-}
-
-/// An impact query as text a person reads in an incident: the state of the
-/// service, who is hurt, which way the cause lies, what to bring back.
-pub fn impact_text(i: &Impact) -> String {
-    if !i.found {
-        return format!("{}: not in the graph\n", i.service);
-    }
-    let mut out = String::new();
-    let health = i.health.as_str();
-    if i.rate > 0.0 {
-        let _ = writeln!(
-            out,
-            "{} is {health}: {} of {} from {} failed.",
-            i.service,
-            percent(i.error_rate),
-            rate_text(i.rate),
-            i.callers.join(", ")
-        );
-    } else {
-        let _ = writeln!(out, "{} is {health}: no calls into it in the window.", i.service);
-    }
-    let n = i.dependents.len();
-    let plural = if n == 1 { "" } else { "s" };
-    match (n, i.degraded_dependents.len()) {
-        (0, _) => out.push_str("No dependents.\n"),
-        (_, 0) => {
-            let _ = writeln!(out, "{n} dependent{plural}, none degraded.");
-        }
-        (_, d) => {
-            let _ = writeln!(out, "{n} dependent{plural}, {d} degraded ({}).", i.degraded_dependents.join(", "));
-        }
-    }
-    let _ = writeln!(
-        out,
-        "Users affected: up to {}, {} of user traffic (an upper bound computed from the graph).",
-        rate_text(i.user_facing_rps),
-        percent(i.user_facing_share)
-    );
-    let cause = match i.root_cause_direction {
-        Direction::None => "none: it and everything it depends on are healthy.".to_string(),
-        Direction::Here => "here.".to_string(),
-        Direction::Downstream => format!("downstream, in {}.", i.suspects.join(", ")),
-        Direction::Upstream => format!("upstream, from {}.", i.suspects.join(", ")),
-    };
-    let _ = writeln!(out, "Cause: {cause}");
-    for e in &i.evidence {
-        let _ = writeln!(out, "  {e}");
-    }
-    // Steps of one level can come back together: commas within a level,
-    // arrows between levels, a cycle's members joined by "+".
-    let mut levels: Vec<Vec<String>> = Vec::new();
-    for s in &i.recovery_steps {
-        if levels.len() <= s.level {
-            levels.resize(s.level + 1, Vec::new());
-        }
-        levels[s.level].push(s.services.join(" + "));
-    }
-    let order: Vec<String> = levels.iter().filter(|l| !l.is_empty()).map(|l| l.join(", ")).collect();
-    let _ = writeln!(out, "Bring back: {}.", order.join(" → "));
-    let list = |v: &[String]| if v.is_empty() { "(none)".to_string() } else { v.join(", ") };
-    let _ = writeln!(out, "Dependents: {}", list(&i.dependents));
-    let _ = writeln!(out, "Dependencies: {}", list(&i.dependencies));
-    let _ = writeln!(out, "Direct traffic: {}", rate_text(i.blast_radius_rps));
     out
 }
 
@@ -430,6 +318,7 @@ mod tests {
             last_seen_ns: 0,
             rate,
             error_rate,
+            client_only_error_rate: 0.0,
             p50_s: None,
             p90_s: None,
             p99_s,

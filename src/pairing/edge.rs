@@ -26,6 +26,8 @@ pub struct HalfEdge {
     pub conn: ConnType,
     pub last_kind: SpanKind,
     pub failed: bool,
+    /// The server/consumer span itself reported the failure.
+    pub server_failed: bool,
     /// A server/consumer span with no parent made this edge.
     pub root: bool,
     pub seen_client: bool,
@@ -53,6 +55,7 @@ impl Default for HalfEdge {
             conn: ConnType::Plain,
             last_kind: SpanKind::Unspecified,
             failed: false,
+            server_failed: false,
             root: false,
             seen_client: false,
             seen_server: false,
@@ -122,6 +125,7 @@ impl HalfEdge {
         } else {
             self.seen_server = true;
             self.server_last = true;
+            self.server_failed |= w.error;
             self.root |= w.root;
             self.server = w.service;
             self.server_dur_ns = w.duration_ns();

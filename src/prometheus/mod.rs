@@ -257,6 +257,8 @@ impl Store {
                 last_seen_ns: at_ns,
                 rate: e.rate,
                 error_rate,
+                // The series record a failure, not which side reported it.
+                client_only_error_rate: 0.0,
                 p50_s: e.quantiles.get(&key(0.5)).copied(),
                 p90_s: e.quantiles.get(&key(0.9)).copied(),
                 p99_s: e.quantiles.get(&key(0.99)).copied(),

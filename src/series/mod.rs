@@ -24,6 +24,9 @@ pub struct EdgeEvent {
     pub server: u32,
     pub conn: ConnType,
     pub failed: bool,
+    /// Failed on the client side only: both sides were seen and the server's
+    /// span reported no error (the map tells these apart; the series do not).
+    pub client_only_failure: bool,
     /// The `virtual_node` label value (None unless that label is enabled).
     pub virtual_side: Virtual,
     /// Which side was inferred, whatever the labels say.
@@ -48,6 +51,9 @@ pub struct Events {
     pub dims: Vec<u32>,
     pub unpaired: Vec<SideKey>,
     pub dropped: Vec<SideKey>,
+    /// For the map only: requests entering from `user` (root server spans)
+    /// that make no series because the preset's virtual nodes are off.
+    pub entries: Vec<EdgeEvent>,
 }
 
 impl Events {

@@ -6,6 +6,7 @@ fn ev(client: u32, server: u32, failed: bool, s: f64) -> EdgeEvent {
         server,
         conn: ConnType::Plain,
         failed,
+        client_only_failure: false,
         virtual_side: Virtual::None,
         inferred: Virtual::None,
         protocol: 0,

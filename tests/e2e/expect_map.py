@@ -247,7 +247,7 @@ def _round_for_people(v):
 
 
 def _rps(v):
-    return f"{_round_for_people(v)} req/s"
+    return f"{_round_for_people(v)} rps"
 
 
 def _duration(s):

@@ -32,6 +32,9 @@ pub struct EdgeView {
     pub rate: f64,
     /// Failed share of requests over the window (0 when there were none).
     pub error_rate: f64,
+    /// The part of `error_rate` only the client side reported: the server's
+    /// own span said the request went well.
+    pub client_only_error_rate: f64,
     pub p50_s: Option<f64>,
     pub p90_s: Option<f64>,
     pub p99_s: Option<f64>,
@@ -74,14 +77,16 @@ impl Graph {
         self.window.length.as_secs_f64().max(1e-9)
     }
 
-    /// An edge's requests, errors and latency sketch over the window.
-    pub(super) fn edge_totals(e: &EdgeState, (oldest, newest): (u64, u64)) -> (f64, f64, [u32; SKETCH_BUCKETS]) {
+    /// An edge's requests, errors (all, and those only the client reported)
+    /// and latency sketch over the window.
+    pub(super) fn edge_totals(e: &EdgeState, (oldest, newest): (u64, u64)) -> (f64, [f64; 2], [u32; SKETCH_BUCKETS]) {
         let mut requests = 0.0;
-        let mut errors = 0.0;
+        let mut errors = [0.0; 2];
         let mut sketch = [0u32; SKETCH_BUCKETS];
         for s in e.slots.iter().filter(|s| s.index >= oldest && s.index <= newest) {
             requests += s.requests;
-            errors += s.errors;
+            errors[0] += s.errors;
+            errors[1] += s.client_only_errors;
             for (a, b) in sketch.iter_mut().zip(s.latency.iter()) {
                 *a += b;
             }
@@ -136,8 +141,9 @@ impl Graph {
         let mut incoming: Vec<Option<Box<Incoming>>> = vec![None; self.nodes.len()];
         for e in &self.edges {
             let (client, server) = (&self.nodes[e.client].name, &self.nodes[e.server].name);
-            let (requests, errors, sketch) = Self::edge_totals(e, window);
+            let (requests, [errors, client_only], sketch) = Self::edge_totals(e, window);
             let error_rate = if requests > 0.0 { errors / requests } else { 0.0 };
+            let client_only_error_rate = if requests > 0.0 { client_only / requests } else { 0.0 };
             let slo = catalog.edge_slo(client, server);
             let [p50_s, p90_s, p99_s, at_slo] = quantiles(&sketch, [0.5, 0.9, 0.99, slo.latency_percentile]);
             let slowest = Self::slowest(e, window);
@@ -167,6 +173,7 @@ impl Graph {
                     last_seen_ns: e.last_seen_ns,
                     rate: requests / window_s,
                     error_rate,
+                    client_only_error_rate,
                     p50_s,
                     p90_s,
                     p99_s,

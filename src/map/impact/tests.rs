@@ -38,6 +38,7 @@ fn view(edges: &[(&str, &str, f64)], unhealthy: &[&str]) -> View {
                 last_seen_ns: 0,
                 rate: *r,
                 error_rate: 0.0,
+                client_only_error_rate: 0.0,
                 p50_s: None,
                 p90_s: None,
                 p99_s: Some(0.02),
@@ -118,7 +119,7 @@ fn a_failing_leaf_is_the_suspect_of_everything_above_it() {
     failing(&mut v, "db", 0.5);
     let web = imp(&v, "web");
     assert_eq!((web.root_cause_direction, web.suspects.clone()), (Direction::Downstream, vec!["db".to_string()]));
-    assert_eq!(web.evidence, ["db: 50% of 10 req/s failed (objective: at most 1%), p99 20ms against 1s"]);
+    assert_eq!(web.evidence, ["db: 50% of 10 rps failed (objective: at most 1%), p99 20ms against 1s"]);
     let db = imp(&v, "db");
     assert_eq!((db.root_cause_direction, db.suspects.clone()), (Direction::Here, vec!["db".to_string()]));
     // api and batch call db and fail; web is red itself.
@@ -135,6 +136,30 @@ fn a_failing_cycle_is_one_cause() {
         (i.root_cause_direction, i.suspects.clone()),
         (Direction::Downstream, vec!["api".into(), "auth".into()])
     );
+    // Seen from inside the cycle, the cause is here: the cycle itself.
+    let api = imp(&v, "api");
+    assert_eq!((api.root_cause_direction, api.suspects), (Direction::Here, vec!["api".into(), "auth".into()]));
+}
+
+#[test]
+fn failures_only_the_callers_saw_point_upstream() {
+    let mut v = view(EDGES, &["api"]);
+    // web's calls to api fail on web's side; api's own spans say they went well.
+    for e in v.edges.iter_mut().filter(|e| e.server == "api") {
+        (e.error_rate, e.health) = (0.2, Health::Red);
+        e.client_only_error_rate = if e.client == "web" { 0.2 } else { 0.0 };
+    }
+    v.edges.iter_mut().find(|e| e.client == "auth").unwrap().error_rate = 0.0;
+    let i = imp(&v, "api");
+    assert_eq!((i.root_cause_direction, i.suspects.clone()), (Direction::Upstream, vec!["web".to_string()]));
+    assert_eq!(i.evidence, ["web: 20% of its 10 rps to api failed on its side, while api recorded no failure"]);
+    // web, whose own calls fail, finds the cause in itself.
+    let web = imp(&v, "web");
+    assert_eq!((web.root_cause_direction, web.suspects), (Direction::Here, vec!["web".to_string()]));
+    assert_eq!(web.evidence, i.evidence);
+    // Once api records one failure of its own, the cause is here.
+    v.edges.iter_mut().find(|e| e.client == "auth").unwrap().error_rate = 0.5;
+    assert_eq!(imp(&v, "api").root_cause_direction, Direction::Here);
 }
 
 #[test]
@@ -165,6 +190,9 @@ fn users_are_not_dependents_but_their_traffic_is_counted() {
     let db = imp(&v, "db");
     assert_eq!((db.user_facing_rps, db.user_facing_share), (5.0, 0.5));
     assert!(!db.recovery_order.contains(&"user".to_string()));
+    // Asked about the virtual client itself: it is never a step to bring back.
+    let user = imp(&v, "user");
+    assert_eq!(user.recovery_order, ["cache", "db", "api", "auth", "batch", "web"]);
 }
 
 #[test]
@@ -183,10 +211,7 @@ fn a_surge_from_a_caller_points_upstream() {
     v.at_ns = 400 * 1_000_000_000;
     let i = impact(&v, &history, &Catalog::default(), "api");
     assert_eq!((i.root_cause_direction, i.suspects.clone()), (Direction::Upstream, vec!["web".to_string()]));
-    assert_eq!(
-        i.evidence,
-        ["api receives 51 req/s, 4.6× its usual 11 req/s; web sends 50 req/s, against a usual 10 req/s"]
-    );
+    assert_eq!(i.evidence, ["api receives 51 rps, 4.6× its usual 11 rps; web sends 50 rps, against a usual 10 rps"]);
     // Without a baseline, the same trouble is the service's own.
     assert_eq!(imp(&v, "api").root_cause_direction, Direction::Here);
 }

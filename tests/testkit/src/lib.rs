@@ -24,6 +24,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status};
 use prost::Message;
 
+pub mod incidents;
+
 /// SplitMix64: a small, fast generator with a 64-bit state; plenty for
 /// synthetic data.
 #[derive(Debug, Clone)]
