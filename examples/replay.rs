@@ -2,14 +2,15 @@
 //! one thread and prints the time per span: a steady-state run to point a
 //! profiler at.
 //!
-//!     cargo run --release --example replay -- [N] [--no-graph] [--wire-only | --render FORMAT]
+//!     cargo run --release --example replay -- [N] [--no-graph] [--no-exemplars] [--wire-only | --render FORMAT]
 //!
 //! The engine is warmed with one pass over the ring first; only the N
 //! batches after it (default 2000) are timed. With `--wire-only`, only the
 //! wire reader runs. With `--render prometheus|openmetrics|otlp`, the
 //! engine of the render benchmark (10 000 edges) is rendered N times
 //! (default 20) instead. With `--no-graph`, the engine keeps no service map
-//! (config `graph: false`), to measure what the map costs.
+//! (config `graph: false`), to measure what the map costs; with
+//! `--no-exemplars`, it keeps none (config `exemplars: false`).
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;
@@ -26,6 +27,7 @@ fn main() {
     let wire_only = args.iter().any(|a| a == "--wire-only");
     let mut config = workload::config();
     config.graph = !args.iter().any(|a| a == "--no-graph");
+    config.exemplars = !args.iter().any(|a| a == "--no-exemplars");
     let render = args.iter().position(|a| a == "--render").map(|i| match args.get(i + 1).map(|s| s.as_str()) {
         Some("openmetrics") => Format::OpenMetrics,
         Some("otlp") => Format::OtlpMetrics,
