@@ -18,8 +18,9 @@ DEMO_DURATION ?= 10m
 # into the 10-minute demo), so the map shows a deploy.
 DEMO_ROLLOUT_AT ?= 0.1
 # Go's build cache does not hash the Rust archive that cgo links, so a stale
-# library could be reused after a Rust rebuild. A define carrying the
-# archive's checksum changes the cache key of every cgo package instead.
+# library could be linked after a Rust rebuild. A define carrying the
+# archive's checksum, which go-shim/internal/engine keeps in its object,
+# changes that package's content, and so every test and binary linking it.
 CGO_ENV = CGO_ENABLED=1 CGO_CFLAGS="-O2 -g -DSERVICEMAP_LIB_SHA256=$$(sha256sum $(CURDIR)/$(RUST_LIB) | cut -c1-16)"
 
 .PHONY: help build rust header options collector demotraffic test lint lint-rust test-rust test-go test-go-latest test-e2e demo bench setup-test clean

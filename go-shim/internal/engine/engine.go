@@ -29,6 +29,16 @@ package engine
 #cgo nocallback sm_buf_free
 
 #include "servicemap.h"
+
+// The checksum of the Rust archive (the Makefile defines it), kept in this
+// package's object so that a new archive changes the object's content: go
+// build decides whether to link again from the content of the packages, and
+// the archive that cgo links is not one of them.
+#ifdef SERVICEMAP_LIB_SHA256
+#define SM_STRINGIFY_(x) #x
+#define SM_STRINGIFY(x) SM_STRINGIFY_(x)
+__attribute__((used)) static const char sm_lib_sha256[] = SM_STRINGIFY(SERVICEMAP_LIB_SHA256);
+#endif
 */
 import "C"
 
