@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -155,6 +156,31 @@ def prom_shop_traffic(prometheus, prom_collector):
     finally:
         other.stop()
         fleet.shutdown()
+
+
+@pytest.fixture(scope="session")
+def settled(prometheus, prom_shop_traffic):
+    """`prometheus` once it holds all of the shop's traffic: every edge's
+    request rate above zero (so both of each series' samples, 0 and then its
+    value, were scraped) and the histograms complete. Its `settled_at` is
+    when that was first true: a rate over the last minute falls back to zero
+    a minute after the traffic ends, and the tests that read one run later
+    than that, so they evaluate it then."""
+    rate_query = "sum by (client, server) (rate(traces_service_graph_request_total[1m]))"
+    count_query = "sum by (client, server) (traces_service_graph_request_server_seconds_count)"
+    edges = {(c, s) for c, s, _ in traffic.EXPECTED}
+    want_counts = {(c, s): float(len(reqs)) for (c, s, _), reqs in traffic.EXPECTED.items()}
+
+    def ready():
+        at = round(time.time(), 3)
+        rates = harness.by_edge(prometheus.query(rate_query, at=at))
+        counts = harness.by_edge(prometheus.query(count_query, at=at))
+        if set(rates) == edges and all(v > 0 for v in rates.values()) and counts == want_counts:
+            return at
+        return None
+
+    prometheus.settled_at = poll(ready, 90.0, interval=0.5, what="all edges with a positive rate in Prometheus")
+    return prometheus
 
 
 class Scraper(threading.Thread):

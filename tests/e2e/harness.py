@@ -264,6 +264,16 @@ def prom_query(base_url, promql, timeout=5.0, at=None):
     return doc["data"]["result"]
 
 
+def by_edge(result, labels=("client", "server")):
+    """{(label values): float value} of a query result, failing on duplicates."""
+    out = {}
+    for row in result:
+        key = tuple(row["metric"].get(name, "") for name in labels)
+        assert key not in out, f"duplicate row {row}"
+        out[key] = float(row["value"][1])
+    return out
+
+
 def bucket_quantile(q, bounds_counts):
     """Prometheus's histogram_quantile for one series: bounds_counts is a
     sorted list of (upper bound, cumulative count), ending with +Inf."""

@@ -8,7 +8,7 @@ import time
 
 import harness
 from test_map_from_prometheus import from_prometheus
-from test_prometheus import EDGES, settled  # noqa: F401  (the fixture: every edge scraped)
+from test_prometheus import EDGES
 
 BUCKETS = "traces_service_graph_request_server_seconds_bucket"
 
@@ -27,7 +27,7 @@ def stored_exemplars(prom):
     return out
 
 
-def test_prometheus_stores_exemplars_of_the_traces_sent(settled, prom_shop_traffic):  # noqa: F811
+def test_prometheus_stores_exemplars_of_the_traces_sent(settled, prom_shop_traffic):
     sent = prom_shop_traffic.trace_ids()
 
     def every_edge():
@@ -40,7 +40,7 @@ def test_prometheus_stores_exemplars_of_the_traces_sent(settled, prom_shop_traff
             assert value >= 0, (edge, value)
 
 
-def test_the_map_links_each_edge_to_its_slowest_stored_request(settled, prom_shop_traffic):  # noqa: F811
+def test_the_map_links_each_edge_to_its_slowest_stored_request(settled, prom_shop_traffic):
     sent = prom_shop_traffic.trace_ids()
     harness.poll(lambda: set(stored_exemplars(settled)) == EDGES, 60, interval=0.5,
                  what="an exemplar of every edge in Prometheus")

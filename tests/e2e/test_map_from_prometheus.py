@@ -11,7 +11,7 @@ import pytest
 
 import harness
 import traffic
-from test_prometheus import EDGES, settled  # noqa: F401  (the fixture: every edge scraped)
+from test_prometheus import EDGES
 
 CLI = os.environ.get("SERVICEMAP_CLI", os.path.join(harness.ROOT, "target", "release", "servicemap"))
 
@@ -25,7 +25,7 @@ def cli(*args, check=True):
     return r
 
 
-def from_prometheus(settled, *args):  # noqa: F811
+def from_prometheus(settled, *args):
     return json.loads(cli(*args, "--prometheus", settled.url, "--window", "5m").stdout)
 
 
@@ -35,7 +35,7 @@ def processor_api(prom_collector, path):
     return json.loads(body)
 
 
-def test_graph_has_every_edge_and_node_kind(settled, prom_collector):  # noqa: F811
+def test_graph_has_every_edge_and_node_kind(settled, prom_collector):
     graph = from_prometheus(settled, "graph", "--format", "json")
     assert {(e["client"], e["server"]) for e in graph["edges"]} == EDGES
     own = processor_api(prom_collector, "/api/graph")
@@ -49,7 +49,7 @@ def test_graph_has_every_edge_and_node_kind(settled, prom_collector):  # noqa: F
 
 
 @pytest.mark.parametrize("service", ["checkout", "payment", "frontend"])
-def test_impact_answers_as_the_processor(settled, prom_collector, service):  # noqa: F811
+def test_impact_answers_as_the_processor(settled, prom_collector, service):
     remote = from_prometheus(settled, "impact", service, "--format", "json")
     own = processor_api(prom_collector, f"/api/impact?service={service}")
     for key in ("dependents", "dependencies", "recovery_order", "recovery_steps", "callers", "found"):
@@ -57,7 +57,7 @@ def test_impact_answers_as_the_processor(settled, prom_collector, service):  # n
     assert set(remote) == set(own)
 
 
-def test_serve_gives_the_page_and_the_api(settled):  # noqa: F811
+def test_serve_gives_the_page_and_the_api(settled):
     proc = subprocess.Popen([CLI, "serve", "--prometheus", settled.url, "--listen", "127.0.0.1:0", "--window", "5m"],
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -84,7 +84,7 @@ def test_an_unreachable_store_is_a_clear_error():
     assert f"servicemap: error: metrics store: cannot reach http://127.0.0.1:{port}/api/v1/query" in r.stderr
 
 
-def test_a_refused_query_names_the_store_and_its_reason(settled):  # noqa: F811
+def test_a_refused_query_names_the_store_and_its_reason(settled):
     # Ten hours of baselines in steps of a second: more points than Prometheus answers.
     r = cli("impact", "payment", "--prometheus", settled.url, "--history", "10h", "--step", "1s", check=False)
     assert r.returncode == 1 and r.stdout == ""
@@ -92,7 +92,7 @@ def test_a_refused_query_names_the_store_and_its_reason(settled):  # noqa: F811
     assert "(HTTP 400, bad_data)" in r.stderr, r.stderr
 
 
-def test_diff_since_before_the_traffic(settled):  # noqa: F811
+def test_diff_since_before_the_traffic(settled):
     # An hour ago Prometheus held nothing: every edge the traffic made appeared since.
     diff = from_prometheus(settled, "diff", "--from", "1h")
     assert {(e["client"], e["server"]) for e in diff["edges_added"]} == EDGES

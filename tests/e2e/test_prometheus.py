@@ -5,14 +5,10 @@ and its node/edge links)."""
 import math
 import subprocess
 
-import pytest
-
 import expect
 import harness
 import traffic
 from harness import tool
-
-QUERY_TIMEOUT = 90.0
 
 # (client, server) of every edge, and of the edges with failures.
 EDGES = {(c, s) for c, s, _ in traffic.EXPECTED}
@@ -21,53 +17,28 @@ FAILED_EDGES = {(c, s) for (c, s, conn) in traffic.EXPECTED if traffic.totals((c
 ZERO_SERVER_EDGES = {(c, s) for (c, s, conn), reqs in traffic.EXPECTED.items() if all(r[1] == 0 for r in reqs)}
 
 
-def by_edge(result, labels=("client", "server")):
-    """{(label values): float value} of a query result, failing on duplicates."""
-    out = {}
-    for row in result:
-        key = tuple(row["metric"].get(name, "") for name in labels)
-        assert key not in out, f"duplicate row {row}"
-        out[key] = float(row["value"][1])
-    return out
-
-
-@pytest.fixture(scope="module")
-def settled(prometheus, prom_shop_traffic):
-    """Waits until the request rate of every edge is above zero in
-    Prometheus (so both of each series' samples, 0 and then its value,
-    have been scraped), and the histograms are complete."""
-    rate_query = "sum by (client, server) (rate(traces_service_graph_request_total[1m]))"
-    count_query = "sum by (client, server) (traces_service_graph_request_server_seconds_count)"
-
-    def ready():
-        rates = by_edge(prometheus.query(rate_query))
-        counts = by_edge(prometheus.query(count_query))
-        want_counts = {(c, s): float(len(reqs)) for (c, s, _), reqs in traffic.EXPECTED.items()}
-        return set(rates) == EDGES and all(v > 0 for v in rates.values()) and counts == want_counts
-
-    harness.poll(ready, QUERY_TIMEOUT, interval=0.5, what="all edges with a positive rate in Prometheus")
-    return prometheus
-
-
 def test_target_is_up(settled):
     assert settled.query('up{job="servicemap"}')[0]["value"][1] == "1"
 
 
 def test_request_rate(settled):
-    rates = by_edge(settled.query("sum by (client, server) (rate(traces_service_graph_request_total[1m]))"))
+    rates = harness.by_edge(settled.query("sum by (client, server) (rate(traces_service_graph_request_total[1m]))",
+                                           at=settled.settled_at))
     assert set(rates) == EDGES
     assert all(v > 0 for v in rates.values()), rates
 
 
 def test_failed_request_rate(settled):
-    rates = by_edge(settled.query("sum by (client, server) (rate(traces_service_graph_request_failed_total[1m]))"))
+    rates = harness.by_edge(settled.query("sum by (client, server) (rate(traces_service_graph_request_failed_total[1m]))",
+                                           at=settled.settled_at))
     assert set(rates) == FAILED_EDGES
     assert all(v > 0 for v in rates.values()), rates
 
 
 def test_server_seconds_rate(settled):
-    rates = by_edge(
-        settled.query("sum by (client, server) (rate(traces_service_graph_request_server_seconds_sum[1m]))"))
+    rates = harness.by_edge(
+        settled.query("sum by (client, server) (rate(traces_service_graph_request_server_seconds_sum[1m]))",
+                      at=settled.settled_at))
     assert set(rates) == EDGES
     for edge, value in rates.items():
         if edge in ZERO_SERVER_EDGES:
@@ -78,9 +49,9 @@ def test_server_seconds_rate(settled):
 
 def test_counter_values(settled):
     # The stored counters are the exact request and failure counts.
-    totals = by_edge(settled.query("sum by (client, server) (traces_service_graph_request_total)"))
+    totals = harness.by_edge(settled.query("sum by (client, server) (traces_service_graph_request_total)"))
     assert totals == {(c, s): float(traffic.totals((c, s, conn))[0]) for (c, s, conn) in traffic.EXPECTED}
-    failed = by_edge(settled.query("sum by (client, server) (traces_service_graph_request_failed_total)"))
+    failed = harness.by_edge(settled.query("sum by (client, server) (traces_service_graph_request_failed_total)"))
     assert failed == {(c, s): float(traffic.totals((c, s, conn))[1])
                       for (c, s, conn) in traffic.EXPECTED if (c, s) in FAILED_EDGES}
 
@@ -91,7 +62,7 @@ def test_increase_over_the_run_counts_every_request_with_a_second_scraper(settle
     # answer is exact when Prometheus saw each series at zero before its
     # first requests, which a second scraper must not prevent.
     last = max(float(row["value"][1]) for row in settled.query("timestamp(traces_service_graph_request_total)"))
-    got = by_edge(settled.query("sum by (client, server) (increase(traces_service_graph_request_total[30m]))",
+    got = harness.by_edge(settled.query("sum by (client, server) (increase(traces_service_graph_request_total[30m]))",
                                 at=last))
     assert got == {(c, s): float(traffic.totals((c, s, conn))[0]) for (c, s, conn) in traffic.EXPECTED}
 
@@ -137,8 +108,8 @@ def test_connection_types(settled):
 
 def test_server_latency_p90(settled):
     rows = settled.query("histogram_quantile(0.9, sum(rate(traces_service_graph_request_server_seconds_bucket[1m]))"
-                         " by (le, client, server))")
-    got = by_edge(rows)
+                         " by (le, client, server))", at=settled.settled_at)
+    got = harness.by_edge(rows)
     assert set(got) == EDGES
     for (client, server, _), reqs in traffic.EXPECTED.items():
         counts = [(b, sum(1 for r in reqs if r[1] <= b)) for b in expect.TEMPO_BUCKETS] + [(math.inf, len(reqs))]
@@ -151,15 +122,17 @@ def test_server_latency_p90(settled):
 
 def test_grafana_node_links(settled):
     # The node graph's context links, with a server filter and a short range.
-    rate = by_edge(settled.query(
-        'sum by (client, server)(rate(traces_service_graph_request_total{server="checkout"}[1m]))'))
+    rate = harness.by_edge(settled.query(
+        'sum by (client, server)(rate(traces_service_graph_request_total{server="checkout"}[1m]))',
+        at=settled.settled_at))
     assert set(rate) == {("frontend", "checkout")} and rate[("frontend", "checkout")] > 0
-    failed = by_edge(settled.query(
-        'sum by (client, server)(rate(traces_service_graph_request_failed_total{server="checkout"}[1m]))'))
+    failed = harness.by_edge(settled.query(
+        'sum by (client, server)(rate(traces_service_graph_request_failed_total{server="checkout"}[1m]))',
+        at=settled.settled_at))
     assert set(failed) == {("frontend", "checkout")} and failed[("frontend", "checkout")] > 0
-    p90 = by_edge(settled.query(
+    p90 = harness.by_edge(settled.query(
         'histogram_quantile(0.9, sum(rate(traces_service_graph_request_server_seconds_bucket{server="payment"}[1m]))'
-        ' by (le, client, server))'))
+        ' by (le, client, server))', at=settled.settled_at))
     assert set(p90) == {("checkout", "payment")}
     # 0.0625 s lies in (0, 0.1].
     assert math.isclose(p90[("checkout", "payment")], 0.09, rel_tol=1e-9)
