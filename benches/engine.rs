@@ -121,7 +121,7 @@ fn read_batch(c: &mut Criterion) {
 }
 
 fn render(c: &mut Criterion) {
-    let (engine, now) = workload::mesh(100, 100);
+    let (engine, now) = workload::mesh(100, 100, workload::config());
     let series = engine.stats().active_series;
     let mut g = c.benchmark_group("render");
     g.sample_size(30);

@@ -7,7 +7,7 @@
 //! The engine is warmed with one pass over the ring first; only the N
 //! batches after it (default 2000) are timed. With `--wire-only`, only the
 //! wire reader runs. With `--render prometheus|openmetrics|otlp`, the
-//! engine of the render benchmark (10 000 edges) is rendered N times
+//! engine of the render benchmark (10 000 edges, with the same options) is rendered N times
 //! (default 20) instead. With `--no-graph`, the engine keeps no service map
 //! (config `graph: false`), to measure what the map costs; with
 //! `--no-exemplars`, it keeps none (config `exemplars: false`).
@@ -35,7 +35,7 @@ fn main() {
     });
     if let Some(format) = render {
         let times: u32 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(20);
-        let (engine, now) = workload::mesh(100, 100);
+        let (engine, now) = workload::mesh(100, 100, config);
         let start = Instant::now();
         let mut bytes = 0;
         for _ in 0..times {

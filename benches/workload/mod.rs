@@ -83,8 +83,8 @@ fn kv(key: &str, v: &str) -> KeyValue {
 
 /// An engine holding `clients × servers` distinct edges: every client service
 /// calls every server service a few times, some calls failing.
-pub fn mesh(clients: usize, servers: usize) -> (Engine, u64) {
-    let engine = Engine::new(config());
+pub fn mesh(clients: usize, servers: usize, config: Config) -> (Engine, u64) {
+    let engine = Engine::new(config);
     let now = T0;
     let mut n: u64 = 0;
     for round in 0..3u64 {

@@ -72,11 +72,13 @@ impl Engine {
     pub fn render(&self, format: Format, now_ns: u64) -> Vec<u8> {
         match format {
             Format::Prometheus | Format::OpenMetrics => {
-                let snap = self.snapshot(now_ns, self.config.initial_zero);
-                exposition::text::render(&snap, format == Format::OpenMetrics).into_bytes()
+                // The text format 0.0.4 has no exemplars: they are not copied for it.
+                let open_metrics = format == Format::OpenMetrics;
+                let snap = self.snapshot(now_ns, self.config.initial_zero, open_metrics);
+                exposition::text::render(&snap, open_metrics).into_bytes()
             }
             Format::OtlpMetrics => {
-                let snap = self.snapshot(now_ns, false);
+                let snap = self.snapshot(now_ns, false, true);
                 let start = snap.started_ns;
                 let offset = self.config.metrics_timestamp_offset.as_nanos().min(now_ns as u128) as u64;
                 exposition::otlp::encode(&snap, start, now_ns - offset)
@@ -99,13 +101,14 @@ impl Engine {
 
     /// A copy of every series at `now_ns` with label strings resolved, edges
     /// in the order of their label values. With `hold_new`, series created
-    /// less than `initial_zero_hold` before `now_ns` read as zero.
-    pub fn snapshot(&self, now_ns: u64, hold_new: bool) -> Snapshot {
+    /// less than `initial_zero_hold` before `now_ns` read as zero. With
+    /// `exemplars` false, none is copied even when the engine keeps them.
+    pub fn snapshot(&self, now_ns: u64, hold_new: bool, exemplars: bool) -> Snapshot {
         let ids = self.ids.read().unwrap_or_else(|p| p.into_inner());
         let (entries, unpaired, dropped, side_overflow, bounds) = {
             let t = lock(&self.series);
             let hold_ns = self.config.initial_zero_hold.as_nanos().min(u64::MAX as u128) as u64;
-            let entries = t.snapshot(hold_new.then_some((now_ns, hold_ns)));
+            let entries = t.snapshot(hold_new.then_some((now_ns, hold_ns)), exemplars);
             let sides = &t.sides;
             let unpaired: Vec<_> = sides.unpaired.iter().map(|(k, v)| (*k, *v)).collect();
             let dropped: Vec<_> = sides.dropped.iter().map(|(k, v)| (*k, *v)).collect();
@@ -186,7 +189,7 @@ impl Engine {
             messaging: self.config.enable_messaging_system_latency_histogram,
             weighted: self.config.span_multiplier_key.is_some(),
             bounds,
-            exemplar_label: self.config.exemplars.then(|| self.config.trace_id_label_name.clone()),
+            exemplar_label: (exemplars && self.config.exemplars).then(|| self.config.trace_id_label_name.clone()),
             dim_labels: self.dim_labels.clone(),
             edges,
             unpaired,

@@ -204,6 +204,30 @@ pub struct Entry {
     pub inferred: bool,
 }
 
+impl Entry {
+    /// A copy without the exemplars, for the formats that do not carry them:
+    /// they are most of a series' bytes.
+    fn without_exemplars(&self) -> Entry {
+        let v = &self.values;
+        Entry {
+            key: self.key.clone(),
+            inferred: self.inferred,
+            values: Values {
+                request: v.request,
+                failed: v.failed,
+                server: v.server.clone(),
+                client: v.client.clone(),
+                messaging: v.messaging.clone(),
+                created_ns: v.created_ns,
+                updated_ns: v.updated_ns,
+                failed_since_ns: v.failed_since_ns,
+                messaging_since_ns: v.messaging_since_ns,
+                exemplars: None,
+            },
+        }
+    }
+}
+
 fn hash_parts(
     h: &RandomState,
     client: u32,
@@ -440,10 +464,10 @@ impl SeriesTable {
     /// first), and sees the same as any other scraper, whoever came first.
     /// The failure counter and the messaging histogram are held from their
     /// own creation. A read: nothing changes.
-    pub fn snapshot(&self, hold: Option<(u64, u64)>) -> Vec<Entry> {
+    pub fn snapshot(&self, hold: Option<(u64, u64)>, exemplars: bool) -> Vec<Entry> {
         let mut out = Vec::with_capacity(self.table.len());
         for x in self.table.iter() {
-            let mut copy = x.clone();
+            let mut copy = if exemplars { x.clone() } else { x.without_exemplars() };
             if let Some((now, hold_ns)) = hold {
                 let held = |since: u64| since != 0 && now < since.saturating_add(hold_ns);
                 let c = &mut copy.values;

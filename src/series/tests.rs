@@ -62,7 +62,7 @@ fn failed_label_splits_series_and_cap_refuses() {
     t.apply(&events, 0, true, 100);
     assert_eq!(t.edge_series(), 2);
     assert_eq!(t.refused, 1);
-    let snap = t.snapshot(None);
+    let snap = t.snapshot(None, true);
     let ok = snap.iter().find(|x| !x.key.failed).unwrap();
     assert_eq!(ok.values.request, 2.0);
     assert_eq!(&*ok.values.client.buckets, &[1.0, 1.0]);
@@ -75,7 +75,7 @@ fn without_failed_label_one_series_counts_failures() {
     let mut t = SeriesTable::new(&[1.0], false, 10, 10);
     let events = Events { edges: vec![ev(1, 2, false, 0.5), ev(1, 2, true, 0.5)], ..Default::default() };
     t.apply(&events, 0, false, 100);
-    let snap = t.snapshot(None);
+    let snap = t.snapshot(None, true);
     assert_eq!(snap.len(), 1);
     assert_eq!((snap[0].values.request, snap[0].values.failed), (2.0, 1.0));
 }
@@ -145,7 +145,7 @@ fn a_new_series_reads_as_zero_for_the_hold_whoever_reads_it() {
     t.apply(&Events { edges: vec![ev(1, 2, false, 0.5)], ..Default::default() }, 0, false, 100);
     t.apply(&Events { edges: vec![ev(1, 2, true, 0.5)], ..Default::default() }, 0, false, 150);
     let read = |t: &SeriesTable, now| {
-        let s = t.snapshot(Some((now, 60)));
+        let s = t.snapshot(Some((now, 60)), true);
         (s[0].values.request, s[0].values.failed, s[0].values.client.count)
     };
     // Reads change nothing: the same answer however often, in any order.
@@ -157,6 +157,6 @@ fn a_new_series_reads_as_zero_for_the_hold_whoever_reads_it() {
     assert_eq!(read(&t, 160), (2.0, 0.0, 2.0));
     assert_eq!(read(&t, 210), (2.0, 1.0, 2.0));
     assert_eq!(read(&t, 159), (0.0, 0.0, 0.0));
-    assert!(t.snapshot(Some((159, 60)))[0].values.has_failed());
-    assert_eq!(t.snapshot(None)[0].values.request, 2.0);
+    assert!(t.snapshot(Some((159, 60)), true)[0].values.has_failed());
+    assert_eq!(t.snapshot(None, true)[0].values.request, 2.0);
 }
