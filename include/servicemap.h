@@ -93,6 +93,11 @@
 #define SM_MAX_VALUE_DEPTH 32
 
 /**
+ * [`SpanRec::name`] of a span whose name was not kept.
+ */
+#define NO_NAME UINT32_MAX
+
+/**
  * Result of every fallible call.
  */
 typedef enum sm_status {
@@ -282,8 +287,9 @@ enum sm_status sm_engine_observe_edges(const struct sm_engine *engine,
 
 /**
  * Writes to `*out` the attribute keys this engine reads from a batch, as a
- * JSON object `{"resource":[KEY...],"span":[KEY...]}`: resource attributes
- * and span attributes with other keys never change its output, so a caller
+ * JSON object `{"resource":[KEY...],"span":[KEY...],"span_name":BOOL}`:
+ * resource attributes and span attributes with other keys (and, when
+ * `span_name` is false, span names) never change its output, so a caller
  * that encodes batches itself may leave them out. The list follows the
  * configuration and does not change over the engine's life. `*out` is a new
  * buffer the caller frees with `sm_buf_free`. Thread-safe.

@@ -393,3 +393,36 @@ fn openmetrics_after_expiry(config: &str, fixture_name: &str) -> (String, u64) {
     assert!(!String::from_utf8(engine.render(servicemap::Format::Prometheus, now)).unwrap().contains(" # {"));
     (String::from_utf8(engine.render(servicemap::Format::OpenMetrics, now)).unwrap(), now)
 }
+
+/// `TestServiceGraphs_applyFilterPolicy`: the request totals of
+/// requester→server, server→postgres and requester→recorder with no policy,
+/// including only one service, or excluding one. A span filtered out takes
+/// its other side with it: nothing is left to expire as unpaired.
+#[test]
+fn filter_policies() {
+    let total = |out: &Outcome, edge: &[(&str, &str)]| {
+        out.metrics.get(&key("traces_service_graph_request_total", edge)).copied().unwrap_or(0.0)
+    };
+    let policy = |kind: &str, service: &str| {
+        format!(
+            r#"{{"initial_zero":false,"filter_policies":[{{"{kind}":{{"match_type":"strict","attributes":[{{"key":"resource.service.name","value":"{service}"}}]}}}}]}}"#
+        )
+    };
+    // Expired: D, E, G and H (calls that never pair) unless filtered out.
+    for (config, want, dropped, expired) in [
+        (r#"{"initial_zero":false}"#.to_string(), [1.0, 1.0, 1.0], 0, 4),
+        // B and I are filtered out, taking A and F with them; G and H expire.
+        (policy("include", "mythical-requester"), [0.0, 0.0, 0.0], 2, 2),
+        // A, F, G, H and I are filtered out; B finds A's marker; D and E expire.
+        (policy("include", "mythical-server"), [0.0, 1.0, 0.0], 1, 2),
+        // A, F, G and H are filtered out; B and I find their markers.
+        (policy("exclude", "mythical-requester"), [0.0, 1.0, 0.0], 2, 2),
+    ] {
+        let out = run(&config, &["tempo/queue-database.json"]);
+        let got = [REQUESTER_SERVER, SERVER_POSTGRES, REQUESTER_RECORDER].map(|e| total(&out, e));
+        assert_eq!(got, want, "{config}");
+        assert_eq!(out.stat("edges_dropped_by_filter"), dropped, "{config}");
+        assert_eq!(out.stat("edges_expired"), expired, "{config}");
+        assert_eq!(out.stat("edges_virtual"), 0, "{config}");
+    }
+}

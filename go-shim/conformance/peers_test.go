@@ -273,6 +273,8 @@ type engineStats struct {
 	SpansDrop   int64 `json:"spans_dropped"`
 	SpansRecv   int64 `json:"spans_received"`
 	EdgesExpire int64 `json:"edges_expired"`
+	// Requests dropped because a filter policy left out one side.
+	EdgesFiltered int64 `json:"edges_dropped_by_filter"`
 }
 
 func (o *ourPeer) stats(t testing.TB) engineStats {

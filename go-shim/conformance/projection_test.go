@@ -28,6 +28,7 @@ func TestProjectionMatchesFullEncoding(t *testing.T) {
 		name  string
 		s     settings
 		steps []step
+		extra map[string]any
 	}
 	var scenarios []scenario
 	for seed := uint64(1); seed <= uint64(differentialSeeds(t)); seed++ {
@@ -36,20 +37,36 @@ func TestProjectionMatchesFullEncoding(t *testing.T) {
 		if bounds == nil {
 			bounds = contribDefaultBuckets
 		}
-		scenarios = append(scenarios, scenario{fmt.Sprintf("seed=%d", seed), s, newGenerator(seed, bounds).scenario(60)})
+		scenarios = append(scenarios, scenario{fmt.Sprintf("seed=%d", seed), s, newGenerator(seed, bounds).scenario(60), nil})
 	}
 	var wl []step
 	for _, td := range workload.Batches(workload.Options{BatchSpans: 500, Batches: 12, Seed: 5}) {
 		wl = append(wl, step{traces: td})
 	}
-	scenarios = append(scenarios, scenario{"workload", benchSettings(), append(wl, step{expire: true})})
+	scenarios = append(scenarios, scenario{"workload", benchSettings(), append(wl, step{expire: true}), nil})
+	// Filter policies read span names and attributes the projection
+	// otherwise leaves out.
+	filtered := []any{
+		map[string]any{"exclude": map[string]any{"match_type": "regex", "attributes": []any{
+			map[string]any{"key": "name", "value": "^(GET|SELECT) "},
+		}}},
+		map[string]any{"exclude": map[string]any{"match_type": "strict", "attributes": []any{
+			map[string]any{"key": "resource.service.name", "value": workload.ServiceName(3)},
+		}}},
+	}
+	scenarios = append(scenarios, scenario{"workload/filtered", benchSettings(), append(wl, step{expire: true}),
+		map[string]any{"filter_policies": filtered}})
 
 	for n, sc := range scenarios {
 		// Every other scenario runs without the live service map, which
 		// needs fewer attributes.
 		graph := n%2 == 0
 		t.Run(fmt.Sprintf("%s/graph=%v", sc.name, graph), func(t *testing.T) {
-			config := engineConfig(sc.s, map[string]any{"graph": graph})
+			extra := map[string]any{"graph": graph}
+			for k, v := range sc.extra {
+				extra[k] = v
+			}
+			config := engineConfig(sc.s, extra)
 			full := newOurPeer(t, config, sc.s.ttl)
 			proj := newOurPeer(t, config, sc.s.ttl)
 			encode, err := projection.ForEngine(proj.eng)
@@ -106,6 +123,22 @@ func TestProjectionMatchesFullEncoding(t *testing.T) {
 					if !bytes.Equal(a, b) {
 						t.Fatalf("step %d: %s differs (full vs projected):\n%s\n%s", i+1, f, a, b)
 					}
+				}
+			}
+			if sc.extra["filter_policies"] != nil {
+				stats, err := full.eng.Render(engine.FormatStatsJSON, full.now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var m struct {
+					SpansFiltered        float64 `json:"spans_filtered"`
+					EdgesDroppedByFilter float64 `json:"edges_dropped_by_filter"`
+				}
+				if err := json.Unmarshal(stats, &m); err != nil {
+					t.Fatal(err)
+				}
+				if m.SpansFiltered == 0 || m.EdgesDroppedByFilter == 0 {
+					t.Fatalf("the policies filtered nothing: %s", stats)
 				}
 			}
 		})

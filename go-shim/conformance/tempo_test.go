@@ -248,3 +248,99 @@ func TestTempoIntegrationPair(t *testing.T) {
 	wantHistogram(t, c, reqClient, s, []uint64{0, 1, 0}, 2)
 	wantHistogram(t, c, reqServer, s, []uint64{1, 0, 0}, 1)
 }
+
+// Tempo's TestServiceGraphs_applyFilterPolicy: requester→server,
+// server→postgres and requester→recorder with no policy, including one
+// service or excluding one. A side left out drops its other side, so no
+// half-edge is left to expire.
+func TestTempoFilterPolicies(t *testing.T) {
+	const t0 = 1_658_320_854_900_000_000
+	trace := pcommon.TraceID{0x51, 0x7e}
+	td := ptrace.NewTraces()
+	client, server, producer := hexSpan("a100000000000001"), hexSpan("b200000000000002"), hexSpan("f600000000000006")
+	tempoSpan(td, "mythical-requester", trace, client, pcommon.SpanID{}, ptrace.SpanKindClient, t0, 45_834_496, ptrace.StatusCodeUnset, nil)
+	tempoSpan(td, "mythical-server", trace, server, client, ptrace.SpanKindServer, t0+1_000_000, 29_986_048, ptrace.StatusCodeUnset, nil)
+	tempoSpan(td, "mythical-server", trace, hexSpan("c300000000000003"), server, ptrace.SpanKindClient,
+		t0+2_000_000, 23_781_376, ptrace.StatusCodeUnset, map[string]any{"db.name": "postgres", "db.system": "postgresql"})
+	tempoSpan(td, "mythical-requester", trace, producer, client, ptrace.SpanKindProducer, t0+3_000_000, 68_864, ptrace.StatusCodeUnset,
+		map[string]any{"messaging.system": "rabbitmq"})
+	tempoSpan(td, "mythical-recorder", trace, hexSpan("a900000000000009"), producer, ptrace.SpanKindConsumer,
+		t0+13_000_000, 699_392, ptrace.StatusCodeUnset, map[string]any{"messaging.system": "rabbitmq"})
+
+	edges := []string{
+		seriesKey("client", "mythical-requester", "server", "mythical-server"),
+		seriesKey("client", "mythical-server", "server", "postgres", "connection_type", "database"),
+		seriesKey("client", "mythical-requester", "server", "mythical-recorder", "connection_type", "messaging_system"),
+	}
+	policy := func(kind, service string) string {
+		return `,"filter_policies":[{"` + kind + `":{"match_type":"strict","attributes":[{"key":"resource.service.name","value":"` + service + `"}]}}]`
+	}
+	for _, tc := range []struct {
+		policy  string
+		want    [3]float64
+		dropped int64
+	}{
+		{"", [3]float64{1, 1, 1}, 0},
+		{policy("include", "mythical-requester"), [3]float64{0, 0, 0}, 2},
+		{policy("include", "mythical-server"), [3]float64{0, 1, 0}, 1},
+		{policy("exclude", "mythical-requester"), [3]float64{0, 1, 0}, 2},
+	} {
+		o := newOurPeer(t, []byte(`{"compat":"tempo"`+tc.policy+`}`), time.Second)
+		o.consume(t, td)
+		o.expireAll(t)
+		c := canonicalize(o.last)
+		for i, s := range edges {
+			var got float64
+			var points map[string]point
+			if m := c.metrics[reqTotal]; m != nil {
+				points = m.points
+			}
+			if p, ok := points[s]; ok && p.doubleValue != nil {
+				got = *p.doubleValue
+			} else if ok && p.intValue != nil {
+				got = float64(*p.intValue)
+			}
+			if got != tc.want[i] {
+				t.Errorf("%q: %s = %v, want %v", tc.policy, s, got, tc.want[i])
+			}
+		}
+		st := o.stats(t)
+		if st.EdgesFiltered != tc.dropped || st.EdgesExpire != 0 {
+			t.Errorf("%q: dropped %d expired %d, want dropped %d expired 0", tc.policy, st.EdgesFiltered, st.EdgesExpire, tc.dropped)
+		}
+	}
+}
+
+// Tempo's droppedEdgesMetric cases: svc-a excluded, a client of svc-a and a
+// server of svc-b pair, in either order, to one dropped edge and nothing
+// else; a filtered root server leaves nothing behind.
+func TestTempoDroppedEdges(t *testing.T) {
+	const config = `{"compat":"tempo","filter_policies":[{"exclude":{"match_type":"strict","attributes":[{"key":"resource.service.name","value":"svc-a"}]}}]}`
+	trace := pcommon.TraceID{0xd7}
+	client := hexSpan("0000000000000001")
+	side := func(svc string, kind ptrace.SpanKind, id, parent pcommon.SpanID) ptrace.Traces {
+		td := ptrace.NewTraces()
+		tempoSpan(td, svc, trace, id, parent, kind, 1_800_000_000_000_000_000, 1e6, ptrace.StatusCodeUnset, nil)
+		return td
+	}
+	a := side("svc-a", ptrace.SpanKindClient, client, pcommon.SpanID{})
+	b := side("svc-b", ptrace.SpanKindServer, hexSpan("0000000000000002"), client)
+	for _, order := range [][2]ptrace.Traces{{a, b}, {b, a}} {
+		o := newOurPeer(t, []byte(config), time.Second)
+		o.consume(t, order[0])
+		o.consume(t, order[1])
+		o.expireAll(t)
+		if st := o.stats(t); st.EdgesFiltered != 1 || st.EdgesExpire != 0 {
+			t.Errorf("dropped %d expired %d, want 1 and 0", st.EdgesFiltered, st.EdgesExpire)
+		}
+		if m := o.last.MetricCount(); m != 0 {
+			t.Errorf("%d metrics written for a filtered request", m)
+		}
+	}
+	o := newOurPeer(t, []byte(config), time.Second)
+	o.consume(t, side("svc-a", ptrace.SpanKindServer, hexSpan("0000000000000003"), pcommon.SpanID{}))
+	o.expireAll(t)
+	if st := o.stats(t); st.EdgesFiltered != 0 || st.EdgesExpire != 0 {
+		t.Errorf("a filtered root server: dropped %d expired %d", st.EdgesFiltered, st.EdgesExpire)
+	}
+}

@@ -6,6 +6,7 @@
 //! deserializer so that every error names the key it is about.
 
 pub mod catalog;
+pub mod filter;
 pub mod options;
 
 use crate::error::Error;
@@ -127,6 +128,8 @@ pub struct Config {
     pub exemplars: bool,
     /// The exemplar label holding the trace ID in OpenMetrics (Tempo: `traceID`).
     pub trace_id_label_name: String,
+    /// Which spans take part (Tempo's `filter_policies`); none: every span.
+    pub filter_policies: Vec<filter::FilterPolicy>,
 }
 
 const TEMPO_BUCKETS: [f64; 8] = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8];
@@ -182,6 +185,7 @@ impl Config {
             catalog: catalog::Catalog::default(),
             exemplars: true,
             trace_id_label_name: "traceID".to_string(),
+            filter_policies: Vec::new(),
         };
         match compat {
             Compat::Tempo => tempo,

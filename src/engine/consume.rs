@@ -31,6 +31,8 @@ pub(super) struct Prepared {
     pub(super) dims_at: u32,
     /// Pairs with the producer named by a span link, not with its parent.
     pub(super) linked: bool,
+    /// Left out by a filter policy: its other side is to be dropped too.
+    pub(super) filtered: bool,
 }
 
 impl Engine {
@@ -61,7 +63,10 @@ impl Engine {
 
         let mut dims = Vec::new();
         let mut facts = Vec::new();
-        let prepared = self.prepare(&batch, &mut dims, &mut facts);
+        let (prepared, filtered) = self.prepare(&batch, &mut dims, &mut facts);
+        if filtered > 0 {
+            c.spans_filtered.fetch_add(filtered, Relaxed);
+        }
 
         // Route to shards: a counting sort of the prepared spans by shard.
         let n = self.shards.len();
@@ -111,7 +116,8 @@ impl Engine {
         // A flood of distinct names between two expiries must not grow the
         // interner: it is compacted as soon as it is due, not only on expiry.
         self.compact_interner_if_due();
-        Ok(ConsumeSummary { spans: prepared.len() as u64, dropped: tally.dropped })
+        let spans = prepared.iter().filter(|p| !p.filtered).count() as u64;
+        Ok(ConsumeSummary { spans, dropped: tally.dropped })
     }
 
     /// Step 3 for one shard's spans of a call, under its lock.
@@ -134,13 +140,16 @@ impl Engine {
         self.settle_waiting(tally.shard_base, shard.store.len());
     }
 
-    /// Step 2: resolves each pairing span's strings to ids.
+    /// Step 2: resolves each pairing span's strings to ids. Spans the filter
+    /// policies leave out keep only their key and side (nothing of theirs is
+    /// interned); the second value counts them.
     pub(super) fn prepare<'a>(
         &self,
         batch: &Batch<'a>,
         dims: &mut Vec<u32>,
         facts: &mut Vec<ResourceFacts<'a>>,
-    ) -> Vec<Prepared> {
+    ) -> (Vec<Prepared>, u64) {
+        let mut filtered = 0;
         let mut out = Vec::with_capacity(batch.spans.len());
         let mut r = Resolver::new(&self.interner, self.config.max_label_value_length);
         let services: Vec<u32> =
@@ -164,6 +173,11 @@ impl Engine {
         let d = self.dims_per_side();
         for span in &batch.spans {
             let client_side = matches!(span.kind, SpanKind::Client | SpanKind::Producer);
+            if !self.filter.is_empty() && !self.filter.keeps(batch, span) {
+                filtered += 1;
+                self.prepare_filtered(batch, span, client_side, &mut out);
+                continue;
+            }
             let dims_at = dims.len() as u32;
             for &k in &self.keys.dimensions {
                 let v = self.lookup(batch, span, k);
@@ -199,17 +213,62 @@ impl Engine {
             if self.config.span_links && span.kind == SpanKind::Consumer && !links.is_empty() {
                 for l in links {
                     let key = Key { trace_id: l.trace_id, span_id: l.span_id };
-                    out.push(Prepared { side: SideWrite { root: false, ..side }, key, dims_at, linked: true });
+                    out.push(Prepared {
+                        side: SideWrite { root: false, ..side },
+                        key,
+                        dims_at,
+                        linked: true,
+                        filtered: false,
+                    });
                 }
                 continue;
             }
             let span_id = if client_side { span.span_id } else { span.parent_span_id };
-            out.push(Prepared { side, key: Key { trace_id: span.trace_id, span_id }, dims_at, linked: false });
+            out.push(Prepared {
+                side,
+                key: Key { trace_id: span.trace_id, span_id },
+                dims_at,
+                linked: false,
+                filtered: false,
+            });
         }
         if r.truncated > 0 {
             self.counters.values_truncated.fetch_add(r.truncated, Relaxed);
         }
-        out
+        (out, filtered)
+    }
+
+    /// The keys a filtered-out span would have paired on, marked filtered.
+    /// A root server span waits for no one, so it leaves nothing behind.
+    fn prepare_filtered(&self, batch: &Batch<'_>, span: &SpanRec, client_side: bool, out: &mut Vec<Prepared>) {
+        let side = SideWrite {
+            kind: span.kind,
+            service: EMPTY,
+            start_ns: 0,
+            end_ns: 0,
+            error: false,
+            multiplier: 1.0,
+            peer: EMPTY,
+            database: None,
+            root: false,
+            protocol: EMPTY,
+        };
+        let links = batch.span_links(span);
+        if self.config.span_links && span.kind == SpanKind::Consumer && !links.is_empty() {
+            for l in links {
+                let key = Key { trace_id: l.trace_id, span_id: l.span_id };
+                out.push(Prepared { side, key, dims_at: 0, linked: true, filtered: true });
+            }
+        } else if client_side || span.has_parent {
+            let span_id = if client_side { span.span_id } else { span.parent_span_id };
+            out.push(Prepared {
+                side,
+                key: Key { trace_id: span.trace_id, span_id },
+                dims_at: 0,
+                linked: false,
+                filtered: true,
+            });
+        }
     }
 
     /// Resource first, then span, as both peers look up dimensions.

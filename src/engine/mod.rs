@@ -26,6 +26,7 @@ use crate::wire::attributes::{AttrValue, KeySet};
 use crate::wire::{self, Batch, SpanKind, SpanRec};
 use compact::{COMPACT_SLACK_BYTES, COMPACT_SLACK_STRINGS};
 use consume::{Prepared, ResourceFacts};
+use filter::SpanFilter;
 use hashbrown::HashMap;
 use map_feed::{EdgeCache, GraphState};
 use stats::{Counters, Tally};
@@ -34,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 
 mod compact;
 mod consume;
+mod filter;
 mod map_feed;
 mod pair;
 mod snapshot;
@@ -109,6 +111,10 @@ pub struct Engine {
     /// Half-edges waiting across all shards, as of the last finished shard
     /// visit. `max_items` applies to this total, as in both peers.
     waiting: AtomicUsize,
+    /// The filter policies, compiled against `keys`.
+    filter: SpanFilter,
+    /// Dropped-side markers across all shards; also capped at `max_items`.
+    dropped_sides: AtomicUsize,
 }
 
 impl Engine {
@@ -121,7 +127,14 @@ impl Engine {
         let rules = ExpiryRules::new(&config, fallback);
         // The engine enforces max_items over all shards (see `insert`).
         let shards = (0..config.shards)
-            .map(|_| Mutex::new(Shard { store: Store::new(usize::MAX), dims: Vec::new(), pending: HashMap::new() }))
+            .map(|_| {
+                Mutex::new(Shard {
+                    store: Store::new(usize::MAX),
+                    dims: Vec::new(),
+                    pending: HashMap::new(),
+                    dropped: Default::default(),
+                })
+            })
             .collect();
         let series = Mutex::new(
             SeriesTable::new(
@@ -150,7 +163,10 @@ impl Engine {
                 raw: Vec::new(),
             })
         });
+        let filter = SpanFilter::new(&config.filter_policies, &keys);
         Engine {
+            filter,
+            dropped_sides: AtomicUsize::new(0),
             wait_ns: config.wait.as_nanos().min(u64::MAX as u128) as u64,
             config,
             keys,
@@ -174,14 +190,15 @@ impl Engine {
     }
 
     /// The attribute keys the wire reader keeps, as
-    /// `{"resource":[...],"span":[...]}`: a batch holding only the attributes
-    /// with these keys (and the span fields pairing reads) gives the same
-    /// result as the whole batch. Resources also need `service.name`.
+    /// `{"resource":[...],"span":[...],"span_name":bool}`: a batch holding
+    /// only the attributes with these keys (and the span fields pairing
+    /// reads, with names when `span_name`) gives the same result as the
+    /// whole batch. Resources also need `service.name`.
     pub fn wanted_keys(&self) -> serde_json::Value {
         let span: Vec<&str> = self.keys.span_keys().collect();
         let mut resource: Vec<&str> = self.keys.keys().filter(|&k| k != "service.name").collect();
         resource.insert(0, "service.name");
-        serde_json::json!({ "resource": resource, "span": span })
+        serde_json::json!({ "resource": resource, "span": span, "span_name": self.keys.span_name })
     }
 
     /// Dimension values per side of a waiting edge.

@@ -14,11 +14,15 @@ impl Engine {
         t: &mut Tally,
         ev: &mut Events,
     ) {
-        let d = self.dims_per_side();
-        let side_dims = &dims[p.dims_at as usize..p.dims_at as usize + d];
         let client_side = p.side.is_client_side();
         let hash = shard.store.hash(&p.key);
         let found = shard.store.find(hash, &p.key);
+        if p.filtered {
+            self.drop_side(shard, p, found, now_ns, t);
+            return;
+        }
+        let d = self.dims_per_side();
+        let side_dims = &dims[p.dims_at as usize..p.dims_at as usize + d];
 
         if p.linked {
             let producer = found.filter(|&s| shard.store.get(s).seen_client);
@@ -32,6 +36,10 @@ impl Engine {
                 self.emit(&p.key, &e, client_dims, side_dims, Virtual::None, ev);
                 t.edges_new += 1;
                 t.completed += 1;
+                return;
+            }
+            if shard.dropped.has_counterpart(&p.key, true) {
+                t.dropped_by_filter += 1;
                 return;
             }
             let seen = side_key(&e);
@@ -53,6 +61,11 @@ impl Engine {
                 slot
             }
             None => {
+                // The other side was filtered out: this one goes with it.
+                if shard.dropped.has_counterpart(&p.key, !client_side) {
+                    t.dropped_by_filter += 1;
+                    return;
+                }
                 // A new edge counts once it is stored or completes; a dropped span is not one.
                 let mut e = HalfEdge::default();
                 e.write(&p.side);
@@ -92,6 +105,39 @@ impl Engine {
             self.emit(&p.key, &e, c, s, Virtual::None, ev);
             t.completed += 1;
             shard.store.remove(slot);
+        }
+    }
+
+    /// A span a filter policy left out. The other side of its request, if
+    /// waiting, is dropped now (a producer that already served a linked
+    /// consumer stays, for the others); otherwise a marker drops it when it
+    /// comes, for as long as an edge waits. The markers share `max_items`'
+    /// bound; one that finds them all taken is counted and not kept.
+    fn drop_side(&self, shard: &mut Shard, p: &Prepared, found: Option<u32>, now_ns: u64, t: &mut Tally) {
+        let server = !p.side.is_client_side();
+        if let Some(slot) = found {
+            let e = shard.store.get(slot);
+            if !e.is_complete() && e.seen_server != server && !e.matched {
+                shard.store.remove(slot);
+                t.dropped_by_filter += 1;
+            }
+        }
+        if !server {
+            // Linked consumers waiting for this producer.
+            for slot in shard.pending.remove(&p.key).unwrap_or_default() {
+                shard.store.remove(slot);
+                t.dropped_by_filter += 1;
+            }
+        }
+        let deadline = now_ns.saturating_add(self.wait_ns);
+        if shard.dropped.refresh(p.key, server, deadline) {
+            return;
+        }
+        let max = self.config.max_items;
+        if self.dropped_sides.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1)).is_ok() {
+            shard.dropped.insert(p.key, server, deadline);
+        } else {
+            self.counters.dropped_sides_overflow.fetch_add(1, Relaxed);
         }
     }
 
@@ -298,6 +344,10 @@ impl Engine {
                 let before = shard.store.len();
                 while let Some(slot) = shard.store.expired_head(now_ns, all) {
                     self.expire_slot(&mut shard, slot, &mut tally, &mut events);
+                }
+                let markers = shard.dropped.expire(now_ns, all);
+                if markers > 0 {
+                    self.dropped_sides.fetch_sub(markers, Relaxed);
                 }
                 self.settle_waiting(before, shard.store.len());
             }

@@ -12,6 +12,12 @@ pub(super) struct Counters {
     pub(super) spans_ignored: AtomicU64,
     pub(super) spans_unnamed: AtomicU64,
     pub(super) spans_dropped: AtomicU64,
+    /// Spans a filter policy left out.
+    pub(super) spans_filtered: AtomicU64,
+    /// Edges dropped because one of their sides was filtered out.
+    pub(super) edges_dropped_by_filter: AtomicU64,
+    /// Dropped-side markers not kept because `max_items` of them were.
+    pub(super) dropped_sides_overflow: AtomicU64,
     pub(super) edges_new: AtomicU64,
     pub(super) edges_completed: AtomicU64,
     pub(super) edges_virtual: AtomicU64,
@@ -30,6 +36,7 @@ pub(super) struct Tally {
     /// Waiting across all shards when this call took the shard's lock.
     pub(super) waiting_base: usize,
     pub(super) dropped: u64,
+    pub(super) dropped_by_filter: u64,
     pub(super) edges_new: u64,
     pub(super) completed: u64,
     pub(super) virtual_edges: u64,
@@ -47,6 +54,10 @@ pub struct Stats {
     pub spans_ignored: u64,
     pub spans_unnamed: u64,
     pub spans_dropped: u64,
+    pub spans_filtered: u64,
+    pub edges_dropped_by_filter: u64,
+    /// Dropped-side markers held now (see `filter_policies`).
+    pub dropped_sides: u64,
     pub edges_new: u64,
     pub edges_completed: u64,
     pub edges_virtual: u64,
@@ -76,6 +87,8 @@ pub struct Overflow {
     pub graph_edges: u64,
     /// History snapshots dropped before their time (`max_history_entries`).
     pub history_snapshots: u64,
+    /// Dropped-side markers not kept: `max_items` of them were held.
+    pub dropped_sides: u64,
 }
 
 impl Overflow {
@@ -101,6 +114,9 @@ impl Stats {
             "spans_ignored": self.spans_ignored,
             "spans_unnamed": self.spans_unnamed,
             "spans_dropped": self.spans_dropped,
+            "spans_filtered": self.spans_filtered,
+            "edges_dropped_by_filter": self.edges_dropped_by_filter,
+            "dropped_sides": self.dropped_sides,
             "edges_new": self.edges_new,
             "edges_completed": self.edges_completed,
             "edges_virtual": self.edges_virtual,
@@ -119,6 +135,7 @@ impl Stats {
                 "graph_nodes": self.overflow.graph_nodes,
                 "graph_edges": self.overflow.graph_edges,
                 "history_snapshots": self.overflow.history_snapshots,
+                "dropped_sides": self.overflow.dropped_sides,
             },
         })
     }
@@ -128,6 +145,7 @@ impl Engine {
     pub(super) fn add_tally(&self, t: &Tally) {
         let c = &self.counters;
         c.spans_dropped.fetch_add(t.dropped, Relaxed);
+        c.edges_dropped_by_filter.fetch_add(t.dropped_by_filter, Relaxed);
         c.edges_new.fetch_add(t.edges_new, Relaxed);
         c.edges_completed.fetch_add(t.completed, Relaxed);
         c.edges_virtual.fetch_add(t.virtual_edges, Relaxed);
@@ -160,7 +178,7 @@ impl Engine {
         for shard in self.shards.iter() {
             let shard = lock(shard);
             waiting += shard.store.len();
-            store_bytes += shard.store.heap_bytes() + shard.dims.capacity() * 4;
+            store_bytes += shard.store.heap_bytes() + shard.dims.capacity() * 4 + shard.dropped.heap_bytes();
         }
         let (active_series, series_refused, unpaired_overflow) = {
             let t = lock(&self.series);
@@ -182,6 +200,9 @@ impl Engine {
             spans_ignored: c.spans_ignored.load(Relaxed),
             spans_unnamed: c.spans_unnamed.load(Relaxed),
             spans_dropped: c.spans_dropped.load(Relaxed),
+            spans_filtered: c.spans_filtered.load(Relaxed),
+            edges_dropped_by_filter: c.edges_dropped_by_filter.load(Relaxed),
+            dropped_sides: self.dropped_sides.load(Relaxed) as u64,
             edges_new: c.edges_new.load(Relaxed),
             edges_completed: c.edges_completed.load(Relaxed),
             edges_virtual: c.edges_virtual.load(Relaxed),
@@ -203,6 +224,7 @@ impl Engine {
                 graph_nodes: graph_overflow.0,
                 graph_edges: graph_overflow.1,
                 history_snapshots: graph_overflow.2,
+                dropped_sides: c.dropped_sides_overflow.load(Relaxed),
             },
         }
     }

@@ -406,8 +406,9 @@ pub unsafe extern "C" fn sm_engine_observe_edges(
 }
 
 /// Writes to `*out` the attribute keys this engine reads from a batch, as a
-/// JSON object `{"resource":[KEY...],"span":[KEY...]}`: resource attributes
-/// and span attributes with other keys never change its output, so a caller
+/// JSON object `{"resource":[KEY...],"span":[KEY...],"span_name":BOOL}`:
+/// resource attributes and span attributes with other keys (and, when
+/// `span_name` is false, span names) never change its output, so a caller
 /// that encodes batches itself may leave them out. The list follows the
 /// configuration and does not change over the engine's life. `*out` is a new
 /// buffer the caller frees with `sm_buf_free`. Thread-safe.

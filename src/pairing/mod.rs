@@ -1,6 +1,7 @@
 //! Where the two sides of a request meet: half-built edges wait in a bounded
 //! store, sharded by trace ID, until their other side arrives or they expire.
 
+pub(crate) mod dropped;
 pub mod edge;
 pub(crate) mod shard;
 pub mod store;

@@ -1,6 +1,7 @@
 //! One shard of the pairing store, and how spans and their dimension values
 //! are placed in shards and slots.
 
+use super::dropped::DroppedSides;
 use super::{HalfEdge, Key, Store};
 use crate::series::{SideKey, intern::EMPTY};
 use hashbrown::HashMap;
@@ -13,6 +14,8 @@ pub(crate) struct Shard {
     pub(crate) dims: Vec<u32>,
     /// Producer key → slots of linked consumers waiting for that producer.
     pub(crate) pending: HashMap<Key, Vec<u32>>,
+    /// Sides a filter policy dropped, whose other side is dropped on arrival.
+    pub(crate) dropped: DroppedSides,
 }
 
 /// Spans of one trace always land in the same shard.

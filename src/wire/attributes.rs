@@ -6,6 +6,7 @@
 //! without building a map per span.
 
 use crate::config::Config;
+use crate::config::filter::Target;
 use crate::wire;
 use std::borrow::Cow;
 
@@ -183,6 +184,8 @@ pub struct KeySet {
     /// Bits of the protocol keys, so a span without any is told in one test
     /// (all ones when one of them is beyond the mask's 64 bits).
     pub protocol_mask: u64,
+    /// Span names are read (a filter policy looks at them).
+    pub span_name: bool,
 }
 
 impl KeySet {
@@ -209,6 +212,7 @@ impl KeySet {
             http: [0; 2],
             presence_only: 0,
             protocol_mask: 0,
+            span_name: false,
         };
         ks.dimensions = config.dimensions.iter().map(|k| ks.add(k)).collect();
         ks.peer = config.peer_attributes.iter().map(|k| ks.add(k)).collect();
@@ -218,6 +222,17 @@ impl KeySet {
         ks.network_peer_address = ks.add("network.peer.address");
         ks.network_peer_port = ks.add("network.peer.port");
         ks.multiplier = config.span_multiplier_key.as_deref().map(|k| ks.add(k));
+        for c in config.filter_policies.iter().flat_map(|p| [&p.include, &p.include_any, &p.exclude]).flatten() {
+            for c in &c.conditions {
+                match &c.target {
+                    Target::Resource(k) | Target::Span(k) => {
+                        ks.add(k);
+                    }
+                    Target::Name => ks.span_name = true,
+                    Target::Status | Target::Kind => {}
+                }
+            }
+        }
         ks.service_name_only = !ks.keys.iter().any(|k| **k == *b"service.name");
         ks.service_name = ks.add("service.name");
         if config.graph {

@@ -21,6 +21,9 @@ pub mod json;
 pub use attributes::KeySet;
 
 mod reader;
+mod span_kind;
+
+pub use span_kind::SpanKind;
 
 use reader::*;
 pub(crate) use reader::{array_values, kvlist_values, nests_deeper_than};
@@ -43,6 +46,11 @@ pub struct SpanRec {
     pub start_ns: u64,
     pub end_ns: u64,
     pub error: bool,
+    /// The status code as numbered in OTLP (2: error); codes past 255 read as 255.
+    pub status: u8,
+    /// Index of the span's name in [`Batch::names`]; [`NO_NAME`] when names
+    /// are not read (no filter policy asks for them) or the span has none.
+    pub name: u32,
     /// Index of the span's resource in [`Batch::resources`].
     pub resource: u32,
     pub values_at: u32,
@@ -53,49 +61,8 @@ pub struct SpanRec {
     pub links_len: u32,
 }
 
-/// Span kinds as numbered in OTLP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum SpanKind {
-    Unspecified = 0,
-    Internal = 1,
-    Server = 2,
-    Client = 3,
-    Producer = 4,
-    Consumer = 5,
-}
-
-impl SpanKind {
-    fn from_wire(v: u64) -> SpanKind {
-        match v {
-            1 => SpanKind::Internal,
-            2 => SpanKind::Server,
-            3 => SpanKind::Client,
-            4 => SpanKind::Producer,
-            5 => SpanKind::Consumer,
-            _ => SpanKind::Unspecified,
-        }
-    }
-
-    /// Whether spans of this kind take part in pairing (INTERNAL and
-    /// UNSPECIFIED do not).
-    #[inline]
-    pub fn pairs(self) -> bool {
-        !matches!(self, SpanKind::Internal | SpanKind::Unspecified)
-    }
-
-    /// The name the peers use in the `unmatched_span_kind` label.
-    pub fn otel_name(self) -> &'static str {
-        match self {
-            SpanKind::Unspecified => "SPAN_KIND_UNSPECIFIED",
-            SpanKind::Internal => "SPAN_KIND_INTERNAL",
-            SpanKind::Server => "SPAN_KIND_SERVER",
-            SpanKind::Client => "SPAN_KIND_CLIENT",
-            SpanKind::Producer => "SPAN_KIND_PRODUCER",
-            SpanKind::Consumer => "SPAN_KIND_CONSUMER",
-        }
-    }
-}
+/// [`SpanRec::name`] of a span whose name was not kept.
+pub const NO_NAME: u32 = u32::MAX;
 
 /// One resource: its `service.name` (None when absent) and its attribute
 /// values for the configured keys (laid out as a span's are).
@@ -122,6 +89,8 @@ pub struct Batch<'a> {
     pub spans: Vec<SpanRec>,
     pub values: Vec<(u16, AttrValue<'a>)>,
     pub links: Vec<LinkRec>,
+    /// Span names, kept only when [`KeySet::span_name`] asks for them.
+    pub names: Vec<&'a [u8]>,
     /// Spans of kind INTERNAL or UNSPECIFIED, read and skipped.
     pub ignored_spans: u64,
     /// Spans under a resource without `service.name`, skipped as the peers do.
@@ -134,6 +103,7 @@ impl<'a> Batch<'a> {
         self.spans.clear();
         self.values.clear();
         self.links.clear();
+        self.names.clear();
         self.ignored_spans = 0;
         self.unnamed_spans = 0;
     }
@@ -164,6 +134,11 @@ impl<'a> Batch<'a> {
     #[inline]
     pub fn span_has(&self, span: &SpanRec, k: usize) -> bool {
         if k < 64 { span.mask & (1 << k) != 0 } else { self.span_value(span, k).is_some() }
+    }
+
+    /// The span's name, when names are kept; empty otherwise.
+    pub fn span_name(&self, span: &SpanRec) -> &'a [u8] {
+        self.names.get(span.name as usize).copied().unwrap_or_default()
     }
 
     pub fn span_links(&self, span: &SpanRec) -> &[LinkRec] {
@@ -298,6 +273,8 @@ fn read_span<'a>(
         start_ns: 0,
         end_ns: 0,
         error: false,
+        status: 0,
+        name: NO_NAME,
         resource,
         values_at: out.values.len() as u32,
         values_len: 0,
@@ -308,6 +285,7 @@ fn read_span<'a>(
     let mut have_trace = false;
     let mut have_span = false;
     let mut have_kind = false;
+    let mut name: Option<&'a [u8]> = None;
     // Attributes or links seen before the kind (not the canonical field
     // order): they are read in a second pass once the kind is known.
     let mut deferred = false;
@@ -408,10 +386,16 @@ fn read_span<'a>(
                     read_span_extra(field, b, at, keys, &mut rec, out)?;
                 }
             }
+            5 if keys.span_name => {
+                r.expect(wt, WT_LEN)?;
+                name = Some(r.bytes()?.0);
+            }
             15 => {
                 r.expect(wt, WT_LEN)?;
                 let (st, at) = r.bytes()?;
-                rec.error = read_status_is_error(st, at)?;
+                let code = read_status_code(st, at)?;
+                rec.status = code.min(255) as u8;
+                rec.error = code == 2;
             }
             _ => r.skip(wt)?,
         }
@@ -445,6 +429,10 @@ fn read_span<'a>(
         }
     }
     rec.values_len = out.values.len() as u32 - rec.values_at;
+    if let Some(n) = name.filter(|n| !n.is_empty()) {
+        rec.name = out.names.len() as u32;
+        out.names.push(n);
+    }
     out.spans.push(rec);
     Ok(())
 }
@@ -532,7 +520,7 @@ fn read_wanted_key_value<'a>(
     Ok(keys.find(key).map(|k| (k, value)))
 }
 
-fn read_status_is_error(buf: &[u8], base: usize) -> Result<bool, DecodeError> {
+fn read_status_code(buf: &[u8], base: usize) -> Result<u64, DecodeError> {
     let mut r = Reader::new(buf, base, "Status");
     let mut code = 0;
     while !r.done() {
@@ -544,7 +532,7 @@ fn read_status_is_error(buf: &[u8], base: usize) -> Result<bool, DecodeError> {
             r.skip(wt)?;
         }
     }
-    Ok(code == 2)
+    Ok(code)
 }
 
 /// A link with both IDs set; links with an empty ID are ignored, as the peers do.

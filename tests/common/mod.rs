@@ -37,6 +37,14 @@ pub fn i(key: &str, v: i64) -> KeyValue {
     }
 }
 
+pub fn b(key: &str, v: bool) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::BoolValue(v)) }),
+        ..Default::default()
+    }
+}
+
 pub fn trace(n: u8) -> Vec<u8> {
     let mut t = vec![0xab; 16];
     t[15] = n;

@@ -272,9 +272,11 @@ func (e *Engine) Render(format Format, now time.Time) ([]byte, error) {
 
 // WantedKeys are the attribute keys an engine reads from a batch: resource
 // attributes and span attributes with other keys never change its output.
+// SpanName says whether it reads span names (a filter policy looks at them).
 type WantedKeys struct {
 	Resource []string `json:"resource"`
 	Span     []string `json:"span"`
+	SpanName bool     `json:"span_name"`
 }
 
 // WantedKeys asks the engine which attribute keys it reads. They follow from

@@ -107,6 +107,8 @@ type Options struct {
 	MaxUnpairedSeries                     *int           `mapstructure:"max_unpaired_series"`
 	Exemplars                             *bool          `mapstructure:"exemplars"`
 	TraceIDLabelName                      *string        `mapstructure:"trace_id_label_name"`
+	// FilterPolicies choose the spans that take part, in Tempo's format.
+	FilterPolicies []FilterPolicy `mapstructure:"filter_policies"`
 
 	// The live service map.
 
@@ -123,6 +125,34 @@ type Options struct {
 	// Catalog is the path of a service catalog file (YAML or JSON): owners,
 	// tiers and SLOs per service or per edge.
 	Catalog string `mapstructure:"catalog"`
+}
+
+// FilterPolicy is one entry of filter_policies: a span must match every
+// include, one attribute of every include_any, and no exclude.
+type FilterPolicy struct {
+	Include    *PolicyMatch `mapstructure:"include" json:"include,omitempty"`
+	IncludeAny *PolicyMatch `mapstructure:"include_any" json:"include_any,omitempty"`
+	Exclude    *PolicyMatch `mapstructure:"exclude" json:"exclude,omitempty"`
+
+	_ struct{}
+}
+
+// PolicyMatch is one part of a policy: how values compare ("strict" or
+// "regex") and the conditions.
+type PolicyMatch struct {
+	MatchType  string            `mapstructure:"match_type" json:"match_type"`
+	Attributes []PolicyAttribute `mapstructure:"attributes" json:"attributes"`
+
+	_ struct{}
+}
+
+// PolicyAttribute is one condition: a key (resource.<attribute>,
+// span.<attribute>, name, status or kind) and the value it must have.
+type PolicyAttribute struct {
+	Key   string `mapstructure:"key" json:"key"`
+	Value any    `mapstructure:"value" json:"value"`
+
+	_ struct{}
 }
 
 // Defaults returns the options with nothing set except the preset and the loops.
@@ -241,6 +271,9 @@ func (o *Options) EngineJSON() ([]byte, error) {
 	putInt("max_unpaired_series", o.MaxUnpairedSeries)
 	putBool("exemplars", o.Exemplars)
 	putString("trace_id_label_name", o.TraceIDLabelName)
+	if o.FilterPolicies != nil {
+		m["filter_policies"] = o.FilterPolicies
+	}
 	putBool("graph", o.Graph)
 	putDuration("graph_window", o.GraphWindow)
 	putInt("graph_window_slots", o.GraphWindowSlots)

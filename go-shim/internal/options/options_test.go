@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/collector/confmap"
+	"go.yaml.in/yaml/v3"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -232,5 +235,50 @@ func TestCatalogFileIsReadAsYAMLOrJSON(t *testing.T) {
 	o.Catalog = filepath.Join(dir, "missing.yaml")
 	if err := o.Check(); err == nil || !strings.Contains(err.Error(), "catalog: open") {
 		t.Errorf("missing catalog file: %v", err)
+	}
+}
+
+// Filter policies go from collector YAML to the engine as Tempo writes them,
+// and a bad one is refused naming the element.
+func TestFilterPoliciesFromYAML(t *testing.T) {
+	const doc = `
+filter_policies:
+  - include:
+      match_type: strict
+      attributes:
+        - key: resource.service.name
+          value: checkout
+        - key: span.http.status_code
+          value: 200
+  - exclude:
+      match_type: regex
+      attributes:
+        - key: name
+          value: "^GET /health"
+`
+	var raw map[string]any
+	if err := yaml.Unmarshal([]byte(doc), &raw); err != nil {
+		t.Fatal(err)
+	}
+	o := Defaults(CompatTempo)
+	if err := confmap.NewFromStringMap(raw).Unmarshal(&o); err != nil {
+		t.Fatal(err)
+	}
+	got, err := o.EngineJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"compat":"tempo","filter_policies":[` +
+		`{"include":{"match_type":"strict","attributes":[{"key":"resource.service.name","value":"checkout"},{"key":"span.http.status_code","value":200}]}},` +
+		`{"exclude":{"match_type":"regex","attributes":[{"key":"name","value":"^GET /health"}]}}]}`
+	if string(got) != want {
+		t.Errorf("engine JSON\n got %s\nwant %s", got, want)
+	}
+	if err := o.Check(); err != nil {
+		t.Errorf("valid policies were refused: %v", err)
+	}
+	o.FilterPolicies[0].Include.MatchType = "exact"
+	if err := o.Check(); err == nil || !strings.Contains(err.Error(), "`filter_policies[0].include.match_type`") {
+		t.Errorf("a bad match_type: %v", err)
 	}
 }

@@ -66,6 +66,9 @@ func fill(t *testing.T, v reflect.Value) {
 				f.Set(reflect.ValueOf([]string{"x"}))
 			case []time.Duration:
 				f.Set(reflect.ValueOf([]time.Duration{time.Second}))
+			case []FilterPolicy:
+				f.Set(reflect.ValueOf([]FilterPolicy{{Include: &PolicyMatch{MatchType: "strict",
+					Attributes: []PolicyAttribute{{Key: "name", Value: "x"}}}}}))
 			default:
 				t.Fatalf("field %s: no value for %s", v.Type().Field(i).Name, f.Type())
 			}
@@ -116,7 +119,7 @@ func TestOptionsMatchTheEngineSchema(t *testing.T) {
 			_, fits = v.(float64)
 		case "duration", "string", "optional_string", "choice", "preset":
 			_, fits = v.(string)
-		case "string_list", "buckets":
+		case "string_list", "buckets", "filter_policies":
 			_, fits = v.([]any)
 		case "catalog":
 			_, fits = v.(map[string]any)

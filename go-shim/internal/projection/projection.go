@@ -3,10 +3,11 @@
 // ExportTraceServiceRequest holding only what the engine reads: trace, span
 // and parent IDs, kind, start and end times, status code, a CONSUMER span's
 // links, and the resource and span attributes whose keys the engine looks
-// up (it reports them itself: engine.WantedKeys). Of spans the engine only
-// counts (INTERNAL or UNSPECIFIED, or under a resource without
-// service.name) just the IDs and kind are written. Names, events, scopes,
-// trace state and every other attribute are left out, so there is less to
+// up (it reports them itself: engine.WantedKeys), and span names when a
+// filter policy reads them. Of spans the engine only counts (INTERNAL or
+// UNSPECIFIED, or under a resource without service.name) just the IDs and
+// kind are written. Events, scopes, trace state, every other attribute and
+// (without such a policy) names are left out, so there is less to
 // encode, no garbage (the caller passes the buffer to append to) and less
 // for the engine to skip.
 //
@@ -55,7 +56,9 @@ func ForEngine(eng *engine.Engine) (Encode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("asking the servicemap engine which attributes it reads: %w", err)
 	}
-	return New(keys.Resource, keys.Span).Append, nil
+	enc := New(keys.Resource, keys.Span)
+	enc.names = keys.SpanName
+	return enc.Append, nil
 }
 
 // keySet answers "is this key kept" the way the engine's KeySet does: by
@@ -95,6 +98,8 @@ func (s *keySet) has(k string) bool {
 // safe for concurrent use.
 type Encoder struct {
 	resource, span keySet
+	// names keeps span names.
+	names bool
 }
 
 // New returns an encoder keeping the resource attributes with keys in
@@ -124,7 +129,7 @@ func (e *Encoder) Append(dst []byte, td ptrace.Traces) ([]byte, error) {
 			}
 			ss := w.begin(2) // ResourceSpans.scope_spans
 			for k := 0; k < spans.Len(); k++ {
-				w.span(spans.At(k), named, &e.span)
+				w.span(spans.At(k), named, &e.span, e.names)
 			}
 			w.end(ss)
 		}
@@ -146,7 +151,7 @@ func pairs(k ptrace.SpanKind) bool {
 // span writes a span. Of a span the engine only counts (one that does not
 // pair, or under a resource without service.name) it needs the IDs, which
 // it checks, and the kind; the rest is left out.
-func (w *writer) span(s ptrace.Span, named bool, keys *keySet) {
+func (w *writer) span(s ptrace.Span, named bool, keys *keySet, names bool) {
 	at := w.begin(2) // ScopeSpans.spans
 	// IDs are written even when empty, as the full encoding does: an empty
 	// trace or span ID makes the engine reject the batch either way.
@@ -164,6 +169,9 @@ func (w *writer) span(s ptrace.Span, named bool, keys *keySet) {
 	}
 	if p := s.ParentSpanID(); !p.IsEmpty() {
 		w.bytes(4, p[:])
+	}
+	if n := s.Name(); names && n != "" {
+		w.str(5, n)
 	}
 	if t := s.StartTimestamp(); t != 0 {
 		w.fixed64(7, uint64(t))

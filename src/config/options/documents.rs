@@ -54,7 +54,7 @@ fn for_people(kind: Kind, v: &Value) -> String {
             Some(b) if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
             _ => n.to_string(),
         },
-        (Kind::StringList, Value::Array(items)) if items.is_empty() => "`[]`".to_string(),
+        (Kind::StringList | Kind::FilterPolicies, Value::Array(items)) if items.is_empty() => "`[]`".to_string(),
         (Kind::StringList, Value::Array(items)) => {
             items.iter().map(|i| i.as_str().unwrap_or_default()).collect::<Vec<_>>().join(", ")
         }

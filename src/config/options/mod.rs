@@ -36,6 +36,8 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// The service catalog, inline (the collector takes a file path).
     Catalog,
+    /// A list of filter policies in Tempo's format.
+    FilterPolicies,
 }
 
 impl Kind {
@@ -53,6 +55,7 @@ impl Kind {
             Kind::Buckets => "buckets",
             Kind::Choice(_) => "choice",
             Kind::Catalog => "catalog",
+            Kind::FilterPolicies => "filter_policies",
         }
     }
 }
@@ -290,6 +293,17 @@ pub static OPTIONS: &[Spec] = &[
             Ok(())
         },
         get: |c| json!(c.trace_id_label_name),
+    },
+    Spec {
+        key: "filter_policies",
+        aliases: &[],
+        kind: Kind::FilterPolicies,
+        meaning: "which spans take part, in Tempo's format: `include`, `include_any` and `exclude` policies, `match_type` `strict` or `regex`, keys `resource.<attribute>`, `span.<attribute>`, `name`, `status`, `kind`. The other side of a filtered-out span is dropped with it (counted in `edges_dropped_by_filter`), never left to expire as an unpaired or virtual edge",
+        set: |c, k, v| {
+            c.filter_policies = super::filter::parse(k, v)?;
+            Ok(())
+        },
+        get: |c| super::filter::to_json(&c.filter_policies),
     },
     Spec {
         key: "enable_virtual_node_label",

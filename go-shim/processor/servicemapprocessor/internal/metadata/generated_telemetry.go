@@ -34,7 +34,9 @@ type TelemetryBuilder struct {
 	ServicemapEngineActiveSeries                  metric.Int64ObservableGauge
 	ServicemapEngineBatchesAccepted               metric.Int64ObservableCounter
 	ServicemapEngineBatchesRejected               metric.Int64ObservableCounter
+	ServicemapEngineDroppedSides                  metric.Int64ObservableGauge
 	ServicemapEngineEdgesCompleted                metric.Int64ObservableCounter
+	ServicemapEngineEdgesDroppedByFilter          metric.Int64ObservableCounter
 	ServicemapEngineEdgesExpired                  metric.Int64ObservableCounter
 	ServicemapEngineEdgesNew                      metric.Int64ObservableCounter
 	ServicemapEngineEdgesVirtual                  metric.Int64ObservableCounter
@@ -45,12 +47,14 @@ type TelemetryBuilder struct {
 	ServicemapEngineGraphEdges                    metric.Int64ObservableGauge
 	ServicemapEngineGraphNodes                    metric.Int64ObservableGauge
 	ServicemapEngineInternedStrings               metric.Int64ObservableGauge
+	ServicemapEngineOverflowDroppedSides          metric.Int64ObservableCounter
 	ServicemapEngineOverflowGraphEdges            metric.Int64ObservableCounter
 	ServicemapEngineOverflowGraphNodes            metric.Int64ObservableCounter
 	ServicemapEngineOverflowHistorySnapshots      metric.Int64ObservableCounter
 	ServicemapEngineOverflowUnpairedSeries        metric.Int64ObservableCounter
 	ServicemapEngineSeriesRefused                 metric.Int64ObservableCounter
 	ServicemapEngineSpansDropped                  metric.Int64ObservableCounter
+	ServicemapEngineSpansFiltered                 metric.Int64ObservableCounter
 	ServicemapEngineSpansIgnored                  metric.Int64ObservableCounter
 	ServicemapEngineSpansReceived                 metric.Int64ObservableCounter
 	ServicemapEngineSpansUnnamed                  metric.Int64ObservableCounter
@@ -116,12 +120,42 @@ func (builder *TelemetryBuilder) RegisterServicemapEngineBatchesRejectedCallback
 	return nil
 }
 
+// RegisterServicemapEngineDroppedSidesCallback sets callback for observable ServicemapEngineDroppedSides metric.
+func (builder *TelemetryBuilder) RegisterServicemapEngineDroppedSidesCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ServicemapEngineDroppedSides, obs: o})
+		return nil
+	}, builder.ServicemapEngineDroppedSides)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
 // RegisterServicemapEngineEdgesCompletedCallback sets callback for observable ServicemapEngineEdgesCompleted metric.
 func (builder *TelemetryBuilder) RegisterServicemapEngineEdgesCompletedCallback(cb metric.Int64Callback) error {
 	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		cb(ctx, &observerInt64{inst: builder.ServicemapEngineEdgesCompleted, obs: o})
 		return nil
 	}, builder.ServicemapEngineEdgesCompleted)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterServicemapEngineEdgesDroppedByFilterCallback sets callback for observable ServicemapEngineEdgesDroppedByFilter metric.
+func (builder *TelemetryBuilder) RegisterServicemapEngineEdgesDroppedByFilterCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ServicemapEngineEdgesDroppedByFilter, obs: o})
+		return nil
+	}, builder.ServicemapEngineEdgesDroppedByFilter)
 	if err != nil {
 		return err
 	}
@@ -281,6 +315,21 @@ func (builder *TelemetryBuilder) RegisterServicemapEngineInternedStringsCallback
 	return nil
 }
 
+// RegisterServicemapEngineOverflowDroppedSidesCallback sets callback for observable ServicemapEngineOverflowDroppedSides metric.
+func (builder *TelemetryBuilder) RegisterServicemapEngineOverflowDroppedSidesCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ServicemapEngineOverflowDroppedSides, obs: o})
+		return nil
+	}, builder.ServicemapEngineOverflowDroppedSides)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
 // RegisterServicemapEngineOverflowGraphEdgesCallback sets callback for observable ServicemapEngineOverflowGraphEdges metric.
 func (builder *TelemetryBuilder) RegisterServicemapEngineOverflowGraphEdgesCallback(cb metric.Int64Callback) error {
 	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -362,6 +411,21 @@ func (builder *TelemetryBuilder) RegisterServicemapEngineSpansDroppedCallback(cb
 		cb(ctx, &observerInt64{inst: builder.ServicemapEngineSpansDropped, obs: o})
 		return nil
 	}, builder.ServicemapEngineSpansDropped)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterServicemapEngineSpansFilteredCallback sets callback for observable ServicemapEngineSpansFiltered metric.
+func (builder *TelemetryBuilder) RegisterServicemapEngineSpansFilteredCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ServicemapEngineSpansFiltered, obs: o})
+		return nil
+	}, builder.ServicemapEngineSpansFiltered)
 	if err != nil {
 		return err
 	}
@@ -526,9 +590,21 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{batch}"),
 	)
 	errs = errors.Join(errs, err)
+	builder.ServicemapEngineDroppedSides, err = builder.meter.Int64ObservableGauge(
+		"otelcol_servicemap_engine_dropped_sides",
+		metric.WithDescription("Sides of requests a filter policy left out, remembered now so that their other side is dropped with them (capped at store max_items). [Alpha]"),
+		metric.WithUnit("{side}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ServicemapEngineEdgesCompleted, err = builder.meter.Int64ObservableCounter(
 		"otelcol_servicemap_engine_edges_completed",
 		metric.WithDescription("Edges whose two sides were paired, since the engine started. [Alpha]"),
+		metric.WithUnit("{edge}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ServicemapEngineEdgesDroppedByFilter, err = builder.meter.Int64ObservableCounter(
+		"otelcol_servicemap_engine_edges_dropped_by_filter",
+		metric.WithDescription("Requests dropped because a filter policy left out one of their sides, since the engine started. [Alpha]"),
 		metric.WithUnit("{edge}"),
 	)
 	errs = errors.Join(errs, err)
@@ -592,6 +668,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{string}"),
 	)
 	errs = errors.Join(errs, err)
+	builder.ServicemapEngineOverflowDroppedSides, err = builder.meter.Int64ObservableCounter(
+		"otelcol_servicemap_engine_overflow_dropped_sides",
+		metric.WithDescription("Filtered-out sides not remembered because max_items of them were held, since the engine started. [Alpha]"),
+		metric.WithUnit("{side}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ServicemapEngineOverflowGraphEdges, err = builder.meter.Int64ObservableCounter(
 		"otelcol_servicemap_engine_overflow_graph_edges",
 		metric.WithDescription("Map edges removed to make room (max_graph_edges), since the engine started. [Alpha]"),
@@ -625,6 +707,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.ServicemapEngineSpansDropped, err = builder.meter.Int64ObservableCounter(
 		"otelcol_servicemap_engine_spans_dropped",
 		metric.WithDescription("Spans dropped because the pairing store was full (store.max_items), since the engine started. [Alpha]"),
+		metric.WithUnit("{span}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ServicemapEngineSpansFiltered, err = builder.meter.Int64ObservableCounter(
+		"otelcol_servicemap_engine_spans_filtered",
+		metric.WithDescription("Spans left out by the filter policies, since the engine started. [Alpha]"),
 		metric.WithUnit("{span}"),
 	)
 	errs = errors.Join(errs, err)
