@@ -116,7 +116,8 @@ impl Engine {
         // A flood of distinct names between two expiries must not grow the
         // interner: it is compacted as soon as it is due, not only on expiry.
         self.compact_interner_if_due();
-        let spans = prepared.iter().filter(|p| !p.filtered).count() as u64;
+        let spans = if filtered == 0 { prepared.len() } else { prepared.iter().filter(|p| !p.filtered).count() };
+        let spans = spans as u64;
         Ok(ConsumeSummary { spans, dropped: tally.dropped })
     }
 
@@ -202,34 +203,16 @@ impl Engine {
                 service: services[span.resource as usize],
                 start_ns: span.start_ns,
                 end_ns: span.end_ns,
-                error: span.error,
+                error: span.is_error(),
                 multiplier: self.multiplier(batch, span),
                 peer,
                 database,
                 root: !client_side && !span.has_parent,
                 protocol,
             };
-            let links = batch.span_links(span);
-            if self.config.span_links && span.kind == SpanKind::Consumer && !links.is_empty() {
-                for l in links {
-                    let key = Key { trace_id: l.trace_id, span_id: l.span_id };
-                    out.push(Prepared {
-                        side: SideWrite { root: false, ..side },
-                        key,
-                        dims_at,
-                        linked: true,
-                        filtered: false,
-                    });
-                }
-                continue;
-            }
-            let span_id = if client_side { span.span_id } else { span.parent_span_id };
-            out.push(Prepared {
-                side,
-                key: Key { trace_id: span.trace_id, span_id },
-                dims_at,
-                linked: false,
-                filtered: false,
+            self.pairing_keys(batch, span, client_side, |key, linked| {
+                let side = if linked { SideWrite { root: false, ..side } } else { side };
+                out.push(Prepared { side, key, dims_at, linked, filtered: false });
             });
         }
         if r.truncated > 0 {
@@ -253,21 +236,25 @@ impl Engine {
             root: false,
             protocol: EMPTY,
         };
+        self.pairing_keys(batch, span, client_side, |key, linked| {
+            if linked || client_side || span.has_parent {
+                out.push(Prepared { side, key, dims_at: 0, linked, filtered: true });
+            }
+        });
+    }
+
+    /// The keys a span pairs on, each with whether it is a link: a consumer
+    /// that pairs through its span links has one per link; any other span
+    /// its trace ID with its own span ID (client side) or its parent's.
+    fn pairing_keys(&self, batch: &Batch<'_>, span: &SpanRec, client_side: bool, mut push: impl FnMut(Key, bool)) {
         let links = batch.span_links(span);
         if self.config.span_links && span.kind == SpanKind::Consumer && !links.is_empty() {
             for l in links {
-                let key = Key { trace_id: l.trace_id, span_id: l.span_id };
-                out.push(Prepared { side, key, dims_at: 0, linked: true, filtered: true });
+                push(Key { trace_id: l.trace_id, span_id: l.span_id }, true);
             }
-        } else if client_side || span.has_parent {
+        } else {
             let span_id = if client_side { span.span_id } else { span.parent_span_id };
-            out.push(Prepared {
-                side,
-                key: Key { trace_id: span.trace_id, span_id },
-                dims_at: 0,
-                linked: false,
-                filtered: true,
-            });
+            push(Key { trace_id: span.trace_id, span_id }, false);
         }
     }
 

@@ -45,8 +45,8 @@ pub struct SpanRec {
     pub kind: SpanKind,
     pub start_ns: u64,
     pub end_ns: u64,
-    pub error: bool,
-    /// The status code as numbered in OTLP (2: error); codes past 255 read as 255.
+    /// The status code as numbered in OTLP (see [`SpanRec::is_error`]);
+    /// codes past 255 read as 255.
     pub status: u8,
     /// Index of the span's name in [`Batch::names`]; [`NO_NAME`] when names
     /// are not read (no filter policy asks for them) or the span has none.
@@ -59,6 +59,14 @@ pub struct SpanRec {
     /// Range of this span's links in [`Batch::links`].
     pub links_at: u32,
     pub links_len: u32,
+}
+
+impl SpanRec {
+    /// Status ERROR, the only code that fails a request.
+    #[inline]
+    pub fn is_error(&self) -> bool {
+        self.status == 2
+    }
 }
 
 /// [`SpanRec::name`] of a span whose name was not kept.
@@ -272,7 +280,6 @@ fn read_span<'a>(
         kind: SpanKind::Unspecified,
         start_ns: 0,
         end_ns: 0,
-        error: false,
         status: 0,
         name: NO_NAME,
         resource,
@@ -393,9 +400,7 @@ fn read_span<'a>(
             15 => {
                 r.expect(wt, WT_LEN)?;
                 let (st, at) = r.bytes()?;
-                let code = read_status_code(st, at)?;
-                rec.status = code.min(255) as u8;
-                rec.error = code == 2;
+                rec.status = read_status_code(st, at)?.min(255) as u8;
             }
             _ => r.skip(wt)?,
         }
