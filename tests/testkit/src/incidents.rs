@@ -333,7 +333,10 @@ fn failures_only_the_caller_sees() -> Incident {
         g.db(t, checkout, "checkout", ("postgresql", "pg-main"), at + 20 * MS, 40, false);
     }
     g.batch();
-    g.done("failures-only-the-caller-sees", "frontend's calls to checkout fail on frontend's side; checkout records none")
+    g.done(
+        "failures-only-the-caller-sees",
+        "frontend's calls to checkout fail on frontend's side; checkout records none",
+    )
 }
 
 /// Every incident, in the order of `expected.json`.
