@@ -86,6 +86,12 @@
 #define SM_FORMAT_GRAPH_MERMAID 6
 
 /**
+ * `sm_engine_render` format: Prometheus protobuf exposition, length-delimited
+ * `io.prometheus.client.MetricFamily` messages (carries native histograms).
+ */
+#define SM_FORMAT_PROMETHEUS_PROTOBUF 7
+
+/**
  * Attribute values are followed this many levels deep when they become
  * label strings; deeper containers are written as "..." and counted in the
  * self-report's `values_truncated`. No input chooses a recursion depth.

@@ -30,3 +30,6 @@ pub mod wire;
 pub use config::{Compat, Config, sanitize_label};
 pub use engine::{ConsumeSummary, Engine, Format, Overflow, Stats};
 pub use error::{DecodeError, Error};
+/// The messages of Prometheus' protobuf exposition
+/// ([`Format::PrometheusProtobuf`]), to read it back.
+pub use exposition::protobuf::model as client_model;

@@ -113,6 +113,34 @@ fn openmetrics_format() {
     );
 }
 
+/// `--format protobuf` writes the bytes a scrape in that format gets:
+/// length-delimited families, with native buckets when they are on.
+#[test]
+fn protobuf_format() {
+    use prost::Message;
+    let cfg = scratch("native.json", br#"{"histogram_buckets": [0.5, 1.5], "histograms": "both"}"#);
+    let o = servicemap(&["metrics", "--format", "protobuf", "-c", &cfg, &fixture("pair.jsonl")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut buf = &o.stdout[..];
+    let mut names = Vec::new();
+    while !buf.is_empty() {
+        let f = servicemap::client_model::MetricFamily::decode_length_delimited(&mut buf).unwrap();
+        if let Some(h) = f.metric[0].histogram.as_ref() {
+            assert_eq!((h.sample_count, h.schema, h.bucket.len()), (Some(1), Some(3), 2), "{f:?}");
+        }
+        names.push(f.name.unwrap());
+    }
+    assert_eq!(
+        names,
+        [
+            "traces_service_graph_request_total",
+            "traces_service_graph_request_failed_total",
+            "traces_service_graph_request_server_seconds",
+            "traces_service_graph_request_client_seconds"
+        ]
+    );
+}
+
 #[test]
 fn reads_standard_input() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_servicemap"))
@@ -257,7 +285,10 @@ fn help_and_usage_errors() {
         (&[][..], "no command given"),
         (&["metrics"][..], "no input files given"),
         (&["draw", "x.json"][..], "unknown command `draw`"),
-        (&["metrics", "--format", "json", "x.json"][..], "unknown format `json`: expected prometheus or openmetrics"),
+        (
+            &["metrics", "--format", "json", "x.json"][..],
+            "unknown format `json`: expected prometheus, openmetrics or protobuf",
+        ),
         (&["metrics", "--verbose", "x.json"][..], "unknown option `--verbose`"),
         (&["stats", "-f", "openmetrics", "x.json"][..], "`--format` does not apply to `stats`"),
     ] {

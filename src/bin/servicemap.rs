@@ -24,7 +24,7 @@ const USAGE: &str = "\
 servicemap: builds a service graph from OpenTelemetry trace files.
 
 Usage:
-  servicemap metrics [--config FILE] [--format prometheus|openmetrics] FILE...
+  servicemap metrics [--config FILE] [--format prometheus|openmetrics|protobuf] FILE...
   servicemap stats [--config FILE] FILE...
   servicemap graph [--config FILE] [--format json|dot|mermaid] [--edges FILE] FILE...
   servicemap impact SERVICE [--config FILE] [--format json|text] [--edges FILE] FILE...
@@ -155,10 +155,15 @@ fn parse_args(args: Vec<OsString>) -> Result<Parsed, String> {
             "-c" | "--config" => parsed.config = Some(value("a file name")?),
             "-f" | "--format" => match &parsed.command {
                 Command::Metrics => {
-                    parsed.format = match value("prometheus or openmetrics")?.as_str() {
+                    parsed.format = match value("prometheus, openmetrics or protobuf")?.as_str() {
                         "prometheus" => Format::Prometheus,
                         "openmetrics" => Format::OpenMetrics,
-                        other => return Err(format!("unknown format `{other}`: expected prometheus or openmetrics")),
+                        "protobuf" => Format::PrometheusProtobuf,
+                        other => {
+                            return Err(format!(
+                                "unknown format `{other}`: expected prometheus, openmetrics or protobuf"
+                            ));
+                        }
                     }
                 }
                 Command::Graph => {
@@ -537,7 +542,7 @@ mod tests {
         assert_eq!(parse(&["metrics", "--config"]).unwrap_err(), "option `--config` needs a file name");
         assert_eq!(
             parse(&["metrics", "-f", "json", "x"]).unwrap_err(),
-            "unknown format `json`: expected prometheus or openmetrics"
+            "unknown format `json`: expected prometheus, openmetrics or protobuf"
         );
         assert_eq!(
             parse(&["stats", "--format", "prometheus", "x"]).unwrap_err(),

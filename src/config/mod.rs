@@ -32,6 +32,38 @@ pub enum DatabaseNaming {
     AttributeValue,
 }
 
+/// Which latency histograms are kept and written (Tempo's
+/// `generate_native_histograms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Histograms {
+    /// Classic buckets at `histogram_buckets`.
+    Classic,
+    /// Native buckets only; the text formats carry just the +Inf bucket, sum and count.
+    Native,
+    /// Both, in the same histogram.
+    Both,
+}
+
+impl Histograms {
+    pub fn name(self) -> &'static str {
+        match self {
+            Histograms::Classic => "classic",
+            Histograms::Native => "native",
+            Histograms::Both => "both",
+        }
+    }
+
+    /// Whether native buckets are kept.
+    pub fn native(self) -> bool {
+        self != Histograms::Classic
+    }
+
+    /// Whether classic buckets are written.
+    pub fn classic(self) -> bool {
+        self != Histograms::Native
+    }
+}
+
 /// Fully resolved configuration. Build it with [`Config::from_json`] or
 /// [`Config::preset`].
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +162,15 @@ pub struct Config {
     pub trace_id_label_name: String,
     /// Which spans take part (Tempo's `filter_policies`); none: every span.
     pub filter_policies: Vec<filter::FilterPolicy>,
+    /// Classic, native or both latency histograms.
+    pub histograms: Histograms,
+    /// Native buckets grow by at most this factor (> 1); it picks the schema.
+    pub native_histogram_bucket_factor: f64,
+    /// Populated native buckets per histogram at most (0: no limit).
+    pub native_histogram_max_bucket_number: usize,
+    /// A native histogram over its budget starts again from zero if it is
+    /// this old, else halves its resolution (0: never resets).
+    pub native_histogram_min_reset_duration: Duration,
 }
 
 const TEMPO_BUCKETS: [f64; 8] = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8];
@@ -186,6 +227,10 @@ impl Config {
             exemplars: true,
             trace_id_label_name: "traceID".to_string(),
             filter_policies: Vec::new(),
+            histograms: Histograms::Classic,
+            native_histogram_bucket_factor: 1.1,
+            native_histogram_max_bucket_number: 100,
+            native_histogram_min_reset_duration: Duration::from_secs(15 * 60),
         };
         match compat {
             Compat::Tempo => tempo,
@@ -321,6 +366,22 @@ fn database_naming(key: &str, v: &Value) -> Result<DatabaseNaming, Error> {
         Some("peer_first") | Some("tempo") => Ok(DatabaseNaming::PeerFirst),
         Some("attribute_value") | Some("contrib") => Ok(DatabaseNaming::AttributeValue),
         _ => Err(Error::config(key, "expected \"peer_first\" or \"attribute_value\"")),
+    }
+}
+
+fn histograms(key: &str, v: &Value) -> Result<Histograms, Error> {
+    match v.as_str() {
+        Some("classic") => Ok(Histograms::Classic),
+        Some("native") => Ok(Histograms::Native),
+        Some("both") => Ok(Histograms::Both),
+        _ => Err(Error::config(key, format!("expected \"classic\", \"native\" or \"both\", got {v}"))),
+    }
+}
+
+fn bucket_factor(key: &str, v: &Value) -> Result<f64, Error> {
+    match v.as_f64() {
+        Some(f) if f > 1.0 && f.is_finite() => Ok(f),
+        _ => Err(Error::config(key, format!("expected a number greater than 1, got {v}"))),
     }
 }
 

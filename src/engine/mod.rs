@@ -52,6 +52,9 @@ pub enum Format {
     OpenMetrics,
     /// OTLP `ExportMetricsServiceRequest` protobuf, cumulative.
     OtlpMetrics,
+    /// Prometheus protobuf exposition: length-delimited `MetricFamily`
+    /// messages, the format that carries native histograms.
+    PrometheusProtobuf,
     /// The self-report as JSON.
     StatsJson,
     /// The service map as JSON (schema `servicemap.graph/v1`).
@@ -143,7 +146,8 @@ impl Engine {
                 config.max_series,
                 config.max_unpaired_series,
             )
-            .with_exemplars(config.exemplars),
+            .with_exemplars(config.exemplars)
+            .with_native(config.histograms.native().then(|| native_settings(&config))),
         );
         let dim_labels = dim_labels(&config);
         let graph = config.graph.then(|| {
@@ -224,3 +228,12 @@ fn dim_labels(config: &Config) -> DimLabels {
 
 #[cfg(test)]
 mod tests;
+
+/// The native histograms' settings the options give.
+fn native_settings(config: &Config) -> crate::series::native::Settings {
+    crate::series::native::Settings {
+        schema: crate::series::native::schema_for_factor(config.native_histogram_bucket_factor),
+        max_buckets: config.native_histogram_max_bucket_number as u32,
+        min_reset_ns: config.native_histogram_min_reset_duration.as_nanos() as u64,
+    }
+}

@@ -77,6 +77,10 @@ impl Engine {
                 let snap = self.snapshot(now_ns, self.config.initial_zero, open_metrics);
                 exposition::text::render(&snap, open_metrics).into_bytes()
             }
+            Format::PrometheusProtobuf => {
+                let snap = self.snapshot(now_ns, self.config.initial_zero, true);
+                exposition::protobuf::render(&snap)
+            }
             Format::OtlpMetrics => {
                 let snap = self.snapshot(now_ns, false, true);
                 let start = snap.started_ns;
@@ -189,6 +193,7 @@ impl Engine {
             messaging: self.config.enable_messaging_system_latency_histogram,
             weighted: self.config.span_multiplier_key.is_some(),
             bounds,
+            histograms: self.config.histograms,
             exemplar_label: (exemplars && self.config.exemplars).then(|| self.config.trace_id_label_name.clone()),
             dim_labels: self.dim_labels.clone(),
             edges,

@@ -69,7 +69,10 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
     // When each family of an edge began: the messaging one with its first observation.
     let created: [fn(&EdgeSeries) -> u64; 3] =
         [|e| e.values.created_ns, |e| e.values.created_ns, |e| since(e.values.messaging_since_ns, e.values.created_ns)];
-    let hists: Vec<Histogram> = families.iter().map(|(name, _, _)| Histogram::new(name, &snap.bounds)).collect();
+    // Native histograms only: the text formats carry the +Inf bucket, sum
+    // and count, as the Go client writes a histogram without classic buckets.
+    let bounds: &[f64] = if snap.histograms.classic() { &snap.bounds } else { &[] };
+    let hists: Vec<Histogram> = families.iter().map(|(name, _, _)| Histogram::new(name, bounds)).collect();
     let request = format!("{REQUEST}_total{{");
     let failed = format!("{REQUEST_FAILED}_total{{");
     let connection_info = format!("{CONNECTION_INFO}{{");
@@ -129,7 +132,7 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
         for (i, e) in snap.edges.iter().enumerate() {
             if let Some(h) = get(e) {
                 w.histogram(family, labels.get(i), h, exemplar_label.map(|l| (l, exemplars(e, which))));
-                w.created(&family.created, labels.get(i), created(e));
+                w.created(&family.created, labels.get(i), h.start_ns(created(e)));
             }
         }
     }
@@ -210,28 +213,39 @@ impl Labels {
 /// missing label are the same series in Prometheus).
 fn edge_labels(out: &mut String, snap: &Snapshot, e: &EdgeSeries) {
     let start = out.len();
-    label(out, start, "client", &e.client);
-    label(out, start, "server", &e.server);
-    label(out, start, "connection_type", e.conn.as_str());
-    if snap.failed_label {
-        label(out, start, "failed", if e.failed { "true" } else { "false" });
-    }
-    for (name, value) in snap.dim_labels.prometheus.iter().zip(&e.dims) {
-        label(out, start, name, value);
-    }
-    if snap.virtual_label && e.virtual_side != Virtual::None {
-        label(out, start, "virtual_node", e.virtual_side.as_str());
-    }
+    edge_label_pairs(snap, e, |name, value| label(out, start, name, value));
 }
 
 fn side_labels(out: &mut String, s: &SideSeries) {
+    side_label_pairs(s, |name, value| label(out, 0, name, value));
+}
+
+/// An edge series' Prometheus labels as `(name, value)`, in order; empty
+/// values are passed too (the writers leave them out).
+pub(crate) fn edge_label_pairs<'a>(snap: &'a Snapshot, e: &'a EdgeSeries, mut f: impl FnMut(&'a str, &'a str)) {
+    f("client", &e.client);
+    f("server", &e.server);
+    f("connection_type", e.conn.as_str());
+    if snap.failed_label {
+        f("failed", if e.failed { "true" } else { "false" });
+    }
+    for (name, value) in snap.dim_labels.prometheus.iter().zip(&e.dims) {
+        f(name, value);
+    }
+    if snap.virtual_label && e.virtual_side != Virtual::None {
+        f("virtual_node", e.virtual_side.as_str());
+    }
+}
+
+/// An unpaired or dropped span counter's labels, as [`edge_label_pairs`].
+pub(crate) fn side_label_pairs<'a>(s: &'a SideSeries, mut f: impl FnMut(&'a str, &'a str)) {
     if s.overflow {
-        label(out, 0, "otel_metric_overflow", "true");
+        f("otel_metric_overflow", "true");
         return;
     }
-    label(out, 0, "client", &s.client);
-    label(out, 0, "server", &s.server);
-    label(out, 0, "connection_type", s.conn.as_str());
+    f("client", &s.client);
+    f("server", &s.server);
+    f("connection_type", s.conn.as_str());
 }
 
 /// Appends `name="value"` (a comma first unless the block starting at
@@ -405,7 +419,9 @@ impl Writer {
 
     /// A histogram's `_sum`, `_count` and cumulative `_bucket` lines. Bucket
     /// lines carry `le` first, and, given an exemplar label, each bucket's
-    /// exemplar (` # {traceID="…"} value time`).
+    /// exemplar (` # {traceID="…"} value time`). With fewer bounds than the
+    /// histogram has (native histograms only), the +Inf line counts the
+    /// rest and carries the last exemplar among them.
     fn histogram(&mut self, family: &Histogram, labels: &str, h: &Hist, exemplars: Option<(&str, &[Exemplar])>) {
         self.line(&family.sum, labels, Num::F64(h.sum));
         self.line(&family.count, labels, Num::U64(whole(h.count)));
@@ -413,15 +429,23 @@ impl Writer {
         let comma = labels.len() > CLOSE.len();
         let (label, exemplars) = exemplars.unwrap_or(("", &[]));
         let mut cumulative = 0u64;
-        for (b, (open, &w)) in family.buckets.iter().zip(h.buckets.iter()).enumerate() {
-            cumulative = cumulative.wrapping_add(whole(w));
+        let last = family.buckets.len() - 1;
+        for (b, open) in family.buckets.iter().enumerate() {
+            let (weights, examples) = if b == last {
+                (h.buckets.get(b..).unwrap_or(&[]), exemplars.get(b..).unwrap_or(&[]))
+            } else {
+                (&h.buckets[b..=b], exemplars.get(b..=b).unwrap_or(&[]))
+            };
+            for &w in weights {
+                cumulative = cumulative.wrapping_add(whole(w));
+            }
             o.push_str(open);
             if comma {
                 o.push(',');
             }
             o.push_str(labels);
             integer(o, cumulative);
-            if let Some(x) = exemplars.get(b).filter(|x| x.is_set()) {
+            if let Some(x) = examples.iter().rev().find(|x| x.is_set()) {
                 o.push_str(" # {");
                 o.push_str(label);
                 o.push_str("=\"");

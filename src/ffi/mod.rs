@@ -43,6 +43,9 @@ pub const SM_FORMAT_GRAPH_JSON: u32 = 4;
 pub const SM_FORMAT_GRAPH_DOT: u32 = 5;
 /// `sm_engine_render` format: the service map as a Mermaid flowchart.
 pub const SM_FORMAT_GRAPH_MERMAID: u32 = 6;
+/// `sm_engine_render` format: Prometheus protobuf exposition, length-delimited
+/// `io.prometheus.client.MetricFamily` messages (carries native histograms).
+pub const SM_FORMAT_PROMETHEUS_PROTOBUF: u32 = 7;
 
 /// Attribute values are followed this many levels deep when they become
 /// label strings; deeper containers are written as "..." and counted in the
@@ -346,6 +349,7 @@ pub unsafe extern "C" fn sm_engine_render(
                 SM_FORMAT_GRAPH_JSON => Format::GraphJson,
                 SM_FORMAT_GRAPH_DOT => Format::GraphDot,
                 SM_FORMAT_GRAPH_MERMAID => Format::GraphMermaid,
+                SM_FORMAT_PROMETHEUS_PROTOBUF => Format::PrometheusProtobuf,
                 other => return Err((sm_status::InvalidArgument, format!("unknown format {other}"))),
             };
             Ok(engine.render(format, now_unix_nano))

@@ -5,11 +5,14 @@
 //! collected, not once per span.
 
 pub mod exemplar;
+mod hist;
 pub mod intern;
 mod kind;
+pub mod native;
 pub mod snapshot;
 
 pub use exemplar::{Exemplar, Exemplars, Family};
+pub use hist::Hist;
 pub use kind::{ConnType, Virtual};
 pub use snapshot::{DimLabels, EdgeSeries, SideSeries, Snapshot};
 
@@ -68,88 +71,6 @@ pub struct SideKey {
     pub client: u32,
     pub server: u32,
     pub conn: ConnType,
-}
-
-/// Bucket weights: in place up to 17 buckets, which both
-/// peers' default bounds fit, so a series and each copy a render takes of it
-/// need no allocation of their own; on the heap beyond.
-#[derive(Clone, PartialEq)]
-pub enum Buckets {
-    Inline { len: u8, weights: [f64; INLINE_BUCKETS] },
-    Heap(Box<[f64]>),
-}
-
-/// Contrib's default bounds are 16, plus +Inf.
-const INLINE_BUCKETS: usize = 17;
-
-impl Buckets {
-    fn zeros(n: usize) -> Buckets {
-        if n <= INLINE_BUCKETS {
-            Buckets::Inline { len: n as u8, weights: [0.0; INLINE_BUCKETS] }
-        } else {
-            Buckets::Heap(vec![0.0; n].into_boxed_slice())
-        }
-    }
-}
-
-impl std::ops::Deref for Buckets {
-    type Target = [f64];
-    #[inline]
-    fn deref(&self) -> &[f64] {
-        match self {
-            Buckets::Inline { len, weights } => &weights[..*len as usize],
-            Buckets::Heap(b) => b,
-        }
-    }
-}
-
-impl std::ops::DerefMut for Buckets {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut [f64] {
-        match self {
-            Buckets::Inline { len, weights } => &mut weights[..*len as usize],
-            Buckets::Heap(b) => b,
-        }
-    }
-}
-
-impl std::fmt::Debug for Buckets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
-
-/// A classic histogram: per-bucket (not cumulative) weights, the last one +Inf.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hist {
-    pub buckets: Buckets,
-    pub sum: f64,
-    pub count: f64,
-}
-
-impl Hist {
-    pub fn new(bounds: usize) -> Hist {
-        Hist { buckets: Buckets::zeros(bounds + 1), sum: 0.0, count: 0.0 }
-    }
-
-    /// Observes `v` with weight `w`; returns the bucket it fell in. Bounds
-    /// are upper-inclusive (`le`).
-    #[inline]
-    pub fn observe(&mut self, bounds: &[f64], v: f64, w: f64) -> usize {
-        let i = bounds.partition_point(|&b| b < v);
-        self.buckets[i] += w;
-        self.sum += v * w;
-        self.count += w;
-        i
-    }
-
-    pub fn add(&mut self, other: &Hist) {
-        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
-            *a += b;
-        }
-        self.sum += other.sum;
-        self.count += other.count;
-    }
 }
 
 /// The label set of a series, in ids.
@@ -316,6 +237,8 @@ pub struct SeriesTable {
     pub refused: u64,
     /// Keep an exemplar per histogram bucket.
     exemplars: bool,
+    /// Keep native buckets in every latency histogram, with these settings.
+    native: Option<native::Settings>,
 }
 
 impl SeriesTable {
@@ -332,7 +255,14 @@ impl SeriesTable {
             inferred: 0,
             refused: 0,
             exemplars: false,
+            native: None,
         }
+    }
+
+    /// The same table, keeping native buckets in its latency histograms (or not).
+    pub fn with_native(mut self, native: Option<native::Settings>) -> SeriesTable {
+        self.native = native;
+        self
     }
 
     /// The same table, keeping (or not) the last request of each histogram
@@ -395,9 +325,11 @@ impl SeriesTable {
                 let values = Values {
                     request: 0.0,
                     failed: 0.0,
-                    server: Hist::new(self.bounds.len()),
-                    client: Hist::new(self.bounds.len()),
-                    messaging: self.messaging.then(|| Box::new(Hist::new(self.bounds.len()))),
+                    server: Hist::with_native(self.bounds.len(), self.native.as_ref(), now_ns),
+                    client: Hist::with_native(self.bounds.len(), self.native.as_ref(), now_ns),
+                    messaging: self
+                        .messaging
+                        .then(|| Box::new(Hist::with_native(self.bounds.len(), self.native.as_ref(), now_ns))),
                     created_ns: now_ns,
                     updated_ns: now_ns,
                     failed_since_ns: 0,
@@ -421,15 +353,16 @@ impl SeriesTable {
                 values.failed_since_ns = now_ns.max(1);
             }
         }
-        let server = values.server.observe(&self.bounds, e.server_s, w);
-        let client = values.client.observe(&self.bounds, e.client_s, w);
+        let native = self.native.as_ref();
+        let server = values.server.observe_all(&self.bounds, native, e.server_s, w, now_ns);
+        let client = values.client.observe_all(&self.bounds, native, e.client_s, w, now_ns);
         let example = |value| Exemplar { value, at_ns: now_ns.max(1), trace_id: e.trace_id, span_id: e.span_id };
         if let Some(x) = values.exemplars.as_mut() {
             x.set(Family::Server, server, example(e.server_s));
             x.set(Family::Client, client, example(e.client_s));
         }
         if let (Some(h), Some(m)) = (values.messaging.as_mut(), e.messaging_s) {
-            let bucket = h.observe(&self.bounds, m, w);
+            let bucket = h.observe_all(&self.bounds, native, m, w, now_ns);
             if let Some(x) = values.exemplars.as_mut() {
                 x.set(Family::Messaging, bucket, example(m));
             }
@@ -474,8 +407,8 @@ impl SeriesTable {
                 // A histogram read as zero has no exemplars either.
                 if held(c.created_ns.max(1)) {
                     c.request = 0.0;
-                    c.server = Hist::new(self.bounds.len());
-                    c.client = Hist::new(self.bounds.len());
+                    c.server = c.server.zeroed();
+                    c.client = c.client.zeroed();
                     if let Some(x) = c.exemplars.as_mut() {
                         x.clear(Family::Server);
                         x.clear(Family::Client);
@@ -485,7 +418,7 @@ impl SeriesTable {
                     c.failed = 0.0;
                 }
                 if held(c.messaging_since_ns) {
-                    c.messaging = Some(Box::new(Hist::new(self.bounds.len())));
+                    c.messaging = c.messaging.as_ref().map(|h| Box::new(h.zeroed()));
                     if let Some(x) = c.exemplars.as_mut() {
                         x.clear(Family::Messaging);
                     }

@@ -56,6 +56,8 @@ pub struct Snapshot {
     /// Counts are weighted by a span multiplier, so may not be whole numbers.
     pub weighted: bool,
     pub bounds: Vec<f64>,
+    /// Which of the histograms' buckets are written.
+    pub histograms: crate::config::Histograms,
     /// The trace ID's exemplar label name; None when exemplars are off.
     pub exemplar_label: Option<String>,
     pub dim_labels: DimLabels,

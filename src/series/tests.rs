@@ -1,3 +1,4 @@
+use super::hist::{Buckets, INLINE_BUCKETS};
 use super::*;
 
 fn ev(client: u32, server: u32, failed: bool, s: f64) -> EdgeEvent {

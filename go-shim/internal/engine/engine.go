@@ -60,6 +60,9 @@ const (
 	FormatOpenMetrics Format = C.SM_FORMAT_OPENMETRICS
 	FormatOTLPMetrics Format = C.SM_FORMAT_OTLP_METRICS
 	FormatStatsJSON   Format = C.SM_FORMAT_STATS_JSON
+	// FormatPrometheusProtobuf is Prometheus' protobuf exposition
+	// (length-delimited MetricFamily messages), which carries native histograms.
+	FormatPrometheusProtobuf Format = C.SM_FORMAT_PROMETHEUS_PROTOBUF
 )
 
 func (f Format) String() string {
@@ -72,6 +75,8 @@ func (f Format) String() string {
 		return "otlp_metrics"
 	case FormatStatsJSON:
 		return "stats_json"
+	case FormatPrometheusProtobuf:
+		return "prometheus_protobuf"
 	}
 	return fmt.Sprintf("format(%d)", uint32(f))
 }

@@ -107,6 +107,11 @@ type Options struct {
 	MaxUnpairedSeries                     *int           `mapstructure:"max_unpaired_series"`
 	Exemplars                             *bool          `mapstructure:"exemplars"`
 	TraceIDLabelName                      *string        `mapstructure:"trace_id_label_name"`
+	// Histograms is classic, native or both (Tempo's generate_native_histograms).
+	Histograms                      *string        `mapstructure:"histograms"`
+	NativeHistogramBucketFactor     *float64       `mapstructure:"native_histogram_bucket_factor"`
+	NativeHistogramMaxBucketNumber  *int           `mapstructure:"native_histogram_max_bucket_number"`
+	NativeHistogramMinResetDuration *time.Duration `mapstructure:"native_histogram_min_reset_duration"`
 	// FilterPolicies choose the spans that take part, in Tempo's format.
 	FilterPolicies []FilterPolicy `mapstructure:"filter_policies"`
 
@@ -271,6 +276,12 @@ func (o *Options) EngineJSON() ([]byte, error) {
 	putInt("max_unpaired_series", o.MaxUnpairedSeries)
 	putBool("exemplars", o.Exemplars)
 	putString("trace_id_label_name", o.TraceIDLabelName)
+	putString("histograms", o.Histograms)
+	if o.NativeHistogramBucketFactor != nil {
+		m["native_histogram_bucket_factor"] = *o.NativeHistogramBucketFactor
+	}
+	putInt("native_histogram_max_bucket_number", o.NativeHistogramMaxBucketNumber)
+	putDuration("native_histogram_min_reset_duration", o.NativeHistogramMinResetDuration)
 	if o.FilterPolicies != nil {
 		m["filter_policies"] = o.FilterPolicies
 	}

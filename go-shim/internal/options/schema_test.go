@@ -52,6 +52,8 @@ func fill(t *testing.T, v reflect.Value) {
 				p.Elem().SetBool(true)
 			case int:
 				p.Elem().SetInt(7)
+			case float64:
+				p.Elem().SetFloat(1.5)
 			case time.Duration:
 				p.Elem().Set(reflect.ValueOf(3 * time.Second))
 			case string:
@@ -115,7 +117,7 @@ func TestOptionsMatchTheEngineSchema(t *testing.T) {
 		switch kind {
 		case "bool":
 			_, fits = v.(bool)
-		case "count", "bytes":
+		case "count", "bytes", "number":
 			_, fits = v.(float64)
 		case "duration", "string", "optional_string", "choice", "preset":
 			_, fits = v.(string)

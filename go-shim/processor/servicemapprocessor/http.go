@@ -1,6 +1,7 @@
 // The processor's HTTP server: its own route, GET on metrics_path (the
-// service-graph series as Prometheus text, or as OpenMetrics when the Accept
-// header prefers it), and the live service map's routes that internal/web
+// service-graph series as Prometheus text, or as OpenMetrics or Prometheus
+// protobuf, which carries native histograms, when the Accept header prefers
+// them), and the live service map's routes that internal/web
 // registers beside it (the page, the JSON API, the exports and, when
 // http.accept_edges is on, POST /api/edges).
 
@@ -20,6 +21,7 @@ import (
 const (
 	contentTypePrometheus  = "text/plain; version=0.0.4; charset=utf-8"
 	contentTypeOpenMetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+	contentTypeProtobuf    = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
 )
 
 // route is one endpoint of the processor's HTTP server.
@@ -61,10 +63,12 @@ func (p *serviceMapProcessor) edgesOptions() web.EdgesOptions {
 
 // serveMetrics renders the engine's series in the format the scraper asks for.
 func (p *serviceMapProcessor) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	format, contentType := engine.FormatPrometheus, contentTypePrometheus
-	if wantsOpenMetrics(r.Header.Values("Accept")) {
-		format, contentType = engine.FormatOpenMetrics, contentTypeOpenMetrics
-	}
+	format := negotiate(r.Header.Values("Accept"))
+	contentType := map[engine.Format]string{
+		engine.FormatPrometheus:         contentTypePrometheus,
+		engine.FormatOpenMetrics:        contentTypeOpenMetrics,
+		engine.FormatPrometheusProtobuf: contentTypeProtobuf,
+	}[format]
 	body, err := p.eng.Render(format, p.loop.Now())
 	if err != nil {
 		status := http.StatusInternalServerError
@@ -81,11 +85,12 @@ func (p *serviceMapProcessor) serveMetrics(w http.ResponseWriter, r *http.Reques
 	_, _ = w.Write(body)
 }
 
-// wantsOpenMetrics reports whether the Accept header prefers OpenMetrics text
-// over Prometheus text: application/openmetrics-text is listed with a quality
-// above zero and at least as high as any range that text/plain matches.
-func wantsOpenMetrics(accept []string) bool {
-	openMetrics, text := -1.0, -1.0
+// negotiate picks the exposition format the Accept header prefers: the one
+// listed with the highest quality above zero, Prometheus protobuf (the
+// delimited MetricFamily messages, the only format with native histograms)
+// before OpenMetrics before text on a tie; text when none is listed.
+func negotiate(accept []string) engine.Format {
+	protobuf, openMetrics, text := -1.0, -1.0, -1.0
 	for _, header := range accept {
 		for _, part := range strings.Split(header, ",") {
 			mediaType, params, err := mime.ParseMediaType(strings.TrimSpace(part))
@@ -99,6 +104,10 @@ func wantsOpenMetrics(accept []string) bool {
 				}
 			}
 			switch mediaType {
+			case "application/vnd.google.protobuf":
+				if params["proto"] == "io.prometheus.client.MetricFamily" && params["encoding"] == "delimited" {
+					protobuf = max(protobuf, q)
+				}
 			case "application/openmetrics-text":
 				openMetrics = max(openMetrics, q)
 			case "text/plain", "text/*", "*/*":
@@ -106,5 +115,11 @@ func wantsOpenMetrics(accept []string) bool {
 			}
 		}
 	}
-	return openMetrics > 0 && openMetrics >= text
+	switch {
+	case protobuf > 0 && protobuf >= openMetrics && protobuf >= text:
+		return engine.FormatPrometheusProtobuf
+	case openMetrics > 0 && openMetrics >= text:
+		return engine.FormatOpenMetrics
+	}
+	return engine.FormatPrometheus
 }

@@ -310,24 +310,35 @@ func TestHTTPRoutes(t *testing.T) {
 	}
 }
 
-func TestWantsOpenMetrics(t *testing.T) {
-	for accept, want := range map[string]bool{
-		"":                             false,
-		"*/*":                          false,
-		"text/plain; version=0.0.4":    false,
-		"application/openmetrics-text": true,
-		"application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2": true,
-		"text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5": false,
-		"application/openmetrics-text;q=0":                                  false,
-		"application/json":                                                  false,
-		"garbage;;;,application/openmetrics-text; version=1.0.0":            true,
+func TestNegotiate(t *testing.T) {
+	const (
+		text     = engine.FormatPrometheus
+		om       = engine.FormatOpenMetrics
+		protobuf = engine.FormatPrometheusProtobuf
+	)
+	for accept, want := range map[string]engine.Format{
+		"":                             text,
+		"*/*":                          text,
+		"text/plain; version=0.0.4":    text,
+		"application/openmetrics-text": om,
+		"application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2": om,
+		"text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5": text,
+		"application/openmetrics-text;q=0":                                  text,
+		"application/json":                                                  text,
+		"garbage;;;,application/openmetrics-text; version=1.0.0":            om,
+		// What a Prometheus with native histograms on sends.
+		"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1": protobuf,
+		"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,application/openmetrics-text":                                                                                                          om,
+		// Another message, or not delimited: not this format.
+		"application/vnd.google.protobuf;proto=io.prometheus.client.Metric;encoding=delimited":  text,
+		"application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text": text,
 	} {
 		var headers []string
 		if accept != "" {
 			headers = []string{accept}
 		}
-		if got := wantsOpenMetrics(headers); got != want {
-			t.Errorf("wantsOpenMetrics(%q) = %v, want %v", accept, got, want)
+		if got := negotiate(headers); got != want {
+			t.Errorf("negotiate(%q) = %v, want %v", accept, got, want)
 		}
 	}
 }

@@ -7,88 +7,15 @@
 
 use super::catalog::Catalog;
 use super::{
-    Compat, Config, DatabaseNaming, boolean, buckets, count, database_naming, duration, non_empty_string,
-    optional_string, positive_duration, shards, string_list,
+    Compat, DatabaseNaming, boolean, bucket_factor, buckets, count, database_naming, duration, histograms,
+    non_empty_string, optional_string, positive_duration, shards, string_list,
 };
 use crate::error::Error;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// How an option's value is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `"tempo"` or `"contrib"`: picks the preset the other options override.
-    Preset,
-    Bool,
-    /// A whole number.
-    Count,
-    /// A whole number of bytes.
-    Bytes,
-    /// A duration: `"10s"`, `"1m30s"`, or a number of seconds.
-    Duration,
-    String,
-    /// A string, or null or `""` for none.
-    OptionalString,
-    StringList,
-    /// Histogram bounds: seconds or durations, ascending.
-    Buckets,
-    /// One of the names given.
-    Choice(&'static [&'static str]),
-    /// The service catalog, inline (the collector takes a file path).
-    Catalog,
-    /// A list of filter policies in Tempo's format.
-    FilterPolicies,
-}
-
-impl Kind {
-    /// The name `schema.json` gives the kind.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Preset => "preset",
-            Kind::Bool => "bool",
-            Kind::Count => "count",
-            Kind::Bytes => "bytes",
-            Kind::Duration => "duration",
-            Kind::String => "string",
-            Kind::OptionalString => "optional_string",
-            Kind::StringList => "string_list",
-            Kind::Buckets => "buckets",
-            Kind::Choice(_) => "choice",
-            Kind::Catalog => "catalog",
-            Kind::FilterPolicies => "filter_policies",
-        }
-    }
-}
-
-/// One option.
-pub struct Spec {
-    pub key: &'static str,
-    /// Other names for the same option (the peers' spellings).
-    pub aliases: &'static [&'static str],
-    pub kind: Kind,
-    /// One line for the README's table.
-    pub meaning: &'static str,
-    set: fn(&mut Config, &str, &Value) -> Result<(), Error>,
-    get: fn(&Config) -> Value,
-}
-
-impl Spec {
-    /// Sets the option from its JSON value; `key` is the name it was given
-    /// under, for the error.
-    pub fn set(&self, config: &mut Config, key: &str, value: &Value) -> Result<(), Error> {
-        (self.set)(config, key, value)
-    }
-
-    /// The option's value in `config`, as JSON the parser accepts back
-    /// (durations in seconds; the catalog as null when empty).
-    pub fn get(&self, config: &Config) -> Value {
-        (self.get)(config)
-    }
-
-    fn names(&self) -> impl Iterator<Item = &'static str> {
-        std::iter::once(self.key).chain(self.aliases.iter().copied())
-    }
-}
+mod spec;
+pub use spec::{Kind, Spec};
 
 /// The option a key (or alias) names.
 pub fn find(key: &str) -> Option<&'static Spec> {
@@ -275,6 +202,50 @@ pub static OPTIONS: &[Spec] = &[
             Ok(())
         },
         get: |c| json!(c.exemplars),
+    },
+    Spec {
+        key: "histograms",
+        aliases: &["generate_native_histograms"],
+        kind: Kind::Choice(&["classic", "native", "both"]),
+        meaning: "latency histograms: classic buckets, native (exponential) buckets, or both",
+        set: |c, k, v| {
+            c.histograms = histograms(k, v)?;
+            Ok(())
+        },
+        get: |c| json!(c.histograms.name()),
+    },
+    Spec {
+        key: "native_histogram_bucket_factor",
+        aliases: &[],
+        kind: Kind::Number,
+        meaning: "native buckets grow by at most this factor; it picks the schema (1.1: schema 3)",
+        set: |c, k, v| {
+            c.native_histogram_bucket_factor = bucket_factor(k, v)?;
+            Ok(())
+        },
+        get: |c| json!(c.native_histogram_bucket_factor),
+    },
+    Spec {
+        key: "native_histogram_max_bucket_number",
+        aliases: &[],
+        kind: Kind::Count,
+        meaning: "populated native buckets per histogram at most (0: no limit); past it, reset or halve the resolution",
+        set: |c, k, v| {
+            c.native_histogram_max_bucket_number = count(k, v, 0)?;
+            Ok(())
+        },
+        get: |c| json!(c.native_histogram_max_bucket_number),
+    },
+    Spec {
+        key: "native_histogram_min_reset_duration",
+        aliases: &[],
+        kind: Kind::Duration,
+        meaning: "a native histogram over its budget starts again from zero if this old (0: never)",
+        set: |c, k, v| {
+            c.native_histogram_min_reset_duration = duration(k, v)?;
+            Ok(())
+        },
+        get: |c| seconds(c.native_histogram_min_reset_duration),
     },
     Spec {
         key: "trace_id_label_name",
