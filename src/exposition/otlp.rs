@@ -14,12 +14,13 @@
 //! order, defaults left out, packed repeated scalars); a test encodes random
 //! snapshots both ways and compares them.
 
-use crate::config::Compat;
+use crate::config::{Compat, Histograms};
 use crate::exposition::text::{
     CLIENT, CLIENT_HELP, CONNECTION_INFO, CONNECTION_INFO_HELP, DROPPED, DROPPED_HELP, MESSAGING, MESSAGING_HELP,
     REQUEST, REQUEST_FAILED, REQUEST_FAILED_HELP, REQUEST_HELP, SERVER, SERVER_HELP, UNPAIRED, UNPAIRED_HELP,
 };
 use crate::series::Virtual;
+use crate::series::native::{Native, ZERO_THRESHOLD};
 use crate::series::{EdgeSeries, SideSeries, Snapshot};
 use crate::series::{Exemplar, Family as ExemplarFamily, Hist};
 
@@ -84,6 +85,13 @@ pub fn encode<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
     let exemplars = |e: &'a EdgeSeries, family| -> &'a [Exemplar] {
         e.values.exemplars.as_ref().filter(|_| on).map_or(&[], |x| x.of(family))
     };
+    // Explicit buckets, exponential ones (the native buckets), or both
+    // under the same name, as Tempo writes both to one store.
+    let kinds: &[Kind] = match snap.histograms {
+        Histograms::Classic => &[Kind::Histogram],
+        Histograms::Native => &[Kind::Exponential],
+        Histograms::Both => &[Kind::Histogram, Kind::Exponential],
+    };
     if !snap.edges.is_empty() {
         type Pick = fn(&EdgeSeries) -> &Hist;
         let pick: [(&str, &str, Pick, ExemplarFamily); 2] = [
@@ -91,29 +99,34 @@ pub fn encode<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
             (CLIENT, CLIENT_HELP, |e| &e.values.client, ExemplarFamily::Client),
         ];
         for (name, help, get, family) in pick {
-            let points = snap
-                .edges
-                .iter()
-                .enumerate()
-                .map(|(i, e)| number(i, Value::Hist(get(e), exemplars(e, family)), start(e.values.created_ns)));
-            metrics.push(Family::histogram(name, help, points.collect()));
+            for &kind in kinds {
+                let points = snap.edges.iter().enumerate().filter_map(|(i, e)| {
+                    let h = get(e);
+                    hist_value(kind, h, exemplars(e, family))
+                        .map(|v| number(i, v, start(h.start_ns(e.values.created_ns))))
+                });
+                metrics.push(Family::histogram(name, help, kind, points.collect()));
+            }
         }
     }
     if snap.messaging {
-        let points: Vec<_> = snap
-            .edges
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.values.has_messaging())
-            .filter_map(|(i, e)| {
-                let since =
-                    if e.values.messaging_since_ns != 0 { e.values.messaging_since_ns } else { e.values.created_ns };
-                let x = exemplars(e, ExemplarFamily::Messaging);
-                e.values.messaging.as_deref().map(|h| number(i, Value::Hist(h, x), start(since)))
-            })
-            .collect();
-        if !points.is_empty() {
-            metrics.push(Family::histogram(MESSAGING, MESSAGING_HELP, points));
+        for &kind in kinds {
+            let points: Vec<_> = snap
+                .edges
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.values.has_messaging())
+                .filter_map(|(i, e)| {
+                    let v = &e.values;
+                    let since = if v.messaging_since_ns != 0 { v.messaging_since_ns } else { v.created_ns };
+                    let h = v.messaging.as_deref()?;
+                    let x = exemplars(e, ExemplarFamily::Messaging);
+                    hist_value(kind, h, x).map(|value| number(i, value, start(h.start_ns(since))))
+                })
+                .collect();
+            if !points.is_empty() {
+                metrics.push(Family::histogram(MESSAGING, MESSAGING_HELP, kind, points));
+            }
         }
     }
     if snap.connection_info && !snap.edges.is_empty() {
@@ -138,6 +151,15 @@ pub fn encode<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
     write(&attrs, &snap.bounds, &metrics)
 }
 
+/// A histogram as a data point of `kind`: its explicit buckets, or its native
+/// ones (none when it keeps none).
+fn hist_value<'a>(kind: Kind, h: &'a Hist, exemplars: &'a [Exemplar]) -> Option<Value<'a>> {
+    match kind {
+        Kind::Exponential => h.native.as_deref().map(|n| Value::Exp(h, n, exemplars)),
+        _ => Some(Value::Hist(h, exemplars)),
+    }
+}
+
 /// Attribute lists encoded as repeated `KeyValue` fields, all in one buffer
 /// per data point kind.
 #[derive(Default)]
@@ -146,7 +168,9 @@ struct Attributes {
     number: Vec<u8>,
     /// As field 9 (`HistogramDataPoint.attributes`).
     histogram: Vec<u8>,
-    /// End of list `i` in `number`; in `histogram` too (the tags are one byte each).
+    /// As field 1 (`ExponentialHistogramDataPoint.attributes`).
+    exponential: Vec<u8>,
+    /// End of list `i` in `number`; in the others too (the tags are one byte each).
     ends: Vec<usize>,
 }
 
@@ -159,7 +183,7 @@ impl Attributes {
             Attr::Bool(_) => 2,
         };
         let kv = str_len(key) + delimited(any);
-        for (out, tag) in [(&mut self.number, 7), (&mut self.histogram, 9)] {
+        for (out, tag) in [(&mut self.number, 7), (&mut self.histogram, 9), (&mut self.exponential, 1)] {
             put_delimited(out, tag, kv);
             put_str(out, 1, key);
             put_delimited(out, 2, any);
@@ -178,9 +202,14 @@ impl Attributes {
         self.ends.push(self.number.len());
     }
 
-    fn get(&self, i: usize, histogram: bool) -> &[u8] {
+    fn get(&self, i: usize, kind: Kind) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &(if histogram { &self.histogram } else { &self.number })[start..self.ends[i]]
+        let list = match kind {
+            Kind::Sum | Kind::Gauge => &self.number,
+            Kind::Histogram => &self.histogram,
+            Kind::Exponential => &self.exponential,
+        };
+        &list[start..self.ends[i]]
     }
 }
 
@@ -189,6 +218,7 @@ enum Kind {
     Sum,
     Gauge,
     Histogram,
+    Exponential,
 }
 
 /// One metric to write: its data points refer to attribute lists by index.
@@ -205,8 +235,9 @@ impl<'a> Family<'a> {
         Family { name, help, unit: "", kind: Kind::Sum, points }
     }
 
-    fn histogram(name: &str, help: &'static str, points: Vec<Point<'a>>) -> Family<'a> {
-        Family { name: name.to_string(), help, unit: "s", kind: Kind::Histogram, points }
+    /// A latency histogram: explicit buckets, or exponential ones.
+    fn histogram(name: &str, help: &'static str, kind: Kind, points: Vec<Point<'a>>) -> Family<'a> {
+        Family { name: name.to_string(), help, unit: "s", kind, points }
     }
 }
 
@@ -222,6 +253,8 @@ enum Value<'a> {
     Int(i64),
     /// A histogram and its exemplars by bucket (unset ones included).
     Hist(&'a Hist, &'a [Exemplar]),
+    /// A histogram's native buckets, as an exponential histogram, and its exemplars.
+    Exp(&'a Hist, &'a Native, &'a [Exemplar]),
 }
 
 /// An `Exemplar` message's size: time (2), as_double (3), span_id (4),
@@ -287,7 +320,7 @@ impl Point<'_> {
         let fixed = |v: u64| if v == 0 { 0 } else { 9 };
         let mut n = fixed(self.start) + fixed(self.time);
         n += match self.value {
-            Value::Double(_) | Value::Int(_) => 9 + attrs.get(self.attrs, false).len(),
+            Value::Double(_) | Value::Int(_) => 9 + attrs.get(self.attrs, Kind::Sum).len(),
             Value::Hist(h, x) => {
                 let packed = |k: usize| if k == 0 { 0 } else { delimited(8 * k) };
                 fixed(whole(h.count))
@@ -295,13 +328,28 @@ impl Point<'_> {
                     + packed(h.buckets.len())
                     + packed(bounds.len())
                     + x.iter().filter(|x| x.is_set()).count() * delimited(EXEMPLAR_LEN)
-                    + attrs.get(self.attrs, true).len()
+                    + attrs.get(self.attrs, Kind::Histogram).len()
+            }
+            Value::Exp(h, n, x) => {
+                let (offset, counts) = n.dense();
+                fixed(whole(h.count))
+                    + 9
+                    + if n.schema != 0 { 1 + varint_len(zigzag(i32::from(n.schema))) } else { 0 }
+                    + fixed(whole(n.zero_count))
+                    + delimited(buckets_len(offset, counts))
+                    + x.iter().filter(|x| x.is_set()).count() * delimited(EXEMPLAR_LEN)
+                    + 9
+                    + attrs.get(self.attrs, Kind::Exponential).len()
             }
         };
         n
     }
 
     fn put(&self, out: &mut Vec<u8>, attrs: &Attributes, bounds: &[f64]) {
+        if let Value::Exp(..) = self.value {
+            // Attributes are field 1 of an exponential histogram's point.
+            out.extend_from_slice(attrs.get(self.attrs, Kind::Exponential));
+        }
         if self.start != 0 {
             put_fixed(out, 2, self.start);
         }
@@ -311,11 +359,11 @@ impl Point<'_> {
         match self.value {
             Value::Double(v) => {
                 put_fixed(out, 4, v.to_bits());
-                out.extend_from_slice(attrs.get(self.attrs, false));
+                out.extend_from_slice(attrs.get(self.attrs, Kind::Sum));
             }
             Value::Int(v) => {
                 put_fixed(out, 6, v as u64);
-                out.extend_from_slice(attrs.get(self.attrs, false));
+                out.extend_from_slice(attrs.get(self.attrs, Kind::Sum));
             }
             Value::Hist(h, exemplars) => {
                 let count = whole(h.count);
@@ -335,19 +383,66 @@ impl Point<'_> {
                         out.extend_from_slice(&b.to_bits().to_le_bytes());
                     }
                 }
-                for x in exemplars.iter().filter(|x| x.is_set()) {
-                    put_delimited(out, 8, EXEMPLAR_LEN);
-                    put_fixed(out, 2, x.at_ns);
-                    put_fixed(out, 3, x.value.to_bits());
-                    put_delimited(out, 4, 8);
-                    out.extend_from_slice(&x.span_id);
-                    put_delimited(out, 5, 16);
-                    out.extend_from_slice(&x.trace_id);
+                put_exemplars(out, 8, exemplars);
+                out.extend_from_slice(attrs.get(self.attrs, Kind::Histogram));
+            }
+            Value::Exp(h, n, exemplars) => {
+                let count = whole(h.count);
+                if count != 0 {
+                    put_fixed(out, 4, count);
                 }
-                out.extend_from_slice(attrs.get(self.attrs, true));
+                put_fixed(out, 5, h.sum.to_bits());
+                if n.schema != 0 {
+                    out.push(field(6, VARINT));
+                    put_varint(out, zigzag(i32::from(n.schema)));
+                }
+                let zero = whole(n.zero_count);
+                if zero != 0 {
+                    put_fixed(out, 7, zero);
+                }
+                // OTLP's bucket i holds (base^i, base^(i+1)]: Prometheus' key - 1.
+                let (offset, counts) = n.dense();
+                put_delimited(out, 8, buckets_len(offset, counts));
+                if offset - 1 != 0 {
+                    out.push(field(1, VARINT));
+                    put_varint(out, zigzag(offset - 1));
+                }
+                if !counts.is_empty() {
+                    put_delimited(out, 2, counts.iter().map(|&c| varint_len(whole(c))).sum());
+                    for &c in counts {
+                        put_varint(out, whole(c));
+                    }
+                }
+                put_exemplars(out, 11, exemplars);
+                put_fixed(out, 14, ZERO_THRESHOLD.to_bits());
             }
         }
     }
+}
+
+/// The set exemplars, as repeated field `tag` of a data point.
+fn put_exemplars(out: &mut Vec<u8>, tag: u8, exemplars: &[Exemplar]) {
+    for x in exemplars.iter().filter(|x| x.is_set()) {
+        put_delimited(out, tag, EXEMPLAR_LEN);
+        put_fixed(out, 2, x.at_ns);
+        put_fixed(out, 3, x.value.to_bits());
+        put_delimited(out, 4, 8);
+        out.extend_from_slice(&x.span_id);
+        put_delimited(out, 5, 16);
+        out.extend_from_slice(&x.trace_id);
+    }
+}
+
+fn zigzag(v: i32) -> u64 {
+    ((v << 1) ^ (v >> 31)) as u32 as u64
+}
+
+/// The size of an exponential histogram's `Buckets` message whose first
+/// bucket is Prometheus' key `offset`.
+fn buckets_len(offset: i32, counts: &[f64]) -> usize {
+    let offset = if offset - 1 != 0 { 1 + varint_len(zigzag(offset - 1)) } else { 0 };
+    let counts: usize = counts.iter().map(|&c| varint_len(whole(c))).sum();
+    offset + if counts == 0 { 0 } else { delimited(counts) }
 }
 
 /// Writes `ExportMetricsServiceRequest { resource_metrics: [ResourceMetrics {
@@ -365,7 +460,7 @@ fn write(attrs: &Attributes, bounds: &[f64], metrics: &[Family]) -> Vec<u8> {
             points
                 + match m.kind {
                     Kind::Sum => 4, // temporality, monotonic
-                    Kind::Histogram => 2,
+                    Kind::Histogram | Kind::Exponential => 2,
                     Kind::Gauge => 0,
                 }
         })
@@ -393,6 +488,7 @@ fn write(attrs: &Attributes, bounds: &[f64], metrics: &[Family]) -> Vec<u8> {
             Kind::Gauge => 5,
             Kind::Sum => 7,
             Kind::Histogram => 9,
+            Kind::Exponential => 10,
         };
         put_delimited(&mut out, tag, data);
         for (p, &l) in m.points.iter().zip(lens) {

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/connector/connectortest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
@@ -393,5 +394,49 @@ func TestConcurrentConsumeAndFlush(t *testing.T) {
 	last := pushes[len(pushes)-1]
 	if v, _ := testutil.MetricValue(last, "traces_service_graph_request_total", map[string]string{"client": "a"}); v != workers*batches {
 		t.Errorf("final request_total = %v, want %d", v, workers*batches)
+	}
+}
+
+// With histograms: native, the latency histograms are OTLP exponential
+// histograms at the schema the bucket factor picks, and carry an exemplar.
+func TestExponentialHistograms(t *testing.T) {
+	cfg := testConfig()
+	native := "native"
+	cfg.Histograms = &native
+	f := newFixture(t, cfg)
+	f.start(t)
+	if err := f.c.ConsumeTraces(context.Background(), testutil.ClientServer("a", "b", f.clock.Now(), false)); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(testFlushEvery)
+	f.push()
+	md := f.sink.AllMetrics()[0]
+	found := map[string]bool{}
+	ms := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics()
+	for i := 0; i < ms.Len(); i++ {
+		m := ms.At(i)
+		if m.Type() == pmetric.MetricTypeHistogram {
+			t.Errorf("%s: explicit buckets with histograms: native", m.Name())
+		}
+		if m.Type() != pmetric.MetricTypeExponentialHistogram {
+			continue
+		}
+		found[m.Name()] = true
+		p := m.ExponentialHistogram().DataPoints().At(0)
+		// The client span lasts 100 ms: 0.1 s is in bucket ceil(8·log2 0.1) = -26
+		// of schema 3, OTLP's index -27.
+		if p.Scale() != 3 || p.Count() != 1 || p.ZeroCount() != 0 {
+			t.Errorf("%s: scale %d, count %d, zero %d", m.Name(), p.Scale(), p.Count(), p.ZeroCount())
+		}
+		if m.Name() == "traces_service_graph_request_client" &&
+			(p.Positive().Offset() != -27 || p.Positive().BucketCounts().Len() != 1 || p.Positive().BucketCounts().At(0) != 1) {
+			t.Errorf("client buckets: offset %d, counts %v", p.Positive().Offset(), p.Positive().BucketCounts().AsRaw())
+		}
+		if p.Exemplars().Len() != 1 || p.Exemplars().At(0).TraceID().IsEmpty() {
+			t.Errorf("%s: %d exemplars", m.Name(), p.Exemplars().Len())
+		}
+	}
+	if !found["traces_service_graph_request_server"] || !found["traces_service_graph_request_client"] {
+		t.Errorf("exponential histograms: %v", found)
 	}
 }

@@ -8,8 +8,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 use opentelemetry_proto::tonic::metrics::v1::{
-    Exemplar as OtlpExemplar, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics, Sum, exemplar, metric, number_data_point,
+    Exemplar as OtlpExemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, exemplar,
+    exponential_histogram_data_point, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -61,6 +62,33 @@ impl Points {
         }
     }
 
+    fn exponential(
+        &self,
+        attributes: Vec<KeyValue>,
+        h: &Hist,
+        n: &Native,
+        exemplars: &[Exemplar],
+        start: u64,
+    ) -> ExponentialHistogramDataPoint {
+        let (offset, counts) = n.dense();
+        ExponentialHistogramDataPoint {
+            attributes,
+            start_time_unix_nano: self.since(start),
+            time_unix_nano: self.time,
+            count: h.count.round() as u64,
+            sum: Some(h.sum),
+            scale: i32::from(n.schema),
+            zero_count: n.zero_count.round() as u64,
+            positive: Some(exponential_histogram_data_point::Buckets {
+                offset: offset - 1,
+                bucket_counts: counts.iter().map(|c| c.round() as u64).collect(),
+            }),
+            exemplars: otlp_exemplars(exemplars),
+            zero_threshold: ZERO_THRESHOLD,
+            ..Default::default()
+        }
+    }
+
     fn histogram(
         &self,
         attributes: Vec<KeyValue>,
@@ -69,19 +97,8 @@ impl Points {
         exemplars: &[Exemplar],
         created: u64,
     ) -> HistogramDataPoint {
-        let exemplars = exemplars
-            .iter()
-            .filter(|x| x.is_set())
-            .map(|x| OtlpExemplar {
-                time_unix_nano: x.at_ns,
-                value: Some(exemplar::Value::AsDouble(x.value)),
-                span_id: x.span_id.to_vec(),
-                trace_id: x.trace_id.to_vec(),
-                ..Default::default()
-            })
-            .collect();
         HistogramDataPoint {
-            exemplars,
+            exemplars: otlp_exemplars(exemplars),
             attributes,
             start_time_unix_nano: self.since(created),
             time_unix_nano: self.time,
@@ -94,6 +111,20 @@ impl Points {
     }
 }
 
+fn otlp_exemplars(exemplars: &[Exemplar]) -> Vec<OtlpExemplar> {
+    exemplars
+        .iter()
+        .filter(|x| x.is_set())
+        .map(|x| OtlpExemplar {
+            time_unix_nano: x.at_ns,
+            value: Some(exemplar::Value::AsDouble(x.value)),
+            span_id: x.span_id.to_vec(),
+            trace_id: x.trace_id.to_vec(),
+            ..Default::default()
+        })
+        .collect()
+}
+
 fn sum(name: &str, help: &str, points: Vec<NumberDataPoint>) -> Metric {
     Metric {
         name: name.to_string(),
@@ -102,19 +133,6 @@ fn sum(name: &str, help: &str, points: Vec<NumberDataPoint>) -> Metric {
             data_points: points,
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
             is_monotonic: true,
-        })),
-        ..Default::default()
-    }
-}
-
-fn histogram(name: &str, help: &str, points: Vec<HistogramDataPoint>) -> Metric {
-    Metric {
-        name: name.to_string(),
-        description: help.to_string(),
-        unit: "s".to_string(),
-        data: Some(metric::Data::Histogram(Histogram {
-            data_points: points,
-            aggregation_temporality: AggregationTemporality::Cumulative as i32,
         })),
         ..Default::default()
     }
@@ -154,39 +172,76 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
     if !failed.is_empty() {
         metrics.push(sum(&format!("{REQUEST_FAILED}_total"), REQUEST_FAILED_HELP, failed));
     }
+    let kinds: &[Kind] = match snap.histograms {
+        Histograms::Classic => &[Kind::Histogram],
+        Histograms::Native => &[Kind::Exponential],
+        Histograms::Both => &[Kind::Histogram, Kind::Exponential],
+    };
+    // Each histogram of a family as the data of a metric of `kind`, with
+    // when it started.
+    let family = |name: &str, help: &str, kind: Kind, hists: Vec<(&Vec<KeyValue>, &Hist, &[Exemplar], u64)>| {
+        let data = match kind {
+            Kind::Exponential => metric::Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: hists
+                    .into_iter()
+                    .filter_map(|(a, h, x, since)| {
+                        let n = h.native.as_deref()?;
+                        Some(p.exponential(a.clone(), h, n, x, h.start_ns(since)))
+                    })
+                    .collect(),
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            }),
+            _ => metric::Data::Histogram(Histogram {
+                data_points: hists
+                    .into_iter()
+                    .map(|(a, h, x, since)| p.histogram(a.clone(), &snap.bounds, h, x, h.start_ns(since)))
+                    .collect(),
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            }),
+        };
+        Metric {
+            name: name.to_string(),
+            description: help.to_string(),
+            unit: "s".to_string(),
+            data: Some(data),
+            ..Default::default()
+        }
+    };
     if !snap.edges.is_empty() {
         type Pick = fn(&EdgeSeries) -> &Hist;
         let pick: [(&str, &str, Pick, ExemplarFamily); 2] = [
             (SERVER, SERVER_HELP, |e| &e.values.server, ExemplarFamily::Server),
             (CLIENT, CLIENT_HELP, |e| &e.values.client, ExemplarFamily::Client),
         ];
-        for (name, help, get, family) in pick {
-            let points = snap
-                .edges
-                .iter()
-                .zip(&attrs)
-                .map(|(e, a)| {
-                    p.histogram(a.clone(), &snap.bounds, get(e), examples(snap, e, family), e.values.created_ns)
-                })
-                .collect();
-            metrics.push(histogram(name, help, points));
+        for (name, help, get, which) in pick {
+            for &kind in kinds {
+                let hists = snap
+                    .edges
+                    .iter()
+                    .zip(&attrs)
+                    .map(|(e, a)| (a, get(e), examples(snap, e, which), e.values.created_ns))
+                    .collect();
+                metrics.push(family(name, help, kind, hists));
+            }
         }
     }
     if snap.messaging {
-        let points: Vec<_> = snap
-            .edges
-            .iter()
-            .zip(&attrs)
-            .filter(|(e, _)| e.values.has_messaging())
-            .filter_map(|(e, a)| {
-                let v = &e.values;
-                let since = if v.messaging_since_ns != 0 { v.messaging_since_ns } else { v.created_ns };
-                let x = examples(snap, e, ExemplarFamily::Messaging);
-                v.messaging.as_ref().map(|h| p.histogram(a.clone(), &snap.bounds, h, x, since))
-            })
-            .collect();
-        if !points.is_empty() {
-            metrics.push(histogram(MESSAGING, MESSAGING_HELP, points));
+        for &kind in kinds {
+            let hists: Vec<_> = snap
+                .edges
+                .iter()
+                .zip(&attrs)
+                .filter(|(e, _)| e.values.has_messaging())
+                .filter_map(|(e, a)| {
+                    let v = &e.values;
+                    let since = if v.messaging_since_ns != 0 { v.messaging_since_ns } else { v.created_ns };
+                    let x = examples(snap, e, ExemplarFamily::Messaging);
+                    v.messaging.as_deref().map(|h| (a, h, x, since))
+                })
+                .collect();
+            if !hists.is_empty() {
+                metrics.push(family(MESSAGING, MESSAGING_HELP, kind, hists));
+            }
         }
     }
     if snap.connection_info && !snap.edges.is_empty() {
@@ -228,14 +283,44 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
 
 #[cfg(test)]
 mod tests {
+    use crate::config::Histograms;
     use crate::exposition::text::oracle::tests::{Rng, snapshot};
+    use crate::series::native::{Native, Settings};
+    use crate::series::{Hist, Snapshot};
     use prost::Message;
+
+    /// Gives some snapshots native buckets (random values, some zero or
+    /// negative, a small budget now and then) in one of the modes that write them.
+    fn with_native(r: &mut Rng, snap: &mut Snapshot) {
+        if r.chance(0.4) {
+            return;
+        }
+        snap.histograms = if r.chance(0.5) { Histograms::Native } else { Histograms::Both };
+        let settings = Settings { schema: r.below(12) as i8 - 4, max_buckets: r.below(20) as u32, min_reset_ns: 0 };
+        let mut fill = |h: &mut Hist| {
+            let mut n = Native::new(settings.schema, r.below(3) as u64);
+            for _ in 0..r.below(30) {
+                let v = if r.chance(0.1) { 0.0 } else { 2f64.powf(r.below(4000) as f64 / 100.0 - 20.0) };
+                let w = if r.chance(0.2) { 0.4 } else { (1 + r.below(1000)) as f64 };
+                n.observe(&settings, v, w, 5);
+            }
+            h.native = Some(Box::new(n));
+        };
+        for e in &mut snap.edges {
+            fill(&mut e.values.server);
+            fill(&mut e.values.client);
+            if let Some(m) = e.values.messaging.as_deref_mut() {
+                fill(m);
+            }
+        }
+    }
 
     #[test]
     fn encoder_matches_prost_on_random_snapshots() {
         let mut r = Rng::new(0x2545_f491_4f6c_dd1d);
         for case in 0..400 {
-            let snap = snapshot(&mut r);
+            let mut snap = snapshot(&mut r);
+            with_native(&mut r, &mut snap);
             let (start, time) = match case % 3 {
                 0 => (0, 0),
                 1 => (1_700_000_000_000_000_000, 1_700_000_060_000_000_000),
