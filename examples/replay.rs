@@ -2,19 +2,22 @@
 //! one thread and prints the time per span: a steady-state run to point a
 //! profiler at.
 //!
-//!     cargo run --release --example replay -- [N] [--no-graph] [--no-exemplars] [--wire-only | --render FORMAT]
+//!     cargo run --release --example replay -- [N] [--no-graph] [--no-exemplars] [--histograms MODE]
+//!         [--wire-only | --render FORMAT]
 //!
 //! The engine is warmed with one pass over the ring first; only the N
 //! batches after it (default 2000) are timed. With `--wire-only`, only the
-//! wire reader runs. With `--render prometheus|openmetrics|otlp`, the
+//! wire reader runs. With `--render prometheus|openmetrics|protobuf|otlp`, the
 //! engine of the render benchmark (10 000 edges, with the same options) is rendered N times
 //! (default 20) instead. With `--no-graph`, the engine keeps no service map
 //! (config `graph: false`), to measure what the map costs; with
-//! `--no-exemplars`, it keeps none (config `exemplars: false`).
+//! `--no-exemplars`, it keeps none (config `exemplars: false`); with
+//! `--histograms native|both`, it keeps native histograms (config `histograms`).
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;
 
+use servicemap::config::Histograms;
 use servicemap::wire::KeySet;
 use servicemap::wire::{self, Batch};
 use servicemap::{Engine, Format};
@@ -28,8 +31,15 @@ fn main() {
     let mut config = workload::config();
     config.graph = !args.iter().any(|a| a == "--no-graph");
     config.exemplars = !args.iter().any(|a| a == "--no-exemplars");
-    let render = args.iter().position(|a| a == "--render").map(|i| match args.get(i + 1).map(|s| s.as_str()) {
+    let after = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(|s| s.as_str());
+    config.histograms = match after("--histograms") {
+        Some("native") => Histograms::Native,
+        Some("both") => Histograms::Both,
+        _ => Histograms::Classic,
+    };
+    let render = args.iter().any(|a| a == "--render").then(|| match after("--render") {
         Some("openmetrics") => Format::OpenMetrics,
+        Some("protobuf") => Format::PrometheusProtobuf,
         Some("otlp") => Format::OtlpMetrics,
         _ => Format::Prometheus,
     });

@@ -85,11 +85,9 @@ impl Hist {
     }
 
     /// Observes `v` in the classic buckets and, if kept, the native ones;
-    /// returns the classic bucket. A native histogram over its budget and
-    /// old enough starts again from zero, classic buckets, sum and count
-    /// with it (the Go client's histograms, which Tempo's are, reset whole),
-    /// and then counts `v`.
-    #[inline]
+    /// returns the classic bucket. Inlined whole so that classic histograms
+    /// pay one test for the native ones (a call here cost 1.7 % of consume).
+    #[inline(always)]
     pub fn observe_all(
         &mut self,
         bounds: &[f64],
@@ -99,18 +97,27 @@ impl Hist {
         now_ns: u64,
     ) -> usize {
         let i = self.observe(bounds, v, w);
-        if let (Some(n), Some(s)) = (self.native.as_mut(), native) {
-            if n.observe(s, v, w, now_ns) == native::Over::Reset {
-                let mut fresh = Native::new(s.schema, now_ns);
-                fresh.observe(s, v, w, now_ns);
-                **n = fresh;
-                self.buckets.fill(0.0);
-                self.sum = 0.0;
-                self.count = 0.0;
-                self.observe(bounds, v, w);
-            }
+        if let Some(s) = native.filter(|_| self.native.is_some()) {
+            self.observe_native(bounds, s, v, w, now_ns);
         }
         i
+    }
+
+    /// The native half of [`Hist::observe_all`]. A native histogram over its
+    /// budget and old enough starts again from zero, classic buckets, sum
+    /// and count with it (the Go client's histograms, which Tempo's are,
+    /// reset whole), and then counts `v`.
+    fn observe_native(&mut self, bounds: &[f64], s: &native::Settings, v: f64, w: f64, now_ns: u64) {
+        let Some(n) = self.native.as_mut() else { return };
+        if n.observe(s, v, w, now_ns) == native::Over::Reset {
+            let mut fresh = Native::new(s.schema, now_ns);
+            fresh.observe(s, v, w, now_ns);
+            **n = fresh;
+            self.buckets.fill(0.0);
+            self.sum = 0.0;
+            self.count = 0.0;
+            self.observe(bounds, v, w);
+        }
     }
 
     /// When the histogram's counts started: its series' creation, or the
