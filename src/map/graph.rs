@@ -12,7 +12,7 @@ use std::time::Duration;
 mod sketch;
 mod view;
 
-use sketch::{SKETCH_BOUNDS, SKETCH_BUCKETS, quantile, quantiles, sketch_index_in};
+use sketch::{SKETCH_BUCKETS, Sketch, quantile, quantiles};
 pub use view::{EdgeView, NodeView, View};
 
 /// What a node is.
@@ -65,7 +65,7 @@ struct Slot {
     errors: f64,
     /// Failures only the client side reported (see [`Sample::client_only_errors`]).
     client_only_errors: f64,
-    latency: [u32; SKETCH_BUCKETS],
+    latency: Sketch,
     /// The slot's slowest request that came with a trace ID (all zeros: none).
     slowest_s: f64,
     slowest_trace: [u8; 16],
@@ -78,10 +78,17 @@ impl Slot {
             requests: 0.0,
             errors: 0.0,
             client_only_errors: 0.0,
-            latency: [0; SKETCH_BUCKETS],
+            latency: Sketch::default(),
             slowest_s: 0.0,
             slowest_trace: [0; 16],
         }
+    }
+
+    /// Starts the slot over for `index`, keeping its sketch's storage.
+    fn reset(&mut self, index: u64) {
+        let mut latency = std::mem::take(&mut self.latency);
+        latency.clear();
+        *self = Slot { latency, ..Slot::empty(index) };
     }
 }
 
@@ -176,7 +183,6 @@ pub struct Graph {
     edges: Vec<EdgeState>,
     edge_index: HashMap<(usize, usize), usize>,
     generation: u64,
-    bounds: &'static [f64; SKETCH_BUCKETS],
     limits: Limits,
     /// Nodes and edges removed to make room for new ones (see [`Limits`]).
     pub evicted_nodes: u64,
@@ -214,7 +220,6 @@ impl Graph {
             edges: Vec::new(),
             edge_index: HashMap::new(),
             generation: 0,
-            bounds: &SKETCH_BOUNDS,
             limits: Limits { max_nodes: limits.max_nodes.max(2), max_edges: limits.max_edges.max(1) },
             evicted_nodes: 0,
             evicted_edges: 0,
@@ -385,13 +390,13 @@ impl Graph {
         }
         let slot = &mut e.slots[at];
         if slot.index != index {
-            *slot = Slot::empty(index);
+            slot.reset(index);
         }
         slot.requests += s.count;
         slot.errors += s.errors;
         slot.client_only_errors += s.client_only_errors;
         let n = if s.count == 1.0 { 1 } else { s.count.round().max(1.0) as u32 };
-        slot.latency[sketch_index_in(self.bounds, s.latency_s)] += n;
+        slot.latency.add(s.latency_s, n);
         if s.trace_id != [0; 16] && (slot.slowest_trace == [0; 16] || s.latency_s > slot.slowest_s) {
             slot.slowest_s = s.latency_s;
             slot.slowest_trace = s.trace_id;

@@ -89,7 +89,6 @@ pub fn bucket_key(v: f64, schema: i8) -> i32 {
 /// The upper bound of bucket `key` at `schema`.
 /// At a positive schema it is read from the same bounds [`bucket_key`]
 /// searches, so that the two agree to the last bit.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn bucket_upper(key: i32, schema: i8) -> f64 {
     if schema > 0 {
         let bounds = &FRACTIONS[schema as usize - 1];

@@ -5,8 +5,11 @@ latency percentiles from the sketch, health under the default SLO, and the
 answers of the incident queries (impact, root causes, recovery order).
 Also a helper that polls /api/graph until the map shows all of it."""
 
+import bisect
+import collections
 import json
 import math
+import sys
 
 import harness
 import traffic
@@ -29,43 +32,48 @@ COLOUR = {"green": "#2e7d32", "yellow": "#f9a825", "red": "#c62828", "unknown": 
 # (a node that reported spans is always a service).
 KINDS = ("service", "database", "queue", "external", "user")
 
-# The latency sketch: 64 log-spaced buckets from 100 µs by a factor of 1.25;
-# a percentile is the upper bound of the bucket that holds it.
-SKETCH_MIN = 1e-4
-SKETCH_FACTOR = 1.25
-SKETCH_BUCKETS = 64
+# The latency sketch: the buckets of a native histogram at schema 3, bucket
+# k holding (2^((k-1)/8), 2^(k/8)], from the bucket of 100 µs (k = -106) to
+# that of 127 s (k = 56); values outside (and 0) are counted in the end
+# buckets. A percentile is found as Prometheus' histogram_quantile finds it
+# in a native histogram: in the bucket where the running count reaches
+# q·n, as far into it on a log scale as the rank is into its count.
+SKETCH_FIRST_KEY = -106
+SKETCH_LAST_KEY = 56
+# The bounds that split [0.5, 1) into eighths of an octave, as the engine computes them.
+_FRACTIONS = [2.0 ** (i / 8 - 1.0) for i in range(8)]
 
 
-def _powi(base, exp):
-    """base ** exp by repeated squaring, rounding as the engine's powi does."""
-    result = 1.0
-    while True:
-        if exp & 1:
-            result *= base
-        exp //= 2
-        if exp == 0:
-            return result
-        base *= base
+def sketch_key(seconds):
+    if not seconds > 2.0 ** -128:
+        return SKETCH_FIRST_KEY
+    frac, exp = math.frexp(min(seconds, sys.float_info.max))
+    key = bisect.bisect_left(_FRACTIONS, frac) + (exp - 1) * 8
+    return min(max(key, SKETCH_FIRST_KEY), SKETCH_LAST_KEY)
 
 
-def sketch_index(seconds):
-    if seconds <= SKETCH_MIN:
-        return 0
-    i = math.ceil(math.log(seconds / SKETCH_MIN) / math.log(SKETCH_FACTOR))
-    return min(max(i, 0), SKETCH_BUCKETS - 1)
-
-
-def sketch_upper(i):
-    return SKETCH_MIN * _powi(SKETCH_FACTOR, i)
+def sketch_upper(key):
+    return _FRACTIONS[key % 8] * 2.0 ** (key // 8 + 1)
 
 
 def quantile(latencies, q):
     """The q quantile of latencies as the sketch reports it, or None."""
     if not latencies:
         return None
-    indexes = sorted(sketch_index(v) for v in latencies)
-    rank = max(math.ceil(q * len(indexes)), 1)
-    return sketch_upper(indexes[rank - 1])
+    counts = collections.Counter(sketch_key(v) for v in latencies)
+    n = len(latencies)
+    rank = min(max(q * n, 0.0), n)
+    seen = 0
+    for key in sorted(counts):
+        before, seen = seen, seen + counts[key]
+        if seen >= rank:
+            fraction = (rank - before) / counts[key]
+            upper = sketch_upper(key)
+            if fraction >= 1.0:
+                return upper
+            lower = sketch_upper(key - 1)
+            return lower * (upper / lower) ** fraction
+    return None
 
 
 def _pct(v):
@@ -281,7 +289,7 @@ def impact(service, extra_edges=()):
         kinds.setdefault(client, "service")
         health.setdefault(client, "unknown")
         e = all_edges.setdefault((client, server), {
-            "rate": 0.0, "error_rate": 0.0, "health": "green", "p99_seconds": sketch_upper(sketch_index(0.0))})
+            "rate": 0.0, "error_rate": 0.0, "health": "green", "p99_seconds": quantile([0.0], LATENCY_PERCENTILE)})
         e["rate"] += count / WINDOW_SECONDS
     callees, callers = _adjacency(all_edges)
     bad = lambda n: health[n] in ("yellow", "red")

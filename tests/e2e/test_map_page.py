@@ -40,8 +40,8 @@ PAYMENT_ANSWER = {
     "hurt": "2 dependents, 2 of them degraded (checkout, frontend).",
     "users": "Users affected: up to 0.013 requests/s, 100.0% of user traffic (an upper bound from the graph)",
     "cause": "Cause: downstream, in pg-primary, stripe-api",
-    "evidence": ["pg-primary: 25% of 0.01 rps failed (objective: at most 1%), p99 33.1ms against 1s",
-                 "stripe-api: 25% of 0.01 rps failed (objective: at most 1%), p99 16.9ms against 1s"],
+    "evidence": ["pg-primary: 25% of 0.01 rps failed (objective: at most 1%), p99 31.2ms against 1s",
+                 "stripe-api: 25% of 0.01 rps failed (objective: at most 1%), p99 15.6ms against 1s"],
     "recovery": ["1. pg-primary, stripe-api", "2. payment", "3. checkout", "4. frontend"],
 }
 

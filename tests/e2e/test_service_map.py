@@ -143,7 +143,7 @@ def test_graphviz_lines_coloured_by_health(processor_collector, graph):
     assert [line for line in lines if " -> " in line] == edge_lines
     assert len([line for line in lines if "fillcolor=" in line]) == len(node_lines)
     # The failing database call is drawn red.
-    assert '  "payment" -> "pg-primary" [color="#c62828", label="0.01 req/s, 25.0% err, p99 33ms"];' in lines
+    assert '  "payment" -> "pg-primary" [color="#c62828", label="0.01 req/s, 25.0% err, p99 31ms"];' in lines
 
 
 def test_mermaid_classes_by_health(processor_collector, graph):

@@ -1,117 +1,133 @@
-//! The latency sketch behind the map's percentiles: 64 buckets a factor of
-//! 1.25 apart from 0.1 ms, found by an octave table instead of a search.
+//! The latency sketch behind the map's percentiles: the buckets of a native
+//! histogram at schema 3 (each about 9 % wide), over the range 100 µs to
+//! 128 s. Each window slot keeps only the run of buckets its latencies
+//! reached; a view adds the slots of its window into one dense sketch.
 
-/// Latency sketch: log-spaced buckets from 100 µs to about 127 s by a factor
-/// of 1.25. A percentile is reported as the upper bound of its bucket, so it
-/// is never under-reported and at most 25 % high.
-pub(super) const SKETCH_BUCKETS: usize = 64;
+use crate::series::native::{ZERO_THRESHOLD, bucket_key, bucket_upper};
 
-pub(super) const SKETCH_MIN: f64 = 1e-4;
+/// Bucket `k` holds `(2^((k-1)/8), 2^(k/8)]`: a factor of 2^(1/8) ≈ 1.0905,
+/// the schema of Tempo's default native histograms, so a percentile here is
+/// read from the same buckets Prometheus would read it from.
+pub(super) const SCHEMA: i8 = 3;
 
-pub(super) const SKETCH_FACTOR: f64 = 1.25;
+/// The bucket of 100 µs (upper bound 2^(-106/8) ≈ 102.7 µs); lower values,
+/// zero, negatives and NaN are counted in it.
+pub(super) const FIRST_KEY: i32 = -106;
 
-/// Upper bounds of the sketch buckets, computed once.
-pub(super) static SKETCH_BOUNDS: std::sync::LazyLock<[f64; SKETCH_BUCKETS]> =
-    std::sync::LazyLock::new(|| std::array::from_fn(|i| SKETCH_MIN * SKETCH_FACTOR.powi(i as i32)));
+/// The bucket of 127 s (upper bound 2^7 = 128 s); higher values are counted in it.
+pub(super) const LAST_KEY: i32 = 56;
 
-#[cfg(test)]
-pub(super) fn sketch_index(v: f64) -> usize {
-    sketch_index_in(&SKETCH_BOUNDS, v)
-}
+/// Buckets from [`FIRST_KEY`] to [`LAST_KEY`]; index `i` is key `FIRST_KEY + i`.
+pub(super) const SKETCH_BUCKETS: usize = (LAST_KEY - FIRST_KEY + 1) as usize;
 
-/// Sub-intervals per octave in [`SKETCH_START`]: the top three mantissa bits.
-pub(super) const SKETCH_SUB_BITS: u32 = 3;
-
-/// Octaves from `SKETCH_MIN` up to past the last bound (1.25^63 < 2^21).
-pub(super) const SKETCH_OCTAVES: usize = 21;
-
-/// For each eighth of an octave above `SKETCH_MIN` (`v / SKETCH_MIN` read by
-/// its exponent and top three mantissa bits), the first bucket whose bound
-/// is at or above the sub-interval's start. A bucket is wider than an eighth
-/// of an octave, so at most one bound falls inside a sub-interval and one
-/// comparison settles the bucket.
-pub(super) static SKETCH_START: std::sync::LazyLock<[u8; SKETCH_OCTAVES << SKETCH_SUB_BITS]> =
-    std::sync::LazyLock::new(|| {
-        std::array::from_fn(|k| {
-            let octave = (k >> SKETCH_SUB_BITS) as i32;
-            let sub = (k & ((1 << SKETCH_SUB_BITS) - 1)) as f64;
-            let start = SKETCH_MIN * 2f64.powi(octave) * (1.0 + sub / (1 << SKETCH_SUB_BITS) as f64);
-            SKETCH_BOUNDS.partition_point(|&b| b < start).min(SKETCH_BUCKETS - 1) as u8
-        })
-    });
-
-/// The bucket holding `v`: the first whose upper bound in `b` (the sketch
-/// bounds) is at least `v`. A table lookup on the float's bits lands on the
-/// bucket or the one before it; the bounds settle it. `v * 1e4` may round
-/// the other way than the bounds do, hence the step down as well.
+/// The index of the bucket holding `v`, clamped to the range.
 #[inline]
-pub(super) fn sketch_index_in(b: &[f64; SKETCH_BUCKETS], v: f64) -> usize {
-    // Also NaN and negatives, as a search of the bounds would.
-    if v.is_nan() || v <= b[0] {
-        return 0;
-    }
-    if v > b[SKETCH_BUCKETS - 1] {
-        return SKETCH_BUCKETS - 1;
-    }
-    // v / SKETCH_MIN is in (1, 2^21): exponent 0..=20 above the bias.
-    let bits = (v * (1.0 / SKETCH_MIN)).to_bits();
-    let k = ((bits >> (52 - SKETCH_SUB_BITS)) as usize).wrapping_sub(1023 << SKETCH_SUB_BITS);
-    let table = &*SKETCH_START;
-    let mut i = table[k.min(table.len() - 1)] as usize;
-    if i > 0 && b[i - 1] >= v {
-        i -= 1;
-    }
-    while b[i] < v {
-        i += 1;
-    }
-    i
+pub(super) fn sketch_index(v: f64) -> usize {
+    // `bucket_key` wants a positive normal number; infinity is read as the
+    // largest finite one.
+    let key = if v > ZERO_THRESHOLD { bucket_key(v.min(f64::MAX), SCHEMA) } else { FIRST_KEY };
+    (key.clamp(FIRST_KEY, LAST_KEY) - FIRST_KEY) as usize
 }
 
+/// The upper bound of bucket `i`.
 pub(super) fn sketch_upper(i: usize) -> f64 {
-    SKETCH_BOUNDS[i]
+    bucket_upper(FIRST_KEY + i as i32, SCHEMA)
 }
 
-/// Several quantiles of a sketch in one pass, each as [`quantile`] gives it.
+/// One window slot's latencies: counts by bucket from index `first`, dense
+/// from the lowest bucket seen to the highest. Most edges span a couple of
+/// octaves (about 16 buckets, 64 bytes) rather than all 163 (652 bytes);
+/// the run never outgrows the range, since indexes are clamped to it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Sketch {
+    first: usize,
+    counts: Vec<u32>,
+}
+
+impl Sketch {
+    /// Counts `n` requests of latency `v` (seconds).
+    #[inline]
+    pub(super) fn add(&mut self, v: f64, n: u32) {
+        let i = sketch_index(v);
+        if self.counts.is_empty() {
+            self.first = i;
+        }
+        // Storage grows exactly to the run, not by doubling.
+        if i < self.first {
+            self.counts.reserve_exact(self.first - i);
+            self.counts.splice(0..0, std::iter::repeat_n(0, self.first - i));
+            self.first = i;
+        }
+        let at = i - self.first;
+        if at >= self.counts.len() {
+            self.counts.reserve_exact(at + 1 - self.counts.len());
+            self.counts.resize(at + 1, 0);
+        }
+        self.counts[at] += n;
+    }
+
+    /// Empties the sketch and keeps its storage, which the slot's next
+    /// period likely needs again: the hot path then seldom allocates.
+    pub(super) fn clear(&mut self) {
+        self.counts.clear();
+    }
+
+    /// Adds these counts into a dense sketch of the whole range.
+    pub(super) fn add_to(&self, dense: &mut [u32; SKETCH_BUCKETS]) {
+        for (a, b) in dense[self.first..].iter_mut().zip(&self.counts) {
+            *a += b;
+        }
+    }
+
+    /// Bytes this sketch holds on the heap.
+    #[cfg(test)]
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.counts.capacity() * size_of::<u32>()
+    }
+}
+
+/// Several quantiles of a dense sketch in one pass, each found as
+/// Prometheus' `histogram_quantile` finds it in a native histogram: the
+/// bucket where the running count reaches the rank `q · total`, then the
+/// point as far into the bucket on a log scale as the rank is into the
+/// bucket's count, `lower · (upper / lower)^fraction`. The error is thus
+/// within the bucket's width, 9 %, and none is added by reading the upper
+/// bound. A `q` below 0 (or NaN) is read as 0, above 1 as 1.
 pub(super) fn quantiles<const N: usize>(sketch: &[u32; SKETCH_BUCKETS], qs: [f64; N]) -> [Option<f64>; N] {
     let total: u64 = sketch.iter().map(|&c| c as u64).sum();
     if total == 0 {
         return [None; N];
     }
-    let ranks = qs.map(|q| (q * total as f64).ceil().max(1.0) as u64);
-    let mut out = [Some(sketch_upper(SKETCH_BUCKETS - 1)); N];
-    let mut found = [false; N];
+    let ranks = qs.map(|q| (q * total as f64).max(0.0).min(total as f64));
+    let mut out = [None; N];
     let mut seen = 0u64;
     for (i, &c) in sketch.iter().enumerate() {
         if c == 0 {
             continue;
         }
+        let before = seen;
         seen += c as u64;
-        for k in 0..N {
-            if !found[k] && seen >= ranks[k] {
-                found[k] = true;
-                out[k] = Some(sketch_upper(i));
+        for (o, &rank) in out.iter_mut().zip(&ranks) {
+            if o.is_none() && seen as f64 >= rank {
+                *o = Some(within(i, (rank - before as f64) / c as f64));
             }
         }
-        if found.iter().all(|&f| f) {
+        if out.iter().all(Option::is_some) {
             break;
         }
     }
     out
 }
 
-/// The `q` quantile of a sketch: the upper bound of the bucket holding it.
+/// The point `fraction` (0 to 1) of the way through bucket `i` on a log scale.
+fn within(i: usize, fraction: f64) -> f64 {
+    let upper = sketch_upper(i);
+    let lower = bucket_upper(FIRST_KEY + i as i32 - 1, SCHEMA);
+    // Exactly the bound at the end, whatever `powf` rounds to.
+    if fraction >= 1.0 { upper } else { lower * (upper / lower).powf(fraction) }
+}
+
+/// The `q` quantile of a dense sketch, as [`quantiles`] gives it.
 pub(super) fn quantile(sketch: &[u32; SKETCH_BUCKETS], q: f64) -> Option<f64> {
-    let total: u64 = sketch.iter().map(|&c| c as u64).sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = (q * total as f64).ceil().max(1.0) as u64;
-    let mut seen = 0u64;
-    for (i, &c) in sketch.iter().enumerate() {
-        seen += c as u64;
-        if seen >= rank {
-            return Some(sketch_upper(i));
-        }
-    }
-    Some(sketch_upper(SKETCH_BUCKETS - 1))
+    quantiles(sketch, [q])[0]
 }

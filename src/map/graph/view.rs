@@ -87,9 +87,7 @@ impl Graph {
             requests += s.requests;
             errors[0] += s.errors;
             errors[1] += s.client_only_errors;
-            for (a, b) in sketch.iter_mut().zip(s.latency.iter()) {
-                *a += b;
-            }
+            s.latency.add_to(&mut sketch);
         }
         (requests, errors, sketch)
     }
