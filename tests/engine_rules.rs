@@ -466,9 +466,16 @@ fn calls_running_while_the_interner_is_compacted_keep_their_names() {
             resource(Some("y"), vec![], vec![span(SERVER, t, sid(2), Some(sid(1)), T0, T0 + SEC)]),
         ])
     };
-    let done = std::sync::atomic::AtomicBool::new(false);
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    // The flood starts once a pair has been counted, and the pairs go on
+    // until the flood is over: the two always overlap, however the threads
+    // are scheduled.
+    let (started, done) = (AtomicBool::new(false), AtomicBool::new(false));
     let sent = std::thread::scope(|scope| {
         scope.spawn(|| {
+            while !started.load(Relaxed) {
+                std::thread::yield_now();
+            }
             let mut now = T0;
             for round in 0..20u32 {
                 let spans = (0..1000u32)
@@ -486,15 +493,18 @@ fn calls_running_while_the_interner_is_compacted_keep_their_names() {
                 now += 2 * SEC;
                 e.expire(now);
             }
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            done.store(true, Relaxed);
         });
         let pairs = scope.spawn(|| {
             let mut k = 0u32;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            loop {
                 e.consume(&steady(k), T0).unwrap();
                 k += 1;
+                started.store(true, Relaxed);
+                if done.load(Relaxed) {
+                    return k;
+                }
             }
-            k
         });
         pairs.join().unwrap()
     });
