@@ -16,7 +16,7 @@
 use crate::exposition::text::{
     CLIENT, CLIENT_HELP, CONNECTION_INFO, CONNECTION_INFO_HELP, DROPPED, DROPPED_HELP, MESSAGING, MESSAGING_HELP,
     OVERFLOW, OVERFLOW_HELP, REQUEST, REQUEST_FAILED, REQUEST_FAILED_HELP, REQUEST_HELP, SERVER, SERVER_HELP, UNPAIRED,
-    UNPAIRED_HELP, edge_label_pairs, side_label_pairs,
+    UNPAIRED_HELP, edge_label_pairs, side_label_pairs, since, whole,
 };
 use crate::series::exemplar::hex;
 use crate::series::native::ZERO_THRESHOLD;
@@ -269,18 +269,13 @@ fn side_labels(s: &SideSeries) -> Vec<LabelPair> {
     out
 }
 
-/// A creation time, or the series' own when the family has none yet.
-fn since(t: u64, series: u64) -> u64 {
-    if t != 0 { t } else { series }
-}
-
 fn timestamp(ns: u64) -> Timestamp {
     Timestamp { seconds: (ns / 1_000_000_000) as i64, nanos: (ns % 1_000_000_000) as i32 }
 }
 
 /// A count as the message carries it: whole, or as a float when weighted.
 fn count(weighted: bool, v: f64) -> (Option<u64>, Option<f64>) {
-    if weighted { (None, Some(v)) } else { (Some(v.round() as u64), None) }
+    if weighted { (None, Some(v)) } else { (Some(whole(v)), None) }
 }
 
 fn exemplar(label: &str, x: &Exemplar) -> model::Exemplar {

@@ -176,7 +176,7 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
 }
 
 /// A creation time, or the series' own when the family has none yet.
-fn since(t: u64, series: u64) -> u64 {
+pub(crate) fn since(t: u64, series: u64) -> u64 {
     if t != 0 { t } else { series }
 }
 
@@ -331,7 +331,7 @@ enum Num {
 /// given it (`round() as u64`, which saturates), without the call to
 /// `round` when it already is one.
 #[inline]
-fn whole(w: f64) -> u64 {
+pub(crate) fn whole(w: f64) -> u64 {
     let t = w as u64;
     if t as f64 == w { t } else { w.round() as u64 }
 }
