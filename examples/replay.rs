@@ -12,7 +12,8 @@
 //! (default 20) instead. With `--no-graph`, the engine keeps no service map
 //! (config `graph: false`), to measure what the map costs; with
 //! `--no-exemplars`, it keeps none (config `exemplars: false`); with
-//! `--histograms native|both`, it keeps native histograms (config `histograms`).
+//! `--histograms native|both`, it keeps native histograms (config `histograms`),
+//! with `--histograms exponential` contrib's (`exponential_histogram_max_size: 160`).
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;
@@ -35,6 +36,11 @@ fn main() {
     config.histograms = match after("--histograms") {
         Some("native") => Histograms::Native,
         Some("both") => Histograms::Both,
+        Some("exponential") => {
+            // contrib's exponential histograms at their usual size.
+            config.exponential_histogram_max_size = 160;
+            Histograms::Native
+        }
         _ => Histograms::Classic,
     };
     let render = args.iter().any(|a| a == "--render").then(|| match after("--render") {

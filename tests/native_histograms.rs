@@ -5,6 +5,9 @@
 
 mod common;
 use common::*;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::ExponentialHistogramDataPoint;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 use servicemap::client_model::{Histogram, MetricFamily};
 use std::collections::BTreeMap;
@@ -157,4 +160,71 @@ fn past_the_budget_halve_then_reset() {
     assert_eq!(h.bucket[0].cumulative_count, Some(1), "le 0.1");
     assert_eq!(h.created_timestamp.as_ref().map(|t| t.seconds as u64), Some(T0 / SEC + 60));
     assert_eq!(scrape(&e, T0 + 60 * SEC)["traces_service_graph_request_total{client=\"a\",server=\"b\"}"], 5.0);
+}
+
+/// The OTLP exponential point of metric `name` (one series) and whether any
+/// explicit-bucket histogram was written.
+fn otlp_exponential(e: &servicemap::Engine, name: &str) -> (ExponentialHistogramDataPoint, bool) {
+    let req = ExportMetricsServiceRequest::decode(&e.render(servicemap::Format::OtlpMetrics, T0)[..]).unwrap();
+    let metrics: Vec<_> = req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics).collect();
+    let explicit = metrics.iter().any(|m| matches!(m.data, Some(Data::Histogram(_))));
+    let m = metrics.iter().find(|m| m.name == name).unwrap();
+    let Some(Data::ExponentialHistogram(h)) = &m.data else { panic!("{name} is not exponential") };
+    assert_eq!(h.data_points.len(), 1);
+    (h.data_points[0].clone(), explicit)
+}
+
+/// contrib's `exponential_histogram_max_size`: exponential histograms only,
+/// scale 20 lowered just enough that the populated buckets span fewer than
+/// the size, minimum and maximum kept, served to Prometheus at schema 8.
+#[test]
+fn contribs_exponential_histograms() {
+    let e = engine(r#"{"compat":"contrib","exponential_histogram_max_size":4}"#);
+    send(&e, &[1000], 1, T0);
+    let (server, explicit) = otlp_exponential(&e, "traces_service_graph_request_server");
+    // 1 s is a power of two: the last bucket of index -1 at any scale.
+    let positive = server.positive.clone().unwrap();
+    assert_eq!((server.scale, positive.offset, positive.bucket_counts), (20, -1, vec![1]));
+    assert_eq!((server.min, server.max, server.zero_threshold), (Some(1.0), Some(1.0), 0.0));
+    assert!(!explicit, "no explicit-bucket histograms");
+    // The client's span lasted 2 s: index 2^20 - 1.
+    let (client, _) = otlp_exponential(&e, "traces_service_graph_request_client");
+    assert_eq!((client.scale, client.positive.unwrap().offset), (20, 1_048_575));
+
+    // 2 s on the server: index 2^20 - 1, 19 halvings to fit in 4.
+    send(&e, &[2000], 2, T0);
+    let (server, _) = otlp_exponential(&e, "traces_service_graph_request_server");
+    let positive = server.positive.unwrap();
+    assert_eq!((server.scale, positive.offset, positive.bucket_counts), (1, -1, vec![1, 0, 1]));
+    assert_eq!((server.min, server.max), (Some(1.0), Some(2.0)));
+
+    // Prometheus' protobuf: already coarser than 8, so as it is; keys are
+    // OTLP's indices plus one.
+    let h = server_histogram(&e, T0);
+    assert_eq!(h.schema, Some(1));
+    assert_eq!(native_buckets(&h), [(0, 1), (2, 1)].into());
+
+    for (doc, names) in [
+        (r#"{"exponential_histogram_max_size":160,"latency_histogram_buckets":[1]}"#, "latency_histogram_buckets"),
+        (r#"{"exponential_histogram_max_size":160,"histograms":"both"}"#, "histograms: both"),
+    ] {
+        let err = servicemap::Config::from_json(doc.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("exponential_histogram_max_size") && err.contains(names), "{err}");
+    }
+    let err = servicemap::Config::from_json(br#"{"exponential_histogram_max_size":-1}"#).unwrap_err();
+    assert!(err.to_string().contains("exponential_histogram_max_size"), "{err}");
+}
+
+/// At scale 20 a histogram is written to Prometheus at schema 8, its buckets
+/// merged 2^12 at a time.
+#[test]
+fn contribs_scale_20_is_served_at_schema_8() {
+    let e = engine(r#"{"exponential_histogram_max_size":160}"#);
+    send(&e, &[100], 1, T0);
+    let h = server_histogram(&e, T0);
+    assert_eq!(h.schema, Some(8));
+    // 0.1 s at scale 20 is index floor(log2(0.1) · 2^20); at 8, that >> 12.
+    let index = (0.1f64.ln() * std::f64::consts::LOG2_E * 1048576.0).floor() as i32;
+    assert_eq!(native_buckets(&h), [((index >> 12) + 1, 1)].into());
+    assert_eq!(h.zero_threshold, Some(0.0));
 }

@@ -28,6 +28,38 @@ type point struct {
 	sum         float64
 	bounds      []float64
 	buckets     []uint64
+	exp         *expPoint
+}
+
+// expPoint is what an exponential histogram's point adds: its scale, zero
+// bucket, first bucket index, minimum and maximum (counts are in buckets).
+type expPoint struct {
+	scale, offset int32
+	zeroCount     uint64
+	zeroThreshold float64
+	min, max      *float64
+}
+
+func (e *expPoint) String() string {
+	if e == nil {
+		return ""
+	}
+	opt := func(v *float64) string {
+		if v == nil {
+			return "-"
+		}
+		return fmt.Sprint(*v)
+	}
+	return fmt.Sprintf(" scale %d offset %d zero %d (≤%g) min %s max %s", e.scale, e.offset, e.zeroCount, e.zeroThreshold, opt(e.min), opt(e.max))
+}
+
+func sameExp(a, b *expPoint) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	sameOpt := func(x, y *float64) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	return a.scale == b.scale && a.offset == b.offset && a.zeroCount == b.zeroCount &&
+		a.zeroThreshold == b.zeroThreshold && sameOpt(a.min, b.min) && sameOpt(a.max, b.max)
 }
 
 // metricShape is what a metric says about itself, besides its points.
@@ -113,6 +145,35 @@ func canonicalize(md pmetric.Metrics) canonical {
 							buckets: dp.BucketCounts().AsRaw(),
 						})
 					}
+				case pmetric.MetricTypeExponentialHistogram:
+					cm.shape.temporality = m.ExponentialHistogram().AggregationTemporality()
+					dps := m.ExponentialHistogram().DataPoints()
+					if dps.Len() == 0 {
+						// contrib writes both exponential latency metrics on
+						// every flush, with no points before a request: a
+						// metric with nothing in it says nothing.
+						delete(c.metrics, m.Name())
+						continue
+					}
+					for n := 0; n < dps.Len(); n++ {
+						dp := dps.At(n)
+						e := &expPoint{
+							scale: dp.Scale(), offset: dp.Positive().Offset(),
+							zeroCount: dp.ZeroCount(), zeroThreshold: dp.ZeroThreshold(),
+						}
+						if dp.HasMin() {
+							v := dp.Min()
+							e.min = &v
+						}
+						if dp.HasMax() {
+							v := dp.Max()
+							e.max = &v
+						}
+						if dp.Negative().BucketCounts().Len() != 0 {
+							c.problems = append(c.problems, fmt.Sprintf("metric %s has negative buckets", m.Name()))
+						}
+						add(dp.Attributes(), point{count: dp.Count(), sum: dp.Sum(), buckets: dp.Positive().BucketCounts().AsRaw(), exp: e})
+					}
 				default:
 					c.problems = append(c.problems, fmt.Sprintf("metric %s has unexpected type %s", m.Name(), m.Type()))
 				}
@@ -155,7 +216,7 @@ func (p point) String() string {
 	case p.doubleValue != nil:
 		return fmt.Sprintf("double %g", *p.doubleValue)
 	}
-	return fmt.Sprintf("count %d sum %.12g buckets %v bounds %v", p.count, p.sum, p.buckets, p.bounds)
+	return fmt.Sprintf("count %d sum %.12g buckets %v bounds %v%v", p.count, p.sum, p.buckets, p.bounds, p.exp)
 }
 
 func samePoint(a, b point) bool {
@@ -168,7 +229,7 @@ func samePoint(a, b point) bool {
 	if a.doubleValue != nil && !sameFloat(*a.doubleValue, *b.doubleValue) {
 		return false
 	}
-	if a.count != b.count || !sameFloat(a.sum, b.sum) || len(a.bounds) != len(b.bounds) || len(a.buckets) != len(b.buckets) {
+	if a.count != b.count || !sameFloat(a.sum, b.sum) || len(a.bounds) != len(b.bounds) || len(a.buckets) != len(b.buckets) || !sameExp(a.exp, b.exp) {
 		return false
 	}
 	for i := range a.bounds {

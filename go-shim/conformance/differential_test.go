@@ -55,7 +55,7 @@ func differentialSeeds(t *testing.T) int {
 }
 
 // seedSettings varies the configuration with the seed: default or custom
-// buckets, and the virtual_node label off or on.
+// buckets or exponential histograms, and the virtual_node label off or on.
 func seedSettings(seed uint64) settings {
 	s := settings{
 		dimensions:     []string{dimEnv, dimStatus},
@@ -71,7 +71,12 @@ func seedSettings(seed uint64) settings {
 		// generator has no service named "user", so it never happens here.
 		virtualLabel: seed%2 == 1,
 	}
-	if seed%4 >= 2 {
+	switch {
+	case seed%5 == 4:
+		// Exponential histograms, at contrib's default size, a size that
+		// makes the scale drop on nearly every new request, and one between.
+		s.expoMaxSize = []int32{160, 4, 20}[(seed/5)%3]
+	case seed%4 >= 2:
 		s.buckets = customBuckets
 	}
 	return s
@@ -119,6 +124,7 @@ var coverageKinds = []string{
 	"plain", "messaging_system", "database", "virtual client (user)", "virtual server (peer)",
 	"virtual server (unknown)", "failed", "dimension from resource", "dimension from span",
 	"dimension of another type", "virtual_node label",
+	"exponential histogram", "exponential histogram, scale lowered",
 }
 
 func (c coverage) add(md pmetric.Metrics) {
@@ -128,9 +134,18 @@ func (c coverage) add(md pmetric.Metrics) {
 		for j := 0; j < sms.Len(); j++ {
 			ms := sms.At(j).Metrics()
 			for k := 0; k < ms.Len(); k++ {
-				if m := ms.At(k); m.Name() == "traces_service_graph_request_total" {
+				m := ms.At(k)
+				if m.Name() == "traces_service_graph_request_total" {
 					for n := 0; n < m.Sum().DataPoints().Len(); n++ {
 						c.series(m.Sum().DataPoints().At(n).Attributes())
+					}
+				}
+				if m.Type() == pmetric.MetricTypeExponentialHistogram {
+					for n := 0; n < m.ExponentialHistogram().DataPoints().Len(); n++ {
+						c["exponential histogram"]++
+						if m.ExponentialHistogram().DataPoints().At(n).Scale() < 20 {
+							c["exponential histogram, scale lowered"]++
+						}
 					}
 				}
 			}

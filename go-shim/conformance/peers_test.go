@@ -29,6 +29,9 @@ type settings struct {
 	virtualLabel   bool
 	ttl            time.Duration
 	maxItems       int // 0: so many that no span is ever refused
+	// expoMaxSize, when not 0, is exponential_histogram_max_size: contrib's
+	// exponential latency histograms instead of buckets.
+	expoMaxSize int32
 }
 
 // storeCap is the store size both peers get.
@@ -71,6 +74,7 @@ func newContribPeer(t testing.TB, s settings) *contribPeer {
 	cfg := f.CreateDefaultConfig().(*servicegraphconnector.Config)
 	cfg.Dimensions = s.dimensions
 	cfg.LatencyHistogramBuckets = s.buckets
+	cfg.ExponentialHistogramMaxSize = s.expoMaxSize
 	cfg.VirtualNodePeerAttributes = s.peerAttributes
 	cfg.DatabaseNameAttributes = s.databaseNames
 	cfg.VirtualNodeExtraLabel = s.virtualLabel
@@ -197,6 +201,9 @@ func engineConfig(s settings, extra map[string]any) []byte {
 			b[i] = d.Seconds()
 		}
 		cfg["latency_histogram_buckets"] = b
+	}
+	if s.expoMaxSize != 0 {
+		cfg["exponential_histogram_max_size"] = s.expoMaxSize
 	}
 	for k, v := range extra {
 		cfg[k] = v

@@ -171,6 +171,10 @@ pub struct Config {
     /// A native histogram over its budget starts again from zero if it is
     /// this old, else halves its resolution (0: never resets).
     pub native_histogram_min_reset_duration: Duration,
+    /// contrib's `exponential_histogram_max_size`: when not 0, the latency
+    /// histograms are exponential only, built as contrib builds them (scale
+    /// 20 and down, the populated keys spanning fewer than this many).
+    pub exponential_histogram_max_size: usize,
 }
 
 const TEMPO_BUCKETS: [f64; 8] = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8];
@@ -231,6 +235,7 @@ impl Config {
             native_histogram_bucket_factor: 1.1,
             native_histogram_max_bucket_number: 100,
             native_histogram_min_reset_duration: Duration::from_secs(15 * 60),
+            exponential_histogram_max_size: 0,
         };
         match compat {
             Compat::Tempo => tempo,
@@ -287,7 +292,35 @@ impl Config {
             spec.set(&mut c, key, v)?;
         }
         c.check_dimension_labels()?;
+        c.check_exponential(map)?;
         Ok(c)
+    }
+
+    /// contrib's exponential histograms replace the classic ones: as
+    /// contrib's own validation says, they do not go with explicit bounds,
+    /// and here not with a `histograms` mode that keeps classic buckets
+    /// either. Set alone, they turn the native buckets on.
+    fn check_exponential(&mut self, map: &Map<String, Value>) -> Result<(), Error> {
+        const KEY: &str = "exponential_histogram_max_size";
+        if self.exponential_histogram_max_size == 0 {
+            return Ok(());
+        }
+        for other in ["histogram_buckets", "latency_histogram_buckets"] {
+            if map.contains_key(other) {
+                return Err(Error::config(KEY, format!("use either `{other}` or `{KEY}`")));
+            }
+        }
+        for other in ["histograms", "generate_native_histograms"] {
+            if map.contains_key(other) && self.histograms != Histograms::Native {
+                let mode = self.histograms.name();
+                return Err(Error::config(
+                    KEY,
+                    format!("exponential histograms only; `{other}: {mode}` keeps classic ones"),
+                ));
+            }
+        }
+        self.histograms = Histograms::Native;
+        Ok(())
     }
 
     /// The dimensions' label names as written in OTLP, before Prometheus'

@@ -18,6 +18,7 @@ use crate::map::{self, Facts, Graph, History, Limits, Observation, Sample, View,
 use crate::pairing::shard::{Shard, shard_index, side_key, slot_dims, write_slot_dims};
 use crate::pairing::{Expiry, ExpiryRules, HalfEdge, Key, SideWrite, Store};
 use crate::series::intern::{EMPTY, Interner, Resolver};
+use crate::series::native;
 use crate::series::{
     ConnType, DimLabels, EdgeEvent, EdgeSeries, Entry, Events, SeriesTable, SideCount, SideKey, SideSeries, Snapshot,
     Virtual,
@@ -229,11 +230,17 @@ fn dim_labels(config: &Config) -> DimLabels {
 #[cfg(test)]
 mod tests;
 
-/// The native histograms' settings the options give.
-fn native_settings(config: &Config) -> crate::series::native::Settings {
-    crate::series::native::Settings {
-        schema: crate::series::native::schema_for_factor(config.native_histogram_bucket_factor),
-        max_buckets: config.native_histogram_max_bucket_number as u32,
-        min_reset_ns: config.native_histogram_min_reset_duration.as_nanos() as u64,
+/// The native histograms' settings the options give: contrib's kind when
+/// its size is set, else Tempo's.
+fn native_settings(config: &Config) -> native::Settings {
+    if config.exponential_histogram_max_size != 0 {
+        return native::Settings::contrib(config.exponential_histogram_max_size.min(u32::MAX as usize) as u32);
+    }
+    native::Settings {
+        schema: native::schema_for_factor(config.native_histogram_bucket_factor),
+        budget: native::Budget::Populated {
+            max_buckets: config.native_histogram_max_bucket_number as u32,
+            min_reset_ns: config.native_histogram_min_reset_duration.as_nanos() as u64,
+        },
     }
 }

@@ -20,7 +20,7 @@ use crate::exposition::text::{
     REQUEST, REQUEST_FAILED, REQUEST_FAILED_HELP, REQUEST_HELP, SERVER, SERVER_HELP, UNPAIRED, UNPAIRED_HELP,
 };
 use crate::series::Virtual;
-use crate::series::native::{Native, ZERO_THRESHOLD};
+use crate::series::native::Native;
 use crate::series::{EdgeSeries, SideSeries, Snapshot};
 use crate::series::{Exemplar, Family as ExemplarFamily, Hist};
 
@@ -331,14 +331,15 @@ impl Point<'_> {
                     + attrs.get(self.attrs, Kind::Histogram).len()
             }
             Value::Exp(h, n, x) => {
-                let (offset, counts) = n.dense();
+                let (scale, offset, counts) = n.otlp();
                 fixed(whole(h.count))
                     + 9
-                    + if n.schema != 0 { 1 + varint_len(zigzag(i32::from(n.schema))) } else { 0 }
+                    + if scale != 0 { 1 + varint_len(zigzag(i32::from(scale))) } else { 0 }
                     + fixed(whole(n.zero_count))
                     + delimited(buckets_len(offset, counts))
                     + x.iter().filter(|x| x.is_set()).count() * delimited(EXEMPLAR_LEN)
-                    + 9
+                    + if n.min_max.is_some() { 18 } else { 0 }
+                    + if n.zero_threshold() != 0.0 { 9 } else { 0 }
                     + attrs.get(self.attrs, Kind::Exponential).len()
             }
         };
@@ -392,20 +393,19 @@ impl Point<'_> {
                     put_fixed(out, 4, count);
                 }
                 put_fixed(out, 5, h.sum.to_bits());
-                if n.schema != 0 {
+                let (scale, offset, counts) = n.otlp();
+                if scale != 0 {
                     out.push(field(6, VARINT));
-                    put_varint(out, zigzag(i32::from(n.schema)));
+                    put_varint(out, zigzag(i32::from(scale)));
                 }
                 let zero = whole(n.zero_count);
                 if zero != 0 {
                     put_fixed(out, 7, zero);
                 }
-                // OTLP's bucket i holds (base^i, base^(i+1)]: Prometheus' key - 1.
-                let (offset, counts) = n.dense();
                 put_delimited(out, 8, buckets_len(offset, counts));
-                if offset - 1 != 0 {
+                if offset != 0 {
                     out.push(field(1, VARINT));
-                    put_varint(out, zigzag(offset - 1));
+                    put_varint(out, zigzag(offset));
                 }
                 if !counts.is_empty() {
                     put_delimited(out, 2, counts.iter().map(|&c| varint_len(whole(c))).sum());
@@ -414,7 +414,13 @@ impl Point<'_> {
                     }
                 }
                 put_exemplars(out, 11, exemplars);
-                put_fixed(out, 14, ZERO_THRESHOLD.to_bits());
+                if let Some((min, max)) = n.min_max {
+                    put_fixed(out, 12, min.to_bits());
+                    put_fixed(out, 13, max.to_bits());
+                }
+                if n.zero_threshold() != 0.0 {
+                    put_fixed(out, 14, n.zero_threshold().to_bits());
+                }
             }
         }
     }
@@ -439,8 +445,9 @@ fn zigzag(v: i32) -> u64 {
 
 /// The size of an exponential histogram's `Buckets` message whose first
 /// bucket is Prometheus' key `offset`.
+/// The length of a `Buckets` message starting at OTLP index `offset`.
 fn buckets_len(offset: i32, counts: &[f64]) -> usize {
-    let offset = if offset - 1 != 0 { 1 + varint_len(zigzag(offset - 1)) } else { 0 };
+    let offset = if offset != 0 { 1 + varint_len(zigzag(offset)) } else { 0 };
     let counts: usize = counts.iter().map(|&c| varint_len(whole(c))).sum();
     offset + if counts == 0 { 0 } else { delimited(counts) }
 }

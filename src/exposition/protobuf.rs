@@ -19,7 +19,7 @@ use crate::exposition::text::{
     UNPAIRED_HELP, edge_label_pairs, side_label_pairs, since, whole,
 };
 use crate::series::exemplar::hex;
-use crate::series::native::ZERO_THRESHOLD;
+use crate::series::native::MAX_SCHEMA;
 use crate::series::{EdgeSeries, Exemplar, Family as Which, Hist, SideSeries, Snapshot};
 use prost::Message;
 
@@ -312,8 +312,9 @@ fn histogram(snap: &Snapshot, h: &Hist, start_ns: u64, exemplars: Option<(&str, 
         }
     }
     if let Some(n) = h.native.as_deref().filter(|_| snap.histograms.native()) {
+        let n = n.at_most(MAX_SCHEMA);
         out.schema = Some(i32::from(n.schema));
-        out.zero_threshold = Some(ZERO_THRESHOLD);
+        out.zero_threshold = Some(n.zero_threshold());
         (out.zero_count, out.zero_count_float) = count(weighted, n.zero_count);
         let spans = n.spans();
         let mut previous = 0i64;

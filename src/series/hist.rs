@@ -71,7 +71,7 @@ impl Hist {
 
     /// A histogram with native buckets at `native`'s schema, started at `now_ns`.
     pub fn with_native(bounds: usize, native: Option<&native::Settings>, now_ns: u64) -> Hist {
-        Hist { native: native.map(|s| Box::new(Native::new(s.schema, now_ns))), ..Hist::new(bounds) }
+        Hist { native: native.map(|s| Box::new(Native::new(s, now_ns))), ..Hist::new(bounds) }
     }
 
     /// The same shape (bounds, schema, start), with nothing counted.
@@ -110,7 +110,7 @@ impl Hist {
     fn observe_native(&mut self, bounds: &[f64], s: &native::Settings, v: f64, w: f64, now_ns: u64) {
         let Some(n) = self.native.as_mut() else { return };
         if n.observe(s, v, w, now_ns) == native::Over::Reset {
-            let mut fresh = Native::new(s.schema, now_ns);
+            let mut fresh = Native::new(s, now_ns);
             fresh.observe(s, v, w, now_ns);
             **n = fresh;
             self.buckets.fill(0.0);

@@ -130,14 +130,37 @@ func TestLoadOtherConfigs(t *testing.T) {
 	}
 }
 
+func TestExponentialConfig(t *testing.T) {
+	cfg, err := loadConfig(t, "exponential")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := confmap.Validate(cfg); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := cfg.EngineJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), `"exponential_histogram_max_size":4`) {
+		t.Errorf("engine config %s lacks the exponential size", doc)
+	}
+}
+
 func TestInvalidConfigs(t *testing.T) {
-	if _, err := loadConfig(t, "unsupported"); err == nil || !strings.Contains(err.Error(), "exponential_histogram_max_size") {
-		t.Errorf("unsupported key: %v", err)
+	// As contrib's validation says: explicit bounds or exponential histograms.
+	cfg, err := loadConfig(t, "exponential_with_buckets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := confmap.Validate(cfg); err == nil ||
+		!strings.Contains(err.Error(), "use either `latency_histogram_buckets` or `exponential_histogram_max_size`") {
+		t.Errorf("exponential histograms with buckets: %v", err)
 	}
 	if _, err := loadConfig(t, "bad_ttl"); err == nil || !strings.Contains(err.Error(), "ttl") {
 		t.Errorf("bad ttl: %v", err)
 	}
-	cfg, err := loadConfig(t, "negative_flush")
+	cfg, err = loadConfig(t, "negative_flush")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,6 +112,8 @@ type Options struct {
 	NativeHistogramBucketFactor     *float64       `mapstructure:"native_histogram_bucket_factor"`
 	NativeHistogramMaxBucketNumber  *int           `mapstructure:"native_histogram_max_bucket_number"`
 	NativeHistogramMinResetDuration *time.Duration `mapstructure:"native_histogram_min_reset_duration"`
+	// ExponentialHistogramMaxSize is contrib's: exponential histograms only.
+	ExponentialHistogramMaxSize *int `mapstructure:"exponential_histogram_max_size"`
 	// FilterPolicies choose the spans that take part, in Tempo's format.
 	FilterPolicies []FilterPolicy `mapstructure:"filter_policies"`
 
@@ -282,6 +284,7 @@ func (o *Options) EngineJSON() ([]byte, error) {
 	}
 	putInt("native_histogram_max_bucket_number", o.NativeHistogramMaxBucketNumber)
 	putDuration("native_histogram_min_reset_duration", o.NativeHistogramMinResetDuration)
+	putInt("exponential_histogram_max_size", o.ExponentialHistogramMaxSize)
 	if o.FilterPolicies != nil {
 		m["filter_policies"] = o.FilterPolicies
 	}

@@ -248,6 +248,17 @@ pub static OPTIONS: &[Spec] = &[
         get: |c| seconds(c.native_histogram_min_reset_duration),
     },
     Spec {
+        key: "exponential_histogram_max_size",
+        aliases: &[],
+        kind: Kind::Count,
+        meaning: "contrib's exponential histograms instead of classic ones: scale 20 and down so that the populated buckets span fewer than this (0: off; 1 is 2 and past 16384 is 16384, as contrib reads them)",
+        set: |c, k, v| {
+            c.exponential_histogram_max_size = count(k, v, 0)?;
+            Ok(())
+        },
+        get: |c| json!(c.exponential_histogram_max_size),
+    },
+    Spec {
         key: "trace_id_label_name",
         aliases: &[],
         kind: Kind::String,

@@ -4,6 +4,7 @@
 //! compares the bytes.
 
 use super::*;
+use crate::series::native::ZERO_THRESHOLD;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
@@ -70,21 +71,27 @@ impl Points {
         exemplars: &[Exemplar],
         start: u64,
     ) -> ExponentialHistogramDataPoint {
-        let (offset, counts) = n.dense();
+        // An empty histogram of contrib's kind says scale 0 and offset 0;
+        // Prometheus' kind always says its schema, and the key before its
+        // first bucket.
+        let (key, counts) = n.dense();
+        let empty_otel = n.otel && counts.is_empty();
         ExponentialHistogramDataPoint {
             attributes,
             start_time_unix_nano: self.since(start),
             time_unix_nano: self.time,
             count: h.count.round() as u64,
             sum: Some(h.sum),
-            scale: i32::from(n.schema),
+            scale: if empty_otel { 0 } else { i32::from(n.schema) },
             zero_count: n.zero_count.round() as u64,
             positive: Some(exponential_histogram_data_point::Buckets {
-                offset: offset - 1,
+                offset: if empty_otel { 0 } else { key - 1 },
                 bucket_counts: counts.iter().map(|c| c.round() as u64).collect(),
             }),
             exemplars: otlp_exemplars(exemplars),
-            zero_threshold: ZERO_THRESHOLD,
+            min: n.min_max.map(|m| m.0),
+            max: n.min_max.map(|m| m.1),
+            zero_threshold: if n.otel { 0.0 } else { ZERO_THRESHOLD },
             ..Default::default()
         }
     }
@@ -285,7 +292,7 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
 mod tests {
     use crate::config::Histograms;
     use crate::exposition::text::oracle::tests::{Rng, snapshot};
-    use crate::series::native::{Native, Settings};
+    use crate::series::native::{Budget, Native, Settings};
     use crate::series::{Hist, Snapshot};
     use prost::Message;
 
@@ -296,9 +303,15 @@ mod tests {
             return;
         }
         snap.histograms = if r.chance(0.5) { Histograms::Native } else { Histograms::Both };
-        let settings = Settings { schema: r.below(12) as i8 - 4, max_buckets: r.below(20) as u32, min_reset_ns: 0 };
+        let settings = if r.chance(0.3) {
+            // contrib's kind: scale 20 and down, a span of 2 to 20 keys.
+            Settings::contrib(2 + r.below(19) as u32)
+        } else {
+            let budget = Budget::Populated { max_buckets: r.below(20) as u32, min_reset_ns: 0 };
+            Settings { schema: r.below(12) as i8 - 4, budget }
+        };
         let mut fill = |h: &mut Hist| {
-            let mut n = Native::new(settings.schema, r.below(3) as u64);
+            let mut n = Native::new(&settings, r.below(3) as u64);
             for _ in 0..r.below(30) {
                 let v = if r.chance(0.1) { 0.0 } else { 2f64.powf(r.below(4000) as f64 / 100.0 - 20.0) };
                 let w = if r.chance(0.2) { 0.4 } else { (1 + r.below(1000)) as f64 };
