@@ -6,7 +6,7 @@
 
 use crate::config::catalog::{Catalog, Health};
 use crate::series::ConnType;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::time::Duration;
 
 mod sketch;
@@ -511,11 +511,15 @@ impl Graph {
         if before == (self.nodes.len(), self.edges.len()) {
             return;
         }
-        for e in &mut self.edges {
-            e.client = remap[e.client];
-            e.server = remap[e.server];
+        // Past the edge cap, edges go and the nodes mostly stay: their
+        // numbers, and so their index, change only if one of them went.
+        if self.nodes.len() != before.0 {
+            for e in &mut self.edges {
+                e.client = remap[e.client];
+                e.server = remap[e.server];
+            }
+            self.node_index = self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
         }
-        self.node_index = self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
         self.edge_index = self.edges.iter().enumerate().map(|(i, e)| ((e.client, e.server), i)).collect();
         self.generation += 1;
     }
