@@ -182,7 +182,7 @@ clean:
 # side-by-side benchmarks recorded in BENCHMARKS.md.
 CONFORMANCE := $(GO_SHIM)/conformance
 
-.PHONY: test-conformance bench-conformance bench-collector
+.PHONY: test-conformance bench-conformance bench-collector bench-curve
 
 test-conformance: rust ## Differential test against contrib's servicegraph connector, Tempo scenarios
 	cd $(CONFORMANCE) && $(CGO_ENV) $(GO) vet ./...
@@ -191,6 +191,9 @@ test-conformance: rust ## Differential test against contrib's servicegraph conne
 bench-conformance: rust ## Benchmarks against contrib's connector: CPU per span, memory per waiting span
 	cd $(CONFORMANCE) && $(CGO_ENV) $(GO) test -run '^$$' -bench BenchmarkVsContrib -benchmem -count=1 .
 	cd $(CONFORMANCE) && $(CGO_ENV) $(GO) test -run '^$$' -bench BenchmarkWaitingSpanMemory -benchtime=1x -count=1 .
+
+bench-curve: ## The cost curve: ns/span and bytes as edges, services, waiting spans, dimensions and batch size grow (CALLGRIND=1: instructions too)
+	benches/curve/run.sh
 
 bench-two-tier: collector setup-test ## Gateway + graph instances + Prometheus: faults, a resize, spans/s for N = 1, 2
 	$(VENV)/bin/python benches/two-tier/run.py
