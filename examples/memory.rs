@@ -15,8 +15,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
 use prost::Message;
-use servicemap::pairing::HalfEdge;
 use servicemap::pairing::Store;
+use servicemap::pairing::Waiting;
 use servicemap::{Compat, Config, Engine};
 use servicemap_testkit::Rng;
 use std::time::Duration;
@@ -108,7 +108,7 @@ fn main() {
     println!("waiting spans:             {}", st.waiting);
     println!("shards:                    {shards}");
     println!("dimensions:                {dimensions}");
-    println!("slot size (store node):    {} bytes", Store::<HalfEdge>::bytes_per_slot());
+    println!("slot size (store node):    {} bytes", Store::<Waiting>::bytes_per_slot());
     println!(
         "stats.store_bytes:         {} ({:.1} bytes per waiting span)",
         st.store_bytes,

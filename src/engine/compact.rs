@@ -50,16 +50,20 @@ impl Engine {
         debug_assert_eq!((user, fallback), (self.user, self.rules.server_fallback));
         let d = self.dims_per_side();
         for shard in shards.iter_mut() {
-            let Shard { store, dims, .. } = &mut **shard;
-            store.for_each_mut(|slot, e| {
-                e.client = remap(e.client);
-                e.server = remap(e.server);
-                e.peer = remap(e.peer);
-                e.protocol = remap(e.protocol);
+            let Shard { store, whole, dims, .. } = &mut **shard;
+            store.for_each_mut(|slot, w| {
+                for id in w.ids_mut() {
+                    *id = remap(*id);
+                }
                 for v in &mut dims[slot as usize * 2 * d..(slot as usize + 1) * 2 * d] {
                     *v = remap(*v);
                 }
             });
+            for e in whole.values_mut() {
+                for id in [&mut e.client, &mut e.server, &mut e.peer, &mut e.protocol] {
+                    *id = remap(*id);
+                }
+            }
         }
         series.remap(&mut remap);
         *interner = fresh;

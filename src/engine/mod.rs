@@ -134,6 +134,7 @@ impl Engine {
             .map(|_| {
                 Mutex::new(Shard {
                     store: Store::new(usize::MAX),
+                    whole: HashMap::new(),
                     dims: Vec::new(),
                     pending: HashMap::new(),
                     dropped: Default::default(),

@@ -25,13 +25,14 @@ impl Engine {
         let side_dims = &dims[p.dims_at as usize..p.dims_at as usize + d];
 
         if p.linked {
-            let producer = found.filter(|&s| shard.store.get(s).seen_client);
+            let producer = found.filter(|&s| shard.edge(s).seen_client);
             let mut e = HalfEdge::default();
             e.write(&p.side);
             if let Some(slot) = producer {
-                let prod = *shard.store.get(slot);
+                let mut prod = shard.edge(slot);
                 e.take_client_from(&prod);
-                shard.store.get_mut(slot).matched = true;
+                prod.matched = true;
+                shard.set_edge(slot, &prod);
                 let client_dims = slot_dims(&shard.dims, slot, d, false);
                 self.emit(&p.key, &e, client_dims, side_dims, Virtual::None, ev);
                 t.edges_new += 1;
@@ -54,11 +55,12 @@ impl Engine {
             return;
         }
 
-        let slot = match found {
+        let (slot, mut e) = match found {
             Some(slot) => {
-                shard.store.get_mut(slot).write(&p.side);
+                let mut e = shard.edge(slot);
+                e.write(&p.side);
                 write_slot_dims(&mut shard.dims, slot, d, !client_side, side_dims);
-                slot
+                (slot, e)
             }
             None => {
                 // The other side was filtered out: this one goes with it.
@@ -83,7 +85,7 @@ impl Engine {
                     Some(slot) => {
                         t.edges_new += 1;
                         write_slot_dims(&mut shard.dims, slot, d, !client_side, side_dims);
-                        slot
+                        (slot, e)
                     }
                     None => {
                         t.dropped += 1;
@@ -95,16 +97,17 @@ impl Engine {
         };
         if client_side {
             if let Some(waiting) = shard.pending.remove(&p.key) {
-                self.serve_linked(shard, slot, waiting, t, ev);
+                self.serve_linked(shard, slot, &mut e, waiting, t, ev);
             }
         }
-        let e = *shard.store.get(slot);
         if e.is_complete() {
             let c = slot_dims(&shard.dims, slot, d, false);
             let s = slot_dims(&shard.dims, slot, d, true);
             self.emit(&p.key, &e, c, s, Virtual::None, ev);
             t.completed += 1;
-            shard.store.remove(slot);
+            shard.discard(slot);
+        } else if found.is_some() || e.matched {
+            shard.set_edge(slot, &e);
         }
     }
 
@@ -116,16 +119,16 @@ impl Engine {
     fn drop_side(&self, shard: &mut Shard, p: &Prepared, found: Option<u32>, now_ns: u64, t: &mut Tally) {
         let server = !p.side.is_client_side();
         if let Some(slot) = found {
-            let e = shard.store.get(slot);
+            let e = shard.edge(slot);
             if !e.is_complete() && e.seen_server != server && !e.matched {
-                shard.store.remove(slot);
+                shard.discard(slot);
                 t.dropped_by_filter += 1;
             }
         }
         if !server {
             // Linked consumers waiting for this producer.
             for slot in shard.pending.remove(&p.key).unwrap_or_default() {
-                shard.store.remove(slot);
+                shard.discard(slot);
                 t.dropped_by_filter += 1;
             }
         }
@@ -142,29 +145,30 @@ impl Engine {
     }
 
     /// A producer arrived after consumers linked to it: complete each of them.
-    /// The producer stays, to serve later consumers until it expires.
+    /// The producer stays, to serve later consumers until it expires; the
+    /// caller stores `prod`, now marked as matched.
     pub(super) fn serve_linked(
         &self,
         shard: &mut Shard,
         producer_slot: u32,
+        prod: &mut HalfEdge,
         waiting: Vec<u32>,
         t: &mut Tally,
         ev: &mut Events,
     ) {
         let d = self.dims_per_side();
-        let prod = *shard.store.get(producer_slot);
         let key = shard.store.key(producer_slot);
-        // Dimension values stay in place when a slot is removed (a slot is
-        // cleared when it is reused), so they are read without copying.
-        let client_dims = slot_dims(&shard.dims, producer_slot, d, false);
         for slot in waiting {
+            // Dimension values stay in place when a slot is removed (a slot
+            // is cleared when it is reused), so they are read after.
+            let mut e = shard.remove_edge(slot);
+            e.take_client_from(prod);
+            let client_dims = slot_dims(&shard.dims, producer_slot, d, false);
             let server_dims = slot_dims(&shard.dims, slot, d, true);
-            let mut e = shard.store.remove(slot);
-            e.take_client_from(&prod);
             self.emit(&key, &e, client_dims, server_dims, Virtual::None, ev);
             t.completed += 1;
         }
-        shard.store.get_mut(producer_slot).matched = true;
+        prod.matched = true;
     }
 
     /// Inserts a half-edge; when the store is full, first expires its head if
@@ -197,7 +201,7 @@ impl Engine {
                 }
             }
         }
-        let slot = shard.store.insert(hash, key, e, now_ns.saturating_add(self.wait_ns), indexed).ok()?;
+        let slot = shard.insert_edge(hash, key, &e, now_ns.saturating_add(self.wait_ns), indexed).ok()?;
         let d = self.dims_per_side();
         let need = (slot as usize + 1) * 2 * d;
         if shard.dims.len() < need {
@@ -271,9 +275,10 @@ impl Engine {
     pub(super) fn expire_slot(&self, shard: &mut Shard, slot: u32, t: &mut Tally, ev: &mut Events) {
         let d = self.dims_per_side();
         let key = shard.store.key(slot);
+        // Dimension values stay in place when a slot is removed.
+        let mut e = shard.remove_edge(slot);
         let c = slot_dims(&shard.dims, slot, d, false);
         let s = slot_dims(&shard.dims, slot, d, true);
-        let mut e = shard.store.remove(slot);
         if let Some(list) = shard.pending.get_mut(&key) {
             list.retain(|&x| x != slot);
             if list.is_empty() {

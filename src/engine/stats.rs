@@ -178,7 +178,10 @@ impl Engine {
         for shard in self.shards.iter() {
             let shard = lock(shard);
             waiting += shard.store.len();
-            store_bytes += shard.store.heap_bytes() + shard.dims.capacity() * 4 + shard.dropped.heap_bytes();
+            store_bytes += shard.store.heap_bytes()
+                + shard.whole.capacity() * (std::mem::size_of::<(u32, HalfEdge)>() + 1)
+                + shard.dims.capacity() * 4
+                + shard.dropped.heap_bytes();
         }
         let (active_series, series_refused, unpaired_overflow) = {
             let t = lock(&self.series);

@@ -11,9 +11,10 @@ use crate::series::intern::EMPTY;
 use crate::series::{ConnType, Virtual};
 use crate::wire::SpanKind;
 
-/// A waiting half-edge. Interned ids (0 = absent) keep it small; dimension
-/// values live beside the store, per slot, in [`crate::engine`].
-#[derive(Debug, Clone, Copy)]
+/// A half-edge being built. Interned ids (0 = absent) keep it small;
+/// dimension values live beside the store, per slot, in [`crate::engine`];
+/// in the store it waits as a [`Waiting`].
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HalfEdge {
     pub client: u32,
     pub server: u32,
@@ -63,6 +64,133 @@ impl Default for HalfEdge {
             matched: false,
             protocol: EMPTY,
         }
+    }
+}
+
+/// A half-edge as the store keeps it: 40 bytes against [`HalfEdge`]'s 72.
+/// A waiting edge has seen one side (when both have come it completes and
+/// leaves), so only that side's service, duration and time are kept. The
+/// rare edge that has seen both sides and still waits, because a side had
+/// no service name, does not fit: [`Waiting::one_side`] refuses it and the
+/// shard keeps it whole, apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Waiting {
+    service: u32,
+    peer: u32,
+    protocol: u32,
+    kind: SpanKind,
+    conn: ConnType,
+    flags: u8,
+    dur_ns: u64,
+    /// The client's end, or the server's start.
+    time_ns: u64,
+    multiplier: f64,
+}
+
+impl Default for Waiting {
+    fn default() -> Self {
+        Waiting::from_parts(&HalfEdge::default(), 0)
+    }
+}
+
+impl Waiting {
+    /// The seen side is the client's.
+    const CLIENT: u8 = 1;
+    const FAILED: u8 = 2;
+    const SERVER_FAILED: u8 = 4;
+    const ROOT: u8 = 8;
+    const MATCHED: u8 = 16;
+    /// The edge did not fit one side and is kept whole beside the store.
+    const WHOLE: u8 = 32;
+
+    fn from_parts(e: &HalfEdge, side: u8) -> Waiting {
+        let client = side & Self::CLIENT != 0;
+        let flag = |on: bool, f: u8| if on { f } else { 0 };
+        Waiting {
+            service: if client { e.client } else { e.server },
+            peer: e.peer,
+            protocol: e.protocol,
+            kind: e.last_kind,
+            conn: e.conn,
+            flags: side
+                | flag(e.failed, Self::FAILED)
+                | flag(e.server_failed, Self::SERVER_FAILED)
+                | flag(e.root, Self::ROOT)
+                | flag(e.matched, Self::MATCHED),
+            dur_ns: if client { e.client_dur_ns } else { e.server_dur_ns },
+            time_ns: if client { e.client_end_ns } else { e.server_start_ns },
+            multiplier: e.multiplier,
+        }
+    }
+
+    /// `e` as one side, if that is all it holds: [`Waiting::edge`] gives it
+    /// back exactly.
+    #[inline]
+    pub fn one_side(e: &HalfEdge) -> Option<Waiting> {
+        let client_only = e.seen_client
+            && !e.seen_server
+            && !e.server_last
+            && e.server == EMPTY
+            && e.server_dur_ns == 0
+            && e.server_start_ns == 0
+            && !e.root
+            && !e.server_failed;
+        let server_only = e.seen_server
+            && !e.seen_client
+            && e.server_last
+            && e.client == EMPTY
+            && e.client_dur_ns == 0
+            && e.client_end_ns == 0;
+        let w = if client_only {
+            Waiting::from_parts(e, Self::CLIENT)
+        } else if server_only {
+            Waiting::from_parts(e, 0)
+        } else {
+            return None;
+        };
+        debug_assert_eq!(w.edge(), *e);
+        Some(w)
+    }
+
+    /// A marker for an edge kept whole elsewhere.
+    pub fn whole() -> Waiting {
+        Waiting { flags: Self::WHOLE, ..Waiting::default() }
+    }
+
+    pub fn is_whole(&self) -> bool {
+        self.flags & Self::WHOLE != 0
+    }
+
+    /// The half-edge this side stands for.
+    #[inline]
+    pub fn edge(&self) -> HalfEdge {
+        let f = |bit: u8| self.flags & bit != 0;
+        let mut e = HalfEdge {
+            peer: self.peer,
+            protocol: self.protocol,
+            last_kind: self.kind,
+            conn: self.conn,
+            multiplier: self.multiplier,
+            failed: f(Self::FAILED),
+            server_failed: f(Self::SERVER_FAILED),
+            root: f(Self::ROOT),
+            matched: f(Self::MATCHED),
+            ..HalfEdge::default()
+        };
+        if f(Self::CLIENT) {
+            (e.client, e.client_dur_ns, e.client_end_ns, e.seen_client) =
+                (self.service, self.dur_ns, self.time_ns, true);
+        } else {
+            (e.server, e.server_dur_ns, e.server_start_ns, e.seen_server) =
+                (self.service, self.dur_ns, self.time_ns, true);
+            e.server_last = true;
+        }
+        e
+    }
+
+    /// The interned ids it holds, for the interner's compaction.
+    pub fn ids_mut(&mut self) -> [&mut u32; 3] {
+        [&mut self.service, &mut self.peer, &mut self.protocol]
     }
 }
 
@@ -302,5 +430,36 @@ mod tests {
             rules(Compat::Tempo).decide(&producer, user),
             Expiry::Virtual { server: 8, counted: false, .. }
         ));
+    }
+
+    #[test]
+    fn a_waiting_side_gives_back_its_edge_exactly() {
+        let sides = [
+            client(5, 8),
+            SideWrite { error: true, multiplier: 2.5, protocol: 3, ..client(5, EMPTY) },
+            SideWrite { kind: SpanKind::Producer, ..client(5, 8) },
+            server(6, true),
+            SideWrite { error: true, kind: SpanKind::Consumer, ..server(6, false) },
+        ];
+        for w in sides {
+            let mut e = HalfEdge::default();
+            e.write(&w);
+            e.write(&w);
+            let kept = Waiting::one_side(&e).expect("one side");
+            assert_eq!(kept.edge(), e, "{w:?}");
+            e.matched = true;
+            assert_eq!(Waiting::one_side(&e).unwrap().edge(), e);
+        }
+        // Both sides seen, one without a service: kept whole elsewhere.
+        let mut e = HalfEdge::default();
+        e.write(&client(EMPTY, EMPTY));
+        e.write(&server(6, false));
+        assert!(!e.is_complete());
+        assert_eq!(Waiting::one_side(&e), None);
+        // A complete database call does not fit one side either.
+        let mut db = HalfEdge::default();
+        db.write(&SideWrite { database: Some(7), ..client(5, EMPTY) });
+        assert_eq!(Waiting::one_side(&db), None);
+        assert_eq!(std::mem::size_of::<Waiting>(), 40);
     }
 }

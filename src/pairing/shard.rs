@@ -2,6 +2,8 @@
 //! are placed in shards and slots.
 
 use super::dropped::DroppedSides;
+use super::edge::Waiting;
+use super::store::Full;
 use super::{HalfEdge, Key, Store};
 use crate::series::{SideKey, intern::EMPTY};
 use hashbrown::HashMap;
@@ -9,13 +11,81 @@ use hashbrown::HashMap;
 /// One shard of the pairing store.
 #[derive(Debug)]
 pub(crate) struct Shard {
-    pub(crate) store: Store<HalfEdge>,
+    /// Waiting edges, one side each; go through [`Shard::edge`] and the
+    /// methods beside it, which know where a whole edge is kept.
+    pub(crate) store: Store<Waiting>,
+    /// Slot → the edges that have seen both sides and still wait (a side
+    /// without a service name): too rare to widen every slot for.
+    pub(crate) whole: HashMap<u32, HalfEdge>,
     /// Dimension values per store slot: the client side's, then the server side's.
     pub(crate) dims: Vec<u32>,
     /// Producer key → slots of linked consumers waiting for that producer.
     pub(crate) pending: HashMap<Key, Vec<u32>>,
     /// Sides a filter policy dropped, whose other side is dropped on arrival.
     pub(crate) dropped: DroppedSides,
+}
+
+impl Shard {
+    /// The edge waiting in `slot`.
+    #[inline]
+    pub(crate) fn edge(&self, slot: u32) -> HalfEdge {
+        let w = self.store.get(slot);
+        if w.is_whole() { self.whole[&slot] } else { w.edge() }
+    }
+
+    /// Replaces the edge waiting in `slot`.
+    pub(crate) fn set_edge(&mut self, slot: u32, e: &HalfEdge) {
+        *self.store.get_mut(slot) = self.place(slot, e);
+    }
+
+    /// Stores `e` (see [`Store::insert`]).
+    pub(crate) fn insert_edge(
+        &mut self,
+        hash: u64,
+        key: Key,
+        e: &HalfEdge,
+        expires_ns: u64,
+        indexed: bool,
+    ) -> Result<u32, Full> {
+        match Waiting::one_side(e) {
+            Some(w) => self.store.insert(hash, key, w, expires_ns, indexed),
+            None => {
+                let slot = self.store.insert(hash, key, Waiting::whole(), expires_ns, indexed)?;
+                self.whole.insert(slot, *e);
+                Ok(slot)
+            }
+        }
+    }
+
+    /// Removes the edge in `slot`, unread.
+    pub(crate) fn discard(&mut self, slot: u32) {
+        if self.store.remove(slot).is_whole() {
+            self.whole.remove(&slot);
+        }
+    }
+
+    /// Removes the edge in `slot` and returns it.
+    pub(crate) fn remove_edge(&mut self, slot: u32) -> HalfEdge {
+        let w = self.store.remove(slot);
+        if w.is_whole() { self.whole.remove(&slot).expect("a whole edge for the marker") } else { w.edge() }
+    }
+
+    /// `e` as it waits in `slot`: one side in the slot, or the whole edge
+    /// apart and a marker in the slot.
+    fn place(&mut self, slot: u32, e: &HalfEdge) -> Waiting {
+        match Waiting::one_side(e) {
+            Some(w) => {
+                if !self.whole.is_empty() {
+                    self.whole.remove(&slot);
+                }
+                w
+            }
+            None => {
+                self.whole.insert(slot, *e);
+                Waiting::whole()
+            }
+        }
+    }
 }
 
 /// Spans of one trace always land in the same shard.

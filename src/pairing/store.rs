@@ -81,11 +81,33 @@ struct Node<T> {
     prev: u32,
     next: u32,
     expires_ns: u64,
-    live: bool,
-    /// Whether the key is in the table (linked consumers are not: several may
-    /// share their producer's key, and they are found through their producer).
-    indexed: bool,
     value: T,
+}
+
+/// One bit per slot, beside the slab: a flag in the node would take 8 bytes
+/// of alignment padding.
+#[derive(Debug, Default)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    #[inline]
+    fn get(&self, i: u32) -> bool {
+        self.0.get(i as usize / 64).is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+
+    #[inline]
+    fn set(&mut self, i: u32, on: bool) {
+        let w = i as usize / 64;
+        if w >= self.0.len() {
+            self.0.resize(w + 1, 0);
+        }
+        let bit = 1u64 << (i % 64);
+        if on { self.0[w] |= bit } else { self.0[w] &= !bit }
+    }
+
+    fn bytes(&self) -> usize {
+        self.0.capacity() * 8
+    }
 }
 
 /// The store is full: a new entry was refused.
@@ -95,6 +117,12 @@ pub struct Full;
 #[derive(Debug)]
 pub struct Store<T> {
     nodes: Slab<Node<T>>,
+    /// Slots holding an entry.
+    live: Bits,
+    /// Slots whose key is in the table (linked consumers are not: several
+    /// may share their producer's key, and they are found through their
+    /// producer).
+    indexed: Bits,
     table: HashTable<u32>,
     hasher: RandomState,
     head: u32,
@@ -108,6 +136,8 @@ impl<T: Default> Store<T> {
     pub fn new(max_items: usize) -> Store<T> {
         Store {
             nodes: Slab::new(),
+            live: Bits::default(),
+            indexed: Bits::default(),
             table: HashTable::new(),
             hasher: RandomState::default(),
             head: NIL,
@@ -169,14 +199,14 @@ impl<T: Default> Store<T> {
             n.key = key;
             n.value = value;
             n.expires_ns = expires_ns;
-            n.live = true;
-            n.indexed = indexed;
             s
         } else {
             let s = self.nodes.len() as u32;
-            self.nodes.push(Node { key, prev: NIL, next: NIL, expires_ns, live: true, indexed, value });
+            self.nodes.push(Node { key, prev: NIL, next: NIL, expires_ns, value });
             s
         };
+        self.live.set(slot, true);
+        self.indexed.set(slot, indexed);
         // Link at the tail.
         self.nodes[slot as usize].prev = self.tail;
         self.nodes[slot as usize].next = NIL;
@@ -196,10 +226,11 @@ impl<T: Default> Store<T> {
 
     /// Removes the entry in `slot` and returns its value.
     pub fn remove(&mut self, slot: u32) -> T {
-        let (prev, next, indexed, key) = {
+        debug_assert!(self.live.get(slot));
+        let indexed = self.indexed.get(slot);
+        let (prev, next, key) = {
             let n = &self.nodes[slot as usize];
-            debug_assert!(n.live);
-            (n.prev, n.next, n.indexed, n.key)
+            (n.prev, n.next, n.key)
         };
         if indexed {
             let hash = self.hash(&key);
@@ -217,9 +248,9 @@ impl<T: Default> Store<T> {
         } else {
             self.tail = prev;
         }
+        self.live.set(slot, false);
+        self.indexed.set(slot, false);
         let n = &mut self.nodes[slot as usize];
-        n.live = false;
-        n.indexed = false;
         n.next = self.free;
         n.prev = NIL;
         self.free = slot;
@@ -244,6 +275,8 @@ impl<T: Default> Store<T> {
     /// Approximate bytes held by the store's own structures.
     pub fn heap_bytes(&self) -> usize {
         self.nodes.capacity() * std::mem::size_of::<Node<T>>()
+            + self.live.bytes()
+            + self.indexed.bytes()
             + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
     }
 
@@ -253,8 +286,9 @@ impl<T: Default> Store<T> {
 
     /// Calls `f` on every waiting entry with its slot.
     pub fn for_each_mut(&mut self, mut f: impl FnMut(u32, &mut T)) {
+        let live = &self.live;
         for (i, n) in self.nodes.iter_mut().enumerate() {
-            if n.live {
+            if live.get(i as u32) {
                 f(i as u32, &mut n.value);
             }
         }
