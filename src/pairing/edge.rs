@@ -69,10 +69,10 @@ impl Default for HalfEdge {
 
 /// A half-edge as the store keeps it: 40 bytes against [`HalfEdge`]'s 72.
 /// A waiting edge has seen one side (when both have come it completes and
-/// leaves), so only that side's service, duration and time are kept. The
-/// rare edge that has seen both sides and still waits, because a side had
-/// no service name, does not fit: [`Waiting::one_side`] refuses it and the
-/// shard keeps it whole, apart.
+/// leaves), so only that side's service, duration and time are kept. An
+/// edge that holds both sides in the store, as a database call does for the
+/// moment its linked consumers are served, does not fit:
+/// [`Waiting::one_side`] refuses it and the shard keeps it whole, apart.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Waiting {
     service: u32,

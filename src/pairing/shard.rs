@@ -14,8 +14,9 @@ pub(crate) struct Shard {
     /// Waiting edges, one side each; go through [`Shard::edge`] and the
     /// methods beside it, which know where a whole edge is kept.
     pub(crate) store: Store<Waiting>,
-    /// Slot → the edges that have seen both sides and still wait (a side
-    /// without a service name): too rare to widen every slot for.
+    /// Slot → the edges in the store that hold both sides (a database call
+    /// while its linked consumers are served): too rare to widen every
+    /// slot for.
     pub(crate) whole: HashMap<u32, HalfEdge>,
     /// Dimension values per store slot: the client side's, then the server side's.
     pub(crate) dims: Vec<u32>,
@@ -130,5 +131,59 @@ pub(crate) fn side_key(e: &HalfEdge) -> SideKey {
         SideKey { client: e.client, server: EMPTY, conn: e.conn }
     } else {
         SideKey { client: EMPTY, server: e.server, conn: e.conn }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pairing::SideWrite;
+    use crate::wire::SpanKind;
+
+    fn shard() -> Shard {
+        Shard {
+            store: Store::new(8),
+            whole: HashMap::new(),
+            dims: Vec::new(),
+            pending: HashMap::new(),
+            dropped: Default::default(),
+        }
+    }
+
+    /// One side waits in its slot; an edge that does not fit one side (a
+    /// database call kept while linked consumers are served) waits whole,
+    /// apart, and leaves nothing behind.
+    #[test]
+    fn edges_wait_in_one_side_or_whole() {
+        let mut sh = shard();
+        let side = SideWrite {
+            kind: SpanKind::Client,
+            service: 5,
+            start_ns: 10,
+            end_ns: 40,
+            error: true,
+            multiplier: 1.0,
+            peer: EMPTY,
+            database: None,
+            root: false,
+            protocol: EMPTY,
+        };
+        let mut one = HalfEdge::default();
+        one.write(&side);
+        let mut db = HalfEdge::default();
+        db.write(&SideWrite { database: Some(7), ..side });
+        let key = |n: u8| Key { trace_id: [n; 16], span_id: [n; 8] };
+        let a = sh.insert_edge(sh.store.hash(&key(1)), key(1), &one, 100, true).unwrap();
+        let b = sh.insert_edge(sh.store.hash(&key(2)), key(2), &db, 100, true).unwrap();
+        assert_eq!((sh.edge(a), sh.edge(b)), (one, db));
+        assert_eq!(sh.whole.len(), 1);
+        // Written over with one side, the whole copy goes.
+        sh.set_edge(b, &one);
+        assert!(sh.whole.is_empty());
+        sh.set_edge(b, &db);
+        assert_eq!(sh.remove_edge(b), db);
+        assert!(sh.whole.is_empty());
+        sh.discard(a);
+        assert!(sh.store.is_empty());
     }
 }
