@@ -15,22 +15,75 @@ pub(crate) const EMPTY: u32 = 0;
 #[derive(Debug)]
 pub struct Interner {
     strings: Vec<Box<str>>,
-    table: HashTable<u32>,
+    table: HashTable<Entry>,
     hasher: RandomState,
     bytes: usize,
 }
 
+/// A table entry: the id and, for strings of at most 16 bytes, the whole
+/// string packed into two words, so that a look-up of a short value (most
+/// label values: methods, status codes, service names) compares integers
+/// and never follows the id to the string.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: u32,
+    len: u32,
+    head: u64,
+    tail: u64,
+}
+
+/// At most this many bytes are packed into an [`Entry`].
+const PACKED: usize = 16;
+
+/// Two words that, with its length, determine a string of at most 16
+/// bytes: overlapping loads rather than a copy, so no call to `memcpy`.
+/// Longer strings get their first and sixteenth-from-last eight bytes,
+/// which are never compared alone.
+#[inline(always)]
+fn pack(b: &[u8]) -> (u64, u64) {
+    let n = b.len();
+    let load8 = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let load4 = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().unwrap()));
+    match n {
+        0 => (0, 0),
+        1..4 => (u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16, 0),
+        4..8 => (load4(0) | load4(n - 4) << 32, 0),
+        8..=PACKED => (load8(0), load8(n - 8)),
+        _ => (load8(0), load8(PACKED - 8)),
+    }
+}
+
+impl Entry {
+    #[inline]
+    fn new(id: u32, b: &[u8]) -> Entry {
+        let (head, tail) = pack(b);
+        Entry { id, len: b.len() as u32, head, tail }
+    }
+}
+
 impl Default for Interner {
     fn default() -> Self {
-        let hasher = RandomState::default();
-        let mut table = HashTable::new();
-        let strings: Vec<Box<str>> = vec!["".into()];
-        table.insert_unique(hasher.hash_one(b""), 0, |&i| hasher.hash_one(strings[i as usize].as_bytes()));
-        Interner { strings, table, hasher, bytes: 0 }
+        let mut i = Interner { strings: Vec::new(), table: HashTable::new(), hasher: RandomState::default(), bytes: 0 };
+        i.push("");
+        i
     }
 }
 
 impl Interner {
+    /// The hash of a string: of its packed words when it fits in an entry
+    /// (three word writes rather than a pass over its bytes), of its bytes
+    /// otherwise. Seeded at random either way, so chosen values cannot
+    /// collide on purpose.
+    #[inline]
+    fn hash(hasher: &RandomState, b: &[u8]) -> u64 {
+        if b.len() <= PACKED {
+            let (head, tail) = pack(b);
+            hasher.hash_one((head, tail, b.len()))
+        } else {
+            hasher.hash_one(b)
+        }
+    }
+
     pub fn lookup(&self, s: &str) -> Option<u32> {
         self.lookup_bytes(s.as_bytes())
     }
@@ -39,21 +92,33 @@ impl Interner {
     /// string held is, so callers can skip checking the bytes first.
     #[inline]
     pub fn lookup_bytes(&self, b: &[u8]) -> Option<u32> {
-        let h = self.hasher.hash_one(b);
-        self.table.find(h, |&i| self.strings[i as usize].as_bytes() == b).copied()
+        let h = Self::hash(&self.hasher, b);
+        if b.len() <= PACKED {
+            let want = Entry::new(0, b);
+            self.table.find(h, |e| e.len == want.len && e.head == want.head && e.tail == want.tail).map(|e| e.id)
+        } else {
+            self.table
+                .find(h, |e| e.len as usize == b.len() && self.strings[e.id as usize].as_bytes() == b)
+                .map(|e| e.id)
+        }
     }
 
-    pub fn insert(&mut self, s: &str) -> u32 {
-        if let Some(id) = self.lookup(s) {
-            return id;
-        }
+    fn push(&mut self, s: &str) -> u32 {
         let id = self.strings.len() as u32;
         self.bytes += s.len();
         self.strings.push(s.into());
         let (strings, hasher) = (&self.strings, &self.hasher);
-        self.table
-            .insert_unique(hasher.hash_one(s.as_bytes()), id, |&i| hasher.hash_one(strings[i as usize].as_bytes()));
+        self.table.insert_unique(Self::hash(hasher, s.as_bytes()), Entry::new(id, s.as_bytes()), |e| {
+            Self::hash(hasher, strings[e.id as usize].as_bytes())
+        });
         id
+    }
+
+    pub fn insert(&mut self, s: &str) -> u32 {
+        match self.lookup(s) {
+            Some(id) => id,
+            None => self.push(s),
+        }
     }
 
     #[inline]
@@ -148,6 +213,35 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(i.insert("checkout"), a);
         assert_eq!(i.get(b), "payment");
+    }
+
+    #[test]
+    fn strings_differing_in_one_byte_or_in_length_are_told_apart() {
+        // Every length around the packed forms' limits, each byte position
+        // changed in turn, plus zero bytes that packing pads with.
+        let mut i = Interner::default();
+        let mut all = Vec::new();
+        for n in 0..=20usize {
+            let base: Vec<u8> = (0..n as u8).map(|k| b'a' + k).collect();
+            all.push(base.clone());
+            for at in 0..n {
+                for b in [0u8, b'z'] {
+                    let mut v = base.clone();
+                    v[at] = b;
+                    all.push(v);
+                }
+            }
+        }
+        all.sort();
+        all.dedup();
+        let ids: Vec<u32> = all.iter().map(|v| i.insert(std::str::from_utf8(v).unwrap())).collect();
+        assert_eq!(i.len(), all.len(), "one id per distinct string, the empty one included");
+        for (v, &id) in all.iter().zip(&ids) {
+            assert_eq!(i.lookup_bytes(v), Some(id));
+            assert_eq!(i.get(id).as_bytes(), v.as_slice());
+        }
+        assert_eq!(i.lookup_bytes(b"abcdefghijklmnopqrstu"), None);
+        assert_eq!(i.lookup_bytes(b"ab\0\0\0"), None, "three bytes changed: not held");
     }
 
     #[test]
