@@ -239,7 +239,7 @@ func (w *writer) span(s ptrace.Span, named bool, keys *keySet, names bool) {
 		b = appendID(b, 1, tid[:], tidEmpty)
 		b = appendID(b, 2, sid[:], sidEmpty)
 		if kind != 0 {
-			b = append(b, 6<<3|0)
+			b = append(b, 6<<3) // kind, a varint (wire type 0)
 			b = appendVarint(b, uint64(kind))
 		}
 		w.buf = b
@@ -249,7 +249,7 @@ func (w *writer) span(s ptrace.Span, named bool, keys *keySet, names bool) {
 	at := len(b)
 	b = appendID(b, 1, tid[:], tidEmpty)
 	b = appendID(b, 2, sid[:], sidEmpty)
-	b = append(b, 6<<3|0, byte(kind)) // a pairing kind is one byte
+	b = append(b, 6<<3, byte(kind)) // kind: a varint, one byte for a pairing kind
 	if p := s.ParentSpanID(); !p.IsEmpty() {
 		b = append(b, 4<<3|2, 8)
 		b = append(b, p[:]...)
@@ -286,7 +286,7 @@ func (w *writer) span(s ptrace.Span, named bool, keys *keySet, names bool) {
 		}
 	}
 	if c := s.Status().Code(); c != 0 {
-		b = append(b, 15<<3|2, byte(1+uvarintLen(uint64(c))), 3<<3|0)
+		b = append(b, 15<<3|2, byte(1+uvarintLen(uint64(c))), 3<<3) // Status.code, a varint
 		b = appendVarint(b, uint64(c))
 	}
 	w.buf = b
@@ -335,13 +335,6 @@ func appendVarint(b []byte, v uint64) []byte {
 		return append(b, byte(v))
 	}
 	return binary.AppendUvarint(b, v)
-}
-
-func (w *writer) id(field int, b []byte, empty bool) {
-	if empty {
-		b = nil
-	}
-	w.bytes(field, b)
 }
 
 // keyValue writes a KeyValue as field f, its value at nesting level depth.
