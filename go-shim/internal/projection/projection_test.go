@@ -11,6 +11,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/servicemap/servicemap/go-shim/internal/engine"
 	"github.com/servicemap/servicemap/go-shim/internal/testutil"
@@ -134,6 +135,16 @@ func batches() []ptrace.Traces {
 		deep = deep.PutEmptyMap("k")
 	}
 	deep.PutStr("k", "bottom")
+	out = append(out, td)
+
+	// Spans and nested values longer than their padded length prefixes hold.
+	td = ptrace.NewTraces()
+	c = addSpan(td, "client", ptrace.SpanKindClient, 10, 1, 0)
+	c.Attributes().PutStr("dim.a", strings.Repeat("v", 20_000))
+	sv = addSpan(td, "server", ptrace.SpanKindServer, 10, 2, 1)
+	big := sv.Attributes().PutEmptySlice("dim.b")
+	big.AppendEmpty().SetStr(strings.Repeat("w", 20_000))
+	big.AppendEmpty().SetEmptyMap().PutStr("k", strings.Repeat("x", 17_000))
 	out = append(out, td)
 	return out
 }
@@ -320,5 +331,128 @@ func TestKeySet(t *testing.T) {
 	var none keySet
 	if none.has("") || none.has("x") {
 		t.Error("an empty set has keys")
+	}
+}
+
+// submessages names, for each message the projection writes, the fields
+// that hold messages, and the message each holds.
+var submessages = map[string]map[protowire.Number]string{
+	"request":       {1: "resourceSpans"},
+	"resourceSpans": {1: "resource", 2: "scopeSpans"},
+	"resource":      {1: "keyValue"},
+	"scopeSpans":    {2: "span"},
+	"span":          {9: "keyValue", 13: "link", 15: "status"},
+	"keyValue":      {2: "anyValue"},
+	"anyValue":      {5: "arrayValue", 6: "keyValueList"},
+	"arrayValue":    {1: "anyValue"},
+	"keyValueList":  {1: "keyValue"},
+	"link":          {},
+	"status":        {},
+}
+
+// shortest writes msg, a message of the given name, again with every length
+// prefix at its shortest, and counts the prefixes that were longer.
+func shortest(t *testing.T, name string, msg []byte) (out []byte, padded int) {
+	t.Helper()
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			t.Fatalf("%s: bad tag: %v", name, protowire.ParseError(n))
+		}
+		out = protowire.AppendTag(out, num, typ)
+		msg = msg[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, msg)
+			if n < 0 {
+				t.Fatalf("%s: bad field %d: %v", name, num, protowire.ParseError(n))
+			}
+			out = append(out, msg[:n]...)
+			msg = msg[n:]
+			continue
+		}
+		length, n := protowire.ConsumeVarint(msg)
+		if n < 0 || length > uint64(len(msg)-n) {
+			t.Fatalf("%s: bad length of field %d", name, num)
+		}
+		if n > protowire.SizeVarint(length) {
+			padded++
+		}
+		body := msg[n : n+int(length)]
+		msg = msg[n+int(length):]
+		if sub, ok := submessages[name][num]; ok {
+			var p int
+			body, p = shortest(t, sub, body)
+			padded += p
+		}
+		out = protowire.AppendBytes(out, body)
+	}
+	return out, padded
+}
+
+// TestLengthPrefixes checks the padded length prefixes: the projection
+// decodes to the same batch as the same bytes with every prefix at its
+// shortest, and the engine's state is the same from either.
+func TestLengthPrefixes(t *testing.T) {
+	// Lengths around every prefix size, padded narrow and wide.
+	for _, pad := range []int{narrow, wide} {
+		for _, n := range []int{0, 1, 127, 128, 16383, 16384, 16385, 1 << 21, 1<<28 - 1} {
+			if pad == narrow && n > 1<<21 {
+				continue
+			}
+			w := writer{buf: []byte{0xff}}
+			at := w.begin(3, pad)
+			w.buf = append(w.buf, bytes.Repeat([]byte{7}, n)...)
+			w.end(at, pad)
+			num, typ, k := protowire.ConsumeTag(w.buf[1:])
+			body, m := protowire.ConsumeBytes(w.buf[1+k:])
+			if num != 3 || typ != protowire.BytesType || m < 0 || 1+k+m != len(w.buf) || len(body) != n || (n > 0 && body[n-1] != 7) {
+				t.Errorf("pad %d, length %d: decodes as field %d type %d, %d bytes of %d", pad, n, num, typ, len(body), len(w.buf))
+			}
+			if want := max(pad, protowire.SizeVarint(uint64(n))); m-n != want {
+				t.Errorf("pad %d, length %d: a prefix of %d bytes, want %d", pad, n, m-n, want)
+			}
+		}
+	}
+
+	padEng, shortEng := newEngine(t), newEngine(t)
+	encode, err := ForEngine(padEng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u ptrace.ProtoUnmarshaler
+	var m ptrace.ProtoMarshaler
+	now := t0
+	total := 0
+	for i, td := range batches() {
+		raw, err := encode(nil, td)
+		if err != nil {
+			t.Fatal(err)
+		}
+		short, padded := shortest(t, "request", raw)
+		total += padded
+		if padded == 0 && !bytes.Equal(raw, short) || padded > 0 && len(short) >= len(raw) {
+			t.Errorf("batch %d: %d padded prefixes, %d bytes, %d at their shortest", i, padded, len(raw), len(short))
+		}
+		a, errA := u.UnmarshalTraces(raw)
+		b, errB := u.UnmarshalTraces(short)
+		if errA != nil || errB != nil {
+			t.Fatalf("batch %d: decoding: %v, %v", i, errA, errB)
+		}
+		ra, _ := m.MarshalTraces(a)
+		rb, _ := m.MarshalTraces(b)
+		if !bytes.Equal(ra, rb) {
+			t.Errorf("batch %d: the padded projection decodes differently", i)
+		}
+		now = now.Add(time.Second)
+		errPad, errShort := padEng.Consume(raw, now), shortEng.Consume(short, now)
+		if (errPad == nil) != (errShort == nil) {
+			t.Fatalf("batch %d: padded gives %v, shortest %v", i, errPad, errShort)
+		}
+		if sa, sb := state(t, padEng, now), state(t, shortEng, now); sa != sb {
+			t.Fatalf("batch %d: the engine's state differs (padded, then shortest):\n%s\n\n%s", i, sa, sb)
+		}
+	}
+	if total == 0 {
+		t.Error("no padded prefix written")
 	}
 }

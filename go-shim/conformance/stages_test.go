@@ -1,0 +1,290 @@
+package conformance
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/servicemap/servicemap/go-shim/conformance/internal/workload"
+	"github.com/servicemap/servicemap/go-shim/internal/projection"
+)
+
+// walkSink keeps the stage-walk benchmark's reads from being optimised away.
+var walkSink uint64
+
+// lenSet finds a key as the projection does: by length, then among the few
+// kept keys of that length.
+type lenSet [][]string
+
+func newLenSet(keys []string) *lenSet {
+	var s lenSet
+	for _, k := range keys {
+		for len(s) <= len(k) {
+			s = append(s, nil)
+		}
+		s[len(k)] = append(s[len(k)], k)
+	}
+	return &s
+}
+
+func (s *lenSet) has(k string) bool {
+	if len(k) >= len(*s) {
+		return false
+	}
+	for _, c := range (*s)[len(k)] {
+		if c == k {
+			return true
+		}
+	}
+	return false
+}
+
+// walk reads from td what the projection reads (IDs, kind, times, status,
+// a CONSUMER span's links, every attribute key and, for the kept keys, the
+// value), writing nothing: the price of visiting the pdata alone.
+func walk(td ptrace.Traces, resource, span *lenSet) uint64 {
+	var sum uint64
+	visit := func(m pcommon.Map, keep *lenSet) {
+		for k, v := range m.All() {
+			sum += uint64(len(k))
+			if keep.has(k) && v.Type() == pcommon.ValueTypeStr {
+				sum += uint64(len(v.Str()))
+			}
+		}
+	}
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		visit(rs.Resource().Attributes(), resource)
+		sss := rs.ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				s := spans.At(k)
+				tid, sid, pid := s.TraceID(), s.SpanID(), s.ParentSpanID()
+				sum += uint64(tid[15]) + uint64(sid[7]) + uint64(pid[7])
+				sum += uint64(s.Kind()) + uint64(s.StartTimestamp()) + uint64(s.EndTimestamp())
+				sum += uint64(s.Status().Code())
+				visit(s.Attributes(), span)
+				if s.Kind() == ptrace.SpanKindConsumer {
+					links := s.Links()
+					for l := 0; l < links.Len(); l++ {
+						lt := links.At(l).TraceID()
+						sum += uint64(lt[15])
+					}
+				}
+			}
+		}
+	}
+	return sum
+}
+
+// BenchmarkStages prices each part of what BenchmarkVsContrib's servicemap
+// case does with a batch, per span, on the same workload and ring of
+// batches: stage-walk visits the pdata as the projection does without
+// writing anything; stage-project projects into a reused buffer;
+// stage-cgo-call hands the engine an empty batch (the crossing into the
+// library and back, once per batch); stage-engine is the engine's own work
+// on projected batches (as servicemap-engine-only), and stage-all is
+// projection and engine together (as the servicemap case). The walk is in
+// the projection's price; the projection's own writing is stage-project
+// minus stage-walk.
+func BenchmarkStages(b *testing.B) {
+	for _, size := range []int{100, 1000} {
+		batches := workload.Batches(workload.Options{BatchSpans: size, Batches: 10_000 / size, Seed: 7})
+		spans := 0
+		for _, td := range batches {
+			spans += td.SpanCount()
+		}
+		perBatch := float64(spans) / float64(len(batches))
+		report := func(b *testing.B, m *meter) {
+			total := float64(b.N) * perBatch
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/span")
+			b.ReportMetric(float64(m.cpu.Nanoseconds())/total, "cpu-ns/span")
+		}
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			s := benchSettings()
+			b.Run("stage-walk", func(b *testing.B) {
+				eng := newBenchEngine(b, s, nil)
+				keys, err := eng.WantedKeys()
+				if err != nil {
+					b.Fatal(err)
+				}
+				resource, span := newLenSet(keys.Resource), newLenSet(keys.Span)
+				r := &replay{batches: batches}
+				b.ReportAllocs()
+				b.ResetTimer()
+				m := &meter{b: b}
+				m.start()
+				for i := 0; i < b.N; i++ {
+					walkSink += walk(r.batch(m), resource, span)
+				}
+				m.stop()
+				report(b, m)
+			})
+			b.Run("stage-project", func(b *testing.B) {
+				eng := newBenchEngine(b, s, nil)
+				encode, err := projection.ForEngine(eng)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r := &replay{batches: batches}
+				var buf []byte
+				b.ReportAllocs()
+				b.ResetTimer()
+				m := &meter{b: b}
+				m.start()
+				for i := 0; i < b.N; i++ {
+					raw, err := encode(buf[:0], r.batch(m))
+					if err != nil {
+						b.Fatal(err)
+					}
+					buf = raw
+				}
+				m.stop()
+				report(b, m)
+				b.ReportMetric(float64(len(buf))/float64(size), "B/span")
+			})
+			// stage-project-hot projects one batch over and over: its pdata
+			// stays in the CPU's caches, so this is the projection's work
+			// without the memory stalls of reading a batch once.
+			b.Run("stage-project-hot", func(b *testing.B) {
+				eng := newBenchEngine(b, s, nil)
+				encode, err := projection.ForEngine(eng)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var buf []byte
+				b.ReportAllocs()
+				b.ResetTimer()
+				m := &meter{b: b}
+				m.start()
+				for i := 0; i < b.N; i++ {
+					raw, err := encode(buf[:0], batches[0])
+					if err != nil {
+						b.Fatal(err)
+					}
+					buf = raw
+				}
+				m.stop()
+				report(b, m)
+			})
+			b.Run("stage-walk-hot", func(b *testing.B) {
+				eng := newBenchEngine(b, s, nil)
+				keys, err := eng.WantedKeys()
+				if err != nil {
+					b.Fatal(err)
+				}
+				resource, span := newLenSet(keys.Resource), newLenSet(keys.Span)
+				b.ReportAllocs()
+				b.ResetTimer()
+				m := &meter{b: b}
+				m.start()
+				for i := 0; i < b.N; i++ {
+					walkSink += walk(batches[0], resource, span)
+				}
+				m.stop()
+				report(b, m)
+			})
+			b.Run("stage-cgo-call", func(b *testing.B) {
+				eng := newBenchEngine(b, s, nil)
+				now := time.Now()
+				b.ReportAllocs()
+				b.ResetTimer()
+				m := &meter{b: b}
+				m.start()
+				for i := 0; i < b.N; i++ {
+					if err := eng.Consume(nil, now); err != nil {
+						b.Fatal(err)
+					}
+				}
+				m.stop()
+				report(b, m)
+			})
+			b.Run("stage-engine", func(b *testing.B) {
+				eng := newBenchEngine(b, s, nil)
+				project, err := projection.ForEngine(eng)
+				if err != nil {
+					b.Fatal(err)
+				}
+				encoded := make([][]byte, len(batches))
+				encode := func(pass uint64) {
+					workload.Renumber(batches, pass)
+					for i, td := range batches {
+						raw, err := project(encoded[i][:0], td)
+						if err != nil {
+							b.Fatal(err)
+						}
+						encoded[i] = raw
+					}
+				}
+				pass := uint64(1 << 41)
+				encode(pass)
+				next := 0
+				lastExpire := time.Now()
+				b.ReportAllocs()
+				b.ResetTimer()
+				m := &meter{b: b}
+				m.start()
+				for i := 0; i < b.N; i++ {
+					if next == len(encoded) {
+						m.stop()
+						pass++
+						encode(pass)
+						next = 0
+						m.start()
+					}
+					now := time.Now()
+					if err := eng.Consume(encoded[next], now); err != nil {
+						b.Fatal(err)
+					}
+					next++
+					if now.Sub(lastExpire) >= s.ttl {
+						if err := eng.Expire(now); err != nil {
+							b.Fatal(err)
+						}
+						lastExpire = now
+					}
+				}
+				m.stop()
+				report(b, m)
+			})
+			b.Run("stage-all", func(b *testing.B) {
+				eng := newBenchEngine(b, s, nil)
+				encode, err := projection.ForEngine(eng)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r := &replay{batches: batches, pass: 1 << 42}
+				var buf []byte
+				lastExpire := time.Now()
+				b.ReportAllocs()
+				b.ResetTimer()
+				m := &meter{b: b}
+				m.start()
+				for i := 0; i < b.N; i++ {
+					raw, err := encode(buf[:0], r.batch(m))
+					if err != nil {
+						b.Fatal(err)
+					}
+					buf = raw
+					now := time.Now()
+					if err := eng.Consume(raw, now); err != nil {
+						b.Fatal(err)
+					}
+					if now.Sub(lastExpire) >= s.ttl {
+						if err := eng.Expire(now); err != nil {
+							b.Fatal(err)
+						}
+						lastExpire = now
+					}
+				}
+				m.stop()
+				report(b, m)
+			})
+		})
+	}
+}
