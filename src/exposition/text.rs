@@ -21,7 +21,6 @@
 //! no `# EOF` lines.
 
 use crate::series::Virtual;
-use crate::series::exemplar::hex;
 use crate::series::{EdgeSeries, SideSeries, Snapshot};
 use crate::series::{Exemplar, Family, Hist};
 
@@ -51,7 +50,17 @@ pub const OVERFLOW_HELP: &str =
 pub const DROPPED_HELP: &str = "Spans dropped because the pairing store was full.";
 
 /// Renders a snapshot as OpenMetrics (`openmetrics`) or Prometheus 0.0.4 text.
-pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
+#[cfg(test)]
+pub(crate) fn render(snap: &Snapshot, openmetrics: bool) -> String {
+    let mut out = Vec::new();
+    render_into(snap, openmetrics, &mut out);
+    String::from_utf8(out).expect("the text is UTF-8")
+}
+
+/// As [`render`], into `out`, which is cleared first; its capacity is kept,
+/// so a caller rendering again into the same buffer writes to pages already
+/// mapped rather than to fresh ones the kernel must zero.
+pub fn render_into(snap: &Snapshot, openmetrics: bool, out: &mut Vec<u8>) {
     let labels = Labels::of_edges(snap);
     // The messaging histogram exists only for edges that observed one.
     type Pick = fn(&EdgeSeries) -> Option<&Hist>;
@@ -92,15 +101,15 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
         if snap.connection_info {
             size += connection_info.len() + l;
         }
-        for (h, (_, _, get)) in hists.iter().zip(families) {
+        for ((h, (_, _, get)), which) in hists.iter().zip(families).zip(EXEMPLAR_FAMILIES) {
             if get(e).is_some() {
                 size += h.sum.len() + h.count.len() + 2 * l + h.bucket_bytes + h.buckets.len() * (l + 1);
                 if openmetrics {
                     size += h.created.len() + l + 16;
                 }
                 if exemplar_label.is_some() {
-                    // ` # {traceID="…"} value time` on some of the bucket lines.
-                    size += h.buckets.len() * 48;
+                    // ` # {traceID="…"} value time` on the bucket lines that have one.
+                    size += exemplars(e, which).iter().filter(|x| x.is_set()).count() * 90;
                 }
             }
         }
@@ -108,7 +117,9 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
             size += request.len() + l + 16;
         }
     }
-    let mut w = Writer { out: String::with_capacity(size), openmetrics };
+    out.clear();
+    out.reserve(size);
+    let mut w = Writer { out, openmetrics };
 
     // OpenMetrics gives every counter and histogram its creation time
     // (`_created`), so a Prometheus that reads it needs no zero sample first.
@@ -126,8 +137,7 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
             w.created(&failed_created, labels.get(i), since(e.values.failed_since_ns, e.values.created_ns));
         }
     }
-    let exemplar_families = [Family::Server, Family::Client, Family::Messaging];
-    for (((family, (_, help, get)), created), which) in hists.iter().zip(families).zip(created).zip(exemplar_families) {
+    for (((family, (_, help, get)), created), which) in hists.iter().zip(families).zip(created).zip(EXEMPLAR_FAMILIES) {
         w.descriptor(&family.name, help, Kind::Histogram);
         for (i, e) in snap.edges.iter().enumerate() {
             if let Some(h) = get(e) {
@@ -170,10 +180,12 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
         }
     }
     if openmetrics {
-        w.out.push_str("# EOF\n");
+        w.out.extend_from_slice(b"# EOF\n");
     }
-    w.out
 }
+
+/// The families whose exemplars the histogram families carry, in order.
+const EXEMPLAR_FAMILIES: [Family; 3] = [Family::Server, Family::Client, Family::Messaging];
 
 /// A creation time, or the series' own when the family has none yet.
 pub(crate) fn since(t: u64, series: u64) -> u64 {
@@ -339,14 +351,14 @@ pub(crate) fn whole(w: f64) -> u64 {
 /// An integer as `itoa` writes it; one or two digits a byte at a time,
 /// cheaper than copying them from a buffer.
 #[inline]
-fn integer(o: &mut String, v: u64) {
+fn integer(o: &mut Vec<u8>, v: u64) {
     if v < 10 {
-        o.push(char::from(b'0' + v as u8));
+        o.push(b'0' + v as u8);
     } else if v < 100 {
-        o.push(char::from(b'0' + (v / 10) as u8));
-        o.push(char::from(b'0' + (v % 10) as u8));
+        o.push(b'0' + (v / 10) as u8);
+        o.push(b'0' + (v % 10) as u8);
     } else {
-        o.push_str(itoa::Buffer::new().format(v));
+        o.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 }
 
@@ -355,12 +367,12 @@ fn integer(o: &mut String, v: u64) {
 /// tests), without `dtoa`'s general algorithm.
 const SMALL_WHOLE: f64 = (1u64 << 20) as f64;
 
-struct Writer {
-    out: String,
+struct Writer<'o> {
+    out: &'o mut Vec<u8>,
     openmetrics: bool,
 }
 
-impl Writer {
+impl Writer<'_> {
     /// HELP and TYPE (and, in OpenMetrics, UNIT) lines. `name` is the
     /// family's name in OpenMetrics: a 0.0.4 counter's is `name_total`.
     fn descriptor(&mut self, name: &str, help: &str, kind: Kind) {
@@ -370,38 +382,38 @@ impl Writer {
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
         };
-        let o = &mut self.out;
+        let o = &mut *self.out;
         for (head, tail) in [("# HELP ", help), ("# TYPE ", kind_str)] {
-            o.push_str(head);
-            o.push_str(name);
-            o.push_str(total);
-            o.push(' ');
-            o.push_str(tail);
-            o.push('\n');
+            o.extend_from_slice(head.as_bytes());
+            o.extend_from_slice(name.as_bytes());
+            o.extend_from_slice(total.as_bytes());
+            o.push(b' ');
+            o.extend_from_slice(tail.as_bytes());
+            o.push(b'\n');
         }
         if kind == Kind::Histogram && self.openmetrics {
-            o.push_str("# UNIT ");
-            o.push_str(name);
-            o.push_str(" seconds\n");
+            o.extend_from_slice(b"# UNIT ");
+            o.extend_from_slice(name.as_bytes());
+            o.extend_from_slice(b" seconds\n");
         }
     }
 
     /// `open` (`name{`), the label block with its [`CLOSE`], the value.
     #[inline]
     fn line(&mut self, open: &str, labels: &str, v: Num) {
-        let o = &mut self.out;
-        o.push_str(open);
-        o.push_str(labels);
+        let o = &mut *self.out;
+        o.extend_from_slice(open.as_bytes());
+        o.extend_from_slice(labels.as_bytes());
         match v {
             Num::F64(v) if v.is_sign_positive() && v < SMALL_WHOLE && v == (v as u64) as f64 => {
                 integer(o, v as u64);
-                o.push('.');
-                o.push('0');
+                o.push(b'.');
+                o.push(b'0');
             }
-            Num::F64(v) => o.push_str(dtoa::Buffer::new().format(v)),
+            Num::F64(v) => o.extend_from_slice(dtoa::Buffer::new().format(v).as_bytes()),
             Num::U64(v) => integer(o, v),
         }
-        o.push('\n');
+        o.push(b'\n');
     }
 
     /// In OpenMetrics, a `_created` line: `open`, the label block, the time
@@ -410,11 +422,11 @@ impl Writer {
         if !self.openmetrics {
             return;
         }
-        let o = &mut self.out;
-        o.push_str(open);
-        o.push_str(labels);
+        let o = &mut *self.out;
+        o.extend_from_slice(open.as_bytes());
+        o.extend_from_slice(labels.as_bytes());
         seconds(o, ns);
-        o.push('\n');
+        o.push(b'\n');
     }
 
     /// A histogram's `_sum`, `_count` and cumulative `_bucket` lines. Bucket
@@ -425,7 +437,7 @@ impl Writer {
     fn histogram(&mut self, family: &Histogram, labels: &str, h: &Hist, exemplars: Option<(&str, &[Exemplar])>) {
         self.line(&family.sum, labels, Num::F64(h.sum));
         self.line(&family.count, labels, Num::U64(whole(h.count)));
-        let o = &mut self.out;
+        let o = &mut *self.out;
         let comma = labels.len() > CLOSE.len();
         let (label, exemplars) = exemplars.unwrap_or(("", &[]));
         let mut cumulative = 0u64;
@@ -439,31 +451,39 @@ impl Writer {
             for &w in weights {
                 cumulative = cumulative.wrapping_add(whole(w));
             }
-            o.push_str(open);
+            o.extend_from_slice(open.as_bytes());
             if comma {
-                o.push(',');
+                o.push(b',');
             }
-            o.push_str(labels);
+            o.extend_from_slice(labels.as_bytes());
             integer(o, cumulative);
             if let Some(x) = examples.iter().rev().find(|x| x.is_set()) {
-                o.push_str(" # {");
-                o.push_str(label);
-                o.push_str("=\"");
-                hex(&x.trace_id, o);
-                o.push_str("\"} ");
-                o.push_str(dtoa::Buffer::new().format(x.value));
-                o.push(' ');
+                o.extend_from_slice(b" # {");
+                o.extend_from_slice(label.as_bytes());
+                o.extend_from_slice(b"=\"");
+                hex_bytes(&x.trace_id, o);
+                o.extend_from_slice(b"\"} ");
+                o.extend_from_slice(dtoa::Buffer::new().format(x.value).as_bytes());
+                o.push(b' ');
                 seconds(o, x.at_ns);
             }
-            o.push('\n');
+            o.push(b'\n');
         }
+    }
+}
+
+/// A trace id in lowercase hex.
+fn hex_bytes(id: &[u8], o: &mut Vec<u8>) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in id {
+        o.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]);
     }
 }
 
 /// A time in seconds, exact to the nanosecond: whole seconds, then the
 /// nanoseconds without their trailing zeros.
-fn seconds(o: &mut String, ns: u64) {
-    o.push_str(itoa::Buffer::new().format(ns / 1_000_000_000));
+fn seconds(o: &mut Vec<u8>, ns: u64) {
+    o.extend_from_slice(itoa::Buffer::new().format(ns / 1_000_000_000).as_bytes());
     let (mut frac, mut width) = (ns % 1_000_000_000, 9);
     if frac != 0 {
         // Nine digits of nanoseconds, the trailing zeros left out.
@@ -473,9 +493,9 @@ fn seconds(o: &mut String, ns: u64) {
         }
         let mut buf = itoa::Buffer::new();
         let digits = buf.format(frac);
-        o.push('.');
-        o.extend(std::iter::repeat_n('0', width - digits.len()));
-        o.push_str(digits);
+        o.push(b'.');
+        o.extend(std::iter::repeat_n(b'0', width - digits.len()));
+        o.extend_from_slice(digits.as_bytes());
     }
 }
 
@@ -485,7 +505,8 @@ mod tests {
 
     #[test]
     fn small_whole_numbers_are_written_as_dtoa_writes_them() {
-        let mut w = Writer { out: String::new(), openmetrics: true };
+        let mut out = Vec::new();
+        let mut w = Writer { out: &mut out, openmetrics: true };
         let mut want = String::new();
         for n in 0..=SMALL_WHOLE as u64 + 2 {
             let v = n as f64;
@@ -498,15 +519,15 @@ mod tests {
             want.push_str(dtoa::Buffer::new().format(v));
             want.push('\n');
         }
-        assert_eq!(w.out, want);
+        assert_eq!(String::from_utf8(out).unwrap(), want);
     }
 
     #[test]
     fn integers_are_written_as_itoa_writes_them() {
         for v in (0..1000).chain([u64::MAX, 1 << 53, 12345678901]) {
-            let mut o = String::new();
+            let mut o = Vec::new();
             integer(&mut o, v);
-            assert_eq!(o, itoa::Buffer::new().format(v));
+            assert_eq!(o, itoa::Buffer::new().format(v).as_bytes());
         }
     }
 
