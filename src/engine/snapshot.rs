@@ -91,7 +91,7 @@ impl Engine {
             }
             Format::PrometheusProtobuf => {
                 let snap = self.snapshot(now_ns, self.config.initial_zero, true);
-                out.extend_from_slice(&exposition::protobuf::render(&snap));
+                exposition::protobuf::render(&snap, out);
             }
             Format::OtlpMetrics => {
                 let snap = self.snapshot(now_ns, false, true);

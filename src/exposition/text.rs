@@ -278,6 +278,13 @@ fn label(out: &mut String, start: usize, name: &str, value: &str) {
 /// A label value as the text formats escape it: `\` → `\\`, `"` → `\"`,
 /// newline → `\n`; nothing else.
 fn escape(out: &mut String, value: &str) {
+    // Most values have nothing to escape: a pass without branches says so,
+    // and they are copied whole.
+    let special = value.bytes().fold(0u8, |s, b| s | u8::from(b == b'\\') | u8::from(b == b'"') | u8::from(b == b'\n'));
+    if special == 0 {
+        out.push_str(value);
+        return;
+    }
     let mut last = 0;
     for (i, b) in value.bytes().enumerate() {
         let escaped = match b {
@@ -302,6 +309,8 @@ struct Histogram {
     created: String,
     /// `x_seconds_bucket{le="…"` for every bucket, the +Inf one last.
     buckets: Vec<String>,
+    /// The same, each with the comma before the series' labels.
+    buckets_comma: Vec<String>,
     /// Their total length.
     bucket_bytes: usize,
 }
@@ -316,11 +325,13 @@ impl Histogram {
             .chain(std::iter::once(format!("{name}_bucket{{le=\"+Inf\"")))
             .collect();
         let bucket_bytes = buckets.iter().map(|b| b.len()).sum();
+        let buckets_comma = buckets.iter().map(|b| format!("{b},")).collect();
         Histogram {
             sum: format!("{name}_sum{{"),
             count: format!("{name}_count{{"),
             created: format!("{name}_created{{"),
             buckets,
+            buckets_comma,
             bucket_bytes,
             name,
         }
@@ -438,11 +449,11 @@ impl Writer<'_> {
         self.line(&family.sum, labels, Num::F64(h.sum));
         self.line(&family.count, labels, Num::U64(whole(h.count)));
         let o = &mut *self.out;
-        let comma = labels.len() > CLOSE.len();
+        let opens = if labels.len() > CLOSE.len() { &family.buckets_comma } else { &family.buckets };
         let (label, exemplars) = exemplars.unwrap_or(("", &[]));
         let mut cumulative = 0u64;
         let last = family.buckets.len() - 1;
-        for (b, open) in family.buckets.iter().enumerate() {
+        for (b, open) in opens.iter().enumerate() {
             let (weights, examples) = if b == last {
                 (h.buckets.get(b..).unwrap_or(&[]), exemplars.get(b..).unwrap_or(&[]))
             } else {
@@ -452,9 +463,6 @@ impl Writer<'_> {
                 cumulative = cumulative.wrapping_add(whole(w));
             }
             o.extend_from_slice(open.as_bytes());
-            if comma {
-                o.push(b',');
-            }
             o.extend_from_slice(labels.as_bytes());
             integer(o, cumulative);
             if let Some(x) = examples.iter().rev().find(|x| x.is_set()) {
@@ -472,30 +480,31 @@ impl Writer<'_> {
     }
 }
 
-/// A trace id in lowercase hex.
-fn hex_bytes(id: &[u8], o: &mut Vec<u8>) {
+/// A trace id in lowercase hex, as [`crate::series::exemplar::hex`] writes it.
+fn hex_bytes(id: &[u8; 16], o: &mut Vec<u8>) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in id {
-        o.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]);
+    let mut text = [0; 32];
+    for (pair, &b) in text.chunks_exact_mut(2).zip(id) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
     }
+    o.extend_from_slice(&text);
 }
 
 /// A time in seconds, exact to the nanosecond: whole seconds, then the
 /// nanoseconds without their trailing zeros.
 fn seconds(o: &mut Vec<u8>, ns: u64) {
-    o.extend_from_slice(itoa::Buffer::new().format(ns / 1_000_000_000).as_bytes());
-    let (mut frac, mut width) = (ns % 1_000_000_000, 9);
+    integer(o, ns / 1_000_000_000);
+    let mut frac = (ns % 1_000_000_000) as u32;
     if frac != 0 {
-        // Nine digits of nanoseconds, the trailing zeros left out.
-        while frac % 10 == 0 {
+        // A point and nine digits of nanoseconds, the trailing zeros left out.
+        let mut text = [b'.'; 10];
+        for d in text[1..].iter_mut().rev() {
+            *d = b'0' + (frac % 10) as u8;
             frac /= 10;
-            width -= 1;
         }
-        let mut buf = itoa::Buffer::new();
-        let digits = buf.format(frac);
-        o.push(b'.');
-        o.extend(std::iter::repeat_n(b'0', width - digits.len()));
-        o.extend_from_slice(digits.as_bytes());
+        let end = text.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
+        o.extend_from_slice(&text[..end]);
     }
 }
 
@@ -528,6 +537,32 @@ mod tests {
             let mut o = Vec::new();
             integer(&mut o, v);
             assert_eq!(o, itoa::Buffer::new().format(v).as_bytes());
+        }
+    }
+
+    #[test]
+    fn seconds_are_exact_to_the_nanosecond() {
+        for (ns, want) in [
+            (0, "0"),
+            (1, "0.000000001"),
+            (1_500_000_000, "1.5"),
+            (1_700_000_000_000_000_000, "1700000000"),
+            (1_700_000_000_123_456_780, "1700000000.12345678"),
+            (u64::MAX, "18446744073.709551615"),
+        ] {
+            let mut o = Vec::new();
+            seconds(&mut o, ns);
+            assert_eq!(String::from_utf8(o).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        for (value, want) in [("plain", "plain"), ("a\\b", "a\\\\b"), ("say \"hi\"", "say \\\"hi\\\""), ("x\n", "x\\n")]
+        {
+            let mut o = String::new();
+            escape(&mut o, value);
+            assert_eq!(o, want);
         }
     }
 
