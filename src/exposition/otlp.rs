@@ -261,8 +261,17 @@ fn str_len(s: &str) -> usize {
 }
 
 fn put_fixed(out: &mut Vec<u8>, tag: u8, v: u64) {
-    out.push(field(tag, I64));
-    out.extend_from_slice(&v.to_le_bytes());
+    let b = v.to_le_bytes();
+    out.extend_from_slice(&[field(tag, I64), b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+}
+
+/// Numbers as a packed repeated `fixed64` field's body, written in place.
+fn put_packed(out: &mut Vec<u8>, values: impl ExactSizeIterator<Item = u64>) {
+    let start = out.len();
+    out.resize(start + 8 * values.len(), 0);
+    for (b, v) in out[start..].chunks_exact_mut(8).zip(values) {
+        b.copy_from_slice(&v.to_le_bytes());
+    }
 }
 
 /// `v.round() as i64`, without the call to `round` when `v` already is a
@@ -305,7 +314,8 @@ impl Point<'_> {
         n
     }
 
-    fn put(&self, out: &mut Vec<u8>, attrs: &Attributes, bounds: &[f64]) {
+    /// Writes the data point; `bounds` is the explicit bounds field, encoded.
+    fn put(&self, out: &mut Vec<u8>, attrs: &Attributes, bounds: &[u8]) {
         if let Value::Exp(..) = self.value {
             // Attributes are field 1 of an exponential histogram's point.
             out.extend_from_slice(attrs.get(self.attrs, Kind::Exponential));
@@ -333,16 +343,10 @@ impl Point<'_> {
                 put_fixed(out, 5, h.sum.to_bits());
                 if !h.buckets.is_empty() {
                     put_delimited(out, 6, 8 * h.buckets.len());
-                    for &w in h.buckets.iter() {
-                        out.extend_from_slice(&whole(w).to_le_bytes());
-                    }
+                    put_packed(out, h.buckets.iter().map(|&w| whole(w)));
                 }
-                if !bounds.is_empty() {
-                    put_delimited(out, 7, 8 * bounds.len());
-                    for b in bounds {
-                        out.extend_from_slice(&b.to_bits().to_le_bytes());
-                    }
-                }
+                // The explicit bounds, the same for every point, encoded once.
+                out.extend_from_slice(bounds);
                 put_exemplars(out, 8, exemplars);
                 out.extend_from_slice(attrs.get(self.attrs, Kind::Histogram));
             }
@@ -438,6 +442,11 @@ fn write(attrs: &Attributes, bounds: &[f64], metrics: &[Family], out: &mut Vec<u
         .collect();
     let scope_metrics = delimited(str_len(SCOPE)) + metric_lens.iter().map(|&l| delimited(l)).sum::<usize>();
     let resource_metrics = delimited(0) + delimited(scope_metrics);
+    let mut bounds_field = Vec::new();
+    if !bounds.is_empty() {
+        put_delimited(&mut bounds_field, 7, 8 * bounds.len());
+        put_packed(&mut bounds_field, bounds.iter().map(|b| b.to_bits()));
+    }
     out.clear();
     out.reserve(delimited(resource_metrics));
     let out = &mut *out;
@@ -461,7 +470,7 @@ fn write(attrs: &Attributes, bounds: &[f64], metrics: &[Family], out: &mut Vec<u
         put_delimited(out, tag, data);
         for (p, &l) in m.points.iter().zip(lens) {
             put_delimited(out, 1, l);
-            p.put(out, attrs, bounds);
+            p.put(out, attrs, &bounds_field);
         }
         if m.kind != Kind::Gauge {
             out.extend_from_slice(&[field(2, VARINT), CUMULATIVE]);
