@@ -132,6 +132,14 @@ fn render(c: &mut Criterion) {
         let lines = out.iter().filter(|&&b| b == b'\n').count();
         eprintln!("render {name}: {series} series, {} bytes, {lines} lines", out.len());
         g.bench_function(format!("10k_edges/{name}"), |b| b.iter(|| black_box(engine.render(format, now).len())));
+        // A scraper that keeps its buffer from one scrape to the next.
+        let mut buf = Vec::new();
+        g.bench_function(format!("10k_edges_reused/{name}"), |b| {
+            b.iter(|| {
+                engine.render_into(format, now, &mut buf);
+                black_box(buf.len())
+            })
+        });
     }
     g.finish();
 }

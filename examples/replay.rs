@@ -9,7 +9,7 @@
 //! batches after it (default 2000) are timed. With `--wire-only`, only the
 //! wire reader runs. With `--render prometheus|openmetrics|protobuf|otlp`, the
 //! engine of the render benchmark (10 000 edges, with the same options) is rendered N times
-//! (default 20) instead. With `--no-graph`, the engine keeps no service map
+//! (default 20) instead (with `--reuse`, into one buffer kept between renders). With `--no-graph`, the engine keeps no service map
 //! (config `graph: false`), to measure what the map costs; with
 //! `--no-exemplars`, it keeps none (config `exemplars: false`); with
 //! `--histograms native|both`, it keeps native histograms (config `histograms`),
@@ -53,9 +53,15 @@ fn main() {
         let times: u32 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(20);
         let (engine, now) = workload::mesh(100, 100, config);
         let start = Instant::now();
-        let mut bytes = 0;
+        let reuse = args.iter().any(|a| a == "--reuse");
+        let (mut bytes, mut buf) = (0, Vec::new());
         for _ in 0..times {
-            bytes = engine.render(format, now).len();
+            bytes = if reuse {
+                engine.render_into(format, now, &mut buf);
+                buf.len()
+            } else {
+                engine.render(format, now).len()
+            };
         }
         let ms = start.elapsed().as_secs_f64() * 1e3 / times as f64;
         println!("render {format:?}: {ms:.1} ms for {} series, {bytes} bytes", engine.stats().active_series);

@@ -70,34 +70,47 @@ impl Engine {
     /// Renders the current state. A read: what it shows depends on the data
     /// and `now_ns` only, never on what was rendered before.
     pub fn render(&self, format: Format, now_ns: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.render_into(format, now_ns, &mut out);
+        out
+    }
+
+    /// As [`render`](Engine::render), into `out`, which is cleared first. Its
+    /// capacity is kept: a caller that renders every scrape into the same
+    /// buffer writes to memory already mapped, not to megabytes of fresh
+    /// pages the kernel must zero each time. Still a read: `out` holds the
+    /// rendering only, whatever it held before.
+    pub fn render_into(&self, format: Format, now_ns: u64, out: &mut Vec<u8>) {
+        out.clear();
         match format {
             Format::Prometheus | Format::OpenMetrics => {
                 // The text format 0.0.4 has no exemplars: they are not copied for it.
                 let open_metrics = format == Format::OpenMetrics;
                 let snap = self.snapshot(now_ns, self.config.initial_zero, open_metrics);
-                exposition::text::render(&snap, open_metrics).into_bytes()
+                exposition::text::render_into(&snap, open_metrics, out);
             }
             Format::PrometheusProtobuf => {
                 let snap = self.snapshot(now_ns, self.config.initial_zero, true);
-                exposition::protobuf::render(&snap)
+                exposition::protobuf::render(&snap, out);
             }
             Format::OtlpMetrics => {
                 let snap = self.snapshot(now_ns, false, true);
                 let start = snap.started_ns;
                 let offset = self.config.metrics_timestamp_offset.as_nanos().min(now_ns as u128) as u64;
-                exposition::otlp::encode(&snap, start, now_ns - offset)
+                exposition::otlp::encode_into(&snap, start, now_ns - offset, out);
             }
             Format::StatsJson => {
-                let mut s = serde_json::to_vec_pretty(&self.stats().to_json()).unwrap_or_default();
-                s.push(b'\n');
-                s
+                if serde_json::to_writer_pretty(&mut *out, &self.stats().to_json()).is_err() {
+                    out.clear();
+                }
+                out.push(b'\n');
             }
             Format::GraphJson | Format::GraphDot | Format::GraphMermaid => {
-                let Some(view) = self.graph_view(now_ns) else { return Vec::new() };
+                let Some(view) = self.graph_view(now_ns) else { return };
                 match format {
-                    Format::GraphJson => map::render::graph_json(&view),
-                    Format::GraphDot => map::render::dot(&view).into_bytes(),
-                    _ => map::render::mermaid(&view).into_bytes(),
+                    Format::GraphJson => out.extend_from_slice(&map::render::graph_json(&view)),
+                    Format::GraphDot => out.extend_from_slice(map::render::dot(&view).as_bytes()),
+                    _ => out.extend_from_slice(map::render::mermaid(&view).as_bytes()),
                 }
             }
         }

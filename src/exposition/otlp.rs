@@ -19,7 +19,8 @@ use crate::exposition::text::{
     CLIENT, CLIENT_HELP, CONNECTION_INFO, CONNECTION_INFO_HELP, DROPPED, DROPPED_HELP, MESSAGING, MESSAGING_HELP,
     REQUEST, REQUEST_FAILED, REQUEST_FAILED_HELP, REQUEST_HELP, SERVER, SERVER_HELP, UNPAIRED, UNPAIRED_HELP,
 };
-use crate::series::Virtual;
+// Whole-number bucket weights and counts, as prost was given them: `round() as u64`.
+use crate::exposition::text::whole;
 use crate::series::native::Native;
 use crate::series::{EdgeSeries, SideSeries, Snapshot};
 use crate::series::{Exemplar, Family as ExemplarFamily, Hist};
@@ -29,11 +30,19 @@ const CUMULATIVE: u8 = 2;
 
 /// Encodes a snapshot; each series starts when it was created, or at
 /// `start_ns`, when the engine started counting, if that is not known.
-pub fn encode<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(snap, start_ns, time_ns, &mut out);
+    out
+}
+
+/// As [`encode`], into `out`, which is cleared first; its capacity is kept.
+pub fn encode_into<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64, out: &mut Vec<u8>) {
     let ints = snap.compat == Compat::Contrib && !snap.weighted;
     // Each edge's attributes, encoded once as the repeated field of a number
     // data point (tag 7) and of a histogram data point (tag 9).
-    let mut attrs = Attributes::default();
+    let mut attrs = Attributes::new(snap.histograms);
     for e in &snap.edges {
         edge_attributes(snap, e, |k, v| attrs.put(k, v));
         attrs.end();
@@ -50,7 +59,7 @@ pub fn encode<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
     let dropped_at = sides(&snap.dropped, &mut attrs);
 
     let mut metrics: Vec<Family> = Vec::new();
-    let counter = |v: f64, ints: bool| if ints { Value::Int(v.round() as i64) } else { Value::Double(v) };
+    let counter = |v: f64, ints: bool| if ints { Value::Int(round(v)) } else { Value::Double(v) };
     fn point(attrs: usize, value: Value<'_>, start: u64, time: u64) -> Point<'_> {
         Point { attrs, start, time, value }
     }
@@ -148,7 +157,7 @@ pub fn encode<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
             metrics.push(Family::sum(format!("{name}_total"), help, points.collect()));
         }
     }
-    write(&attrs, &snap.bounds, &metrics)
+    write(&attrs, &snap.bounds, &metrics, out);
 }
 
 /// A histogram as a data point of `kind`: its explicit buckets, or its native
@@ -157,59 +166,6 @@ fn hist_value<'a>(kind: Kind, h: &'a Hist, exemplars: &'a [Exemplar]) -> Option<
     match kind {
         Kind::Exponential => h.native.as_deref().map(|n| Value::Exp(h, n, exemplars)),
         _ => Some(Value::Hist(h, exemplars)),
-    }
-}
-
-/// Attribute lists encoded as repeated `KeyValue` fields, all in one buffer
-/// per data point kind.
-#[derive(Default)]
-struct Attributes {
-    /// As field 7 (`NumberDataPoint.attributes`).
-    number: Vec<u8>,
-    /// As field 9 (`HistogramDataPoint.attributes`).
-    histogram: Vec<u8>,
-    /// As field 1 (`ExponentialHistogramDataPoint.attributes`).
-    exponential: Vec<u8>,
-    /// End of list `i` in `number`; in the others too (the tags are one byte each).
-    ends: Vec<usize>,
-}
-
-impl Attributes {
-    /// Adds `KeyValue { key, value: AnyValue { string_value | bool_value } }`
-    /// to the current list.
-    fn put(&mut self, key: &str, value: Attr) {
-        let any = match value {
-            Attr::Str(v) => delimited(v.len()),
-            Attr::Bool(_) => 2,
-        };
-        let kv = str_len(key) + delimited(any);
-        for (out, tag) in [(&mut self.number, 7), (&mut self.histogram, 9), (&mut self.exponential, 1)] {
-            put_delimited(out, tag, kv);
-            put_str(out, 1, key);
-            put_delimited(out, 2, any);
-            match value {
-                Attr::Str(v) => {
-                    put_delimited(out, 1, v.len());
-                    out.extend_from_slice(v.as_bytes());
-                }
-                Attr::Bool(b) => out.extend_from_slice(&[field(2, VARINT), u8::from(b)]),
-            }
-        }
-    }
-
-    /// Ends the current list.
-    fn end(&mut self) {
-        self.ends.push(self.number.len());
-    }
-
-    fn get(&self, i: usize, kind: Kind) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        let list = match kind {
-            Kind::Sum | Kind::Gauge => &self.number,
-            Kind::Histogram => &self.histogram,
-            Kind::Exponential => &self.exponential,
-        };
-        &list[start..self.ends[i]]
     }
 }
 
@@ -305,13 +261,25 @@ fn str_len(s: &str) -> usize {
 }
 
 fn put_fixed(out: &mut Vec<u8>, tag: u8, v: u64) {
-    out.push(field(tag, I64));
-    out.extend_from_slice(&v.to_le_bytes());
+    let b = v.to_le_bytes();
+    out.extend_from_slice(&[field(tag, I64), b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
 }
 
-/// Whole-number bucket weights and counts, as prost was given them.
-fn whole(w: f64) -> u64 {
-    w.round() as u64
+/// Numbers as a packed repeated `fixed64` field's body, written in place.
+fn put_packed(out: &mut Vec<u8>, values: impl ExactSizeIterator<Item = u64>) {
+    let start = out.len();
+    out.resize(start + 8 * values.len(), 0);
+    for (b, v) in out[start..].chunks_exact_mut(8).zip(values) {
+        b.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// `v.round() as i64`, without the call to `round` when `v` already is a
+/// whole number.
+#[inline]
+fn round(v: f64) -> i64 {
+    let t = v as i64;
+    if t as f64 == v { t } else { v.round() as i64 }
 }
 
 impl Point<'_> {
@@ -346,7 +314,8 @@ impl Point<'_> {
         n
     }
 
-    fn put(&self, out: &mut Vec<u8>, attrs: &Attributes, bounds: &[f64]) {
+    /// Writes the data point; `bounds` is the explicit bounds field, encoded.
+    fn put(&self, out: &mut Vec<u8>, attrs: &Attributes, bounds: &[u8]) {
         if let Value::Exp(..) = self.value {
             // Attributes are field 1 of an exponential histogram's point.
             out.extend_from_slice(attrs.get(self.attrs, Kind::Exponential));
@@ -374,16 +343,10 @@ impl Point<'_> {
                 put_fixed(out, 5, h.sum.to_bits());
                 if !h.buckets.is_empty() {
                     put_delimited(out, 6, 8 * h.buckets.len());
-                    for &w in h.buckets.iter() {
-                        out.extend_from_slice(&whole(w).to_le_bytes());
-                    }
+                    put_packed(out, h.buckets.iter().map(|&w| whole(w)));
                 }
-                if !bounds.is_empty() {
-                    put_delimited(out, 7, 8 * bounds.len());
-                    for b in bounds {
-                        out.extend_from_slice(&b.to_bits().to_le_bytes());
-                    }
-                }
+                // The explicit bounds, the same for every point, encoded once.
+                out.extend_from_slice(bounds);
                 put_exemplars(out, 8, exemplars);
                 out.extend_from_slice(attrs.get(self.attrs, Kind::Histogram));
             }
@@ -454,7 +417,7 @@ fn buckets_len(offset: i32, counts: &[f64]) -> usize {
 
 /// Writes `ExportMetricsServiceRequest { resource_metrics: [ResourceMetrics {
 /// resource: {}, scope_metrics: [ScopeMetrics { scope: {name}, metrics }] }] }`.
-fn write(attrs: &Attributes, bounds: &[f64], metrics: &[Family]) -> Vec<u8> {
+fn write(attrs: &Attributes, bounds: &[f64], metrics: &[Family], out: &mut Vec<u8>) {
     const SCOPE: &str = "traces_service_graph";
     // Sizes first, inside out: each point, each metric's data, each metric.
     let point_lens: Vec<Vec<usize>> =
@@ -479,28 +442,35 @@ fn write(attrs: &Attributes, bounds: &[f64], metrics: &[Family]) -> Vec<u8> {
         .collect();
     let scope_metrics = delimited(str_len(SCOPE)) + metric_lens.iter().map(|&l| delimited(l)).sum::<usize>();
     let resource_metrics = delimited(0) + delimited(scope_metrics);
-    let mut out = Vec::with_capacity(delimited(resource_metrics));
+    let mut bounds_field = Vec::new();
+    if !bounds.is_empty() {
+        put_delimited(&mut bounds_field, 7, 8 * bounds.len());
+        put_packed(&mut bounds_field, bounds.iter().map(|b| b.to_bits()));
+    }
+    out.clear();
+    out.reserve(delimited(resource_metrics));
+    let out = &mut *out;
 
-    put_delimited(&mut out, 1, resource_metrics);
-    put_delimited(&mut out, 1, 0); // resource: {}
-    put_delimited(&mut out, 2, scope_metrics);
-    put_delimited(&mut out, 1, str_len(SCOPE));
-    put_str(&mut out, 1, SCOPE);
+    put_delimited(out, 1, resource_metrics);
+    put_delimited(out, 1, 0); // resource: {}
+    put_delimited(out, 2, scope_metrics);
+    put_delimited(out, 1, str_len(SCOPE));
+    put_str(out, 1, SCOPE);
     for (((m, lens), &data), &len) in metrics.iter().zip(&point_lens).zip(&data_lens).zip(&metric_lens) {
-        put_delimited(&mut out, 2, len);
-        put_str(&mut out, 1, &m.name);
-        put_str(&mut out, 2, m.help);
-        put_str(&mut out, 3, m.unit);
+        put_delimited(out, 2, len);
+        put_str(out, 1, &m.name);
+        put_str(out, 2, m.help);
+        put_str(out, 3, m.unit);
         let tag = match m.kind {
             Kind::Gauge => 5,
             Kind::Sum => 7,
             Kind::Histogram => 9,
             Kind::Exponential => 10,
         };
-        put_delimited(&mut out, tag, data);
+        put_delimited(out, tag, data);
         for (p, &l) in m.points.iter().zip(lens) {
-            put_delimited(&mut out, 1, l);
-            p.put(&mut out, attrs, bounds);
+            put_delimited(out, 1, l);
+            p.put(out, attrs, &bounds_field);
         }
         if m.kind != Kind::Gauge {
             out.extend_from_slice(&[field(2, VARINT), CUMULATIVE]);
@@ -510,50 +480,34 @@ fn write(attrs: &Attributes, bounds: &[f64], metrics: &[Family]) -> Vec<u8> {
         }
     }
     debug_assert_eq!(out.len(), delimited(resource_metrics));
-    out
 }
 
-/// An attribute value.
-#[derive(Clone, Copy)]
-enum Attr<'a> {
-    Str(&'a str),
-    Bool(bool),
-}
-
-/// Data-point attributes, in order. contrib always writes client, server,
-/// connection_type and failed (and virtual_node when enabled), even empty;
-/// Tempo leaves empty labels out.
-fn edge_attributes<'a>(snap: &'a Snapshot, e: &'a EdgeSeries, mut f: impl FnMut(&'a str, Attr<'a>)) {
-    let contrib = snap.compat == Compat::Contrib;
-    f("client", Attr::Str(&e.client));
-    f("server", Attr::Str(&e.server));
-    if contrib || !e.conn.as_str().is_empty() {
-        f("connection_type", Attr::Str(e.conn.as_str()));
-    }
-    if snap.failed_label {
-        f("failed", Attr::Bool(e.failed));
-    }
-    for (name, value) in snap.dim_labels.raw.iter().zip(&e.dims) {
-        if !value.is_empty() {
-            f(name, Attr::Str(value));
-        }
-    }
-    if snap.virtual_label && (contrib || e.virtual_side != Virtual::None) {
-        f("virtual_node", Attr::Str(e.virtual_side.as_str()));
-    }
-}
-
-fn side_attributes<'a>(s: &'a SideSeries, mut f: impl FnMut(&'a str, Attr<'a>)) {
-    if s.overflow {
-        f("otel.metric.overflow", Attr::Bool(true));
-        return;
-    }
-    for (k, v) in [("client", &*s.client), ("server", &*s.server), ("connection_type", s.conn.as_str())] {
-        if !v.is_empty() {
-            f(k, Attr::Str(v));
-        }
-    }
-}
-
+mod attributes;
 #[cfg(test)]
 mod oracle;
+
+use attributes::{Attributes, edge_attributes, side_attributes};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn round_is_round_as_i64() {
+        for v in [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            2.4999,
+            -3.0,
+            9.3e18,
+            -9.3e18,
+            (1u64 << 63) as f64,
+            f64::INFINITY,
+            f64::NAN,
+            7.0,
+        ] {
+            assert_eq!(super::round(v), v.round() as i64, "{v}");
+        }
+    }
+}

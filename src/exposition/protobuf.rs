@@ -154,8 +154,9 @@ pub mod model {
 use model::{Bucket, BucketSpan, Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType, Timestamp};
 
 /// Renders a snapshot as length-delimited `MetricFamily` messages, in the
-/// text formats' order; a family with no series is left out.
-pub fn render(snap: &Snapshot) -> Vec<u8> {
+/// text formats' order, into `out` (cleared first); a family with no series
+/// is left out.
+pub fn render(snap: &Snapshot, out: &mut Vec<u8>) {
     let labels: Vec<Vec<LabelPair>> = snap.edges.iter().map(|e| edge_labels(snap, e)).collect();
     let mut families = Vec::new();
     let counter = |labels: &[LabelPair], value: f64, created_ns: u64| Metric {
@@ -234,11 +235,10 @@ pub fn render(snap: &Snapshot) -> Vec<u8> {
         .collect();
     families.push(family(format!("{OVERFLOW}_total"), OVERFLOW_HELP, MetricType::Counter, overflow));
 
-    let mut out = Vec::new();
+    out.clear();
     for f in families.iter().filter(|f| !f.metric.is_empty()) {
-        f.encode_length_delimited(&mut out).expect("a Vec grows as needed");
+        f.encode_length_delimited(&mut *out).expect("a Vec grows as needed");
     }
-    out
 }
 
 fn family(name: String, help: &str, kind: MetricType, metric: Vec<Metric>) -> MetricFamily {

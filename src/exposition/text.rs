@@ -21,7 +21,6 @@
 //! no `# EOF` lines.
 
 use crate::series::Virtual;
-use crate::series::exemplar::hex;
 use crate::series::{EdgeSeries, SideSeries, Snapshot};
 use crate::series::{Exemplar, Family, Hist};
 
@@ -51,7 +50,17 @@ pub const OVERFLOW_HELP: &str =
 pub const DROPPED_HELP: &str = "Spans dropped because the pairing store was full.";
 
 /// Renders a snapshot as OpenMetrics (`openmetrics`) or Prometheus 0.0.4 text.
-pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
+#[cfg(test)]
+pub(crate) fn render(snap: &Snapshot, openmetrics: bool) -> String {
+    let mut out = Vec::new();
+    render_into(snap, openmetrics, &mut out);
+    String::from_utf8(out).expect("the text is UTF-8")
+}
+
+/// As [`render`], into `out`, which is cleared first; its capacity is kept,
+/// so a caller rendering again into the same buffer writes to pages already
+/// mapped rather than to fresh ones the kernel must zero.
+pub fn render_into(snap: &Snapshot, openmetrics: bool, out: &mut Vec<u8>) {
     let labels = Labels::of_edges(snap);
     // The messaging histogram exists only for edges that observed one.
     type Pick = fn(&EdgeSeries) -> Option<&Hist>;
@@ -92,15 +101,15 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
         if snap.connection_info {
             size += connection_info.len() + l;
         }
-        for (h, (_, _, get)) in hists.iter().zip(families) {
+        for ((h, (_, _, get)), which) in hists.iter().zip(families).zip(EXEMPLAR_FAMILIES) {
             if get(e).is_some() {
                 size += h.sum.len() + h.count.len() + 2 * l + h.bucket_bytes + h.buckets.len() * (l + 1);
                 if openmetrics {
                     size += h.created.len() + l + 16;
                 }
                 if exemplar_label.is_some() {
-                    // ` # {traceID="…"} value time` on some of the bucket lines.
-                    size += h.buckets.len() * 48;
+                    // ` # {traceID="…"} value time` on the bucket lines that have one.
+                    size += exemplars(e, which).iter().filter(|x| x.is_set()).count() * 90;
                 }
             }
         }
@@ -108,7 +117,9 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
             size += request.len() + l + 16;
         }
     }
-    let mut w = Writer { out: String::with_capacity(size), openmetrics };
+    out.clear();
+    out.reserve(size);
+    let mut w = Writer { out, openmetrics };
 
     // OpenMetrics gives every counter and histogram its creation time
     // (`_created`), so a Prometheus that reads it needs no zero sample first.
@@ -126,8 +137,7 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
             w.created(&failed_created, labels.get(i), since(e.values.failed_since_ns, e.values.created_ns));
         }
     }
-    let exemplar_families = [Family::Server, Family::Client, Family::Messaging];
-    for (((family, (_, help, get)), created), which) in hists.iter().zip(families).zip(created).zip(exemplar_families) {
+    for (((family, (_, help, get)), created), which) in hists.iter().zip(families).zip(created).zip(EXEMPLAR_FAMILIES) {
         w.descriptor(&family.name, help, Kind::Histogram);
         for (i, e) in snap.edges.iter().enumerate() {
             if let Some(h) = get(e) {
@@ -170,10 +180,12 @@ pub fn render(snap: &Snapshot, openmetrics: bool) -> String {
         }
     }
     if openmetrics {
-        w.out.push_str("# EOF\n");
+        w.out.extend_from_slice(b"# EOF\n");
     }
-    w.out
 }
+
+/// The families whose exemplars the histogram families carry, in order.
+const EXEMPLAR_FAMILIES: [Family; 3] = [Family::Server, Family::Client, Family::Messaging];
 
 /// A creation time, or the series' own when the family has none yet.
 pub(crate) fn since(t: u64, series: u64) -> u64 {
@@ -266,6 +278,13 @@ fn label(out: &mut String, start: usize, name: &str, value: &str) {
 /// A label value as the text formats escape it: `\` → `\\`, `"` → `\"`,
 /// newline → `\n`; nothing else.
 fn escape(out: &mut String, value: &str) {
+    // Most values have nothing to escape: a pass without branches says so,
+    // and they are copied whole.
+    let special = value.bytes().fold(0u8, |s, b| s | u8::from(b == b'\\') | u8::from(b == b'"') | u8::from(b == b'\n'));
+    if special == 0 {
+        out.push_str(value);
+        return;
+    }
     let mut last = 0;
     for (i, b) in value.bytes().enumerate() {
         let escaped = match b {
@@ -290,6 +309,8 @@ struct Histogram {
     created: String,
     /// `x_seconds_bucket{le="…"` for every bucket, the +Inf one last.
     buckets: Vec<String>,
+    /// The same, each with the comma before the series' labels.
+    buckets_comma: Vec<String>,
     /// Their total length.
     bucket_bytes: usize,
 }
@@ -304,11 +325,13 @@ impl Histogram {
             .chain(std::iter::once(format!("{name}_bucket{{le=\"+Inf\"")))
             .collect();
         let bucket_bytes = buckets.iter().map(|b| b.len()).sum();
+        let buckets_comma = buckets.iter().map(|b| format!("{b},")).collect();
         Histogram {
             sum: format!("{name}_sum{{"),
             count: format!("{name}_count{{"),
             created: format!("{name}_created{{"),
             buckets,
+            buckets_comma,
             bucket_bytes,
             name,
         }
@@ -339,14 +362,14 @@ pub(crate) fn whole(w: f64) -> u64 {
 /// An integer as `itoa` writes it; one or two digits a byte at a time,
 /// cheaper than copying them from a buffer.
 #[inline]
-fn integer(o: &mut String, v: u64) {
+fn integer(o: &mut Vec<u8>, v: u64) {
     if v < 10 {
-        o.push(char::from(b'0' + v as u8));
+        o.push(b'0' + v as u8);
     } else if v < 100 {
-        o.push(char::from(b'0' + (v / 10) as u8));
-        o.push(char::from(b'0' + (v % 10) as u8));
+        o.push(b'0' + (v / 10) as u8);
+        o.push(b'0' + (v % 10) as u8);
     } else {
-        o.push_str(itoa::Buffer::new().format(v));
+        o.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 }
 
@@ -355,12 +378,12 @@ fn integer(o: &mut String, v: u64) {
 /// tests), without `dtoa`'s general algorithm.
 const SMALL_WHOLE: f64 = (1u64 << 20) as f64;
 
-struct Writer {
-    out: String,
+struct Writer<'o> {
+    out: &'o mut Vec<u8>,
     openmetrics: bool,
 }
 
-impl Writer {
+impl Writer<'_> {
     /// HELP and TYPE (and, in OpenMetrics, UNIT) lines. `name` is the
     /// family's name in OpenMetrics: a 0.0.4 counter's is `name_total`.
     fn descriptor(&mut self, name: &str, help: &str, kind: Kind) {
@@ -370,38 +393,38 @@ impl Writer {
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
         };
-        let o = &mut self.out;
+        let o = &mut *self.out;
         for (head, tail) in [("# HELP ", help), ("# TYPE ", kind_str)] {
-            o.push_str(head);
-            o.push_str(name);
-            o.push_str(total);
-            o.push(' ');
-            o.push_str(tail);
-            o.push('\n');
+            o.extend_from_slice(head.as_bytes());
+            o.extend_from_slice(name.as_bytes());
+            o.extend_from_slice(total.as_bytes());
+            o.push(b' ');
+            o.extend_from_slice(tail.as_bytes());
+            o.push(b'\n');
         }
         if kind == Kind::Histogram && self.openmetrics {
-            o.push_str("# UNIT ");
-            o.push_str(name);
-            o.push_str(" seconds\n");
+            o.extend_from_slice(b"# UNIT ");
+            o.extend_from_slice(name.as_bytes());
+            o.extend_from_slice(b" seconds\n");
         }
     }
 
     /// `open` (`name{`), the label block with its [`CLOSE`], the value.
     #[inline]
     fn line(&mut self, open: &str, labels: &str, v: Num) {
-        let o = &mut self.out;
-        o.push_str(open);
-        o.push_str(labels);
+        let o = &mut *self.out;
+        o.extend_from_slice(open.as_bytes());
+        o.extend_from_slice(labels.as_bytes());
         match v {
             Num::F64(v) if v.is_sign_positive() && v < SMALL_WHOLE && v == (v as u64) as f64 => {
                 integer(o, v as u64);
-                o.push('.');
-                o.push('0');
+                o.push(b'.');
+                o.push(b'0');
             }
-            Num::F64(v) => o.push_str(dtoa::Buffer::new().format(v)),
+            Num::F64(v) => o.extend_from_slice(dtoa::Buffer::new().format(v).as_bytes()),
             Num::U64(v) => integer(o, v),
         }
-        o.push('\n');
+        o.push(b'\n');
     }
 
     /// In OpenMetrics, a `_created` line: `open`, the label block, the time
@@ -410,11 +433,11 @@ impl Writer {
         if !self.openmetrics {
             return;
         }
-        let o = &mut self.out;
-        o.push_str(open);
-        o.push_str(labels);
+        let o = &mut *self.out;
+        o.extend_from_slice(open.as_bytes());
+        o.extend_from_slice(labels.as_bytes());
         seconds(o, ns);
-        o.push('\n');
+        o.push(b'\n');
     }
 
     /// A histogram's `_sum`, `_count` and cumulative `_bucket` lines. Bucket
@@ -425,12 +448,12 @@ impl Writer {
     fn histogram(&mut self, family: &Histogram, labels: &str, h: &Hist, exemplars: Option<(&str, &[Exemplar])>) {
         self.line(&family.sum, labels, Num::F64(h.sum));
         self.line(&family.count, labels, Num::U64(whole(h.count)));
-        let o = &mut self.out;
-        let comma = labels.len() > CLOSE.len();
+        let o = &mut *self.out;
+        let opens = if labels.len() > CLOSE.len() { &family.buckets_comma } else { &family.buckets };
         let (label, exemplars) = exemplars.unwrap_or(("", &[]));
         let mut cumulative = 0u64;
         let last = family.buckets.len() - 1;
-        for (b, open) in family.buckets.iter().enumerate() {
+        for (b, open) in opens.iter().enumerate() {
             let (weights, examples) = if b == last {
                 (h.buckets.get(b..).unwrap_or(&[]), exemplars.get(b..).unwrap_or(&[]))
             } else {
@@ -439,43 +462,49 @@ impl Writer {
             for &w in weights {
                 cumulative = cumulative.wrapping_add(whole(w));
             }
-            o.push_str(open);
-            if comma {
-                o.push(',');
-            }
-            o.push_str(labels);
+            o.extend_from_slice(open.as_bytes());
+            o.extend_from_slice(labels.as_bytes());
             integer(o, cumulative);
             if let Some(x) = examples.iter().rev().find(|x| x.is_set()) {
-                o.push_str(" # {");
-                o.push_str(label);
-                o.push_str("=\"");
-                hex(&x.trace_id, o);
-                o.push_str("\"} ");
-                o.push_str(dtoa::Buffer::new().format(x.value));
-                o.push(' ');
+                o.extend_from_slice(b" # {");
+                o.extend_from_slice(label.as_bytes());
+                o.extend_from_slice(b"=\"");
+                hex_bytes(&x.trace_id, o);
+                o.extend_from_slice(b"\"} ");
+                o.extend_from_slice(dtoa::Buffer::new().format(x.value).as_bytes());
+                o.push(b' ');
                 seconds(o, x.at_ns);
             }
-            o.push('\n');
+            o.push(b'\n');
         }
     }
 }
 
+/// A trace id in lowercase hex, as [`crate::series::exemplar::hex`] writes it.
+fn hex_bytes(id: &[u8; 16], o: &mut Vec<u8>) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0; 32];
+    for (pair, &b) in text.chunks_exact_mut(2).zip(id) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    o.extend_from_slice(&text);
+}
+
 /// A time in seconds, exact to the nanosecond: whole seconds, then the
 /// nanoseconds without their trailing zeros.
-fn seconds(o: &mut String, ns: u64) {
-    o.push_str(itoa::Buffer::new().format(ns / 1_000_000_000));
-    let (mut frac, mut width) = (ns % 1_000_000_000, 9);
+fn seconds(o: &mut Vec<u8>, ns: u64) {
+    integer(o, ns / 1_000_000_000);
+    let mut frac = (ns % 1_000_000_000) as u32;
     if frac != 0 {
-        // Nine digits of nanoseconds, the trailing zeros left out.
-        while frac % 10 == 0 {
+        // A point and nine digits of nanoseconds, the trailing zeros left out.
+        let mut text = [b'.'; 10];
+        for d in text[1..].iter_mut().rev() {
+            *d = b'0' + (frac % 10) as u8;
             frac /= 10;
-            width -= 1;
         }
-        let mut buf = itoa::Buffer::new();
-        let digits = buf.format(frac);
-        o.push('.');
-        o.extend(std::iter::repeat_n('0', width - digits.len()));
-        o.push_str(digits);
+        let end = text.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
+        o.extend_from_slice(&text[..end]);
     }
 }
 
@@ -485,7 +514,8 @@ mod tests {
 
     #[test]
     fn small_whole_numbers_are_written_as_dtoa_writes_them() {
-        let mut w = Writer { out: String::new(), openmetrics: true };
+        let mut out = Vec::new();
+        let mut w = Writer { out: &mut out, openmetrics: true };
         let mut want = String::new();
         for n in 0..=SMALL_WHOLE as u64 + 2 {
             let v = n as f64;
@@ -498,15 +528,41 @@ mod tests {
             want.push_str(dtoa::Buffer::new().format(v));
             want.push('\n');
         }
-        assert_eq!(w.out, want);
+        assert_eq!(String::from_utf8(out).unwrap(), want);
     }
 
     #[test]
     fn integers_are_written_as_itoa_writes_them() {
         for v in (0..1000).chain([u64::MAX, 1 << 53, 12345678901]) {
-            let mut o = String::new();
+            let mut o = Vec::new();
             integer(&mut o, v);
-            assert_eq!(o, itoa::Buffer::new().format(v));
+            assert_eq!(o, itoa::Buffer::new().format(v).as_bytes());
+        }
+    }
+
+    #[test]
+    fn seconds_are_exact_to_the_nanosecond() {
+        for (ns, want) in [
+            (0, "0"),
+            (1, "0.000000001"),
+            (1_500_000_000, "1.5"),
+            (1_700_000_000_000_000_000, "1700000000"),
+            (1_700_000_000_123_456_780, "1700000000.12345678"),
+            (u64::MAX, "18446744073.709551615"),
+        ] {
+            let mut o = Vec::new();
+            seconds(&mut o, ns);
+            assert_eq!(String::from_utf8(o).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        for (value, want) in [("plain", "plain"), ("a\\b", "a\\\\b"), ("say \"hi\"", "say \\\"hi\\\""), ("x\n", "x\\n")]
+        {
+            let mut o = String::new();
+            escape(&mut o, value);
+            assert_eq!(o, want);
         }
     }
 

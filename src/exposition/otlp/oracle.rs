@@ -3,6 +3,7 @@
 //! hand-written encoder. A test encodes random snapshots both ways and
 //! compares the bytes.
 
+use super::attributes::Attr;
 use super::*;
 use crate::series::native::ZERO_THRESHOLD;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
