@@ -123,6 +123,103 @@ func (r *replay) batch(m *meter) ptrace.Traces {
 	return td
 }
 
+// perSpan is a benchmark's average number of spans per batch; report gives
+// its wall and CPU time per span.
+type perSpan float64
+
+func (p perSpan) report(b *testing.B, m *meter) {
+	total := float64(b.N) * float64(p)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/span")
+	b.ReportMetric(float64(m.cpu.Nanoseconds())/total, "cpu-ns/span")
+}
+
+// timed runs step b.N times with the timer and the CPU meter running (step
+// may pause both for work that is not to count), then reports per span.
+func timed(b *testing.B, p perSpan, step func(m *meter)) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	m := &meter{b: b}
+	m.start()
+	for i := 0; i < b.N; i++ {
+		step(m)
+	}
+	m.stop()
+	p.report(b, m)
+}
+
+// expiring hands batches to the engine as the connector does, running its
+// expiry every ttl.
+type expiring struct {
+	eng  *engine.Engine
+	ttl  time.Duration
+	last time.Time
+}
+
+func (e *expiring) consume(b *testing.B, raw []byte) {
+	now := time.Now()
+	if e.last.IsZero() {
+		e.last = now
+	}
+	if err := e.eng.Consume(raw, now); err != nil {
+		b.Fatal(err)
+	}
+	if now.Sub(e.last) >= e.ttl {
+		if err := e.eng.Expire(now); err != nil {
+			b.Fatal(err)
+		}
+		e.last = now
+	}
+}
+
+// projectAndConsume does what the servicemap connector does with each
+// batch: encode it into a reused buffer and hand it to the engine.
+func projectAndConsume(b *testing.B, p perSpan, eng *engine.Engine, encode projection.Encode, r *replay, ttl time.Duration) {
+	var buf []byte
+	e := &expiring{eng: eng, ttl: ttl, last: time.Now()}
+	timed(b, p, func(m *meter) {
+		raw, err := encode(buf[:0], r.batch(m))
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf = raw
+		e.consume(b, raw)
+	})
+}
+
+// engineOnly times the engine alone: the batches are projected once per
+// pass round the ring, outside the timed part, into buffers of their own.
+func engineOnly(b *testing.B, p perSpan, eng *engine.Engine, batches []ptrace.Traces, pass uint64, ttl time.Duration) {
+	project, err := projection.ForEngine(eng)
+	if err != nil {
+		b.Fatal(err)
+	}
+	encoded := make([][]byte, len(batches))
+	encode := func(pass uint64) {
+		workload.Renumber(batches, pass)
+		for i, td := range batches {
+			raw, err := project(encoded[i][:0], td)
+			if err != nil {
+				b.Fatal(err)
+			}
+			encoded[i] = raw
+		}
+	}
+	encode(pass)
+	next := 0
+	e := &expiring{eng: eng, ttl: ttl, last: time.Now()}
+	timed(b, p, func(m *meter) {
+		if next == len(encoded) {
+			m.stop()
+			pass++
+			encode(pass)
+			next = 0
+			m.start()
+		}
+		e.consume(b, encoded[next])
+		next++
+	})
+}
+
 // BenchmarkVsContrib feeds the same batches to contrib's connector and to
 // the engine. The engine's side includes encoding the batch to OTLP bytes
 // as the servicemap connector and processor do (projection.ForEngine: only
@@ -139,29 +236,18 @@ func BenchmarkVsContrib(b *testing.B) {
 		for _, td := range batches {
 			spans += td.SpanCount()
 		}
-		perBatch := float64(spans) / float64(len(batches))
-		report := func(b *testing.B, m *meter) {
-			total := float64(b.N) * perBatch
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/span")
-			b.ReportMetric(float64(m.cpu.Nanoseconds())/total, "cpu-ns/span")
-		}
+		p := perSpan(float64(spans) / float64(len(batches)))
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			b.Run("contrib", func(b *testing.B) {
 				s := benchSettings()
 				conn := newBenchContrib(b, s, s.ttl, s.ttl)
 				r := &replay{batches: batches}
 				ctx := context.Background()
-				b.ReportAllocs()
-				b.ResetTimer()
-				m := &meter{b: b}
-				m.start()
-				for i := 0; i < b.N; i++ {
+				timed(b, p, func(m *meter) {
 					if err := conn.ConsumeTraces(ctx, r.batch(m)); err != nil {
 						b.Fatal(err)
 					}
-				}
-				m.stop()
-				report(b, m)
+				})
 			})
 			// servicemap runs the engine as the connector does by default,
 			// keeping the live service map as well; servicemap-graph-off does
@@ -188,31 +274,7 @@ func BenchmarkVsContrib(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-					var buf []byte
-					lastExpire := time.Now()
-					b.ReportAllocs()
-					b.ResetTimer()
-					m := &meter{b: b}
-					m.start()
-					for i := 0; i < b.N; i++ {
-						raw, err := encode(buf[:0], r.batch(m))
-						if err != nil {
-							b.Fatal(err)
-						}
-						buf = raw
-						now := time.Now()
-						if err := eng.Consume(raw, now); err != nil {
-							b.Fatal(err)
-						}
-						if now.Sub(lastExpire) >= s.ttl {
-							if err := eng.Expire(now); err != nil {
-								b.Fatal(err)
-							}
-							lastExpire = now
-						}
-					}
-					m.stop()
-					report(b, m)
+					projectAndConsume(b, p, eng, encode, r, s.ttl)
 					o := &ourPeer{eng: eng, now: time.Now()}
 					if st := o.stats(b); st.SpansDrop != 0 {
 						b.Fatalf("the engine dropped %d spans; the comparison needs a store that refuses none", st.SpansDrop)
@@ -227,51 +289,7 @@ func BenchmarkVsContrib(b *testing.B) {
 			b.Run("servicemap-engine-only", func(b *testing.B) {
 				s := benchSettings()
 				eng := newBenchEngine(b, s, nil)
-				project, err := projection.ForEngine(eng)
-				if err != nil {
-					b.Fatal(err)
-				}
-				encoded := make([][]byte, len(batches))
-				encode := func(pass uint64) {
-					workload.Renumber(batches, pass)
-					for i, td := range batches {
-						raw, err := project(encoded[i][:0], td)
-						if err != nil {
-							b.Fatal(err)
-						}
-						encoded[i] = raw
-					}
-				}
-				pass := uint64(1 << 40)
-				encode(pass)
-				next := 0
-				lastExpire := time.Now()
-				b.ReportAllocs()
-				b.ResetTimer()
-				m := &meter{b: b}
-				m.start()
-				for i := 0; i < b.N; i++ {
-					if next == len(encoded) {
-						m.stop()
-						pass++
-						encode(pass)
-						next = 0
-						m.start()
-					}
-					now := time.Now()
-					if err := eng.Consume(encoded[next], now); err != nil {
-						b.Fatal(err)
-					}
-					next++
-					if now.Sub(lastExpire) >= s.ttl {
-						if err := eng.Expire(now); err != nil {
-							b.Fatal(err)
-						}
-						lastExpire = now
-					}
-				}
-				m.stop()
-				report(b, m)
+				engineOnly(b, p, eng, batches, 1<<40, s.ttl)
 			})
 		})
 	}

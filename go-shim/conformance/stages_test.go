@@ -99,12 +99,7 @@ func BenchmarkStages(b *testing.B) {
 		for _, td := range batches {
 			spans += td.SpanCount()
 		}
-		perBatch := float64(spans) / float64(len(batches))
-		report := func(b *testing.B, m *meter) {
-			total := float64(b.N) * perBatch
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/total, "ns/span")
-			b.ReportMetric(float64(m.cpu.Nanoseconds())/total, "cpu-ns/span")
-		}
+		p := perSpan(float64(spans) / float64(len(batches)))
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			s := benchSettings()
 			b.Run("stage-walk", func(b *testing.B) {
@@ -115,15 +110,9 @@ func BenchmarkStages(b *testing.B) {
 				}
 				resource, span := newLenSet(keys.Resource), newLenSet(keys.Span)
 				r := &replay{batches: batches}
-				b.ReportAllocs()
-				b.ResetTimer()
-				m := &meter{b: b}
-				m.start()
-				for i := 0; i < b.N; i++ {
+				timed(b, p, func(m *meter) {
 					walkSink += walk(r.batch(m), resource, span)
-				}
-				m.stop()
-				report(b, m)
+				})
 			})
 			b.Run("stage-project", func(b *testing.B) {
 				eng := newBenchEngine(b, s, nil)
@@ -133,19 +122,13 @@ func BenchmarkStages(b *testing.B) {
 				}
 				r := &replay{batches: batches}
 				var buf []byte
-				b.ReportAllocs()
-				b.ResetTimer()
-				m := &meter{b: b}
-				m.start()
-				for i := 0; i < b.N; i++ {
+				timed(b, p, func(m *meter) {
 					raw, err := encode(buf[:0], r.batch(m))
 					if err != nil {
 						b.Fatal(err)
 					}
 					buf = raw
-				}
-				m.stop()
-				report(b, m)
+				})
 				b.ReportMetric(float64(len(buf))/float64(size), "B/span")
 			})
 			// stage-project-hot projects one batch over and over: its pdata
@@ -158,19 +141,13 @@ func BenchmarkStages(b *testing.B) {
 					b.Fatal(err)
 				}
 				var buf []byte
-				b.ReportAllocs()
-				b.ResetTimer()
-				m := &meter{b: b}
-				m.start()
-				for i := 0; i < b.N; i++ {
+				timed(b, p, func(m *meter) {
 					raw, err := encode(buf[:0], batches[0])
 					if err != nil {
 						b.Fatal(err)
 					}
 					buf = raw
-				}
-				m.stop()
-				report(b, m)
+				})
 			})
 			b.Run("stage-walk-hot", func(b *testing.B) {
 				eng := newBenchEngine(b, s, nil)
@@ -179,78 +156,22 @@ func BenchmarkStages(b *testing.B) {
 					b.Fatal(err)
 				}
 				resource, span := newLenSet(keys.Resource), newLenSet(keys.Span)
-				b.ReportAllocs()
-				b.ResetTimer()
-				m := &meter{b: b}
-				m.start()
-				for i := 0; i < b.N; i++ {
+				timed(b, p, func(m *meter) {
 					walkSink += walk(batches[0], resource, span)
-				}
-				m.stop()
-				report(b, m)
+				})
 			})
 			b.Run("stage-cgo-call", func(b *testing.B) {
 				eng := newBenchEngine(b, s, nil)
 				now := time.Now()
-				b.ReportAllocs()
-				b.ResetTimer()
-				m := &meter{b: b}
-				m.start()
-				for i := 0; i < b.N; i++ {
+				timed(b, p, func(m *meter) {
 					if err := eng.Consume(nil, now); err != nil {
 						b.Fatal(err)
 					}
-				}
-				m.stop()
-				report(b, m)
+				})
 			})
 			b.Run("stage-engine", func(b *testing.B) {
 				eng := newBenchEngine(b, s, nil)
-				project, err := projection.ForEngine(eng)
-				if err != nil {
-					b.Fatal(err)
-				}
-				encoded := make([][]byte, len(batches))
-				encode := func(pass uint64) {
-					workload.Renumber(batches, pass)
-					for i, td := range batches {
-						raw, err := project(encoded[i][:0], td)
-						if err != nil {
-							b.Fatal(err)
-						}
-						encoded[i] = raw
-					}
-				}
-				pass := uint64(1 << 41)
-				encode(pass)
-				next := 0
-				lastExpire := time.Now()
-				b.ReportAllocs()
-				b.ResetTimer()
-				m := &meter{b: b}
-				m.start()
-				for i := 0; i < b.N; i++ {
-					if next == len(encoded) {
-						m.stop()
-						pass++
-						encode(pass)
-						next = 0
-						m.start()
-					}
-					now := time.Now()
-					if err := eng.Consume(encoded[next], now); err != nil {
-						b.Fatal(err)
-					}
-					next++
-					if now.Sub(lastExpire) >= s.ttl {
-						if err := eng.Expire(now); err != nil {
-							b.Fatal(err)
-						}
-						lastExpire = now
-					}
-				}
-				m.stop()
-				report(b, m)
+				engineOnly(b, p, eng, batches, 1<<41, s.ttl)
 			})
 			b.Run("stage-all", func(b *testing.B) {
 				eng := newBenchEngine(b, s, nil)
@@ -259,31 +180,7 @@ func BenchmarkStages(b *testing.B) {
 					b.Fatal(err)
 				}
 				r := &replay{batches: batches, pass: 1 << 42}
-				var buf []byte
-				lastExpire := time.Now()
-				b.ReportAllocs()
-				b.ResetTimer()
-				m := &meter{b: b}
-				m.start()
-				for i := 0; i < b.N; i++ {
-					raw, err := encode(buf[:0], r.batch(m))
-					if err != nil {
-						b.Fatal(err)
-					}
-					buf = raw
-					now := time.Now()
-					if err := eng.Consume(raw, now); err != nil {
-						b.Fatal(err)
-					}
-					if now.Sub(lastExpire) >= s.ttl {
-						if err := eng.Expire(now); err != nil {
-							b.Fatal(err)
-						}
-						lastExpire = now
-					}
-				}
-				m.stop()
-				report(b, m)
+				projectAndConsume(b, p, eng, encode, r, s.ttl)
 			})
 		})
 	}
