@@ -135,6 +135,7 @@ impl Engine {
                 Mutex::new(Shard {
                     store: Store::new(usize::MAX),
                     whole: HashMap::new(),
+                    multipliers: Default::default(),
                     dims: Vec::new(),
                     pending: HashMap::new(),
                     dropped: Default::default(),

@@ -67,7 +67,7 @@ impl Default for HalfEdge {
     }
 }
 
-/// A half-edge as the store keeps it: 40 bytes against [`HalfEdge`]'s 72.
+/// A half-edge as the store keeps it: 32 bytes against [`HalfEdge`]'s 72.
 /// A waiting edge has seen one side (when both have come it completes and
 /// leaves), so only that side's service, duration and time are kept. An
 /// edge that holds both sides in the store, as a database call does for the
@@ -81,15 +81,16 @@ pub struct Waiting {
     kind: SpanKind,
     conn: ConnType,
     flags: u8,
+    /// The span multiplier, by its index in the shard's [`Multipliers`].
+    multiplier: u8,
     dur_ns: u64,
     /// The client's end, or the server's start.
     time_ns: u64,
-    multiplier: f64,
 }
 
 impl Default for Waiting {
     fn default() -> Self {
-        Waiting::from_parts(&HalfEdge::default(), 0)
+        Waiting::from_parts(&HalfEdge::default(), 0, Multipliers::ONE)
     }
 }
 
@@ -103,7 +104,7 @@ impl Waiting {
     /// The edge did not fit one side and is kept whole beside the store.
     const WHOLE: u8 = 32;
 
-    fn from_parts(e: &HalfEdge, side: u8) -> Waiting {
+    fn from_parts(e: &HalfEdge, side: u8, multiplier: u8) -> Waiting {
         let client = side & Self::CLIENT != 0;
         let flag = |on: bool, f: u8| if on { f } else { 0 };
         Waiting {
@@ -119,14 +120,15 @@ impl Waiting {
                 | flag(e.matched, Self::MATCHED),
             dur_ns: if client { e.client_dur_ns } else { e.server_dur_ns },
             time_ns: if client { e.client_end_ns } else { e.server_start_ns },
-            multiplier: e.multiplier,
+            multiplier,
         }
     }
 
-    /// `e` as one side, if that is all it holds: [`Waiting::edge`] gives it
-    /// back exactly.
+    /// `e` as one side, if that is all it holds and its multiplier has an
+    /// index in `m` (which it then holds until [`Multipliers::release`]):
+    /// [`Waiting::edge`] gives it back exactly.
     #[inline]
-    pub fn one_side(e: &HalfEdge) -> Option<Waiting> {
+    pub fn one_side(e: &HalfEdge, m: &mut Multipliers) -> Option<Waiting> {
         let client_only = e.seen_client
             && !e.seen_server
             && !e.server_last
@@ -141,14 +143,15 @@ impl Waiting {
             && e.client == EMPTY
             && e.client_dur_ns == 0
             && e.client_end_ns == 0;
-        let w = if client_only {
-            Waiting::from_parts(e, Self::CLIENT)
+        let side = if client_only {
+            Self::CLIENT
         } else if server_only {
-            Waiting::from_parts(e, 0)
+            0
         } else {
             return None;
         };
-        debug_assert_eq!(w.edge(), *e);
+        let w = Waiting::from_parts(e, side, m.acquire(e.multiplier)?);
+        debug_assert_eq!(w.edge(m), *e);
         Some(w)
     }
 
@@ -161,16 +164,21 @@ impl Waiting {
         self.flags & Self::WHOLE != 0
     }
 
+    /// The multiplier's index, to release when the side leaves the store.
+    pub fn multiplier(&self) -> u8 {
+        self.multiplier
+    }
+
     /// The half-edge this side stands for.
     #[inline]
-    pub fn edge(&self) -> HalfEdge {
+    pub fn edge(&self, m: &Multipliers) -> HalfEdge {
         let f = |bit: u8| self.flags & bit != 0;
         let mut e = HalfEdge {
             peer: self.peer,
             protocol: self.protocol,
             last_kind: self.kind,
             conn: self.conn,
-            multiplier: self.multiplier,
+            multiplier: m.get(self.multiplier),
             failed: f(Self::FAILED),
             server_failed: f(Self::SERVER_FAILED),
             root: f(Self::ROOT),
@@ -191,6 +199,65 @@ impl Waiting {
     /// The interned ids it holds, for the interner's compaction.
     pub fn ids_mut(&mut self) -> [&mut u32; 3] {
         [&mut self.service, &mut self.peer, &mut self.protocol]
+    }
+}
+
+/// The span multipliers other than 1 that a shard's waiting sides hold, each
+/// by a one-byte index (0 is 1): multipliers come from sampling ratios, which
+/// take few distinct values, so a waiting side needs a byte for its
+/// multiplier rather than eight. An index is counted by the sides holding it
+/// and reused once none does; when all 255 are held, a side with yet another
+/// multiplier is kept whole instead (see [`Waiting::one_side`]).
+#[derive(Debug, Default)]
+pub struct Multipliers {
+    /// Index − 1 → the multiplier's bits and how many sides hold it.
+    held: Vec<(u64, u32)>,
+}
+
+impl Multipliers {
+    pub(crate) const ONE: u8 = 0;
+
+    /// The index of `m`, counted as held once more; `None` when all are taken.
+    #[inline]
+    pub fn acquire(&mut self, m: f64) -> Option<u8> {
+        let bits = m.to_bits();
+        if bits == 1f64.to_bits() {
+            return Some(Self::ONE);
+        }
+        let at = match self.held.iter().position(|&(b, n)| n > 0 && b == bits) {
+            Some(at) => at,
+            None => match self.held.iter().position(|&(_, n)| n == 0) {
+                Some(free) => {
+                    self.held[free].0 = bits;
+                    free
+                }
+                None if self.held.len() < u8::MAX as usize => {
+                    self.held.push((bits, 0));
+                    self.held.len() - 1
+                }
+                None => return None,
+            },
+        };
+        self.held[at].1 += 1;
+        Some(at as u8 + 1)
+    }
+
+    /// One side holding index `i` has left.
+    #[inline]
+    pub fn release(&mut self, i: u8) {
+        if i != Self::ONE {
+            self.held[i as usize - 1].1 -= 1;
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, i: u8) -> f64 {
+        if i == Self::ONE { 1.0 } else { f64::from_bits(self.held[i as usize - 1].0) }
+    }
+
+    /// Indexes held, for the tests.
+    pub fn in_use(&self) -> usize {
+        self.held.iter().filter(|&&(_, n)| n > 0).count()
     }
 }
 
@@ -434,6 +501,7 @@ mod tests {
 
     #[test]
     fn a_waiting_side_gives_back_its_edge_exactly() {
+        let mut m = Multipliers::default();
         let sides = [
             client(5, 8),
             SideWrite { error: true, multiplier: 2.5, protocol: 3, ..client(5, EMPTY) },
@@ -445,21 +513,53 @@ mod tests {
             let mut e = HalfEdge::default();
             e.write(&w);
             e.write(&w);
-            let kept = Waiting::one_side(&e).expect("one side");
-            assert_eq!(kept.edge(), e, "{w:?}");
+            let kept = Waiting::one_side(&e, &mut m).expect("one side");
+            assert_eq!(kept.edge(&m), e, "{w:?}");
             e.matched = true;
-            assert_eq!(Waiting::one_side(&e).unwrap().edge(), e);
+            assert_eq!(Waiting::one_side(&e, &mut m).unwrap().edge(&m), e);
         }
         // Both sides seen, one without a service: kept whole elsewhere.
         let mut e = HalfEdge::default();
         e.write(&client(EMPTY, EMPTY));
         e.write(&server(6, false));
         assert!(!e.is_complete());
-        assert_eq!(Waiting::one_side(&e), None);
+        assert_eq!(Waiting::one_side(&e, &mut m), None);
         // A complete database call does not fit one side either.
         let mut db = HalfEdge::default();
         db.write(&SideWrite { database: Some(7), ..client(5, EMPTY) });
-        assert_eq!(Waiting::one_side(&db), None);
-        assert_eq!(std::mem::size_of::<Waiting>(), 40);
+        assert_eq!(Waiting::one_side(&db, &mut m), None);
+        assert_eq!(std::mem::size_of::<Waiting>(), 32);
+    }
+
+    #[test]
+    fn multipliers_are_held_by_index_counted_and_reused() {
+        let mut m = Multipliers::default();
+        assert_eq!(m.acquire(1.0), Some(Multipliers::ONE));
+        let ten = m.acquire(10.0).unwrap();
+        assert_eq!(m.acquire(10.0), Some(ten), "the same value, the same index");
+        let third = m.acquire(1.0 / 3.0).unwrap();
+        assert_ne!(third, ten);
+        assert_eq!((m.get(ten), m.get(third), m.get(Multipliers::ONE)), (10.0, 1.0 / 3.0, 1.0));
+        assert_eq!(m.in_use(), 2);
+        m.release(ten);
+        assert_eq!(m.in_use(), 2, "still held once");
+        m.release(ten);
+        assert_eq!(m.in_use(), 1);
+        assert_eq!(m.acquire(4.0), Some(ten), "a free index is reused");
+        // -0 and 0, and NaN, are kept by their bits.
+        let (zero, neg) = (m.acquire(0.0).unwrap(), m.acquire(-0.0).unwrap());
+        assert_ne!(zero, neg);
+        let nan = m.acquire(f64::NAN).unwrap();
+        assert!(m.get(nan).is_nan());
+        // All 255 indexes taken: a new value has none, a held one still does.
+        let mut full = Multipliers::default();
+        for i in 0..255 {
+            assert_eq!(full.acquire(2.0 + i as f64), Some(i as u8 + 1));
+        }
+        assert_eq!(full.acquire(1000.0), None);
+        assert_eq!(full.acquire(2.0), Some(1));
+        assert_eq!(full.acquire(1.0), Some(Multipliers::ONE));
+        full.release(7);
+        assert_eq!(full.acquire(1000.0), Some(7));
     }
 }

@@ -6,5 +6,5 @@ pub mod edge;
 pub(crate) mod shard;
 pub mod store;
 
-pub use edge::{Expiry, ExpiryRules, HalfEdge, SideWrite, Waiting};
+pub use edge::{Expiry, ExpiryRules, HalfEdge, Multipliers, SideWrite, Waiting};
 pub use store::{Key, Store};

@@ -2,7 +2,7 @@
 //! are placed in shards and slots.
 
 use super::dropped::DroppedSides;
-use super::edge::Waiting;
+use super::edge::{Multipliers, Waiting};
 use super::store::Full;
 use super::{HalfEdge, Key, Store};
 use crate::series::{SideKey, intern::EMPTY};
@@ -18,6 +18,8 @@ pub(crate) struct Shard {
     /// while its linked consumers are served): too rare to widen every
     /// slot for.
     pub(crate) whole: HashMap<u32, HalfEdge>,
+    /// The multipliers other than 1 the waiting sides hold, by index.
+    pub(crate) multipliers: Multipliers,
     /// Dimension values per store slot: the client side's, then the server side's.
     pub(crate) dims: Vec<u32>,
     /// Producer key → slots of linked consumers waiting for that producer.
@@ -31,12 +33,15 @@ impl Shard {
     #[inline]
     pub(crate) fn edge(&self, slot: u32) -> HalfEdge {
         let w = self.store.get(slot);
-        if w.is_whole() { self.whole[&slot] } else { w.edge() }
+        if w.is_whole() { self.whole[&slot] } else { w.edge(&self.multipliers) }
     }
 
     /// Replaces the edge waiting in `slot`.
     pub(crate) fn set_edge(&mut self, slot: u32, e: &HalfEdge) {
-        *self.store.get_mut(slot) = self.place(slot, e);
+        let old = *self.store.get(slot);
+        let new = self.place(slot, e);
+        self.release(&old);
+        *self.store.get_mut(slot) = new;
     }
 
     /// Stores `e` (see [`Store::insert`]).
@@ -48,8 +53,8 @@ impl Shard {
         expires_ns: u64,
         indexed: bool,
     ) -> Result<u32, Full> {
-        match Waiting::one_side(e) {
-            Some(w) => self.store.insert(hash, key, w, expires_ns, indexed),
+        match Waiting::one_side(e, &mut self.multipliers) {
+            Some(w) => self.store.insert(hash, key, w, expires_ns, indexed).inspect_err(|_| self.release(&w)),
             None => {
                 let slot = self.store.insert(hash, key, Waiting::whole(), expires_ns, indexed)?;
                 self.whole.insert(slot, *e);
@@ -60,21 +65,35 @@ impl Shard {
 
     /// Removes the edge in `slot`, unread.
     pub(crate) fn discard(&mut self, slot: u32) {
-        if self.store.remove(slot).is_whole() {
+        let w = self.store.remove(slot);
+        if w.is_whole() {
             self.whole.remove(&slot);
+        } else {
+            self.multipliers.release(w.multiplier());
         }
     }
 
     /// Removes the edge in `slot` and returns it.
     pub(crate) fn remove_edge(&mut self, slot: u32) -> HalfEdge {
         let w = self.store.remove(slot);
-        if w.is_whole() { self.whole.remove(&slot).expect("a whole edge for the marker") } else { w.edge() }
+        if w.is_whole() {
+            return self.whole.remove(&slot).expect("a whole edge for the marker");
+        }
+        self.multipliers.release(w.multiplier());
+        w.edge(&self.multipliers)
+    }
+
+    /// `w` leaves its slot: the multiplier index it held is free for others.
+    fn release(&mut self, w: &Waiting) {
+        if !w.is_whole() {
+            self.multipliers.release(w.multiplier());
+        }
     }
 
     /// `e` as it waits in `slot`: one side in the slot, or the whole edge
     /// apart and a marker in the slot.
     fn place(&mut self, slot: u32, e: &HalfEdge) -> Waiting {
-        match Waiting::one_side(e) {
+        match Waiting::one_side(e, &mut self.multipliers) {
             Some(w) => {
                 if !self.whole.is_empty() {
                     self.whole.remove(&slot);
@@ -144,6 +163,7 @@ mod tests {
         Shard {
             store: Store::new(8),
             whole: HashMap::new(),
+            multipliers: Default::default(),
             dims: Vec::new(),
             pending: HashMap::new(),
             dropped: Default::default(),
@@ -185,5 +205,54 @@ mod tests {
         assert!(sh.whole.is_empty());
         sh.discard(a);
         assert!(sh.store.is_empty());
+    }
+
+    /// A side's multiplier other than 1 waits as an index, comes back
+    /// exactly, and frees its index whichever way the side leaves; with
+    /// every index held, a side with a new multiplier waits whole.
+    #[test]
+    fn multipliers_wait_by_index_and_free_it_on_leaving() {
+        let mut sh = shard();
+        let side = |m: f64| {
+            let mut e = HalfEdge::default();
+            e.write(&SideWrite {
+                kind: SpanKind::Server,
+                service: 6,
+                start_ns: 10,
+                end_ns: 40,
+                error: false,
+                multiplier: m,
+                peer: EMPTY,
+                database: None,
+                root: false,
+                protocol: EMPTY,
+            });
+            e
+        };
+        let key = |n: u8| Key { trace_id: [n; 16], span_id: [n; 8] };
+        let (third, ten) = (side(1.0 / 3.0), side(10.0));
+        let a = sh.insert_edge(sh.store.hash(&key(1)), key(1), &third, 100, true).unwrap();
+        let b = sh.insert_edge(sh.store.hash(&key(2)), key(2), &third, 100, true).unwrap();
+        assert_eq!((sh.edge(a), sh.edge(b)), (third, third));
+        assert_eq!(sh.multipliers.in_use(), 1);
+        sh.set_edge(b, &ten);
+        assert_eq!((sh.edge(a), sh.edge(b)), (third, ten));
+        assert_eq!(sh.multipliers.in_use(), 2);
+        assert_eq!(sh.remove_edge(a), third);
+        assert_eq!(sh.multipliers.in_use(), 1);
+        sh.discard(b);
+        assert_eq!(sh.multipliers.in_use(), 0);
+        assert!(sh.whole.is_empty());
+        // A full store refuses the side and keeps no index for it.
+        let mut small = Shard { store: Store::new(1), ..shard() };
+        small.insert_edge(small.store.hash(&key(1)), key(1), &third, 100, true).unwrap();
+        assert!(small.insert_edge(small.store.hash(&key(2)), key(2), &ten, 100, true).is_err());
+        assert_eq!(small.multipliers.in_use(), 1);
+        // Every index held: the next new multiplier waits whole.
+        for i in 0..255u8 {
+            assert!(sh.multipliers.acquire(2.0 + f64::from(i)).is_some());
+        }
+        let c = sh.insert_edge(sh.store.hash(&key(3)), key(3), &third, 100, true).unwrap();
+        assert_eq!((sh.edge(c), sh.whole.len()), (third, 1));
     }
 }
