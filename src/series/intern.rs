@@ -76,12 +76,12 @@ impl Interner {
     /// collide on purpose.
     #[inline]
     fn hash(hasher: &RandomState, b: &[u8]) -> u64 {
-        if b.len() <= PACKED {
-            let (head, tail) = pack(b);
-            hasher.hash_one((head, tail, b.len()))
-        } else {
-            hasher.hash_one(b)
-        }
+        if b.len() <= PACKED { Self::hash_packed(hasher, pack(b), b.len()) } else { hasher.hash_one(b) }
+    }
+
+    #[inline]
+    fn hash_packed(hasher: &RandomState, (head, tail): (u64, u64), len: usize) -> u64 {
+        hasher.hash_one((head, tail, len))
     }
 
     pub fn lookup(&self, s: &str) -> Option<u32> {
@@ -92,15 +92,16 @@ impl Interner {
     /// string held is, so callers can skip checking the bytes first.
     #[inline]
     pub fn lookup_bytes(&self, b: &[u8]) -> Option<u32> {
-        let h = Self::hash(&self.hasher, b);
-        if b.len() <= PACKED {
-            let want = Entry::new(0, b);
-            self.table.find(h, |e| e.len == want.len && e.head == want.head && e.tail == want.tail).map(|e| e.id)
+        let len = b.len();
+        let found = if len <= PACKED {
+            let (head, tail) = pack(b);
+            let h = Self::hash_packed(&self.hasher, (head, tail), len);
+            self.table.find(h, |e| e.len as usize == len && e.head == head && e.tail == tail)
         } else {
-            self.table
-                .find(h, |e| e.len as usize == b.len() && self.strings[e.id as usize].as_bytes() == b)
-                .map(|e| e.id)
-        }
+            let h = self.hasher.hash_one(b);
+            self.table.find(h, |e| e.len as usize == len && self.strings[e.id as usize].as_bytes() == b)
+        };
+        found.map(|e| e.id)
     }
 
     fn push(&mut self, s: &str) -> u32 {
