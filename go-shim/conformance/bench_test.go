@@ -220,6 +220,19 @@ func engineOnly(b *testing.B, p perSpan, eng *engine.Engine, batches []ptrace.Tr
 	})
 }
 
+// benchRing is the benchmarks' ring of batches of size spans, about 10,000
+// spans in all: enough variety, and a small live heap, so that garbage
+// collection (which scans it) costs what it would in a collector rather
+// than what a huge test fixture costs.
+func benchRing(size int) ([]ptrace.Traces, perSpan) {
+	batches := workload.Batches(workload.Options{BatchSpans: size, Batches: 10_000 / size, Seed: 7})
+	spans := 0
+	for _, td := range batches {
+		spans += td.SpanCount()
+	}
+	return batches, perSpan(float64(spans) / float64(len(batches)))
+}
+
 // BenchmarkVsContrib feeds the same batches to contrib's connector and to
 // the engine. The engine's side includes encoding the batch to OTLP bytes
 // as the servicemap connector and processor do (projection.ForEngine: only
@@ -228,15 +241,7 @@ func engineOnly(b *testing.B, p perSpan, eng *engine.Engine, batches []ptrace.Tr
 // runs on its own goroutine.
 func BenchmarkVsContrib(b *testing.B) {
 	for _, size := range []int{100, 1000} {
-		// A ring of about 10,000 spans: enough variety, and a small live
-		// heap, so that garbage collection (which scans it) costs what it
-		// would in a collector rather than what a huge test fixture costs.
-		batches := workload.Batches(workload.Options{BatchSpans: size, Batches: 10_000 / size, Seed: 7})
-		spans := 0
-		for _, td := range batches {
-			spans += td.SpanCount()
-		}
-		p := perSpan(float64(spans) / float64(len(batches)))
+		batches, p := benchRing(size)
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			b.Run("contrib", func(b *testing.B) {
 				s := benchSettings()

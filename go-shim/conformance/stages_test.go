@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
-	"github.com/servicemap/servicemap/go-shim/conformance/internal/workload"
 	"github.com/servicemap/servicemap/go-shim/internal/projection"
 )
 
@@ -94,12 +93,7 @@ func walk(td ptrace.Traces, resource, span *lenSet) uint64 {
 // minus stage-walk.
 func BenchmarkStages(b *testing.B) {
 	for _, size := range []int{100, 1000} {
-		batches := workload.Batches(workload.Options{BatchSpans: size, Batches: 10_000 / size, Seed: 7})
-		spans := 0
-		for _, td := range batches {
-			spans += td.SpanCount()
-		}
-		p := perSpan(float64(spans) / float64(len(batches)))
+		batches, p := benchRing(size)
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			s := benchSettings()
 			b.Run("stage-walk", func(b *testing.B) {
