@@ -5,8 +5,11 @@
 //! that scrapes them all holds the sum. [`Store`] builds the same [`View`]
 //! the engine builds from its own memory out of PromQL over the service-graph
 //! series: `rate` of the request and failure counters and `histogram_quantile`
-//! of the summed server-latency buckets over the window, summed by `client`
+//! of the summed server-latency histogram over the window, summed by `client`
 //! and `server` so that `instance`, `job` and dimensions fall away. The
+//! latency histogram is read native where the store has it native (a
+//! Prometheus scraping `histograms: native` or `both` with native histograms
+//! on keeps no classic buckets) and from its classic buckets otherwise. The
 //! incident queries then run on it unchanged ([`crate::map::query`]).
 //!
 //! Series written by Tempo's metrics-generator and by contrib's connector
@@ -31,8 +34,20 @@ use std::time::Duration;
 pub const REQUESTS: &str = "traces_service_graph_request_total";
 /// The counter of failed requests.
 pub const FAILED: &str = "traces_service_graph_request_failed_total";
-/// The server-side latency histogram's buckets.
+/// The server-side latency histogram, as a native histogram.
+pub const SERVER_SECONDS: &str = "traces_service_graph_request_server_seconds";
+/// The server-side latency histogram's classic buckets.
 pub const SERVER_BUCKETS: &str = "traces_service_graph_request_server_seconds_bucket";
+
+/// PromQL for quantile `q` of the server latency over window `w`, summed by
+/// `by`: the native histogram where there is one, else the classic buckets
+/// (`or` keeps the left side's result for a label set both sides have).
+fn latency_quantile(q: f64, by: &str, w: &str) -> String {
+    format!(
+        "histogram_quantile({q}, sum by ({by}) (rate({SERVER_SECONDS}[{w}]))) \
+         or histogram_quantile({q}, sum by ({by}, le) (rate({SERVER_BUCKETS}[{w}])))"
+    )
+}
 
 /// The map as a store holds it: where to ask, over which window, judged
 /// against which catalog.
@@ -154,7 +169,7 @@ impl Store {
         }
         for q in &wanted {
             let q = *q as f64 / 1e6;
-            let expr = format!("histogram_quantile({q}, sum by (client, server, le) (rate({SERVER_BUCKETS}[{w}])))");
+            let expr = latency_quantile(q, "client, server", &w);
             for (k, s) in self.by_edge(&expr, at_s)? {
                 if let (Some(e), true) = (edges.get_mut(&k), s.value.is_finite()) {
                     e.quantiles.insert(key(q), s.value);
@@ -169,8 +184,7 @@ impl Store {
             .filter_map(|s| self.catalog.service(s)?.slo.as_ref().map(|slo| key(slo.latency_percentile)))
             .collect();
         for q in own_percentiles {
-            let expr =
-                format!("histogram_quantile({}, sum by (server, le) (rate({SERVER_BUCKETS}[{w}])))", q as f64 / 1e6);
+            let expr = latency_quantile(q as f64 / 1e6, "server", &w);
             for s in self.client.query(&expr, at_s)? {
                 if let (Some(server), true) = (s.labels.get("server"), s.value.is_finite()) {
                     own.insert((server.clone(), q), s.value);

@@ -3,11 +3,14 @@ examples/processor.yaml with `histograms: both`, scraped by a Prometheus with
 its native-histogram and exemplar-storage features on (it then asks for the
 protobuf exposition). Ninety-nine requests take 1 ms, 2 ms, … 99 ms on the
 server side: `histogram_quantile` over the native histogram gives their
-median, 50 ms, within the schema's error (one bucket, a factor 2^(1/8)), and
-the exemplars Prometheus stores are of the traces sent."""
+median, 50 ms, within the schema's error (one bucket, a factor 2^(1/8)), as
+does the map read back from Prometheus, and the exemplars Prometheus stores
+are of the traces sent."""
 
 import json
 import math
+import os
+import subprocess
 import time
 
 import pytest
@@ -103,3 +106,22 @@ def test_prometheus_stores_exemplars_of_the_traces_sent(scraped):
 
     got = harness.poll(lambda: stored() or None, 60, interval=0.5, what="exemplars in Prometheus")
     assert got and set(got) <= sent, (got, sent)
+
+
+def test_the_map_from_prometheus_reads_the_native_histogram(scraped):
+    """Prometheus kept the native histogram only: the map read back from it
+    takes its percentiles from there, within the schema's error."""
+    prom, _ = scraped
+    cli = os.environ.get("SERVICEMAP_CLI", os.path.join(harness.ROOT, "target", "release", "servicemap"))
+    if not os.access(cli, os.X_OK):
+        pytest.fail(f"{cli} not found: build it with `make rust`", pytrace=False)
+
+    def edge():
+        r = subprocess.run([cli, "graph", "--prometheus", prom.url, "--window", "5m", "--format", "json"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        found = [e for e in json.loads(r.stdout)["edges"] if (e["client"], e["server"]) == ("web", "api")]
+        return found[0] if found and found[0].get("p50_seconds") is not None else None
+
+    e = harness.poll(edge, 90, interval=0.5, what="web → api with a median from the native histogram")
+    assert abs(math.log2(e["p50_seconds"] / MEDIAN_S)) <= math.log2(SCHEMA_ERROR), e

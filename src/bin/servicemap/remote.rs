@@ -20,7 +20,8 @@ Reading the map back from Prometheus (or Mimir, Thanos, VictoriaMetrics):
   The map is built from PromQL over the service-graph series of every
   instance the store scrapes: rate() of traces_service_graph_request_total
   and _failed_total over the window, histogram_quantile() of the summed
-  server-latency buckets, summed by client and server (instance, job and
+  server-latency histogram (native where the store keeps it native, else
+  its classic buckets), summed by client and server (instance, job and
   dimensions fall away). An edge is on the map as soon as its series exist.
   `serve` serves the map page and /api/* as the collector's processor does.
 
