@@ -136,13 +136,4 @@ impl Hist {
         self.count += w;
         i
     }
-
-    /// Adds another histogram's classic buckets, sum and count.
-    pub fn add(&mut self, other: &Hist) {
-        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
-            *a += b;
-        }
-        self.sum += other.sum;
-        self.count += other.count;
-    }
 }
