@@ -21,6 +21,11 @@ pub(super) struct ProtocolCache<'a> {
 
 impl ProtocolCache<'_> {
     const MAX: usize = 16;
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.http = None;
+    }
 }
 
 /// A span ready to pair: its side, the key it pairs on, its dimension values.
@@ -39,9 +44,24 @@ impl Engine {
     /// Feeds one OTLP traces batch. A malformed batch is rejected whole:
     /// nothing from it is applied and it is counted.
     pub fn consume(&self, data: &[u8], now_ns: u64) -> Result<ConsumeSummary, Error> {
+        let mut s = self.scratch.take();
+        let mut b = s.borrowed();
+        let result = self.read_and_pair(data, now_ns, &mut b, &mut s);
+        s.give_back(b);
+        self.scratch.give(s);
+        result
+    }
+
+    /// [`Engine::consume`] in a call's scratch buffers.
+    fn read_and_pair<'a>(
+        &self,
+        data: &'a [u8],
+        now_ns: u64,
+        b: &mut Borrowed<'a>,
+        s: &mut Scratch,
+    ) -> Result<ConsumeSummary, Error> {
         let _ids = self.ids.read().unwrap_or_else(|p| p.into_inner());
         self.note_now(now_ns);
-        let mut batch = Batch::default();
         let read = if data.len() > self.config.max_batch_bytes {
             Err(DecodeError {
                 offset: 0,
@@ -49,37 +69,40 @@ impl Engine {
                 reason: "batch is larger than max_batch_bytes",
             })
         } else {
-            wire::read_batch(data, &self.keys, &mut batch)
+            wire::read_batch(data, &self.keys, &mut b.batch)
         };
         if let Err(e) = read {
             self.counters.batches_rejected.fetch_add(1, Relaxed);
             return Err(e.into());
         }
+        let batch = &b.batch;
         let c = &self.counters;
         c.batches_accepted.fetch_add(1, Relaxed);
         c.spans_received.fetch_add(batch.spans.len() as u64 + batch.ignored_spans + batch.unnamed_spans, Relaxed);
         c.spans_ignored.fetch_add(batch.ignored_spans, Relaxed);
         c.spans_unnamed.fetch_add(batch.unnamed_spans, Relaxed);
 
-        let mut dims = Vec::new();
-        let mut facts = Vec::new();
-        let (prepared, filtered) = self.prepare(&batch, &mut dims, &mut facts);
+        let filtered = self.prepare(b, s);
         if filtered > 0 {
             c.spans_filtered.fetch_add(filtered, Relaxed);
         }
+        let Scratch { prepared, dims, starts, fill, order, busy, events, .. } = s;
 
         // Route to shards: a counting sort of the prepared spans by shard.
         let n = self.shards.len();
-        let mut starts = vec![0u32; n + 1];
         let shard_of = |p: &Prepared| shard_index(&p.key, n);
-        for p in &prepared {
+        starts.clear();
+        starts.resize(n + 1, 0);
+        for p in prepared.iter() {
             starts[shard_of(p) + 1] += 1;
         }
         for i in 0..n {
             starts[i + 1] += starts[i];
         }
-        let mut order = vec![0u32; prepared.len()];
-        let mut fill = starts.clone();
+        order.clear();
+        order.resize(prepared.len(), 0);
+        fill.clear();
+        fill.extend_from_slice(starts);
         for (i, p) in prepared.iter().enumerate() {
             let s = shard_of(p);
             order[fill[s] as usize] = i as u32;
@@ -88,13 +111,13 @@ impl Engine {
 
         let mut tally = Tally::default();
         // About one edge per two spans; sized once rather than grown.
-        let mut events = Events::default();
+        events.clear();
         events.edges.reserve(prepared.len() / 2 + 16);
         events.dims.reserve((prepared.len() / 2 + 16) * self.dims_per_side() * 2);
         // A shard another call holds is taken after the others: calls from
         // several threads then overtake each other instead of queueing shard
         // by shard behind the first one.
-        let mut busy = Vec::new();
+        busy.clear();
         for s in 0..n {
             let (a, b) = (starts[s] as usize, starts[s + 1] as usize);
             if a == b {
@@ -104,13 +127,13 @@ impl Engine {
                 busy.push(s);
                 continue;
             };
-            self.pair_all(shard, &order[a..b], &prepared, &dims, now_ns, &mut tally, &mut events);
+            self.pair_all(shard, &order[a..b], prepared, dims, now_ns, &mut tally, events);
         }
-        for s in busy {
+        for &s in busy.iter() {
             let (a, b) = (starts[s] as usize, starts[s + 1] as usize);
-            self.pair_all(lock(&self.shards[s]), &order[a..b], &prepared, &dims, now_ns, &mut tally, &mut events);
+            self.pair_all(lock(&self.shards[s]), &order[a..b], prepared, dims, now_ns, &mut tally, events);
         }
-        self.count(&events, &facts, now_ns);
+        self.count(events, &b.facts, now_ns);
         self.add_tally(&tally);
         drop(_ids);
         // A flood of distinct names between two expiries must not grow the
@@ -141,20 +164,23 @@ impl Engine {
         self.settle_waiting(tally.shard_base, shard.store.len());
     }
 
-    /// Step 2: resolves each pairing span's strings to ids. Spans the filter
-    /// policies leave out keep only their key and side (nothing of theirs is
-    /// interned); the second value counts them.
-    pub(super) fn prepare<'a>(
-        &self,
-        batch: &Batch<'a>,
-        dims: &mut Vec<u32>,
-        facts: &mut Vec<ResourceFacts<'a>>,
-    ) -> (Vec<Prepared>, u64) {
+    /// Step 2: resolves each pairing span's strings to ids, into
+    /// `s.prepared` and `s.dims` (and the resources' facts into `b.facts`).
+    /// Spans the filter policies leave out keep only their key and side
+    /// (nothing of theirs is interned); the value returned counts them.
+    pub(super) fn prepare<'a>(&self, b: &mut Borrowed<'a>, s: &mut Scratch) -> u64 {
+        let Borrowed { batch, facts, protocols } = b;
+        let Scratch { prepared: out, dims, services, .. } = s;
+        out.clear();
+        dims.clear();
+        facts.clear();
+        protocols.clear();
         let mut filtered = 0;
-        let mut out = Vec::with_capacity(batch.spans.len());
+        out.reserve(batch.spans.len());
         let mut r = Resolver::new(&self.interner, self.config.max_label_value_length);
-        let services: Vec<u32> =
-            batch.resources.iter().map(|res| res.service.map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY)).collect();
+        services.clear();
+        services
+            .extend(batch.resources.iter().map(|res| res.service.map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY)));
         if self.graph.is_some() {
             let ks = &self.keys;
             for (i, &service) in services.iter().enumerate().filter(|(_, s)| **s != EMPTY) {
@@ -170,13 +196,12 @@ impl Engine {
                 facts.push(ResourceFacts { service, values });
             }
         }
-        let mut protocols = ProtocolCache::default();
         let d = self.dims_per_side();
         for span in &batch.spans {
             let client_side = matches!(span.kind, SpanKind::Client | SpanKind::Producer);
             if !self.filter.is_empty() && !self.filter.keeps(batch, span) {
                 filtered += 1;
-                self.prepare_filtered(batch, span, client_side, &mut out);
+                self.prepare_filtered(batch, span, client_side, out);
                 continue;
             }
             let dims_at = dims.len() as u32;
@@ -196,8 +221,7 @@ impl Engine {
                 EMPTY
             };
             let database = if client_side { self.database_name(batch, span, &mut r) } else { None };
-            let protocol =
-                if self.graph.is_some() { self.protocol(batch, span, &mut r, &mut protocols) } else { EMPTY };
+            let protocol = if self.graph.is_some() { self.protocol(batch, span, &mut r, protocols) } else { EMPTY };
             let side = SideWrite {
                 kind: span.kind,
                 service: services[span.resource as usize],
@@ -218,7 +242,7 @@ impl Engine {
         if r.truncated > 0 {
             self.counters.values_truncated.fetch_add(r.truncated, Relaxed);
         }
-        (out, filtered)
+        filtered
     }
 
     /// The keys a filtered-out span would have paired on, marked filtered.

@@ -26,10 +26,11 @@ use crate::series::{
 use crate::wire::attributes::{AttrValue, KeySet};
 use crate::wire::{self, Batch, SpanKind, SpanRec};
 use compact::{COMPACT_SLACK_BYTES, COMPACT_SLACK_STRINGS};
-use consume::{Prepared, ResourceFacts};
+use consume::{Prepared, ProtocolCache, ResourceFacts};
 use filter::SpanFilter;
 use hashbrown::HashMap;
 use map_feed::{EdgeCache, GraphState};
+use scratch::{Borrowed, Scratch, ScratchPool};
 use stats::{Counters, Tally};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
@@ -39,6 +40,7 @@ mod consume;
 mod filter;
 mod map_feed;
 mod pair;
+mod scratch;
 mod snapshot;
 mod stats;
 
@@ -119,6 +121,8 @@ pub struct Engine {
     filter: SpanFilter,
     /// Dropped-side markers across all shards; also capped at `max_items`.
     dropped_sides: AtomicUsize,
+    /// Consume calls' buffers, kept for the next calls.
+    scratch: ScratchPool,
 }
 
 impl Engine {
@@ -189,6 +193,7 @@ impl Engine {
             graph,
             waiting: AtomicUsize::new(0),
             no_dims: vec![EMPTY; keys_dims].into(),
+            scratch: ScratchPool::default(),
         }
     }
 

@@ -60,6 +60,14 @@ pub struct Events {
 }
 
 impl Events {
+    pub fn clear(&mut self) {
+        self.edges.clear();
+        self.dims.clear();
+        self.unpaired.clear();
+        self.dropped.clear();
+        self.entries.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.edges.is_empty() && self.unpaired.is_empty() && self.dropped.is_empty()
     }
