@@ -21,11 +21,6 @@ pub(super) struct ProtocolCache<'a> {
 
 impl ProtocolCache<'_> {
     const MAX: usize = 16;
-
-    fn clear(&mut self) {
-        self.values.clear();
-        self.http = None;
-    }
 }
 
 /// A span ready to pair: its side, the key it pairs on, its dimension values.
@@ -165,7 +160,8 @@ impl Engine {
     }
 
     /// Step 2: resolves each pairing span's strings to ids, into
-    /// `s.prepared` and `s.dims` (and the resources' facts into `b.facts`).
+    /// `s.prepared` and `s.dims` (and the resources' facts into `b.facts`,
+    /// which like `b.protocols` comes empty from [`Scratch::borrowed`]).
     /// Spans the filter policies leave out keep only their key and side
     /// (nothing of theirs is interned); the value returned counts them.
     pub(super) fn prepare<'a>(&self, b: &mut Borrowed<'a>, s: &mut Scratch) -> u64 {
@@ -173,8 +169,6 @@ impl Engine {
         let Scratch { prepared: out, dims, services, .. } = s;
         out.clear();
         dims.clear();
-        facts.clear();
-        protocols.clear();
         let mut filtered = 0;
         out.reserve(batch.spans.len());
         let mut r = Resolver::new(&self.interner, self.config.max_label_value_length);
