@@ -14,6 +14,10 @@
 //! `--no-exemplars`, it keeps none (config `exemplars: false`); with
 //! `--histograms native|both`, it keeps native histograms (config `histograms`),
 //! with `--histograms exponential` contrib's (`exponential_histogram_max_size: 160`).
+//! With `--projected`, each batch is first cut down to what the collector
+//! components hand over (`go-shim/internal/projection`): span IDs, kind,
+//! times, status, a consumer's links and only the attributes the engine
+//! reads, so the engine's own share of the connector's cost is measured.
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;
@@ -67,7 +71,17 @@ fn main() {
         println!("render {format:?}: {ms:.1} ms for {} series, {bytes} bytes", engine.stats().active_series);
         return;
     }
-    let replay = Replay::new();
+    let mut replay = Replay::new();
+    if args.iter().any(|a| a == "--projected") {
+        let probe = Engine::new(config.clone());
+        let wanted = probe.wanted_keys();
+        let keys = |side: &str| -> Vec<String> { serde_json::from_value(wanted[side].clone()).unwrap() };
+        let (resource, span) = (keys("resource"), keys("span"));
+        let names = wanted["span_name"].as_bool().unwrap_or(false);
+        for batch in &mut replay.ring {
+            *batch = project(batch, &resource, &span, names);
+        }
+    }
     let spans = batches * SPANS_PER_BATCH as u64;
     if wire_only {
         let keys = KeySet::new(&config);
@@ -97,4 +111,63 @@ fn main() {
         st.waiting,
         st.active_series
     );
+}
+
+/// A batch as the collector components hand it over: only what the engine
+/// reads (as `go-shim/internal/projection` writes it, less its padded
+/// length prefixes).
+fn project(batch: &[u8], resource: &[String], span: &[String], names: bool) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    use prost::Message;
+    let mut req = ExportTraceServiceRequest::decode(batch).expect("corpus batches decode");
+    for rs in &mut req.resource_spans {
+        let named = rs.resource.as_ref().is_some_and(|r| r.attributes.iter().any(|kv| kv.key == "service.name"));
+        if let Some(r) = rs.resource.as_mut() {
+            r.attributes.retain(|kv| resource.contains(&kv.key));
+        }
+        rs.schema_url.clear();
+        for ss in &mut rs.scope_spans {
+            ss.scope = None;
+            ss.schema_url.clear();
+            for s in &mut ss.spans {
+                let kind = s.kind;
+                let pairs = [SpanKind::Client, SpanKind::Server, SpanKind::Producer, SpanKind::Consumer]
+                    .iter()
+                    .any(|k| *k as i32 == kind);
+                s.trace_state.clear();
+                s.flags = 0;
+                s.events.clear();
+                s.dropped_attributes_count = 0;
+                s.dropped_events_count = 0;
+                s.dropped_links_count = 0;
+                if !names || !named || !pairs {
+                    s.name.clear();
+                }
+                if !named || !pairs {
+                    s.parent_span_id.clear();
+                    s.start_time_unix_nano = 0;
+                    s.end_time_unix_nano = 0;
+                    s.attributes.clear();
+                    s.links.clear();
+                    s.status = None;
+                    continue;
+                }
+                s.attributes.retain(|kv| span.contains(&kv.key));
+                if kind != SpanKind::Consumer as i32 {
+                    s.links.clear();
+                }
+                for l in &mut s.links {
+                    l.trace_state.clear();
+                    l.attributes.clear();
+                    l.flags = 0;
+                    l.dropped_attributes_count = 0;
+                }
+                if let Some(st) = s.status.as_mut() {
+                    st.message.clear();
+                }
+            }
+        }
+    }
+    req.encode_to_vec()
 }
