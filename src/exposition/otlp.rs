@@ -42,7 +42,16 @@ pub fn encode_into<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64, out: &mu
     let ints = snap.compat == Compat::Contrib && !snap.weighted;
     // Each edge's attributes, encoded once as the repeated field of a number
     // data point (tag 7) and of a histogram data point (tag 9).
-    let mut attrs = Attributes::new(snap.histograms);
+    let (mut lists, mut bytes) = (0, 0);
+    for e in &snap.edges {
+        edge_attributes(snap, e, |k, v| bytes += Attributes::size(k, v));
+        lists += 1;
+    }
+    for s in snap.unpaired.iter().chain(&snap.dropped) {
+        side_attributes(s, |k, v| bytes += Attributes::size(k, v));
+        lists += 1;
+    }
+    let mut attrs = Attributes::new(snap.histograms, lists, bytes);
     for e in &snap.edges {
         edge_attributes(snap, e, |k, v| attrs.put(k, v));
         attrs.end();
@@ -109,12 +118,13 @@ pub fn encode_into<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64, out: &mu
         ];
         for (name, help, get, family) in pick {
             for &kind in kinds {
-                let points = snap.edges.iter().enumerate().filter_map(|(i, e)| {
+                let mut points = Vec::with_capacity(snap.edges.len());
+                points.extend(snap.edges.iter().enumerate().filter_map(|(i, e)| {
                     let h = get(e);
                     hist_value(kind, h, exemplars(e, family))
                         .map(|v| number(i, v, start(h.start_ns(e.values.created_ns))))
-                });
-                metrics.push(Family::histogram(name, help, kind, points.collect()));
+                }));
+                metrics.push(Family::histogram(name, help, kind, points));
             }
         }
     }

@@ -22,24 +22,41 @@ pub(super) struct Attributes {
 }
 
 impl Attributes {
-    pub(super) fn new(histograms: Histograms) -> Attributes {
+    /// Room for `lists` lists of `bytes` in all (as [`Attributes::size`]
+    /// counts them), so that the buffers are not moved as they grow.
+    pub(super) fn new(histograms: Histograms, lists: usize, bytes: usize) -> Attributes {
+        let [explicit, exponential] = [histograms.classic(), histograms.native()];
         Attributes {
-            number: Vec::new(),
-            histogram: Vec::new(),
-            exponential: Vec::new(),
-            ends: Vec::new(),
-            kinds: [histograms.classic(), histograms.native()],
+            number: Vec::with_capacity(bytes),
+            histogram: Vec::with_capacity(if explicit { bytes } else { 0 }),
+            exponential: Vec::with_capacity(if exponential { bytes } else { 0 }),
+            ends: Vec::with_capacity(lists),
+            kinds: [explicit, exponential],
+        }
+    }
+
+    /// The bytes [`Attributes::put`] adds to each list for `key` and `value`.
+    pub(super) fn size(key: &str, value: Attr) -> usize {
+        delimited(Self::key_value_len(key, value))
+    }
+
+    /// A `KeyValue` message's length, and its value's.
+    fn key_value_len(key: &str, value: Attr) -> usize {
+        str_len(key) + delimited(Self::any_len(value))
+    }
+
+    fn any_len(value: Attr) -> usize {
+        match value {
+            Attr::Str(v) => delimited(v.len()),
+            Attr::Bool(_) => 2,
         }
     }
 
     /// Adds `KeyValue { key, value: AnyValue { string_value | bool_value } }`
     /// to the current list.
     pub(super) fn put(&mut self, key: &str, value: Attr) {
-        let any = match value {
-            Attr::Str(v) => delimited(v.len()),
-            Attr::Bool(_) => 2,
-        };
-        let kv = str_len(key) + delimited(any);
+        let any = Self::any_len(value);
+        let kv = Self::key_value_len(key, value);
         let [explicit, exponential] = self.kinds;
         for (out, tag, on) in
             [(&mut self.number, 7, true), (&mut self.histogram, 9, explicit), (&mut self.exponential, 1, exponential)]
