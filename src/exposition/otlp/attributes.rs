@@ -1,7 +1,7 @@
 //! Data-point attributes, each series' encoded once per render and copied
 //! into each of its data points.
 
-use super::{Kind, VARINT, delimited, field, put_delimited, put_str, str_len};
+use super::{Kind, LEN, VARINT, delimited, field, put_delimited, put_str, str_len};
 use crate::config::{Compat, Histograms};
 use crate::series::Virtual;
 use crate::series::{EdgeSeries, SideSeries, Snapshot};
@@ -57,22 +57,25 @@ impl Attributes {
     pub(super) fn put(&mut self, key: &str, value: Attr) {
         let any = Self::any_len(value);
         let kv = Self::key_value_len(key, value);
-        let [explicit, exponential] = self.kinds;
-        for (out, tag, on) in
-            [(&mut self.number, 7, true), (&mut self.histogram, 9, explicit), (&mut self.exponential, 1, exponential)]
-        {
-            if !on {
-                continue;
+        let out = &mut self.number;
+        let at = out.len();
+        put_delimited(out, 7, kv);
+        put_str(out, 1, key);
+        put_delimited(out, 2, any);
+        match value {
+            Attr::Str(v) => {
+                put_delimited(out, 1, v.len());
+                out.extend_from_slice(v.as_bytes());
             }
-            put_delimited(out, tag, kv);
-            put_str(out, 1, key);
-            put_delimited(out, 2, any);
-            match value {
-                Attr::Str(v) => {
-                    put_delimited(out, 1, v.len());
-                    out.extend_from_slice(v.as_bytes());
-                }
-                Attr::Bool(b) => out.extend_from_slice(&[field(2, VARINT), u8::from(b)]),
+            Attr::Bool(b) => out.extend_from_slice(&[field(2, VARINT), u8::from(b)]),
+        }
+        // The histogram kinds' lists differ only in the field's one-byte tag.
+        let [explicit, exponential] = self.kinds;
+        let body = &self.number[at + 1..];
+        for (list, tag, on) in [(&mut self.histogram, 9, explicit), (&mut self.exponential, 1, exponential)] {
+            if on {
+                list.push(field(tag, LEN));
+                list.extend_from_slice(body);
             }
         }
     }
