@@ -570,7 +570,7 @@ mod tests {
 
     #[test]
     fn whole_is_round_as_u64() {
-        let two63: f64 = 9.223372036854775808e18;
+        let two63 = (1u64 << 63) as f64;
         for w in [
             0.0,
             -0.0,
