@@ -248,6 +248,17 @@ fn read_scope_spans<'a>(
 ) -> Result<(), DecodeError> {
     let mut r = Reader::new(buf, base, "ScopeSpans");
     while !r.done() {
+        // A span as every encoder writes it: tag 0x12, then a length of
+        // two bytes (128 bytes to 16 KiB), read in one step.
+        if let [0x12, lo @ 0x80..=0xff, hi @ 0..=0x7f, ..] = r.buf[r.pos..] {
+            let len = (lo & 0x7f) as usize | (hi as usize) << 7;
+            let start = r.pos + 3;
+            if len <= r.buf.len() - start {
+                r.pos = start + len;
+                read_span(&r.buf[start..r.pos], r.base + start, resource, named, keys, out)?;
+                continue;
+            }
+        }
         let (field, wt) = r.tag()?;
         if field == 2 {
             r.expect(wt, WT_LEN)?;
