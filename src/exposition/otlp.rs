@@ -40,8 +40,9 @@ pub(crate) fn encode(snap: &Snapshot, start_ns: u64, time_ns: u64) -> Vec<u8> {
 /// As [`encode`], into `out`, which is cleared first; its capacity is kept.
 pub fn encode_into<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64, out: &mut Vec<u8>) {
     let ints = snap.compat == Compat::Contrib && !snap.weighted;
-    // Each edge's attributes, encoded once as the repeated field of a number
-    // data point (tag 7) and of a histogram data point (tag 9).
+    // Each series' attributes, encoded once as the repeated field of a number
+    // data point (tag 7) and of a histogram data point (tag 9), into lists
+    // sized first so that they never move as they are written.
     let (mut lists, mut bytes) = (0, 0);
     for e in &snap.edges {
         edge_attributes(snap, e, |k, v| bytes += Attributes::size(k, v));
