@@ -2,7 +2,7 @@
 //!
 //!     cargo run --release --example curve -- [--edges E] [--services S]
 //!         [--waiting W] [--dimensions D] [--batch B] [--pairs P]
-//!         [--max-graph-edges N] [--no-graph] [--no-exemplars]
+//!         [--max-graph-edges N] [--max-graph-nodes N] [--no-graph] [--no-exemplars]
 //!
 //! Client/server pairs (each span its own resource, as they come from two
 //! services) are spread round-robin over E distinct edges among S services
@@ -196,6 +196,7 @@ fn main() {
     config.graph = !args.iter().any(|a| a == "--no-graph");
     config.exemplars = !args.iter().any(|a| a == "--no-exemplars");
     config.max_graph_edges = get("--max-graph-edges", config.max_graph_edges as u64) as usize;
+    config.max_graph_nodes = get("--max-graph-nodes", config.max_graph_nodes as u64) as usize;
     config.dimensions = (0..shape.dimensions).map(|d| format!("dim{d}")).collect();
     let mut rng = Rng::new(7);
     // Edge 0 alone first, so that the store's first chunks and the

@@ -122,11 +122,6 @@ impl Engine {
     pub(super) fn feed_graph(&self, g: &mut GraphState, events: &Events, facts: &[ResourceFacts<'_>], now_ns: u64) {
         let names = self.interner.read().unwrap_or_else(|p| p.into_inner());
         g.sync_generation();
-        // The facts last seen per service are a cache: cleared rather than
-        // grown past the number of nodes the map may hold.
-        if g.facts.len() + facts.len() > self.config.max_graph_nodes {
-            g.facts.clear();
-        }
         for f in facts {
             let mut raw = std::mem::take(&mut g.raw);
             raw_facts(&f.values, self.es6(), &mut raw);
@@ -162,6 +157,13 @@ impl Engine {
                     }
                 }
                 None => {
+                    // The facts last seen per service are a cache: cleared
+                    // rather than grown past the number of nodes the map may
+                    // hold. Only a service it does not know yet clears it, so
+                    // a map at its cap with every service known keeps it.
+                    if g.facts.len() >= self.config.max_graph_nodes {
+                        g.facts.clear();
+                    }
                     g.facts.insert(f.service, KnownFacts { raw, facts: new.clone() });
                 }
             }

@@ -83,3 +83,61 @@ fn every_trace_id_byte_chooses_the_shard() {
     }
     assert!(seen.iter().all(|&c| c >= 4), "uneven spread: {seen:?}");
 }
+
+/// One resource per service, each with one client span.
+fn one_span_per_service(services: &[&str]) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
+    use prost::Message;
+    let resource_spans = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue { value: Some(any_value::Value::StringValue(s.to_string())) }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![i as u8 + 1; 16],
+                    span_id: vec![i as u8 + 1; 8],
+                    kind: span::SpanKind::Client as i32,
+                    start_time_unix_nano: 1,
+                    end_time_unix_nano: 2,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest { resource_spans }.encode_to_vec()
+}
+
+#[test]
+fn a_full_map_keeps_the_facts_of_the_services_it_knows() {
+    // The facts last seen per service are kept so that a known service's
+    // costs a comparison of bytes; the cache is bounded by the node cap. A
+    // batch of known services at the cap must not clear it, or every
+    // service's facts are converted and reported again on every batch.
+    let mut c = Config::preset(crate::config::Compat::Tempo);
+    c.max_graph_nodes = 4;
+    let e = Engine::new(c);
+    let known = |e: &Engine| lock(e.graph.as_ref().unwrap()).facts.len();
+    e.consume(&one_span_per_service(&["a", "b", "c", "d"]), 10).unwrap();
+    assert_eq!(known(&e), 4);
+    e.consume(&one_span_per_service(&["b"]), 20).unwrap();
+    assert_eq!(known(&e), 4, "a known service leaves the cache as it was");
+    // A fifth service makes the map remove nodes, which moves the rest:
+    // the cache is forgotten with them.
+    e.consume(&one_span_per_service(&["e"]), 30).unwrap();
+    assert_eq!(known(&e), 0);
+    e.consume(&one_span_per_service(&["e"]), 40).unwrap();
+    assert_eq!(known(&e), 1);
+}
