@@ -311,6 +311,14 @@ func appendKeyValue(b []byte, f byte, k string, v pcommon.Value) []byte {
 		return w.buf
 	}
 	s := v.Str()
+	// Most attributes are short: every length then fits one byte, and the
+	// field is written in four appends.
+	if n := 6 + len(k) + len(s); n < 0x80 && k != "" {
+		b = append(b, f<<3|2, byte(n), 1<<3|2, byte(len(k)))
+		b = append(b, k...)
+		b = append(b, 2<<3|2, byte(2+len(s)), 1<<3|2, byte(len(s)))
+		return append(b, s...)
+	}
 	size := 1 + uvarintLen(uint64(len(s))) + len(s) // of the AnyValue
 	n := 1 + uvarintLen(uint64(size)) + size
 	if k != "" {
