@@ -14,42 +14,15 @@ import (
 // walkSink keeps the stage-walk benchmark's reads from being optimised away.
 var walkSink uint64
 
-// lenSet finds a key as the projection does: by length, then among the few
-// kept keys of that length.
-type lenSet [][]string
-
-func newLenSet(keys []string) *lenSet {
-	var s lenSet
-	for _, k := range keys {
-		for len(s) <= len(k) {
-			s = append(s, nil)
-		}
-		s[len(k)] = append(s[len(k)], k)
-	}
-	return &s
-}
-
-func (s *lenSet) has(k string) bool {
-	if len(k) >= len(*s) {
-		return false
-	}
-	for _, c := range (*s)[len(k)] {
-		if c == k {
-			return true
-		}
-	}
-	return false
-}
-
 // walk reads from td what the projection reads (IDs, kind, times, status,
 // a CONSUMER span's links, every attribute key and, for the kept keys, the
 // value), writing nothing: the price of visiting the pdata alone.
-func walk(td ptrace.Traces, resource, span *lenSet) uint64 {
+func walk(td ptrace.Traces, resource, span *projection.KeySet) uint64 {
 	var sum uint64
-	visit := func(m pcommon.Map, keep *lenSet) {
+	visit := func(m pcommon.Map, keep *projection.KeySet) {
 		for k, v := range m.All() {
 			sum += uint64(len(k))
-			if keep.has(k) && v.Type() == pcommon.ValueTypeStr {
+			if keep.Has(k) && v.Type() == pcommon.ValueTypeStr {
 				sum += uint64(len(v.Str()))
 			}
 		}
@@ -102,10 +75,10 @@ func BenchmarkStages(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				resource, span := newLenSet(keys.Resource), newLenSet(keys.Span)
+				resource, span := projection.NewKeySet(keys.Resource), projection.NewKeySet(keys.Span)
 				r := &replay{batches: batches}
 				timed(b, p, func(m *meter) {
-					walkSink += walk(r.batch(m), resource, span)
+					walkSink += walk(r.batch(m), &resource, &span)
 				})
 			})
 			b.Run("stage-project", func(b *testing.B) {
@@ -149,9 +122,9 @@ func BenchmarkStages(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				resource, span := newLenSet(keys.Resource), newLenSet(keys.Span)
+				resource, span := projection.NewKeySet(keys.Resource), projection.NewKeySet(keys.Span)
 				timed(b, p, func(m *meter) {
-					walkSink += walk(batches[0], resource, span)
+					walkSink += walk(batches[0], &resource, &span)
 				})
 			})
 			b.Run("stage-cgo-call", func(b *testing.B) {

@@ -319,17 +319,17 @@ func TestConcurrentAppend(t *testing.T) {
 
 func TestKeySet(t *testing.T) {
 	long := strings.Repeat("k", 100)
-	s := newKeySet([]string{"a.b", "c.d", "a.b", long, ""})
+	s := NewKeySet([]string{"a.b", "c.d", "a.b", long, ""})
 	for k, want := range map[string]bool{"a.b": true, "c.d": true, long: true, "": true, "a.c": false, "a.bc": false, long + "k": false} {
-		if s.has(k) != want {
-			t.Errorf("has(%q) = %v, want %v", k, !want, want)
+		if s.Has(k) != want {
+			t.Errorf("Has(%q) = %v, want %v", k, !want, want)
 		}
 	}
 	if len(s.byLen[3]) != 2 {
 		t.Errorf("keys of length 3: %q", s.byLen[3])
 	}
-	var none keySet
-	if none.has("") || none.has("x") {
+	var none KeySet
+	if none.Has("") || none.Has("x") {
 		t.Error("an empty set has keys")
 	}
 }
