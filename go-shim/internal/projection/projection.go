@@ -300,6 +300,13 @@ func (w *writer) span(s ptrace.Span, named bool, keys *KeySet, names bool) {
 		b = append(b, 15<<3|2, byte(1+uvarintLen(uint64(c))), 3<<3) // Status.code, a varint
 		b = appendVarint(b, uint64(c))
 	}
+	// The span's length in its two padded bytes, written here rather than
+	// by end: a span is almost always shorter than 16 KiB.
+	if n := len(b) - at; n < 1<<(7*narrow) {
+		b[at-2], b[at-1] = byte(n)|0x80, byte(n>>7)
+		w.buf = b
+		return
+	}
 	w.buf = b
 	w.end(at, narrow)
 }
