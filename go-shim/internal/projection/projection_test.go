@@ -106,6 +106,11 @@ func batches() []ptrace.Traces {
 	db.Attributes().PutStr("db.system", "postgresql")
 	db.Attributes().PutStr("db.name", "orders")
 	db.Attributes().PutEmpty("dim.a")
+	// A key and string value of 121 bytes together, the longest written
+	// with one-byte lengths throughout, and one of 122.
+	edge := addSpan(td, "client", ptrace.SpanKindClient, 6, 2, 0)
+	edge.Attributes().PutStr("dim.a", strings.Repeat("e", 121-len("dim.a")))
+	edge.Attributes().PutStr("dim.b", strings.Repeat("f", 122-len("dim.b")))
 	out = append(out, td)
 
 	// Many spans in one scope: lengths beyond two bytes.
