@@ -207,7 +207,7 @@ func (w *writer) resource(m pcommon.Map, keys *KeySet) (named bool) {
 			named = true
 		}
 		if keys.Has(k) {
-			w.keyValue(1, k, v, 1)
+			w.buf = appendKeyValue(w.buf, 1, k, v)
 		}
 		return true
 	})
