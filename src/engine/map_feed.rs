@@ -172,7 +172,7 @@ impl Engine {
                 g.sync_generation();
             }
         }
-        let GraphState { graph, cache, generation, .. } = g;
+        let GraphState { graph, cache, generation, facts: known_facts, .. } = g;
         let tick = graph.tick(now_ns);
         for e in events.edges.iter().chain(&events.entries) {
             let key = EdgeCache::key(e.client, e.server);
@@ -192,8 +192,10 @@ impl Engine {
                     };
                     let Some(i) = graph.edge_index(&o, now_ns) else { continue };
                     if graph.generation() != *generation {
-                        // Room was made: cached indexes moved.
+                        // Room was made: cached indexes moved, and a service
+                        // whose node went must report its facts again.
                         cache.clear();
+                        known_facts.clear();
                         *generation = graph.generation();
                     }
                     cache.insert(key, i);

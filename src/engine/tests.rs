@@ -84,32 +84,34 @@ fn every_trace_id_byte_chooses_the_shard() {
     assert!(seen.iter().all(|&c| c >= 4), "uneven spread: {seen:?}");
 }
 
-/// One resource per service, each with one client span.
-fn one_span_per_service(services: &[&str]) -> Vec<u8> {
+/// One resource per span, each a client span of the named service (version
+/// 1) with its span ID; `db` makes it a database call.
+fn client_spans(spans: &[(&str, u8, bool)]) -> Vec<u8> {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
     use prost::Message;
-    let resource_spans = services
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+        ..Default::default()
+    };
+    let resource_spans = spans
         .iter()
-        .enumerate()
-        .map(|(i, s)| ResourceSpans {
+        .map(|&(service, id, db)| ResourceSpans {
             resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue { value: Some(any_value::Value::StringValue(s.to_string())) }),
-                    ..Default::default()
-                }],
+                attributes: vec![kv("service.name", service), kv("service.version", "1")],
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
                 spans: vec![Span {
-                    trace_id: vec![i as u8 + 1; 16],
-                    span_id: vec![i as u8 + 1; 8],
+                    trace_id: vec![id; 16],
+                    span_id: vec![id; 8],
                     kind: span::SpanKind::Client as i32,
                     start_time_unix_nano: 1,
                     end_time_unix_nano: 2,
+                    attributes: if db { vec![kv("db.system", "postgresql"), kv("db.name", "orders")] } else { vec![] },
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -120,10 +122,15 @@ fn one_span_per_service(services: &[&str]) -> Vec<u8> {
     ExportTraceServiceRequest { resource_spans }.encode_to_vec()
 }
 
+fn one_span_per_service(services: &[&str]) -> Vec<u8> {
+    let spans: Vec<(&str, u8, bool)> = services.iter().enumerate().map(|(i, &s)| (s, i as u8 + 1, false)).collect();
+    client_spans(&spans)
+}
+
 #[test]
 fn a_full_map_keeps_the_facts_of_the_services_it_knows() {
     // The facts last seen per service are kept so that a known service's
-    // costs a comparison of bytes; the cache is bounded by the node cap. A
+    // unchanged facts cost a comparison of bytes; the cache is bounded by the node cap. A
     // batch of known services at the cap must not clear it, or every
     // service's facts are converted and reported again on every batch.
     let mut c = Config::preset(crate::config::Compat::Tempo);
@@ -140,4 +147,28 @@ fn a_full_map_keeps_the_facts_of_the_services_it_knows() {
     assert_eq!(known(&e), 0);
     e.consume(&one_span_per_service(&["e"]), 40).unwrap();
     assert_eq!(known(&e), 1);
+}
+
+#[test]
+fn a_service_whose_node_made_room_reports_its_facts_again() {
+    // The map at its node cap makes room for a database node when a's
+    // database call expires, removing a, the least recently seen service;
+    // the call brings a back as the edge's client, without facts. The next
+    // span of a's must report them again, though they have not changed.
+    let mut c = Config::preset(crate::config::Compat::Tempo);
+    c.max_graph_nodes = 4;
+    let wait = c.wait.as_nanos() as u64;
+    let e = Engine::new(c);
+    e.consume(&client_spans(&[("a", 1, false)]), 10).unwrap();
+    e.consume(&client_spans(&[("b", 2, false), ("c", 3, false), ("d", 4, false)]), 20).unwrap();
+    e.consume(&client_spans(&[("a", 5, true)]), 30).unwrap();
+    let later = 30 + wait + 1;
+    e.expire(later);
+    let version = |e: &Engine| {
+        let view = e.graph_view(later).unwrap();
+        view.nodes.iter().find(|n| n.name == "a").map(|n| n.facts.version.clone())
+    };
+    assert_eq!(version(&e), Some(String::new()), "a came back with the database edge, without facts");
+    e.consume(&client_spans(&[("a", 6, false)]), later).unwrap();
+    assert_eq!(version(&e), Some("1".to_string()));
 }
