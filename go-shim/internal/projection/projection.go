@@ -195,6 +195,10 @@ const (
 	wide   = 4
 )
 
+// span writes a span's narrow length prefix as two bytes itself: this stops
+// the build if narrow changes.
+var _ [1]struct{} = [narrow - 1]struct{}{}
+
 type writer struct {
 	buf []byte
 }
@@ -302,7 +306,7 @@ func (w *writer) span(s ptrace.Span, named bool, keys *KeySet, names bool) {
 	}
 	// The span's length in its two padded bytes, written here rather than
 	// by end: a span is almost always shorter than 16 KiB.
-	if n := len(b) - at; n < 1<<(7*narrow) {
+	if n := len(b) - at; n < 1<<14 {
 		b[at-2], b[at-1] = byte(n)|0x80, byte(n>>7)
 		w.buf = b
 		return
