@@ -172,11 +172,10 @@ impl Engine {
                 g.sync_generation();
             }
         }
-        let GraphState { graph, cache, generation, facts: known_facts, .. } = g;
-        let tick = graph.tick(now_ns);
+        let tick = g.graph.tick(now_ns);
         for e in events.edges.iter().chain(&events.entries) {
             let key = EdgeCache::key(e.client, e.server);
-            let i = match cache.get(key) {
+            let i = match g.cache.get(key) {
                 Some(i) => i,
                 None => {
                     let o = Observation {
@@ -190,15 +189,11 @@ impl Engine {
                         virtual_client: e.inferred == Virtual::Client,
                         virtual_server: e.inferred == Virtual::Server,
                     };
-                    let Some(i) = graph.edge_index(&o, now_ns) else { continue };
-                    if graph.generation() != *generation {
-                        // Room was made: cached indexes moved, and a service
-                        // whose node went must report its facts again.
-                        cache.clear();
-                        known_facts.clear();
-                        *generation = graph.generation();
-                    }
-                    cache.insert(key, i);
+                    let Some(i) = g.graph.edge_index(&o, now_ns) else { continue };
+                    // If room was made, cached indexes moved, and a service
+                    // whose node went must report its facts again.
+                    g.sync_generation();
+                    g.cache.insert(key, i);
                     i
                 }
             };
@@ -211,7 +206,7 @@ impl Engine {
                 latency_s: if e.inferred == Virtual::Server { e.client_s } else { e.server_s },
                 trace_id: e.trace_id,
             };
-            graph.add(i, &sample, || names.get(e.protocol), tick);
+            g.graph.add(i, &sample, || names.get(e.protocol), tick);
         }
     }
 

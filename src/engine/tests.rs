@@ -130,9 +130,9 @@ fn one_span_per_service(services: &[&str]) -> Vec<u8> {
 #[test]
 fn a_full_map_keeps_the_facts_of_the_services_it_knows() {
     // The facts last seen per service are kept so that a known service's
-    // unchanged facts cost a comparison of bytes; the cache is bounded by the node cap. A
-    // batch of known services at the cap must not clear it, or every
-    // service's facts are converted and reported again on every batch.
+    // unchanged facts cost a comparison of bytes; the cache is bounded by
+    // the node cap. A batch of known services at the cap must not clear it,
+    // or every service's facts are converted and reported again each batch.
     let mut c = Config::preset(crate::config::Compat::Tempo);
     c.max_graph_nodes = 4;
     let e = Engine::new(c);
