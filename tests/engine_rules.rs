@@ -123,6 +123,42 @@ fn unprefixed_dimensions_take_the_last_written_side() {
 }
 
 #[test]
+fn a_dimension_on_the_resource_wins_for_every_span_of_it() {
+    // Resources are resolved once per batch; each span of a resource without
+    // the key still reads its own, and a value that is not a string is
+    // written as its label on every span.
+    let e = engine(r#"{"dimensions":["tier"]}"#);
+    let client = |t: u8, tier: Option<&str>| {
+        let sp = span(CLIENT, trace(t), sid(1), None, T0, T0 + SEC);
+        match tier {
+            Some(v) => with_attrs(sp, vec![s("tier", v)]),
+            None => sp,
+        }
+    };
+    let server = |t: u8| span(SERVER, trace(t), sid(2), Some(sid(1)), T0, T0 + SEC);
+    let b = batch(vec![
+        resource(Some("a"), vec![s("tier", "front")], vec![client(1, Some("ignored")), client(2, None)]),
+        resource(Some("c"), vec![], vec![client(3, Some("one")), client(4, None), client(5, Some("two"))]),
+        resource(Some("e"), vec![i("tier", 7)], vec![client(6, Some("ignored")), client(7, None)]),
+        resource(Some("b"), vec![], (1..=7).map(server).collect()),
+    ]);
+    e.consume(&b, T0).unwrap();
+    let m = scrape(&e, T0);
+    let got: Vec<(&str, f64)> =
+        m.iter().filter(|(k, _)| k.starts_with(&format!("{TOTAL}{{"))).map(|(k, v)| (&k[TOTAL.len()..], *v)).collect();
+    assert_eq!(
+        got,
+        [
+            (r#"{client="a",server="b",tier="front"}"#, 2.0),
+            (r#"{client="c",server="b",tier="one"}"#, 1.0),
+            (r#"{client="c",server="b",tier="two"}"#, 1.0),
+            (r#"{client="c",server="b"}"#, 1.0),
+            (r#"{client="e",server="b",tier="7"}"#, 2.0),
+        ]
+    );
+}
+
+#[test]
 fn prefixed_dimensions_keep_both_sides_and_sanitize_names() {
     let e = engine(r#"{"dimensions":["k8s.namespace"],"enable_client_server_prefix":true}"#);
     let b = batch(vec![

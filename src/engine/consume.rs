@@ -23,6 +23,15 @@ impl ProtocolCache<'_> {
     const MAX: usize = 16;
 }
 
+/// A slot of [`Scratch::resource_dims`] not asked yet. A dimension's value on
+/// a resource wins over the span's, so a resource's string value there is
+/// resolved once, at its first span that asks, for every span of it. (Both
+/// markers are beyond any interned id: ids index the interner's strings.)
+const DIM_UNSET: u32 = u32::MAX;
+/// A slot whose resource holds no string for the dimension: each span looks
+/// for itself, as [`Engine::lookup`] does.
+const DIM_PER_SPAN: u32 = u32::MAX - 1;
+
 /// A span ready to pair: its side, the key it pairs on, its dimension values.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Prepared {
@@ -166,7 +175,7 @@ impl Engine {
     /// (nothing of theirs is interned); the value returned counts them.
     pub(super) fn prepare<'a>(&self, b: &mut Borrowed<'a>, s: &mut Scratch) -> u64 {
         let Borrowed { batch, facts, protocols } = b;
-        let Scratch { prepared: out, dims, services, .. } = s;
+        let Scratch { prepared: out, dims, services, resource_dims, .. } = s;
         out.clear();
         dims.clear();
         let mut filtered = 0;
@@ -191,6 +200,12 @@ impl Engine {
             }
         }
         let d = self.dims_per_side();
+        // A resource may hold a dimension if its key mask says so (a key past
+        // the mask's 64 bits is taken as on every resource); the others' spans
+        // look each value up as before.
+        let dims_mask = self.keys.dimensions.iter().fold(0u64, |m, &k| m | 1u64.checked_shl(k as u32).unwrap_or(!0));
+        resource_dims.clear();
+        resource_dims.resize(batch.resources.len() * d, DIM_UNSET);
         for span in &batch.spans {
             let client_side = matches!(span.kind, SpanKind::Client | SpanKind::Producer);
             if !self.filter.is_empty() && !self.filter.keeps(batch, span) {
@@ -199,9 +214,24 @@ impl Engine {
                 continue;
             }
             let dims_at = dims.len() as u32;
-            for &k in &self.keys.dimensions {
-                let v = self.lookup(batch, span, k);
-                dims.push(v.map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY));
+            let per_span = |k: usize, r: &mut Resolver<'_>| {
+                self.lookup(batch, span, k).map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY)
+            };
+            if batch.resources[span.resource as usize].mask & dims_mask != 0 {
+                let slots = &mut resource_dims[span.resource as usize * d..][..d];
+                for (&k, slot) in self.keys.dimensions.iter().zip(slots) {
+                    if *slot == DIM_UNSET {
+                        *slot = match batch.resource_value(span.resource, k) {
+                            Some(v @ AttrValue::Str(_)) => r.value(&v, self.es6()),
+                            _ => DIM_PER_SPAN,
+                        };
+                    }
+                    dims.push(if *slot == DIM_PER_SPAN { per_span(k, &mut r) } else { *slot });
+                }
+            } else {
+                for &k in &self.keys.dimensions {
+                    dims.push(per_span(k, &mut r));
+                }
             }
             debug_assert_eq!(dims.len() - dims_at as usize, d);
             let peer = if client_side || self.config.peer_attributes_on_server_spans {

@@ -28,6 +28,9 @@ pub(super) struct Scratch {
     pub(super) dims: Vec<u32>,
     pub(super) facts: Vec<ResourceFacts<'static>>,
     pub(super) services: Vec<u32>,
+    /// Per resource and dimension, the value's id once resolved (see
+    /// `consume::DIM_UNSET`).
+    pub(super) resource_dims: Vec<u32>,
     pub(super) protocols: Vec<(&'static [u8], u32)>,
     /// The routing's counting sort: where each shard's spans start, the
     /// next free place per shard, the spans in shard order.
@@ -66,7 +69,20 @@ impl Scratch {
     /// Frees the buffers grown past [`KEEP_BYTES`]; the others are left as
     /// they are (each call clears what it uses).
     fn trim(&mut self) {
-        let Scratch { batch, prepared, dims, facts, services, protocols, starts, fill, order, busy, events } = self;
+        let Scratch {
+            batch,
+            prepared,
+            dims,
+            facts,
+            services,
+            resource_dims,
+            protocols,
+            starts,
+            fill,
+            order,
+            busy,
+            events,
+        } = self;
         let Batch { resources, spans, values, links, names, .. } = batch;
         trim(resources);
         trim(spans);
@@ -77,6 +93,7 @@ impl Scratch {
         trim(dims);
         trim(facts);
         trim(services);
+        trim(resource_dims);
         trim(protocols);
         trim(starts);
         trim(fill);
