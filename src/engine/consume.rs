@@ -175,12 +175,12 @@ impl Engine {
     /// (nothing of theirs is interned); the value returned counts them.
     pub(super) fn prepare<'a>(&self, b: &mut Borrowed<'a>, s: &mut Scratch) -> u64 {
         let Borrowed { batch, facts, protocols } = b;
-        let Scratch { prepared: out, dims, services, resource_dims, .. } = s;
+        let Scratch { prepared: out, dims, services, resource_dims, recent, .. } = s;
         out.clear();
         dims.clear();
         let mut filtered = 0;
         out.reserve(batch.spans.len());
-        let mut r = Resolver::new(&self.interner, self.config.max_label_value_length);
+        let mut r = Resolver::new(&self.interner, self.config.max_label_value_length, recent);
         services.clear();
         services
             .extend(batch.resources.iter().map(|res| res.service.map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY)));

@@ -17,7 +17,7 @@ use crate::exposition;
 use crate::map::{self, Facts, Graph, History, Limits, Observation, Sample, View, Window};
 use crate::pairing::shard::{Shard, shard_index, side_key, slot_dims, write_slot_dims};
 use crate::pairing::{Expiry, ExpiryRules, HalfEdge, Key, SideWrite, Store};
-use crate::series::intern::{EMPTY, Interner, Resolver};
+use crate::series::intern::{EMPTY, Interner, Recent, Resolver};
 use crate::series::native;
 use crate::series::{
     ConnType, DimLabels, EdgeEvent, EdgeSeries, Entry, Events, SeriesTable, SideCount, SideKey, SideSeries, Snapshot,

@@ -31,6 +31,8 @@ pub(super) struct Scratch {
     /// Per resource and dimension, the value's id once resolved (see
     /// `consume::DIM_UNSET`).
     pub(super) resource_dims: Vec<u32>,
+    /// Label values resolved by earlier calls (see [`Recent`]).
+    pub(super) recent: Recent,
     pub(super) protocols: Vec<(&'static [u8], u32)>,
     /// The routing's counting sort: where each shard's spans start, the
     /// next free place per shard, the spans in shard order.
@@ -76,6 +78,7 @@ impl Scratch {
             facts,
             services,
             resource_dims,
+            recent: _,
             protocols,
             starts,
             fill,

@@ -18,6 +18,9 @@ pub struct Interner {
     table: HashTable<Entry>,
     hasher: RandomState,
     bytes: usize,
+    /// How many compactions made this interner: ids stay what they are until
+    /// the next one, which [`Recent`] checks.
+    epoch: u64,
 }
 
 /// A table entry: the id and, for strings of at most 16 bytes, the whole
@@ -63,7 +66,13 @@ impl Entry {
 
 impl Default for Interner {
     fn default() -> Self {
-        let mut i = Interner { strings: Vec::new(), table: HashTable::new(), hasher: RandomState::default(), bytes: 0 };
+        let mut i = Interner {
+            strings: Vec::new(),
+            table: HashTable::new(),
+            hasher: RandomState::default(),
+            bytes: 0,
+            epoch: 0,
+        };
         i.push("");
         i
     }
@@ -84,6 +93,11 @@ impl Interner {
         hasher.hash_one((head, tail, len))
     }
 
+    /// An empty interner to compact this one into: its ids are new.
+    pub fn successor(&self) -> Interner {
+        Interner { epoch: self.epoch + 1, ..Interner::default() }
+    }
+
     pub fn lookup(&self, s: &str) -> Option<u32> {
         self.lookup_bytes(s.as_bytes())
     }
@@ -93,15 +107,19 @@ impl Interner {
     #[inline]
     pub fn lookup_bytes(&self, b: &[u8]) -> Option<u32> {
         let len = b.len();
-        let found = if len <= PACKED {
+        if len <= PACKED {
             let (head, tail) = pack(b);
-            let h = Self::hash_packed(&self.hasher, (head, tail), len);
-            self.table.find(h, |e| e.len as usize == len && e.head == head && e.tail == tail)
-        } else {
-            let h = self.hasher.hash_one(b);
-            self.table.find(h, |e| e.len as usize == len && self.strings[e.id as usize].as_bytes() == b)
-        };
-        found.map(|e| e.id)
+            return self.lookup_packed(head, tail, len);
+        }
+        let h = self.hasher.hash_one(b);
+        self.table.find(h, |e| e.len as usize == len && self.strings[e.id as usize].as_bytes() == b).map(|e| e.id)
+    }
+
+    /// Looks up a string of at most [`PACKED`] bytes by its packed words.
+    #[inline]
+    fn lookup_packed(&self, head: u64, tail: u64, len: usize) -> Option<u32> {
+        let h = Self::hash_packed(&self.hasher, (head, tail), len);
+        self.table.find(h, |e| e.len as usize == len && e.head == head && e.tail == tail).map(|e| e.id)
     }
 
     fn push(&mut self, s: &str) -> u32 {
@@ -149,20 +167,62 @@ pub fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// The short values resolved last, direct-mapped by their packed words, kept
+/// from call to call: batches repeat a few values (methods, peers) on many
+/// spans, and a hit here costs a fraction of the table's look-up. Chosen
+/// values can only make it miss. An entry of length 0 is empty (an empty
+/// value never gets here).
+#[derive(Debug, Clone)]
+pub struct Recent {
+    /// The [`Interner::epoch`] whose ids the entries hold.
+    epoch: u64,
+    entries: [Entry; RECENT],
+}
+
+/// Entries in a [`Recent`].
+const RECENT: usize = 64;
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent { epoch: 0, entries: [Entry { id: 0, len: 0, head: 0, tail: 0 }; RECENT] }
+    }
+}
+
 /// Resolves many strings under one read lock, taking the write lock only for
 /// strings not seen before. Never hold a `Resolver` while taking a shard lock.
 pub struct Resolver<'a> {
     lock: &'a RwLock<Interner>,
     guard: Option<RwLockReadGuard<'a, Interner>>,
     max_len: usize,
+    recent: &'a mut Recent,
     /// Values whose string form was cut at the nesting limit, for the
     /// self-report's `values_truncated`.
     pub truncated: u64,
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(lock: &'a RwLock<Interner>, max_len: usize) -> Self {
-        Resolver { lock, guard: Some(lock.read().unwrap_or_else(|p| p.into_inner())), max_len, truncated: 0 }
+    pub fn new(lock: &'a RwLock<Interner>, max_len: usize, recent: &'a mut Recent) -> Self {
+        let guard = lock.read().unwrap_or_else(|p| p.into_inner());
+        if recent.epoch != guard.epoch {
+            *recent = Recent { epoch: guard.epoch, ..Recent::default() };
+        }
+        Resolver { lock, guard: Some(guard), max_len, recent, truncated: 0 }
+    }
+
+    /// The id of a held string of at most [`PACKED`] bytes, through
+    /// [`Resolver::recent`].
+    #[inline]
+    fn lookup_short(&mut self, b: &[u8]) -> Option<u32> {
+        let (head, tail) = pack(b);
+        let len = b.len() as u32;
+        let slot = ((head ^ tail.rotate_left(32) ^ u64::from(len)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize;
+        let e = &mut self.recent.entries[slot % RECENT];
+        if e.len == len && e.head == head && e.tail == tail {
+            return Some(e.id);
+        }
+        let id = self.guard.as_ref()?.lookup_packed(head, tail, b.len())?;
+        *e = Entry { id, len, head, tail };
+        Some(id)
     }
 
     #[inline]
@@ -190,7 +250,12 @@ impl<'a> Resolver<'a> {
                 return EMPTY;
             }
             if b.len() <= self.max_len {
-                if let Some(id) = self.guard.as_ref().and_then(|g| g.lookup_bytes(b)) {
+                let found = if b.len() <= PACKED {
+                    self.lookup_short(b)
+                } else {
+                    self.guard.as_ref().and_then(|g| g.lookup_bytes(b))
+                };
+                if let Some(id) = found {
                     return id;
                 }
             }
@@ -246,9 +311,44 @@ mod tests {
     }
 
     #[test]
+    fn recent_values_give_the_current_ids_across_calls_and_compactions() {
+        let lock = RwLock::new(Interner::default());
+        let mut recent = Recent::default();
+        // More short values than entries, so that they displace each other.
+        let values: Vec<String> = (0..1000).map(|n| format!("v{n}")).collect();
+        let first: Vec<u32> = {
+            let mut r = Resolver::new(&lock, 64, &mut recent);
+            values.iter().map(|v| r.value(&AttrValue::Str(v.as_bytes()), false)).collect()
+        };
+        for _ in 0..2 {
+            let mut r = Resolver::new(&lock, 64, &mut recent);
+            let again: Vec<u32> = values.iter().map(|v| r.value(&AttrValue::Str(v.as_bytes()), false)).collect();
+            assert_eq!(again, first);
+        }
+        // A compaction renumbers: the same strings, held in another order.
+        let next = {
+            let old = lock.read().unwrap();
+            let mut next = old.successor();
+            for v in values.iter().rev() {
+                next.insert(v);
+            }
+            next
+        };
+        *lock.write().unwrap() = next;
+        let mut r = Resolver::new(&lock, 64, &mut recent);
+        // Last resolved first: those are the ones the entries hold.
+        for v in values.iter().rev() {
+            let want = r.lock.read().map(|i| i.lookup(v)).unwrap();
+            assert_eq!(Some(r.value(&AttrValue::Str(v.as_bytes()), false)), want, "{v}");
+        }
+        assert_ne!(r.value(&AttrValue::Str(b"v0"), false), first[0], "the ids did change");
+    }
+
+    #[test]
     fn values_are_found_by_their_bytes_or_written_first() {
         let lock = RwLock::new(Interner::default());
-        let mut r = Resolver::new(&lock, 8);
+        let mut recent = Recent::default();
+        let mut r = Resolver::new(&lock, 8, &mut recent);
         let a = r.value(&AttrValue::Str(b"checkout"), false);
         assert_eq!(r.id("checkout"), a);
         assert_eq!(r.value(&AttrValue::Str(b"checkout"), false), a);
@@ -266,7 +366,8 @@ mod tests {
     #[test]
     fn resolver_truncates_long_values() {
         let lock = RwLock::new(Interner::default());
-        let mut r = Resolver::new(&lock, 4);
+        let mut recent = Recent::default();
+        let mut r = Resolver::new(&lock, 4, &mut recent);
         let id = r.id("ünïcode");
         drop(r);
         assert_eq!(lock.read().unwrap().get(id), "ün");
