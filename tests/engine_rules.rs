@@ -124,36 +124,51 @@ fn unprefixed_dimensions_take_the_last_written_side() {
 
 #[test]
 fn a_dimension_on_the_resource_wins_for_every_span_of_it() {
-    // Resources are resolved once per batch; each span of a resource without
-    // the key still reads its own, and a value that is not a string is
-    // written as its label on every span.
-    let e = engine(r#"{"dimensions":["tier"]}"#);
-    let client = |t: u8, tier: Option<&str>| {
-        let sp = span(CLIENT, trace(t), sid(1), None, T0, T0 + SEC);
-        match tier {
-            Some(v) => with_attrs(sp, vec![s("tier", v)]),
-            None => sp,
-        }
+    // Resources are resolved once per batch and dimension: a resource that
+    // holds one dimension leaves the other to each span, a resource without
+    // it leaves it to each span, and a value that is not a string is written
+    // as its label. The second batch has other resources at the same places.
+    let e = engine(r#"{"dimensions":["tier","zone"]}"#);
+    let client = |t: u8, attrs: &[(&str, &str)]| {
+        with_attrs(span(CLIENT, trace(t), sid(1), None, T0, T0 + SEC), attrs.iter().map(|(k, v)| s(k, v)).collect())
     };
     let server = |t: u8| span(SERVER, trace(t), sid(2), Some(sid(1)), T0, T0 + SEC);
-    let b = batch(vec![
-        resource(Some("a"), vec![s("tier", "front")], vec![client(1, Some("ignored")), client(2, None)]),
-        resource(Some("c"), vec![], vec![client(3, Some("one")), client(4, None), client(5, Some("two"))]),
-        resource(Some("e"), vec![i("tier", 7)], vec![client(6, Some("ignored")), client(7, None)]),
-        resource(Some("b"), vec![], (1..=7).map(server).collect()),
+    let first = batch(vec![
+        resource(
+            Some("a"),
+            vec![s("tier", "front")],
+            vec![client(1, &[("tier", "ignored"), ("zone", "z1")]), client(2, &[("zone", "z2")]), client(3, &[])],
+        ),
+        resource(Some("g"), vec![s("tier", "gt"), s("zone", "gz")], vec![client(11, &[("zone", "ignored")])]),
+        resource(Some("h"), vec![s("tier", "ht")], vec![client(12, &[])]),
+        resource(Some("c"), vec![], vec![client(4, &[("tier", "one")]), client(5, &[]), client(6, &[("tier", "two")])]),
+        resource(Some("e"), vec![i("tier", 7)], vec![client(7, &[("tier", "ignored")]), client(8, &[])]),
+        resource(Some("b"), vec![], [1, 2, 3, 4, 5, 6, 7, 8, 11, 12].map(server).to_vec()),
     ]);
-    e.consume(&b, T0).unwrap();
+    let second = batch(vec![
+        resource(Some("a"), vec![s("tier", "back"), s("zone", "z9")], vec![client(10, &[("zone", "z3")])]),
+        resource(Some("c"), vec![], vec![client(9, &[("tier", "three")])]),
+        resource(Some("b"), vec![], (9..=10).map(server).collect()),
+    ]);
+    e.consume(&first, T0).unwrap();
+    e.consume(&second, T0).unwrap();
     let m = scrape(&e, T0);
     let got: Vec<(&str, f64)> =
         m.iter().filter(|(k, _)| k.starts_with(&format!("{TOTAL}{{"))).map(|(k, v)| (&k[TOTAL.len()..], *v)).collect();
     assert_eq!(
         got,
         [
-            (r#"{client="a",server="b",tier="front"}"#, 2.0),
+            (r#"{client="a",server="b",tier="back",zone="z9"}"#, 1.0),
+            (r#"{client="a",server="b",tier="front",zone="z1"}"#, 1.0),
+            (r#"{client="a",server="b",tier="front",zone="z2"}"#, 1.0),
+            (r#"{client="a",server="b",tier="front"}"#, 1.0),
             (r#"{client="c",server="b",tier="one"}"#, 1.0),
+            (r#"{client="c",server="b",tier="three"}"#, 1.0),
             (r#"{client="c",server="b",tier="two"}"#, 1.0),
             (r#"{client="c",server="b"}"#, 1.0),
             (r#"{client="e",server="b",tier="7"}"#, 2.0),
+            (r#"{client="g",server="b",tier="gt",zone="gz"}"#, 1.0),
+            (r#"{client="h",server="b",tier="ht"}"#, 1.0),
         ]
     );
 }

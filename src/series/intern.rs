@@ -7,6 +7,7 @@ use crate::wire::attributes::AttrValue;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{RwLock, RwLockReadGuard};
 
 /// The empty string's id.
@@ -18,8 +19,8 @@ pub struct Interner {
     table: HashTable<Entry>,
     hasher: RandomState,
     bytes: usize,
-    /// How many compactions made this interner: ids stay what they are until
-    /// the next one, which [`Recent`] checks.
+    /// Unique to this interner (see [`EPOCHS`]): a compaction replaces the
+    /// interner and renumbers the ids, which [`Recent`] checks.
     epoch: u64,
 }
 
@@ -34,6 +35,10 @@ struct Entry {
     head: u64,
     tail: u64,
 }
+
+/// Where each new interner's epoch comes from; [`Recent::default`] holds
+/// `u64::MAX`, which no interner reaches.
+static EPOCHS: AtomicU64 = AtomicU64::new(0);
 
 /// At most this many bytes are packed into an [`Entry`].
 const PACKED: usize = 16;
@@ -71,7 +76,7 @@ impl Default for Interner {
             table: HashTable::new(),
             hasher: RandomState::default(),
             bytes: 0,
-            epoch: 0,
+            epoch: EPOCHS.fetch_add(1, Relaxed),
         };
         i.push("");
         i
@@ -91,11 +96,6 @@ impl Interner {
     #[inline]
     fn hash_packed(hasher: &RandomState, (head, tail): (u64, u64), len: usize) -> u64 {
         hasher.hash_one((head, tail, len))
-    }
-
-    /// An empty interner to compact this one into: its ids are new.
-    pub fn successor(&self) -> Interner {
-        Interner { epoch: self.epoch + 1, ..Interner::default() }
     }
 
     pub fn lookup(&self, s: &str) -> Option<u32> {
@@ -182,9 +182,14 @@ pub struct Recent {
 /// Entries in a [`Recent`].
 const RECENT: usize = 64;
 
+impl Entry {
+    /// An entry of length 0: empty, since no string of length 0 is looked up.
+    const NONE: Entry = Entry { id: 0, len: 0, head: 0, tail: 0 };
+}
+
 impl Default for Recent {
     fn default() -> Self {
-        Recent { epoch: 0, entries: [Entry { id: 0, len: 0, head: 0, tail: 0 }; RECENT] }
+        Recent { epoch: u64::MAX, entries: [Entry::NONE; RECENT] }
     }
 }
 
@@ -204,7 +209,7 @@ impl<'a> Resolver<'a> {
     pub fn new(lock: &'a RwLock<Interner>, max_len: usize, recent: &'a mut Recent) -> Self {
         let guard = lock.read().unwrap_or_else(|p| p.into_inner());
         if recent.epoch != guard.epoch {
-            *recent = Recent { epoch: guard.epoch, ..Recent::default() };
+            *recent = Recent { epoch: guard.epoch, entries: [Entry::NONE; RECENT] };
         }
         Resolver { lock, guard: Some(guard), max_len, recent, truncated: 0 }
     }
@@ -215,8 +220,8 @@ impl<'a> Resolver<'a> {
     fn lookup_short(&mut self, b: &[u8]) -> Option<u32> {
         let (head, tail) = pack(b);
         let len = b.len() as u32;
-        let slot = ((head ^ tail.rotate_left(32) ^ u64::from(len)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize;
-        let e = &mut self.recent.entries[slot % RECENT];
+        let h = (head ^ tail.rotate_left(32) ^ u64::from(len)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let e = &mut self.recent.entries[(h >> (64 - RECENT.trailing_zeros())) as usize & (RECENT - 1)];
         if e.len == len && e.head == head && e.tail == tail {
             return Some(e.id);
         }
@@ -314,34 +319,42 @@ mod tests {
     fn recent_values_give_the_current_ids_across_calls_and_compactions() {
         let lock = RwLock::new(Interner::default());
         let mut recent = Recent::default();
-        // More short values than entries, so that they displace each other.
-        let values: Vec<String> = (0..1000).map(|n| format!("v{n}")).collect();
-        let first: Vec<u32> = {
-            let mut r = Resolver::new(&lock, 64, &mut recent);
-            values.iter().map(|v| r.value(&AttrValue::Str(v.as_bytes()), false)).collect()
+        // Values that pack alike and differ only in length, and more short
+        // values than entries, so that they displace each other.
+        let mut values: Vec<String> = ["a", "aa", "aaa", "v1", "v11", "v111"].map(String::from).to_vec();
+        values.extend((0..200).map(|n| format!("value-{n}")));
+        let resolve = |lock: &RwLock<Interner>, recent: &mut Recent| -> Vec<u32> {
+            let mut r = Resolver::new(lock, 64, recent);
+            // Each value twice in a row: the second is found in its entry.
+            values
+                .iter()
+                .map(|v| {
+                    let first = r.value(&AttrValue::Str(v.as_bytes()), false);
+                    assert_eq!(r.value(&AttrValue::Str(v.as_bytes()), false), first, "{v}");
+                    first
+                })
+                .collect()
         };
+        let first = resolve(&lock, &mut recent);
         for _ in 0..2 {
-            let mut r = Resolver::new(&lock, 64, &mut recent);
-            let again: Vec<u32> = values.iter().map(|v| r.value(&AttrValue::Str(v.as_bytes()), false)).collect();
-            assert_eq!(again, first);
+            assert_eq!(resolve(&lock, &mut recent), first);
         }
-        // A compaction renumbers: the same strings, held in another order.
-        let next = {
-            let old = lock.read().unwrap();
-            let mut next = old.successor();
-            for v in values.iter().rev() {
-                next.insert(v);
-            }
-            next
-        };
+        for (v, &id) in values.iter().zip(&first) {
+            assert_eq!(lock.read().unwrap().get(id), v);
+        }
+        // A compaction renumbers: the same strings in a new interner, in
+        // another order. The values resolved last are checked first, while
+        // their old ids are still in the entries.
+        let mut next = Interner::default();
+        for v in values.iter().rev() {
+            next.insert(v);
+        }
+        let want: Vec<u32> = values.iter().rev().map(|v| next.lookup(v).unwrap()).collect();
         *lock.write().unwrap() = next;
         let mut r = Resolver::new(&lock, 64, &mut recent);
-        // Last resolved first: those are the ones the entries hold.
-        for v in values.iter().rev() {
-            let want = r.lock.read().map(|i| i.lookup(v)).unwrap();
-            assert_eq!(Some(r.value(&AttrValue::Str(v.as_bytes()), false)), want, "{v}");
-        }
-        assert_ne!(r.value(&AttrValue::Str(b"v0"), false), first[0], "the ids did change");
+        let got: Vec<u32> = values.iter().rev().map(|v| r.value(&AttrValue::Str(v.as_bytes()), false)).collect();
+        assert_eq!(got, want);
+        assert_ne!(want.last(), first.first(), "the ids did change");
     }
 
     #[test]

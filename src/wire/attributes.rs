@@ -184,8 +184,16 @@ pub struct KeySet {
     /// Bits of the protocol keys, so a span without any is told in one test
     /// (all ones when one of them is beyond the mask's 64 bits).
     pub protocol_mask: u64,
+    /// Bits of the dimension keys, the same way.
+    pub dimensions_mask: u64,
     /// Span names are read (a filter policy looks at them).
     pub span_name: bool,
+}
+
+/// The mask bits of `keys`: all ones when one of them is beyond the 64 bits,
+/// so that a test against it never rules such a key out.
+fn mask_of(keys: &[usize]) -> u64 {
+    keys.iter().fold(0, |m, &k| if k < 64 { m | 1 << k } else { u64::MAX })
 }
 
 impl KeySet {
@@ -212,9 +220,11 @@ impl KeySet {
             http: [0; 2],
             presence_only: 0,
             protocol_mask: 0,
+            dimensions_mask: 0,
             span_name: false,
         };
         ks.dimensions = config.dimensions.iter().map(|k| ks.add(k)).collect();
+        ks.dimensions_mask = mask_of(&ks.dimensions);
         ks.peer = config.peer_attributes.iter().map(|k| ks.add(k)).collect();
         ks.database = config.database_name_attributes.iter().map(|k| ks.add(k)).collect();
         ks.peer_service = ks.add("peer.service");
@@ -249,7 +259,7 @@ impl KeySet {
             for k in ks.http.into_iter().filter(|&k| k >= others && k < 64) {
                 ks.presence_only |= 1 << k;
             }
-            ks.protocol_mask = ks.protocol.iter().fold(0, |m, &k| if k < 64 { m | 1 << k } else { u64::MAX });
+            ks.protocol_mask = mask_of(&ks.protocol);
         }
         ks.build_table();
         ks
