@@ -20,7 +20,7 @@ use crate::pairing::{Expiry, ExpiryRules, HalfEdge, Key, SideWrite, Store};
 use crate::series::intern::{EMPTY, Interner, Recent, Resolver};
 use crate::series::native;
 use crate::series::{
-    ConnType, DimLabels, EdgeEvent, EdgeSeries, Entry, Events, SeriesTable, SideCount, SideKey, SideSeries, Snapshot,
+    ConnType, DimLabels, EdgeEvent, EdgeSeries, Events, Kept, SeriesTable, SideCount, SideKey, SideSeries, Snapshot,
     Virtual,
 };
 use crate::wire::attributes::{AttrValue, KeySet};
@@ -123,6 +123,8 @@ pub struct Engine {
     dropped_sides: AtomicUsize,
     /// Consume calls' buffers, kept for the next calls.
     scratch: ScratchPool,
+    /// The last render's largest buffers, kept for the next.
+    spare: snapshot::Spare,
 }
 
 impl Engine {
@@ -194,6 +196,7 @@ impl Engine {
             waiting: AtomicUsize::new(0),
             no_dims: vec![EMPTY; keys_dims].into(),
             scratch: ScratchPool::default(),
+            spare: snapshot::Spare::default(),
         }
     }
 

@@ -172,3 +172,51 @@ fn a_service_whose_node_made_room_reports_its_facts_again() {
     e.consume(&client_spans(&[("a", 6, false)]), later).unwrap();
     assert_eq!(version(&e), Some("1".to_string()));
 }
+
+#[test]
+fn permute_puts_each_item_where_the_order_says() {
+    let mut rng = Rng::new(11);
+    for n in [0, 1, 2, 3, 10, 257] {
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let mut items: Vec<String> = (0..n).map(|i| format!("item {i}")).collect();
+        super::snapshot::permute(&mut items, &order);
+        let want: Vec<String> = order.iter().map(|i| format!("item {i}")).collect();
+        assert_eq!(items, want, "{n}");
+    }
+}
+
+#[test]
+fn a_render_after_the_buffers_were_kept_is_the_render_of_a_fresh_engine() {
+    // The first engine renders as its table grows and shrinks, reusing the
+    // buffers the render before kept; each rendering must be what an engine
+    // given the same spans, that never rendered, writes.
+    let mut c = Config::preset(crate::config::Compat::Tempo);
+    c.exemplars = true;
+    let kept = Engine::new(c.clone());
+    let services: Vec<String> = (0..40).map(|i| format!("svc-{i:02}")).collect();
+    let batch = |from: usize, to: usize, db: bool| {
+        let spans: Vec<(&str, u8, bool)> =
+            services[from..to].iter().enumerate().map(|(i, s)| (s.as_str(), (from + i) as u8 + 1, db)).collect();
+        client_spans(&spans)
+    };
+    let mut fresh_input = Vec::new();
+    for (now, (from, to)) in [(10, (0, 3)), (20, (3, 40)), (30, (0, 1))] {
+        kept.consume(&batch(from, to, true), now).unwrap();
+        fresh_input.push((batch(from, to, true), now));
+        let fresh = Engine::new(c.clone());
+        for (b, t) in &fresh_input {
+            fresh.consume(b, *t).unwrap();
+        }
+        for format in [Format::OtlpMetrics, Format::OpenMetrics, Format::Prometheus, Format::PrometheusProtobuf] {
+            let got = kept.render(format, now + 5);
+            assert_eq!(got, fresh.render(format, now + 5), "{format:?} at {now}");
+            assert!(!got.is_empty());
+        }
+    }
+    // 40 services, one database each side of the edge: 40 series held.
+    let spare = super::snapshot::spare_capacity(&kept);
+    assert!(spare.0 >= 40 && spare.0 <= 80, "{spare:?}");
+}

@@ -23,7 +23,7 @@ use crate::exposition::text::{
 use crate::exposition::text::whole;
 use crate::series::native::Native;
 use crate::series::{EdgeSeries, SideSeries, Snapshot};
-use crate::series::{Exemplar, Family as ExemplarFamily, Hist};
+use crate::series::{Family as ExemplarFamily, Hist, Row};
 
 /// `AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE`.
 const CUMULATIVE: u8 = 2;
@@ -101,9 +101,8 @@ pub fn encode_into<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64, out: &mu
     // Exemplars, when they are on: a histogram's, by bucket (the unset ones
     // are skipped as they are written).
     let on = snap.exemplar_label.is_some();
-    let exemplars = |e: &'a EdgeSeries, family| -> &'a [Exemplar] {
-        e.values.exemplars.as_ref().filter(|_| on).map_or(&[], |x| x.of(family))
-    };
+    let exemplars =
+        |e: &'a EdgeSeries, family| -> Row<'a> { if on { snap.exemplars_of(e, family) } else { Row::default() } };
     // Explicit buckets, exponential ones (the native buckets), or both
     // under the same name, as Tempo writes both to one store.
     let kinds: &[Kind] = match snap.histograms {
@@ -173,7 +172,7 @@ pub fn encode_into<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64, out: &mu
 
 /// A histogram as a data point of `kind`: its explicit buckets, or its native
 /// ones (none when it keeps none).
-fn hist_value<'a>(kind: Kind, h: &'a Hist, exemplars: &'a [Exemplar]) -> Option<Value<'a>> {
+fn hist_value<'a>(kind: Kind, h: &'a Hist, exemplars: Row<'a>) -> Option<Value<'a>> {
     match kind {
         Kind::Exponential => h.native.as_deref().map(|n| Value::Exp(h, n, exemplars)),
         _ => Some(Value::Hist(h, exemplars)),
@@ -218,10 +217,10 @@ struct Point<'a> {
 enum Value<'a> {
     Double(f64),
     Int(i64),
-    /// A histogram and its exemplars by bucket (unset ones included).
-    Hist(&'a Hist, &'a [Exemplar]),
-    /// A histogram's native buckets, as an exponential histogram, and its exemplars.
-    Exp(&'a Hist, &'a Native, &'a [Exemplar]),
+    /// A histogram and its set exemplars.
+    Hist(&'a Hist, Row<'a>),
+    /// A histogram's native buckets, as an exponential histogram, and its set exemplars.
+    Exp(&'a Hist, &'a Native, Row<'a>),
 }
 
 /// An `Exemplar` message's size: time (2), as_double (3), span_id (4),
@@ -306,7 +305,7 @@ impl Point<'_> {
                     + 9
                     + packed(h.buckets.len())
                     + packed(bounds.len())
-                    + x.iter().filter(|x| x.is_set()).count() * delimited(EXEMPLAR_LEN)
+                    + x.len() * delimited(EXEMPLAR_LEN)
                     + attrs.get(self.attrs, Kind::Histogram).len()
             }
             Value::Exp(h, n, x) => {
@@ -316,7 +315,7 @@ impl Point<'_> {
                     + if scale != 0 { 1 + varint_len(zigzag(i32::from(scale))) } else { 0 }
                     + fixed(whole(n.zero_count))
                     + delimited(buckets_len(offset, counts))
-                    + x.iter().filter(|x| x.is_set()).count() * delimited(EXEMPLAR_LEN)
+                    + x.len() * delimited(EXEMPLAR_LEN)
                     + if n.min_max.is_some() { 18 } else { 0 }
                     + if n.zero_threshold() != 0.0 { 9 } else { 0 }
                     + attrs.get(self.attrs, Kind::Exponential).len()
@@ -401,8 +400,8 @@ impl Point<'_> {
 }
 
 /// The set exemplars, as repeated field `tag` of a data point.
-fn put_exemplars(out: &mut Vec<u8>, tag: u8, exemplars: &[Exemplar]) {
-    for x in exemplars.iter().filter(|x| x.is_set()) {
+fn put_exemplars(out: &mut Vec<u8>, tag: u8, exemplars: Row<'_>) {
+    for x in exemplars.iter() {
         put_delimited(out, tag, EXEMPLAR_LEN);
         put_fixed(out, 2, x.at_ns);
         put_fixed(out, 3, x.value.to_bits());

@@ -20,7 +20,7 @@ use crate::exposition::text::{
 };
 use crate::series::exemplar::hex;
 use crate::series::native::MAX_SCHEMA;
-use crate::series::{EdgeSeries, Exemplar, Family as Which, Hist, SideSeries, Snapshot};
+use crate::series::{EdgeSeries, Exemplar, Family as Which, Hist, Row, SideSeries, Snapshot};
 use prost::Message;
 
 /// `io.prometheus.client` messages, the fields this writer fills.
@@ -203,10 +203,7 @@ pub fn render(snap: &Snapshot, out: &mut Vec<u8>) {
                     Which::Messaging => since(e.values.messaging_since_ns, e.values.created_ns),
                     _ => e.values.created_ns,
                 };
-                let exemplars = match (&snap.exemplar_label, &e.values.exemplars) {
-                    (Some(label), Some(x)) => Some((label.as_str(), x.of(*which))),
-                    _ => None,
-                };
+                let exemplars = snap.exemplar_label.as_deref().map(|label| (label, snap.exemplars_of(e, *which)));
                 Some(Metric {
                     label: l.clone(),
                     histogram: Some(histogram(snap, h, h.start_ns(created), exemplars)),
@@ -284,7 +281,7 @@ fn exemplar(label: &str, x: &Exemplar) -> model::Exemplar {
     model::Exemplar { label: vec![pair(label, &trace_id)], value: Some(x.value), timestamp: Some(timestamp(x.at_ns)) }
 }
 
-fn histogram(snap: &Snapshot, h: &Hist, start_ns: u64, exemplars: Option<(&str, &[Exemplar])>) -> model::Histogram {
+fn histogram(snap: &Snapshot, h: &Hist, start_ns: u64, exemplars: Option<(&str, Row<'_>)>) -> model::Histogram {
     let weighted = snap.weighted;
     let (sample_count, sample_count_float) = count(weighted, h.count);
     let mut out = model::Histogram {
@@ -294,8 +291,8 @@ fn histogram(snap: &Snapshot, h: &Hist, start_ns: u64, exemplars: Option<(&str, 
         created_timestamp: Some(timestamp(start_ns)),
         ..Default::default()
     };
-    let (label, examples) = exemplars.unwrap_or(("", &[]));
-    let set = |b: usize| examples.get(b).filter(|x| x.is_set()).map(|x| exemplar(label, x));
+    let (label, examples) = exemplars.unwrap_or_default();
+    let set = |b: usize| examples.get(b).map(|x| exemplar(label, x));
     if snap.histograms.classic() {
         // Every bound's cumulative count; the +Inf bucket, implied by the
         // sample count, is written only to carry its exemplar.
@@ -336,7 +333,7 @@ fn histogram(snap: &Snapshot, h: &Hist, start_ns: u64, exemplars: Option<(&str, 
             out.positive_span.push(BucketSpan { offset: Some(0), length: Some(0) });
         }
         // In time order, as Prometheus appends them.
-        let mut list: Vec<&Exemplar> = examples.iter().filter(|x| x.is_set()).collect();
+        let mut list: Vec<&Exemplar> = examples.iter().collect();
         list.sort_by_key(|x| x.at_ns);
         out.exemplars = list.into_iter().map(|x| exemplar(label, x)).collect();
     }

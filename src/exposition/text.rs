@@ -22,7 +22,7 @@
 
 use crate::series::Virtual;
 use crate::series::{EdgeSeries, SideSeries, Snapshot};
-use crate::series::{Exemplar, Family, Hist};
+use crate::series::{Family, Hist, Row};
 
 #[cfg(test)]
 pub(crate) mod oracle;
@@ -72,9 +72,6 @@ pub fn render_into(snap: &Snapshot, openmetrics: bool, out: &mut Vec<u8>) {
     let families = &families[..2 + usize::from(snap.messaging)];
     // Exemplars: OpenMetrics carries them, 0.0.4 does not.
     let exemplar_label = snap.exemplar_label.as_deref().filter(|_| openmetrics);
-    fn exemplars(e: &EdgeSeries, family: Family) -> &[Exemplar] {
-        e.values.exemplars.as_ref().map_or(&[], |x| x.of(family))
-    }
     // When each family of an edge began: the messaging one with its first observation.
     let created: [fn(&EdgeSeries) -> u64; 3] =
         [|e| e.values.created_ns, |e| e.values.created_ns, |e| since(e.values.messaging_since_ns, e.values.created_ns)];
@@ -109,7 +106,7 @@ pub fn render_into(snap: &Snapshot, openmetrics: bool, out: &mut Vec<u8>) {
                 }
                 if exemplar_label.is_some() {
                     // ` # {traceID="…"} value time` on the bucket lines that have one.
-                    size += exemplars(e, which).iter().filter(|x| x.is_set()).count() * 90;
+                    size += snap.exemplars_of(e, which).len() * 90;
                 }
             }
         }
@@ -141,7 +138,7 @@ pub fn render_into(snap: &Snapshot, openmetrics: bool, out: &mut Vec<u8>) {
         w.descriptor(&family.name, help, Kind::Histogram);
         for (i, e) in snap.edges.iter().enumerate() {
             if let Some(h) = get(e) {
-                w.histogram(family, labels.get(i), h, exemplar_label.map(|l| (l, exemplars(e, which))));
+                w.histogram(family, labels.get(i), h, exemplar_label.map(|l| (l, snap.exemplars_of(e, which))));
                 w.created(&family.created, labels.get(i), h.start_ns(created(e)));
             }
         }
@@ -447,19 +444,22 @@ impl Writer<'_> {
     /// exemplar (` # {traceID="…"} value time`). With fewer bounds than the
     /// histogram has (native histograms only), the +Inf line counts the
     /// rest and carries the last exemplar among them.
-    fn histogram(&mut self, family: &Histogram, labels: &str, h: &Hist, exemplars: Option<(&str, &[Exemplar])>) {
+    fn histogram(&mut self, family: &Histogram, labels: &str, h: &Hist, exemplars: Option<(&str, Row<'_>)>) {
         self.line(&family.sum, labels, Num::F64(h.sum));
         self.line(&family.count, labels, Num::U64(whole(h.count)));
         let o = &mut *self.out;
         let opens = if labels.len() > CLOSE.len() { &family.buckets_comma } else { &family.buckets };
-        let (label, exemplars) = exemplars.unwrap_or(("", &[]));
+        // Set exemplars in bucket order: a bucket takes its own, +Inf the last left.
+        let (label, Row(mut pending)) = exemplars.unwrap_or_default();
         let mut cumulative = 0u64;
         let last = family.buckets.len() - 1;
         for (b, open) in opens.iter().enumerate() {
-            let (weights, examples) = if b == last {
-                (h.buckets.get(b..).unwrap_or(&[]), exemplars.get(b..).unwrap_or(&[]))
+            let (weights, example) = if b == last {
+                (h.buckets.get(b..).unwrap_or(&[]), pending.last())
             } else {
-                (&h.buckets[b..=b], exemplars.get(b..=b).unwrap_or(&[]))
+                let own = pending.first().filter(|k| k.bucket as usize == b);
+                pending = &pending[usize::from(own.is_some())..];
+                (&h.buckets[b..=b], own)
             };
             for &w in weights {
                 cumulative = cumulative.wrapping_add(whole(w));
@@ -467,7 +467,7 @@ impl Writer<'_> {
             o.extend_from_slice(open.as_bytes());
             o.extend_from_slice(labels.as_bytes());
             integer(o, cumulative);
-            if let Some(x) = examples.iter().rev().find(|x| x.is_set()) {
+            if let Some(x) = example.map(|k| &k.exemplar) {
                 o.extend_from_slice(b" # {");
                 o.extend_from_slice(label.as_bytes());
                 o.extend_from_slice(b"=\"");

@@ -73,6 +73,68 @@ impl Exemplars {
     pub fn slowest(&self, family: Family) -> Option<&Exemplar> {
         self.of(family).iter().rev().find(|e| e.is_set())
     }
+
+    /// Appends the set exemplars of each family not in `skip` to `out`, in
+    /// family then bucket order, and returns where each family's row lies
+    /// in `out`.
+    pub fn keep_set(&self, skip: [bool; 3], out: &mut Vec<Kept>) -> Rows {
+        let mut ends = [out.len() as u32; 4];
+        for (f, skipped) in skip.into_iter().enumerate() {
+            let row = self.slots.get(f * self.stride..(f + 1) * self.stride).unwrap_or(&[]);
+            if !skipped {
+                let set = row.iter().enumerate().filter(|(_, x)| x.is_set());
+                out.extend(set.map(|(b, &exemplar)| Kept { bucket: b as u32, exemplar }));
+            }
+            ends[f + 1] = out.len() as u32;
+        }
+        Rows(ends)
+    }
+}
+
+/// A set exemplar copied out of a series, with its bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Kept {
+    pub bucket: u32,
+    pub exemplar: Exemplar,
+}
+
+/// Where a series' kept exemplars lie in a list of [`Kept`]: family `f`'s
+/// row is `0[f]..0[f + 1]`. A snapshot copies only the set exemplars, most
+/// slots being empty: a copy of every slot was most of a render's bytes
+/// moved (1.7 KB a series against 96 for its two usual exemplars).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Rows(pub [u32; 4]);
+
+impl Rows {
+    /// Family `family`'s row within `list`.
+    pub fn of<'a>(&self, list: &'a [Kept], family: Family) -> Row<'a> {
+        let f = family as usize;
+        Row(list.get(self.0[f] as usize..self.0[f + 1] as usize).unwrap_or(&[]))
+    }
+}
+
+/// One histogram's set exemplars, in bucket order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Row<'a>(pub &'a [Kept]);
+
+impl<'a> Row<'a> {
+    /// The exemplar of bucket `bucket`, if it has one.
+    pub fn get(&self, bucket: usize) -> Option<&'a Exemplar> {
+        self.0.iter().find(|k| k.bucket as usize == bucket).map(|k| &k.exemplar)
+    }
+
+    /// The exemplars, in bucket order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a Exemplar> + use<'a> {
+        self.0.iter().map(|k| &k.exemplar)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Lower-case hex of an ID, as Tempo writes trace IDs in exemplar labels.

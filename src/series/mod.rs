@@ -11,7 +11,7 @@ mod kind;
 pub mod native;
 pub mod snapshot;
 
-pub use exemplar::{Exemplar, Exemplars, Family};
+pub use exemplar::{Exemplar, Exemplars, Family, Kept, Row, Rows};
 pub use hist::Hist;
 pub use kind::{ConnType, Virtual};
 pub use snapshot::{DimLabels, EdgeSeries, SideSeries, Snapshot};
@@ -133,26 +133,21 @@ pub struct Entry {
     pub inferred: bool,
 }
 
-impl Entry {
-    /// A copy without the exemplars, for the formats that do not carry them:
-    /// they are most of a series' bytes.
-    fn without_exemplars(&self) -> Entry {
-        let v = &self.values;
-        Entry {
-            key: self.key.clone(),
-            inferred: self.inferred,
-            values: Values {
-                request: v.request,
-                failed: v.failed,
-                server: v.server.clone(),
-                client: v.client.clone(),
-                messaging: v.messaging.clone(),
-                created_ns: v.created_ns,
-                updated_ns: v.updated_ns,
-                failed_since_ns: v.failed_since_ns,
-                messaging_since_ns: v.messaging_since_ns,
-                exemplars: None,
-            },
+impl Values {
+    /// A copy without the exemplars, which are most of a series' bytes: a
+    /// snapshot copies only the set ones, into one list (see [`Rows`]).
+    fn without_exemplars(&self) -> Values {
+        Values {
+            request: self.request,
+            failed: self.failed,
+            server: self.server.clone(),
+            client: self.client.clone(),
+            messaging: self.messaging.clone(),
+            created_ns: self.created_ns,
+            updated_ns: self.updated_ns,
+            failed_since_ns: self.failed_since_ns,
+            messaging_since_ns: self.messaging_since_ns,
+            exemplars: None,
         }
     }
 }
@@ -398,42 +393,64 @@ impl SeriesTable {
         before - self.len()
     }
 
-    /// Copies every series out. With a `hold` of `(now, hold_ns)`, what was
-    /// created less than `hold_ns` before `now` is copied as zeros: every
-    /// scraper then sees a new series at zero before its first value (so
-    /// that `rate()` counts its first requests, as Tempo writes a 0 sample
-    /// first), and sees the same as any other scraper, whoever came first.
-    /// The failure counter and the messaging histogram are held from their
-    /// own creation. A read: nothing changes.
-    pub fn snapshot(&self, hold: Option<(u64, u64)>, exemplars: bool) -> Vec<Entry> {
-        let mut out = Vec::with_capacity(self.table.len());
+    /// Copies every series' values out, each handed to `f` beside the entry
+    /// it was copied from (for its key). With a `hold` of `(now, hold_ns)`,
+    /// what was created less than `hold_ns` before `now` is copied as zeros:
+    /// every scraper then sees a new series at zero before its first value
+    /// (so that `rate()` counts its first requests, as Tempo writes a 0
+    /// sample first), and sees the same as any other scraper, whoever came
+    /// first. The failure counter and the messaging histogram are held from
+    /// their own creation. With `exemplars`, each series' set exemplars are
+    /// appended to it and the rows handed to `f` say where. A read: nothing
+    /// changes.
+    pub fn snapshot_each(
+        &self,
+        hold: Option<(u64, u64)>,
+        mut exemplars: Option<&mut Vec<Kept>>,
+        mut f: impl FnMut(&Entry, Values, Rows),
+    ) {
+        if let Some(list) = exemplars.as_deref_mut() {
+            // Most series hold one exemplar in each of their two histograms.
+            list.reserve(2 * self.table.len());
+        }
         for x in self.table.iter() {
-            let mut copy = if exemplars { x.clone() } else { x.without_exemplars() };
+            let mut copy = x.values.without_exemplars();
+            // A histogram read as zero has no exemplars either.
+            let mut held_families = [false; 3];
             if let Some((now, hold_ns)) = hold {
                 let held = |since: u64| since != 0 && now < since.saturating_add(hold_ns);
-                let c = &mut copy.values;
-                // A histogram read as zero has no exemplars either.
+                let c = &mut copy;
                 if held(c.created_ns.max(1)) {
                     c.request = 0.0;
                     c.server = c.server.zeroed();
                     c.client = c.client.zeroed();
-                    if let Some(x) = c.exemplars.as_mut() {
-                        x.clear(Family::Server);
-                        x.clear(Family::Client);
-                    }
+                    held_families[Family::Server as usize] = true;
+                    held_families[Family::Client as usize] = true;
                 }
                 if held(c.failed_since_ns) {
                     c.failed = 0.0;
                 }
                 if held(c.messaging_since_ns) {
                     c.messaging = c.messaging.as_ref().map(|h| Box::new(h.zeroed()));
-                    if let Some(x) = c.exemplars.as_mut() {
-                        x.clear(Family::Messaging);
-                    }
+                    held_families[Family::Messaging as usize] = true;
                 }
             }
-            out.push(copy);
+            let rows = match (exemplars.as_deref_mut(), &x.values.exemplars) {
+                (Some(list), Some(kept)) => kept.keep_set(held_families, list),
+                (Some(list), None) => Rows([list.len() as u32; 4]),
+                (None, _) => Rows::default(),
+            };
+            f(x, copy, rows);
         }
+    }
+
+    /// [`SeriesTable::snapshot_each`] collected, with each series' key.
+    #[cfg(test)]
+    pub fn snapshot(&self, hold: Option<(u64, u64)>, exemplars: Option<&mut Vec<Kept>>) -> Vec<(Entry, Rows)> {
+        let mut out = Vec::with_capacity(self.table.len());
+        self.snapshot_each(hold, exemplars, |x, values, rows| {
+            out.push((Entry { key: x.key.clone(), values, inferred: x.inferred }, rows));
+        });
         out
     }
 

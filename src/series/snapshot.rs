@@ -1,7 +1,7 @@
 //! A snapshot of the series table with label values resolved to strings:
 //! what every renderer reads, detached from the engine's locks.
 
-use super::{ConnType, Values, Virtual};
+use super::{ConnType, Family, Kept, Row, Rows, Values, Virtual};
 use std::sync::Arc;
 
 /// The label names of the dimension values in a series key, raw (OTLP) and
@@ -23,7 +23,10 @@ pub struct EdgeSeries {
     pub virtual_side: Virtual,
     /// Values of [`Snapshot::dim_labels`], "" where absent.
     pub dims: Vec<Arc<str>>,
+    /// Its values; `values.exemplars` is None, the set exemplars being in
+    /// [`Snapshot::exemplars`] at `exemplars`.
     pub values: Values,
+    pub exemplars: Rows,
 }
 
 /// One unpaired or dropped span counter.
@@ -62,6 +65,8 @@ pub struct Snapshot {
     pub exemplar_label: Option<String>,
     pub dim_labels: DimLabels,
     pub edges: Vec<EdgeSeries>,
+    /// The edges' set exemplars (see [`Snapshot::exemplars_of`]).
+    pub exemplars: Vec<Kept>,
     pub unpaired: Vec<SideSeries>,
     pub dropped: Vec<SideSeries>,
     /// What each cap refused or removed, by option name (see [`Overflow`]).
@@ -69,4 +74,18 @@ pub struct Snapshot {
     /// When the engine was first fed: the start of the counters that have
     /// no creation time of their own.
     pub started_ns: u64,
+}
+
+impl Snapshot {
+    /// Edge `e`'s set exemplars of `family`, in bucket order.
+    pub fn exemplars_of(&self, e: &EdgeSeries, family: Family) -> Row<'_> {
+        e.exemplars.of(&self.exemplars, family)
+    }
+
+    /// Gives edge `i` the set exemplars of `x`, as the engine's snapshot
+    /// copies them.
+    #[cfg(test)]
+    pub(crate) fn set_exemplars(&mut self, i: usize, x: &super::Exemplars) {
+        self.edges[i].exemplars = x.keep_set([false; 3], &mut self.exemplars);
+    }
 }

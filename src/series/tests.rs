@@ -61,7 +61,7 @@ fn failed_label_splits_series_and_cap_refuses() {
     t.apply(&events, 0, true, 100);
     assert_eq!(t.edge_series(), 2);
     assert_eq!(t.refused, 1);
-    let snap = t.snapshot(None, true);
+    let snap: Vec<Entry> = t.snapshot(None, None).into_iter().map(|(x, _)| x).collect();
     let ok = snap.iter().find(|x| !x.key.failed).unwrap();
     assert_eq!(ok.values.request, 2.0);
     assert_eq!(&*ok.values.client.buckets, &[1.0, 1.0]);
@@ -70,13 +70,46 @@ fn failed_label_splits_series_and_cap_refuses() {
 }
 
 #[test]
+fn a_snapshot_copies_the_set_exemplars_of_the_histograms_not_held() {
+    let mut t = SeriesTable::new(&[0.1, 1.0], true, 10, 10).with_exemplars(true);
+    let mut a = ev(1, 2, false, 0.5);
+    a.messaging_s = Some(0.05);
+    t.apply(&Events { edges: vec![a, ev(1, 2, false, 0.05)], ..Default::default() }, 0, false, 100);
+    t.apply(&Events { edges: vec![ev(3, 4, false, 5.0)], ..Default::default() }, 0, false, 150);
+    let x = |bucket, value, client: u8, server: u8, at_ns| Kept {
+        bucket,
+        exemplar: Exemplar { value, at_ns, trace_id: [client; 16], span_id: [server; 8] },
+    };
+    // Edge 1 → 2: server 0.25 s then 0.025 s, client 0.5 then 0.05, messaging 0.05.
+    let first = [x(0, 0.025, 1, 2, 100), x(1, 0.25, 1, 2, 100), x(0, 0.05, 1, 2, 100), x(1, 0.5, 1, 2, 100)];
+    let want_a = [&first[..], &[x(0, 0.05, 1, 2, 100)]].concat();
+    // Edge 3 → 4: +Inf for both (2.5 s and 5 s).
+    let want_b = [x(2, 2.5, 3, 4, 150), x(2, 5.0, 3, 4, 150)];
+    let read = |hold| {
+        let mut kept = Vec::new();
+        let snap = t.snapshot(hold, Some(&mut kept));
+        let rows = |client| {
+            let (_, rows) = snap.iter().find(|(e, _)| e.key.client == client).unwrap();
+            [Family::Server, Family::Client, Family::Messaging].map(|f| rows.of(&kept, f).0.to_vec()).concat()
+        };
+        (rows(1), rows(3))
+    };
+    assert_eq!(read(None), (want_a.clone(), want_b.to_vec()));
+    // At 170 with a hold of 60, edge 3 → 4 (created at 150) reads as zero:
+    // none of its exemplars is copied.
+    assert_eq!(read(Some((170, 60))), (want_a, vec![]));
+    // Without a list, no exemplar is copied and the copies carry none.
+    assert!(t.snapshot(None, None).iter().all(|(e, rows)| e.values.exemplars.is_none() && *rows == Rows::default()));
+}
+
+#[test]
 fn without_failed_label_one_series_counts_failures() {
     let mut t = SeriesTable::new(&[1.0], false, 10, 10);
     let events = Events { edges: vec![ev(1, 2, false, 0.5), ev(1, 2, true, 0.5)], ..Default::default() };
     t.apply(&events, 0, false, 100);
-    let snap = t.snapshot(None, true);
+    let snap = t.snapshot(None, None);
     assert_eq!(snap.len(), 1);
-    assert_eq!((snap[0].values.request, snap[0].values.failed), (2.0, 1.0));
+    assert_eq!((snap[0].0.values.request, snap[0].0.values.failed), (2.0, 1.0));
 }
 
 #[test]
@@ -144,8 +177,8 @@ fn a_new_series_reads_as_zero_for_the_hold_whoever_reads_it() {
     t.apply(&Events { edges: vec![ev(1, 2, false, 0.5)], ..Default::default() }, 0, false, 100);
     t.apply(&Events { edges: vec![ev(1, 2, true, 0.5)], ..Default::default() }, 0, false, 150);
     let read = |t: &SeriesTable, now| {
-        let s = t.snapshot(Some((now, 60)), true);
-        (s[0].values.request, s[0].values.failed, s[0].values.client.count)
+        let s = t.snapshot(Some((now, 60)), None);
+        (s[0].0.values.request, s[0].0.values.failed, s[0].0.values.client.count)
     };
     // Reads change nothing: the same answer however often, in any order.
     for _ in 0..3 {
@@ -156,6 +189,6 @@ fn a_new_series_reads_as_zero_for_the_hold_whoever_reads_it() {
     assert_eq!(read(&t, 160), (2.0, 0.0, 2.0));
     assert_eq!(read(&t, 210), (2.0, 1.0, 2.0));
     assert_eq!(read(&t, 159), (0.0, 0.0, 0.0));
-    assert!(t.snapshot(Some((159, 60)), true)[0].values.has_failed());
-    assert_eq!(t.snapshot(None, true)[0].values.request, 2.0);
+    assert!(t.snapshot(Some((159, 60)), None)[0].0.values.has_failed());
+    assert_eq!(t.snapshot(None, None)[0].0.values.request, 2.0);
 }

@@ -5,6 +5,7 @@
 
 use super::attributes::Attr;
 use super::*;
+use crate::series::Exemplar;
 use crate::series::native::ZERO_THRESHOLD;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -147,10 +148,10 @@ fn sum(name: &str, help: &str, points: Vec<NumberDataPoint>) -> Metric {
 }
 
 /// An edge's exemplars of one family, when the snapshot has them on.
-fn examples<'a>(snap: &Snapshot, e: &'a EdgeSeries, family: ExemplarFamily) -> &'a [Exemplar] {
-    match (&snap.exemplar_label, &e.values.exemplars) {
-        (Some(_), Some(x)) => x.of(family),
-        _ => &[],
+fn examples(snap: &Snapshot, e: &EdgeSeries, family: ExemplarFamily) -> Vec<Exemplar> {
+    match &snap.exemplar_label {
+        Some(_) => snap.exemplars_of(e, family).iter().copied().collect(),
+        None => Vec::new(),
     }
 }
 
@@ -187,14 +188,14 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
     };
     // Each histogram of a family as the data of a metric of `kind`, with
     // when it started.
-    let family = |name: &str, help: &str, kind: Kind, hists: Vec<(&Vec<KeyValue>, &Hist, &[Exemplar], u64)>| {
+    let family = |name: &str, help: &str, kind: Kind, hists: Vec<(&Vec<KeyValue>, &Hist, Vec<Exemplar>, u64)>| {
         let data = match kind {
             Kind::Exponential => metric::Data::ExponentialHistogram(ExponentialHistogram {
                 data_points: hists
                     .into_iter()
                     .filter_map(|(a, h, x, since)| {
                         let n = h.native.as_deref()?;
-                        Some(p.exponential(a.clone(), h, n, x, h.start_ns(since)))
+                        Some(p.exponential(a.clone(), h, n, &x, h.start_ns(since)))
                     })
                     .collect(),
                 aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -202,7 +203,7 @@ pub(super) fn request(snap: &Snapshot, start_ns: u64, time_ns: u64) -> ExportMet
             _ => metric::Data::Histogram(Histogram {
                 data_points: hists
                     .into_iter()
-                    .map(|(a, h, x, since)| p.histogram(a.clone(), &snap.bounds, h, x, h.start_ns(since)))
+                    .map(|(a, h, x, since)| p.histogram(a.clone(), &snap.bounds, h, &x, h.start_ns(since)))
                     .collect(),
                 aggregation_temporality: AggregationTemporality::Cumulative as i32,
             }),

@@ -160,7 +160,7 @@ pub(crate) mod tests {
     use crate::exposition::text::render;
     use crate::series::{ConnType, Virtual};
     use crate::series::{DimLabels, EdgeSeries, SideSeries, Snapshot};
-    use crate::series::{Exemplar, Exemplars, Family, Hist, Values};
+    use crate::series::{Exemplar, Exemplars, Family, Hist, Rows, Values};
 
     pub(crate) use servicemap_testkit::Rng;
 
@@ -286,10 +286,17 @@ pub(crate) mod tests {
                         updated_ns: 0,
                         failed_since_ns: if r.chance(0.5) { 0 } else { created(r) },
                         messaging_since_ns: if r.chance(0.5) { 0 } else { created(r) },
-                        exemplars: (exemplar_label.is_some() && r.chance(0.8))
-                            .then(|| exemplars(r, 2 + usize::from(messaging), bounds.len() + 1)),
+                        exemplars: None,
                     },
+                    exemplars: Rows::default(),
                 }
+            })
+            .collect::<Vec<_>>();
+        // The set exemplars in the snapshot's list, as the engine copies them.
+        let kept: Vec<Option<Exemplars>> = (0..edges.len())
+            .map(|_| {
+                (exemplar_label.is_some() && r.chance(0.8))
+                    .then(|| exemplars(r, 2 + usize::from(messaging), bounds.len() + 1))
             })
             .collect();
         let side = |r: &mut Rng| {
@@ -320,7 +327,7 @@ pub(crate) mod tests {
                 *n = if r.chance(0.5) { 0 } else { r.below(1 << 20) as u64 };
             }
         }
-        Snapshot {
+        let mut snap = Snapshot {
             compat: if r.chance(0.5) { Compat::Tempo } else { Compat::Contrib },
             failed_label: r.chance(0.5),
             virtual_label: r.chance(0.5),
@@ -332,11 +339,18 @@ pub(crate) mod tests {
             exemplar_label,
             dim_labels: DimLabels { raw: dims.iter().map(|d| d.replace('_', ".")).collect(), prometheus: dims },
             edges,
+            exemplars: Vec::new(),
             unpaired: side(r),
             dropped: side(r),
             overflow,
             started_ns: created(r),
+        };
+        for (i, x) in kept.iter().enumerate() {
+            if let Some(x) = x {
+                snap.set_exemplars(i, x);
+            }
         }
+        snap
     }
 
     #[test]
@@ -382,12 +396,11 @@ pub(crate) mod tests {
             let mut want = Vec::new();
             for f in [Family::Server, Family::Client, Family::Messaging] {
                 for e in &snap.edges {
-                    let Some(x) = &e.values.exemplars else { continue };
                     let written = match f {
                         Family::Messaging => snap.messaging && e.values.has_messaging() && e.values.messaging.is_some(),
                         _ => true,
                     };
-                    for x in x.of(f).iter().filter(|x| written && x.is_set()) {
+                    for x in snap.exemplars_of(e, f).iter().filter(|_| written) {
                         let mut id = String::new();
                         crate::series::exemplar::hex(&x.trace_id, &mut id);
                         want.push(format!("{label}=\"{id}\"}} {}", dtoa::Buffer::new().format(x.value)));
@@ -421,7 +434,7 @@ pub(crate) mod tests {
         let mut x = Exemplars::new(2, 3);
         let trace_id = *b"\x01\x23\x45\x67\x89\xab\xcd\xef\x00\x11\x22\x33\x44\x55\x66\x77";
         x.set(Family::Server, 1, Exemplar { value: 0.25, at_ns: 1_767_225_600_120_000_000, trace_id, span_id: [9; 8] });
-        e.values.exemplars = Some(x);
+        snap.set_exemplars(0, &x);
         let text = render(&snap, true);
         let lines: Vec<&str> =
             text.lines().filter(|l| l.starts_with("traces_service_graph_request_server_seconds_bucket")).collect();
@@ -506,6 +519,7 @@ pub(crate) mod tests {
             exemplar_label: Some("traceID".into()),
             dim_labels: DimLabels { raw: vec![], prometheus: vec![] },
             edges: vec![],
+            exemplars: vec![],
             unpaired: vec![],
             dropped: vec![],
             overflow: [("max_series", 0); 5],
