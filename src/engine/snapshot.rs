@@ -29,13 +29,18 @@ impl Spare {
     }
 
     fn give(&self, snap: Snapshot) {
+        let copied = snap.exemplar_label.is_some();
         let (mut edges, mut kept) = (snap.edges, snap.exemplars);
-        // Capacity up to twice what this render used is kept.
+        // Capacity up to twice what this render used is kept (for the
+        // exemplars, at least the two a series that a snapshot reserves). A
+        // render that copied no exemplars leaves the list as the last one
+        // that did made it, so that scrapers of formats with and without
+        // exemplars taking turns do not free and grow it each time.
         let (used, kept_used) = (edges.len().max(16), kept.len().max(2 * edges.len()).max(16));
         if edges.capacity() > 2 * used {
             edges = Vec::new();
         }
-        if kept.capacity() > 2 * kept_used {
+        if copied && kept.capacity() > 2 * kept_used {
             kept = Vec::new();
         }
         edges.clear();
@@ -303,7 +308,10 @@ pub(super) fn permute<T>(items: &mut [T], order: &[usize]) {
         loop {
             done[j] = true;
             let k = order[j];
-            if k == start {
+            // `done[k]` only if `order` repeats an index: stop rather than
+            // go round for ever.
+            debug_assert!(k == start || !done[k], "order is not a permutation");
+            if k == start || done[k] {
                 break;
             }
             items.swap(j, k);

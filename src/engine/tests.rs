@@ -192,31 +192,48 @@ fn permute_puts_each_item_where_the_order_says() {
 fn a_render_after_the_buffers_were_kept_is_the_render_of_a_fresh_engine() {
     // The first engine renders as its table grows and shrinks, reusing the
     // buffers the render before kept; each rendering must be what an engine
-    // given the same spans, that never rendered, writes.
+    // given the same calls, that never rendered, writes.
     let mut c = Config::preset(crate::config::Compat::Tempo);
     c.exemplars = true;
+    // No series held at zero, so that every format carries exemplars.
+    c.initial_zero = false;
+    c.series_idle_timeout = std::time::Duration::from_nanos(500);
     let kept = Engine::new(c.clone());
     let services: Vec<String> = (0..40).map(|i| format!("svc-{i:02}")).collect();
-    let batch = |from: usize, to: usize, db: bool| {
+    let batch = |from: usize, to: usize| {
         let spans: Vec<(&str, u8, bool)> =
-            services[from..to].iter().enumerate().map(|(i, s)| (s.as_str(), (from + i) as u8 + 1, db)).collect();
+            services[from..to].iter().enumerate().map(|(i, s)| (s.as_str(), (from + i) as u8 + 1, true)).collect();
         client_spans(&spans)
     };
-    let mut fresh_input = Vec::new();
-    for (now, (from, to)) in [(10, (0, 3)), (20, (3, 40)), (30, (0, 1))] {
-        kept.consume(&batch(from, to, true), now).unwrap();
-        fresh_input.push((batch(from, to, true), now));
+    // (time, services called, expire after), and the edges left.
+    let steps = [(10, (0, 3), false, 3), (20, (3, 40), false, 40), (1000, (0, 1), true, 1)];
+    let mut calls = Vec::new();
+    for (now, (from, to), expire, edges) in steps {
+        calls.push((batch(from, to), now, expire));
+        let (b, _, _) = calls.last().unwrap();
+        kept.consume(b, now).unwrap();
+        if expire {
+            kept.expire(now);
+        }
         let fresh = Engine::new(c.clone());
-        for (b, t) in &fresh_input {
+        for (b, t, expire) in &calls {
             fresh.consume(b, *t).unwrap();
+            if *expire {
+                fresh.expire(*t);
+            }
         }
         for format in [Format::OtlpMetrics, Format::OpenMetrics, Format::Prometheus, Format::PrometheusProtobuf] {
             let got = kept.render(format, now + 5);
             assert_eq!(got, fresh.render(format, now + 5), "{format:?} at {now}");
-            assert!(!got.is_empty());
         }
+        let open_metrics = String::from_utf8(kept.render(Format::OpenMetrics, now + 5)).unwrap();
+        assert_eq!(open_metrics.matches("traces_service_graph_request_total{").count(), edges, "at {now}");
+        assert!(open_metrics.contains(" # {traceID=\""), "exemplars rendered at {now}");
+        // The edges' buffer holds what the last render needed, and after the
+        // table shrank, no more than that; the exemplars' list, emptied each
+        // time, about two a series.
+        let (spare_edges, spare_exemplars) = super::snapshot::spare_capacity(&kept);
+        assert_eq!(spare_edges, edges, "at {now}");
+        assert!(spare_exemplars >= edges && spare_exemplars <= 4 * edges.max(16), "{spare_exemplars} at {now}");
     }
-    // 40 services, one database each side of the edge: 40 series held.
-    let spare = super::snapshot::spare_capacity(&kept);
-    assert!(spare.0 >= 40 && spare.0 <= 80, "{spare:?}");
 }

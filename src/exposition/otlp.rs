@@ -98,8 +98,7 @@ pub fn encode_into<'a>(snap: &'a Snapshot, start_ns: u64, time_ns: u64, out: &mu
     if !failed.is_empty() {
         metrics.push(Family::sum(format!("{REQUEST_FAILED}_total"), REQUEST_FAILED_HELP, failed));
     }
-    // Exemplars, when they are on: a histogram's, by bucket (the unset ones
-    // are skipped as they are written).
+    // Exemplars, when they are on: a histogram's set ones, in bucket order.
     let on = snap.exemplar_label.is_some();
     let exemplars =
         |e: &'a EdgeSeries, family| -> Row<'a> { if on { snap.exemplars_of(e, family) } else { Row::default() } };

@@ -60,14 +60,6 @@ impl Exemplars {
         self.slots.get(at..at + self.stride).unwrap_or(&[])
     }
 
-    /// Forgets one family's exemplars (its histogram reads zero again).
-    pub fn clear(&mut self, family: Family) {
-        let at = family as usize * self.stride;
-        if let Some(row) = self.slots.get_mut(at..at + self.stride) {
-            row.fill(Exemplar::default());
-        }
-    }
-
     /// The slowest exemplar of `family`: the one in the highest bucket that
     /// has one.
     pub fn slowest(&self, family: Family) -> Option<&Exemplar> {
@@ -78,6 +70,8 @@ impl Exemplars {
     /// family then bucket order, and returns where each family's row lies
     /// in `out`.
     pub fn keep_set(&self, skip: [bool; 3], out: &mut Vec<Kept>) -> Rows {
+        // Rows index the list with u32: 4 G exemplars would be about 200 GB.
+        debug_assert!(out.len() + skip.len() * self.stride <= u32::MAX as usize);
         let mut ends = [out.len() as u32; 4];
         for (f, skipped) in skip.into_iter().enumerate() {
             let row = self.slots.get(f * self.stride..(f + 1) * self.stride).unwrap_or(&[]);

@@ -109,7 +109,9 @@ pub struct Values {
     /// with their first observation, were created (0: not yet).
     pub failed_since_ns: u64,
     pub messaging_since_ns: u64,
-    /// The last request of each bucket (None when exemplars are off).
+    /// The last request of each bucket (None when exemplars are off). Always
+    /// None in a snapshot, whose edges find their set exemplars through
+    /// [`EdgeSeries::exemplars`].
     pub exemplars: Option<Exemplars>,
 }
 

@@ -75,7 +75,10 @@ fn a_snapshot_copies_the_set_exemplars_of_the_histograms_not_held() {
     let mut a = ev(1, 2, false, 0.5);
     a.messaging_s = Some(0.05);
     t.apply(&Events { edges: vec![a, ev(1, 2, false, 0.05)], ..Default::default() }, 0, false, 100);
-    t.apply(&Events { edges: vec![ev(3, 4, false, 5.0)], ..Default::default() }, 0, false, 150);
+    t.apply(&Events { edges: vec![ev(5, 6, false, 0.05)], ..Default::default() }, 0, false, 100);
+    let mut m = ev(5, 6, false, 0.05);
+    m.messaging_s = Some(0.05);
+    t.apply(&Events { edges: vec![ev(3, 4, false, 5.0), m], ..Default::default() }, 0, false, 150);
     let x = |bucket, value, client: u8, server: u8, at_ns| Kept {
         bucket,
         exemplar: Exemplar { value, at_ns, trace_id: [client; 16], span_id: [server; 8] },
@@ -85,6 +88,8 @@ fn a_snapshot_copies_the_set_exemplars_of_the_histograms_not_held() {
     let want_a = [&first[..], &[x(0, 0.05, 1, 2, 100)]].concat();
     // Edge 3 → 4: +Inf for both (2.5 s and 5 s).
     let want_b = [x(2, 2.5, 3, 4, 150), x(2, 5.0, 3, 4, 150)];
+    // Edge 5 → 6: its messaging histogram began at 150, after the edge.
+    let want_c = [x(0, 0.025, 5, 6, 150), x(0, 0.05, 5, 6, 150), x(0, 0.05, 5, 6, 150)];
     let read = |hold| {
         let mut kept = Vec::new();
         let snap = t.snapshot(hold, Some(&mut kept));
@@ -92,12 +97,13 @@ fn a_snapshot_copies_the_set_exemplars_of_the_histograms_not_held() {
             let (_, rows) = snap.iter().find(|(e, _)| e.key.client == client).unwrap();
             [Family::Server, Family::Client, Family::Messaging].map(|f| rows.of(&kept, f).0.to_vec()).concat()
         };
-        (rows(1), rows(3))
+        (rows(1), rows(3), rows(5))
     };
-    assert_eq!(read(None), (want_a.clone(), want_b.to_vec()));
+    assert_eq!(read(None), (want_a.clone(), want_b.to_vec(), want_c.to_vec()));
     // At 170 with a hold of 60, edge 3 → 4 (created at 150) reads as zero:
-    // none of its exemplars is copied.
-    assert_eq!(read(Some((170, 60))), (want_a, vec![]));
+    // none of its exemplars is copied; edge 5 → 6 keeps those of its server
+    // and client histograms, not its messaging one's.
+    assert_eq!(read(Some((170, 60))), (want_a, vec![], want_c[..2].to_vec()));
     // Without a list, no exemplar is copied and the copies carry none.
     assert!(t.snapshot(None, None).iter().all(|(e, rows)| e.values.exemplars.is_none() && *rows == Rows::default()));
 }

@@ -400,19 +400,25 @@ pub(crate) mod tests {
                         Family::Messaging => snap.messaging && e.values.has_messaging() && e.values.messaging.is_some(),
                         _ => true,
                     };
-                    for x in snap.exemplars_of(e, f).iter().filter(|_| written) {
-                        let mut id = String::new();
+                    for k in snap.exemplars_of(e, f).0.iter().filter(|_| written) {
+                        let (x, mut id) = (&k.exemplar, String::new());
                         crate::series::exemplar::hex(&x.trace_id, &mut id);
-                        want.push(format!("{label}=\"{id}\"}} {}", dtoa::Buffer::new().format(x.value)));
+                        // The bucket's upper bound; the last bucket is +Inf.
+                        let le = snap.bounds.get(k.bucket as usize).copied().unwrap_or(f64::INFINITY);
+                        want.push((le, format!("{label}=\"{id}\"}} {}", dtoa::Buffer::new().format(x.value))));
                     }
                 }
             }
-            let got: Vec<String> = written
+            let got: Vec<(f64, String)> = written
                 .iter()
                 .map(|l| {
                     let (sample, exemplar) = l.split_once(" # {").unwrap();
-                    assert!(sample.contains("_seconds_bucket{le=\""), "{l}");
-                    exemplar.rsplit_once(' ').unwrap().0.to_string()
+                    let le = sample.split_once("_seconds_bucket{le=\"").and_then(|(_, r)| r.split_once('"'));
+                    let le = match le.unwrap_or_else(|| panic!("not a bucket line: {l}")).0 {
+                        "+Inf" => f64::INFINITY,
+                        v => v.parse::<f64>().unwrap(),
+                    };
+                    (le, exemplar.rsplit_once(' ').unwrap().0.to_string())
                 })
                 .collect();
             assert!(got == want, "{} exemplars written, {} expected", got.len(), want.len());
