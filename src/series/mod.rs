@@ -416,12 +416,11 @@ impl SeriesTable {
             list.reserve(2 * self.table.len());
         }
         for x in self.table.iter() {
-            let mut copy = x.values.without_exemplars();
+            let mut c = x.values.without_exemplars();
             // A histogram read as zero has no exemplars either.
             let mut held_families = [false; 3];
             if let Some((now, hold_ns)) = hold {
                 let held = |since: u64| since != 0 && now < since.saturating_add(hold_ns);
-                let c = &mut copy;
                 if held(c.created_ns.max(1)) {
                     c.request = 0.0;
                     c.server = c.server.zeroed();
@@ -442,7 +441,7 @@ impl SeriesTable {
                 (Some(list), None) => Rows([list.len() as u32; 4]),
                 (None, _) => Rows::default(),
             };
-            f(x, copy, rows);
+            f(x, c, rows);
         }
     }
 
