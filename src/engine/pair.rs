@@ -71,7 +71,8 @@ impl Engine {
                 // A new edge counts once it is stored or completes; a dropped span is not one.
                 let mut e = HalfEdge::default();
                 e.write(&p.side);
-                if e.is_complete() && !(client_side && shard.pending.contains_key(&p.key)) {
+                if e.is_complete() && !(client_side && !shard.pending.is_empty() && shard.pending.contains_key(&p.key))
+                {
                     // A database call: complete on arrival, never stored.
                     let none = &self.no_dims[..];
                     let (c, s) = if client_side { (side_dims, none) } else { (none, side_dims) };
@@ -95,7 +96,9 @@ impl Engine {
                 }
             }
         };
-        if client_side {
+        // Consumers linked to a producer are rare: most shards wait with none,
+        // and a look-up in an empty map still hashes the key.
+        if client_side && !shard.pending.is_empty() {
             if let Some(waiting) = shard.pending.remove(&p.key) {
                 self.serve_linked(shard, slot, &mut e, waiting, t, ev);
             }
@@ -105,7 +108,7 @@ impl Engine {
             let s = slot_dims(&shard.dims, slot, d, true);
             self.emit(&p.key, &e, c, s, Virtual::None, ev);
             t.completed += 1;
-            shard.discard(slot);
+            shard.discard(slot, Some(hash));
         } else if found.is_some() || e.matched {
             shard.set_edge(slot, &e);
         }
@@ -121,14 +124,14 @@ impl Engine {
         if let Some(slot) = found {
             let e = shard.edge(slot);
             if !e.is_complete() && e.seen_server != server && !e.matched {
-                shard.discard(slot);
+                shard.discard(slot, None);
                 t.dropped_by_filter += 1;
             }
         }
         if !server {
             // Linked consumers waiting for this producer.
             for slot in shard.pending.remove(&p.key).unwrap_or_default() {
-                shard.discard(slot);
+                shard.discard(slot, None);
                 t.dropped_by_filter += 1;
             }
         }

@@ -63,9 +63,9 @@ impl Shard {
         }
     }
 
-    /// Removes the edge in `slot`, unread.
-    pub(crate) fn discard(&mut self, slot: u32) {
-        let w = self.store.remove(slot);
+    /// Removes the edge in `slot`, unread; `hash` as [`Store::remove`] takes it.
+    pub(crate) fn discard(&mut self, slot: u32, hash: Option<u64>) {
+        let w = self.store.remove(slot, hash);
         if w.is_whole() {
             self.whole.remove(&slot);
         } else {
@@ -75,7 +75,7 @@ impl Shard {
 
     /// Removes the edge in `slot` and returns it.
     pub(crate) fn remove_edge(&mut self, slot: u32) -> HalfEdge {
-        let w = self.store.remove(slot);
+        let w = self.store.remove(slot, None);
         if w.is_whole() {
             return self.whole.remove(&slot).expect("a whole edge for the marker");
         }
@@ -203,7 +203,7 @@ mod tests {
         sh.set_edge(b, &db);
         assert_eq!(sh.remove_edge(b), db);
         assert!(sh.whole.is_empty());
-        sh.discard(a);
+        sh.discard(a, None);
         assert!(sh.store.is_empty());
     }
 
@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(sh.multipliers.in_use(), 2);
         assert_eq!(sh.remove_edge(a), third);
         assert_eq!(sh.multipliers.in_use(), 1);
-        sh.discard(b);
+        sh.discard(b, None);
         assert_eq!(sh.multipliers.in_use(), 0);
         assert!(sh.whole.is_empty());
         // A full store refuses the side and keeps no index for it.

@@ -224,16 +224,19 @@ impl<T: Default> Store<T> {
         Ok(slot)
     }
 
-    /// Removes the entry in `slot` and returns its value.
-    pub fn remove(&mut self, slot: u32) -> T {
+    /// Removes the entry in `slot` and returns its value. `hash` is its
+    /// key's hash when the caller has it at hand (it found the entry), to
+    /// save hashing the key again.
+    pub fn remove(&mut self, slot: u32, hash: Option<u64>) -> T {
         debug_assert!(self.live.get(slot));
         let indexed = self.indexed.get(slot);
-        let (prev, next, key) = {
+        let (prev, next) = {
             let n = &self.nodes[slot as usize];
-            (n.prev, n.next, n.key)
+            (n.prev, n.next)
         };
         if indexed {
-            let hash = self.hash(&key);
+            let hash = hash.unwrap_or_else(|| self.hash(&self.nodes[slot as usize].key));
+            debug_assert_eq!(hash, self.hash(&self.nodes[slot as usize].key));
             if let Ok(entry) = self.table.find_entry(hash, |&s| s == slot) {
                 entry.remove();
             }
@@ -316,14 +319,14 @@ mod tests {
         let b = put(&mut s, 2, 200).unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s.find(s.hash(&key(1)), &key(1)), Some(a));
-        assert_eq!(s.remove(a), 1);
+        assert_eq!(s.remove(a, None), 1);
         assert_eq!(s.find(s.hash(&key(1)), &key(1)), None);
         let c = put(&mut s, 3, 300).unwrap();
         assert_eq!(c, a, "freed slot is reused");
         assert_eq!(s.slot_capacity(), 2);
         // Expiry order stays insertion order: 2 then 3.
         assert_eq!(s.expired_head(1000, false), Some(b));
-        s.remove(b);
+        s.remove(b, Some(s.hash(&key(2))));
         assert_eq!(s.expired_head(1000, false), Some(c));
     }
 
@@ -334,7 +337,7 @@ mod tests {
         put(&mut s, 2, 200).unwrap();
         assert_eq!(s.expired_head(99, false), None);
         let h = s.expired_head(100, false).unwrap();
-        assert_eq!(s.remove(h), 1);
+        assert_eq!(s.remove(h, None), 1);
         assert_eq!(s.expired_head(150, false), None);
         assert!(s.expired_head(150, true).is_some());
     }
@@ -356,7 +359,7 @@ mod tests {
         let slot = s.insert(h, k, 7, 5, false).unwrap();
         assert_eq!(s.find(h, &k), None);
         assert_eq!(s.expired_head(5, false), Some(slot));
-        assert_eq!(s.remove(slot), 7);
+        assert_eq!(s.remove(slot, Some(h)), 7);
         assert!(s.is_empty());
     }
 }
