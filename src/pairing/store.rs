@@ -27,14 +27,16 @@ const CHUNK: usize = 1 << CHUNK_SHIFT;
 
 /// A vector in fixed-size chunks: it grows one chunk at a time and never
 /// moves or doubles, so the memory held follows the number of slots (a
-/// doubling `Vec` can hold twice what it uses).
+/// doubling `Vec` can hold twice what it uses). Each chunk is an array of
+/// exactly `CHUNK` slots, so a slot's place in its chunk needs no bounds
+/// check; slots past `len` hold defaults.
 #[derive(Debug)]
 struct Slab<N> {
-    chunks: Vec<Vec<N>>,
+    chunks: Vec<Box<[N; CHUNK]>>,
     len: usize,
 }
 
-impl<N> Slab<N> {
+impl<N: Default> Slab<N> {
     fn new() -> Self {
         Slab { chunks: Vec::new(), len: 0 }
     }
@@ -45,9 +47,11 @@ impl<N> Slab<N> {
 
     fn push(&mut self, n: N) {
         if self.len % CHUNK == 0 {
-            self.chunks.push(Vec::with_capacity(CHUNK));
+            let chunk: Box<[N]> = (0..CHUNK).map(|_| N::default()).collect();
+            self.chunks.push(chunk.try_into().ok().expect("CHUNK slots"));
         }
-        self.chunks.last_mut().expect("a chunk with room").push(n);
+        let i = self.len;
+        self[i] = n;
         self.len += 1;
     }
 
@@ -56,7 +60,8 @@ impl<N> Slab<N> {
     }
 
     fn iter_mut(&mut self) -> impl Iterator<Item = &mut N> {
-        self.chunks.iter_mut().flatten()
+        let len = self.len;
+        self.chunks.iter_mut().flat_map(|c| c.iter_mut()).take(len)
     }
 }
 
@@ -75,7 +80,7 @@ impl<N> std::ops::IndexMut<usize> for Slab<N> {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Node<T> {
     key: Key,
     prev: u32,
