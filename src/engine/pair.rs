@@ -71,8 +71,7 @@ impl Engine {
                 // A new edge counts once it is stored or completes; a dropped span is not one.
                 let mut e = HalfEdge::default();
                 e.write(&p.side);
-                if e.is_complete() && !(client_side && !shard.pending.is_empty() && shard.pending.contains_key(&p.key))
-                {
+                if e.is_complete() && !(client_side && shard.pending.contains_key(&p.key)) {
                     // A database call: complete on arrival, never stored.
                     let none = &self.no_dims[..];
                     let (c, s) = if client_side { (side_dims, none) } else { (none, side_dims) };
@@ -97,7 +96,7 @@ impl Engine {
             }
         };
         // Consumers linked to a producer are rare: most shards wait with none,
-        // and a look-up in an empty map still hashes the key.
+        // and `remove` hashes the key even in an empty map.
         if client_side && !shard.pending.is_empty() {
             if let Some(waiting) = shard.pending.remove(&p.key) {
                 self.serve_linked(shard, slot, &mut e, waiting, t, ev);

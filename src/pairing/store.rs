@@ -29,7 +29,8 @@ const CHUNK: usize = 1 << CHUNK_SHIFT;
 /// moves or doubles, so the memory held follows the number of slots (a
 /// doubling `Vec` can hold twice what it uses). Each chunk is an array of
 /// exactly `CHUNK` slots, so a slot's place in its chunk needs no bounds
-/// check; slots past `len` hold defaults.
+/// check; slots past `len` hold defaults, and a chunk's memory is written
+/// (and resident) from the moment it is added.
 #[derive(Debug)]
 struct Slab<N> {
     chunks: Vec<Box<[N; CHUNK]>>,
@@ -50,8 +51,7 @@ impl<N: Default> Slab<N> {
             let chunk: Box<[N]> = (0..CHUNK).map(|_| N::default()).collect();
             self.chunks.push(chunk.try_into().ok().expect("CHUNK slots"));
         }
-        let i = self.len;
-        self[i] = n;
+        self.chunks.last_mut().expect("a chunk with room")[self.len & (CHUNK - 1)] = n;
         self.len += 1;
     }
 
@@ -69,6 +69,7 @@ impl<N> std::ops::Index<usize> for Slab<N> {
     type Output = N;
     #[inline]
     fn index(&self, i: usize) -> &N {
+        debug_assert!(i < self.len, "slot {i} past the slab's {} slots", self.len);
         &self.chunks[i >> CHUNK_SHIFT][i & (CHUNK - 1)]
     }
 }
@@ -76,6 +77,7 @@ impl<N> std::ops::Index<usize> for Slab<N> {
 impl<N> std::ops::IndexMut<usize> for Slab<N> {
     #[inline]
     fn index_mut(&mut self, i: usize) -> &mut N {
+        debug_assert!(i < self.len, "slot {i} past the slab's {} slots", self.len);
         &mut self.chunks[i >> CHUNK_SHIFT][i & (CHUNK - 1)]
     }
 }
