@@ -182,7 +182,7 @@ clean:
 # side-by-side benchmarks recorded in BENCHMARKS.md.
 CONFORMANCE := $(GO_SHIM)/conformance
 
-.PHONY: test-conformance bench-conformance bench-collector bench-curve
+.PHONY: test-conformance bench-conformance bench-collector bench-curve bench-compare
 
 test-conformance: rust ## Differential test against contrib's servicegraph connector, Tempo scenarios
 	cd $(CONFORMANCE) && $(CGO_ENV) $(GO) vet ./...
@@ -194,6 +194,9 @@ bench-conformance: rust ## Benchmarks against contrib's connector: CPU per span,
 
 bench-curve: ## The cost curve: ns/span and bytes as edges, services, waiting spans, dimensions and batch size grow (CALLGRIND=1: instructions too)
 	benches/curve/run.sh
+
+bench-compare: ## The code against BASE=<commit> in one run, builds alternated: consume, bytes per waiting span, render (PAIRS=5; CALLGRIND=1: instructions too)
+	benches/compare/run.sh $(BASE) $(or $(PAIRS),5)
 
 bench-two-tier: collector setup-test ## Gateway + graph instances + Prometheus: faults, a resize, spans/s for N = 1, 2
 	$(VENV)/bin/python benches/two-tier/run.py
