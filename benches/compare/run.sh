@@ -36,7 +36,8 @@ row() {
 	shift 4
 	[[ -x $old/$1 ]] || return 0
 	local a=() b=() pick
-	pick=$'$0 ~ p {gsub(/[()]/, "", $f); print $f; exit}'
+	# Reads to the end, so that the program never writes to a closed pipe.
+	pick=$'!found && $0 ~ p {gsub(/[()]/, "", $f); print $f; found = 1}'
 	for _ in $(seq "$pairs"); do
 		a+=("$("$old/$1" "${@:2}" | awk -v p="$pattern" -v f="$field" "$pick")")
 		b+=("$("$new/$1" "${@:2}" | awk -v p="$pattern" -v f="$field" "$pick")")
