@@ -18,7 +18,7 @@ impl Engine {
         let hash = shard.store.hash(&p.key);
         let found = shard.store.find(hash, &p.key);
         if p.filtered {
-            self.drop_side(shard, p, found, now_ns, t);
+            self.drop_side(shard, p, found.map(|slot| (slot, hash)), now_ns, t);
             return;
         }
         let d = self.dims_per_side();
@@ -118,12 +118,13 @@ impl Engine {
     /// consumer stays, for the others); otherwise a marker drops it when it
     /// comes, for as long as an edge waits. The markers share `max_items`'
     /// bound; one that finds them all taken is counted and not kept.
-    fn drop_side(&self, shard: &mut Shard, p: &Prepared, found: Option<u32>, now_ns: u64, t: &mut Tally) {
+    /// `found` is the waiting slot of the span's key, with the key's hash.
+    fn drop_side(&self, shard: &mut Shard, p: &Prepared, found: Option<(u32, u64)>, now_ns: u64, t: &mut Tally) {
         let server = !p.side.is_client_side();
-        if let Some(slot) = found {
+        if let Some((slot, hash)) = found {
             let e = shard.edge(slot);
             if !e.is_complete() && e.seen_server != server && !e.matched {
-                shard.discard(slot, None);
+                shard.discard(slot, Some(hash));
                 t.dropped_by_filter += 1;
             }
         }
