@@ -28,6 +28,9 @@ old=$dir/target/release/examples
 new=target/release/examples
 
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# ratio BEFORE AFTER: after over before, or a dash when either is missing
+# (a base whose program prints no such line, or names `consume` otherwise).
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN {if (x > 0 && y != "") printf "%.3f×", y / x; else printf "–"}'; }
 # row NAME UNIT PATTERN FIELD COMMAND...: runs COMMAND from each build
 # PAIRS times, alternating, and takes the FIELDth word (brackets dropped) of
 # the first line of its output that matches PATTERN.
@@ -45,7 +48,7 @@ row() {
 	local ma mb
 	ma=$(printf '%s\n' "${a[@]}" | median)
 	mb=$(printf '%s\n' "${b[@]}" | median)
-	echo "| $name | ${a[*]}: **$ma** $unit | ${b[*]}: **$mb** $unit | $(awk -v x="$ma" -v y="$mb" 'BEGIN {printf "%.2f×", y / x}') |"
+	echo "| $name | ${a[*]}: **$ma** $unit | ${b[*]}: **$mb** $unit | $(ratio "$ma" "$mb") |"
 }
 
 instructions() {
@@ -57,7 +60,7 @@ instructions() {
 		total+=("$(callgrind_annotate "$out/$n" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')")
 	done
 	rm -rf "$out"
-	awk -v a="${total[0]}" -v b="${total[1]}" 'BEGIN {printf "%.1f", (b - a) / 200000}'
+	awk -v a="${total[0]}" -v b="${total[1]}" 'BEGIN {if (b > a) printf "%.1f", (b - a) / 200000}'
 }
 
 echo "| figure | $base | $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (with changes)') | ratio |"
@@ -66,7 +69,7 @@ row "consume (\`replay 1000\`)" ns/span '^consume' 2 replay 1000
 if [[ ${CALLGRIND:-0} == 1 ]]; then
 	ia=$(instructions "$old")
 	ib=$(instructions "$new")
-	echo "| consume, instructions per span | $ia | $ib | $(awk -v x="$ia" -v y="$ib" 'BEGIN {printf "%.3f×", y / x}') |"
+	echo "| consume, instructions per span | $ia | $ib | $(ratio "$ia" "$ib") |"
 fi
 row "bytes per waiting span (\`memory 1000000\`, the store's account)" B store_bytes 3 memory 1000000
 for format in prometheus openmetrics otlp; do
