@@ -4,4 +4,5 @@
 
 pub mod otlp;
 pub mod protobuf;
+mod room;
 pub mod text;

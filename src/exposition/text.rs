@@ -24,8 +24,12 @@ use crate::series::Virtual;
 use crate::series::{EdgeSeries, SideSeries, Snapshot};
 use crate::series::{Family, Hist, Row};
 
+mod numbers;
 #[cfg(test)]
 pub(crate) mod oracle;
+
+use crate::exposition::room::Room;
+use numbers::{NUMBER, exemplar_bound};
 
 pub const REQUEST: &str = "traces_service_graph_request";
 pub const REQUEST_FAILED: &str = "traces_service_graph_request_failed";
@@ -358,24 +362,18 @@ pub(crate) fn whole(w: f64) -> u64 {
     if (0..i64::MAX).contains(&t) && t as f64 == w { t as u64 } else { w.round() as u64 }
 }
 
-/// An integer as `itoa` writes it; one or two digits a byte at a time,
-/// cheaper than copying them from a buffer.
-#[inline]
-fn integer(o: &mut Vec<u8>, v: u64) {
-    if v < 10 {
-        o.push(b'0' + v as u8);
-    } else if v < 100 {
-        o.push(b'0' + (v / 10) as u8);
-        o.push(b'0' + (v % 10) as u8);
-    } else {
-        o.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+/// `open` (`name{`), the label block with its [`CLOSE`], the value, into
+/// room for `open.len() + labels.len() + NUMBER + 1` bytes.
+#[inline(always)]
+fn put_line(r: &mut Room<'_>, open: &str, labels: &str, v: Num) {
+    r.put(open.as_bytes());
+    r.put(labels.as_bytes());
+    match v {
+        Num::F64(v) => r.float(v),
+        Num::U64(v) => r.integer(v),
     }
+    r.byte(b'\n');
 }
-
-/// Below this, a whole-number float is written as its integer and `.0`,
-/// which is what `dtoa` writes for it (checked for every one of them in the
-/// tests), without `dtoa`'s general algorithm.
-const SMALL_WHOLE: f64 = (1u64 << 20) as f64;
 
 struct Writer<'o> {
     out: &'o mut Vec<u8>,
@@ -411,19 +409,7 @@ impl Writer<'_> {
     /// `open` (`name{`), the label block with its [`CLOSE`], the value.
     #[inline]
     fn line(&mut self, open: &str, labels: &str, v: Num) {
-        let o = &mut *self.out;
-        o.extend_from_slice(open.as_bytes());
-        o.extend_from_slice(labels.as_bytes());
-        match v {
-            Num::F64(v) if v.is_sign_positive() && v < SMALL_WHOLE && v == (v as u64) as f64 => {
-                integer(o, v as u64);
-                o.push(b'.');
-                o.push(b'0');
-            }
-            Num::F64(v) => o.extend_from_slice(dtoa::Buffer::new().format(v).as_bytes()),
-            Num::U64(v) => integer(o, v),
-        }
-        o.push(b'\n');
+        Room::make(self.out, open.len() + labels.len() + NUMBER + 1, |r| put_line(r, open, labels, v));
     }
 
     /// In OpenMetrics, a `_created` line: `open`, the label block, the time
@@ -432,11 +418,12 @@ impl Writer<'_> {
         if !self.openmetrics {
             return;
         }
-        let o = &mut *self.out;
-        o.extend_from_slice(open.as_bytes());
-        o.extend_from_slice(labels.as_bytes());
-        seconds(o, ns);
-        o.push(b'\n');
+        Room::make(self.out, open.len() + labels.len() + NUMBER + 1, |r| {
+            r.put(open.as_bytes());
+            r.put(labels.as_bytes());
+            r.seconds(ns);
+            r.byte(b'\n');
+        });
     }
 
     /// A histogram's `_sum`, `_count` and cumulative `_bucket` lines. Bucket
@@ -445,118 +432,57 @@ impl Writer<'_> {
     /// histogram has (native histograms only), the +Inf line counts the
     /// rest and carries the last exemplar among them.
     fn histogram(&mut self, family: &Histogram, labels: &str, h: &Hist, exemplars: Option<(&str, Row<'_>)>) {
-        self.line(&family.sum, labels, Num::F64(h.sum));
-        self.line(&family.count, labels, Num::U64(whole(h.count)));
-        let o = &mut *self.out;
-        let opens = if labels.len() > CLOSE.len() { &family.buckets_comma } else { &family.buckets };
+        let with_comma = labels.len() > CLOSE.len();
+        let opens = if with_comma { &family.buckets_comma } else { &family.buckets };
         // Set exemplars in bucket order: a bucket takes its own, +Inf the last left.
         let (label, Row(mut pending)) = exemplars.unwrap_or_default();
-        let mut cumulative = 0u64;
-        let last = family.buckets.len() - 1;
-        for (b, open) in opens.iter().enumerate() {
-            let (weights, example) = if b == last {
-                (h.buckets.get(b..).unwrap_or(&[]), pending.last())
-            } else {
-                let own = pending.first().filter(|k| k.bucket as usize == b);
-                pending = &pending[usize::from(own.is_some())..];
-                (&h.buckets[b..=b], own)
-            };
-            for &w in weights {
-                cumulative = cumulative.wrapping_add(whole(w));
+        let lines = opens.len();
+        // Each exemplar is written once at most.
+        let examples = pending.len().min(lines);
+        let bound = family.sum.len()
+            + family.count.len()
+            + family.bucket_bytes
+            + usize::from(with_comma) * lines
+            + (lines + 2) * (labels.len() + NUMBER + 1)
+            + examples * exemplar_bound(label.len());
+        Room::make(self.out, bound, |r| {
+            put_line(r, &family.sum, labels, Num::F64(h.sum));
+            put_line(r, &family.count, labels, Num::U64(whole(h.count)));
+            let mut cumulative = 0u64;
+            let last = lines - 1;
+            for (b, open) in opens.iter().enumerate() {
+                let (weights, example) = if b == last {
+                    (h.buckets.get(b..).unwrap_or(&[]), pending.last())
+                } else {
+                    let own = pending.first().filter(|k| k.bucket as usize == b);
+                    pending = &pending[usize::from(own.is_some())..];
+                    (&h.buckets[b..=b], own)
+                };
+                for &w in weights {
+                    cumulative = cumulative.wrapping_add(whole(w));
+                }
+                r.put(open.as_bytes());
+                r.put(labels.as_bytes());
+                r.integer(cumulative);
+                if let Some(x) = example.map(|k| &k.exemplar) {
+                    r.put(b" # {");
+                    r.put(label.as_bytes());
+                    r.put(b"=\"");
+                    r.hex(&x.trace_id);
+                    r.put(b"\"} ");
+                    r.put(dtoa::Buffer::new().format(x.value).as_bytes());
+                    r.byte(b' ');
+                    r.seconds(x.at_ns);
+                }
+                r.byte(b'\n');
             }
-            o.extend_from_slice(open.as_bytes());
-            o.extend_from_slice(labels.as_bytes());
-            integer(o, cumulative);
-            if let Some(x) = example.map(|k| &k.exemplar) {
-                o.extend_from_slice(b" # {");
-                o.extend_from_slice(label.as_bytes());
-                o.extend_from_slice(b"=\"");
-                hex_bytes(&x.trace_id, o);
-                o.extend_from_slice(b"\"} ");
-                o.extend_from_slice(dtoa::Buffer::new().format(x.value).as_bytes());
-                o.push(b' ');
-                seconds(o, x.at_ns);
-            }
-            o.push(b'\n');
-        }
-    }
-}
-
-/// A trace id in lowercase hex, as [`crate::series::exemplar::hex`] writes it.
-fn hex_bytes(id: &[u8; 16], o: &mut Vec<u8>) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = [0; 32];
-    for (pair, &b) in text.chunks_exact_mut(2).zip(id) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 15)];
-    }
-    o.extend_from_slice(&text);
-}
-
-/// A time in seconds, exact to the nanosecond: whole seconds, then the
-/// nanoseconds without their trailing zeros.
-fn seconds(o: &mut Vec<u8>, ns: u64) {
-    integer(o, ns / 1_000_000_000);
-    let mut frac = (ns % 1_000_000_000) as u32;
-    if frac != 0 {
-        // A point and nine digits of nanoseconds, the trailing zeros left out.
-        let mut text = [b'.'; 10];
-        for d in text[1..].iter_mut().rev() {
-            *d = b'0' + (frac % 10) as u8;
-            frac /= 10;
-        }
-        let end = text.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
-        o.extend_from_slice(&text[..end]);
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn small_whole_numbers_are_written_as_dtoa_writes_them() {
-        let mut out = Vec::new();
-        let mut w = Writer { out: &mut out, openmetrics: true };
-        let mut want = String::new();
-        for n in 0..=SMALL_WHOLE as u64 + 2 {
-            let v = n as f64;
-            w.line("", "", Num::F64(v));
-            want.push_str(dtoa::Buffer::new().format(v));
-            want.push('\n');
-        }
-        for v in [-0.0, -1.0, 0.5, f64::NAN, f64::INFINITY] {
-            w.line("", "", Num::F64(v));
-            want.push_str(dtoa::Buffer::new().format(v));
-            want.push('\n');
-        }
-        assert_eq!(String::from_utf8(out).unwrap(), want);
-    }
-
-    #[test]
-    fn integers_are_written_as_itoa_writes_them() {
-        for v in (0..1000).chain([u64::MAX, 1 << 53, 12345678901]) {
-            let mut o = Vec::new();
-            integer(&mut o, v);
-            assert_eq!(o, itoa::Buffer::new().format(v).as_bytes());
-        }
-    }
-
-    #[test]
-    fn seconds_are_exact_to_the_nanosecond() {
-        for (ns, want) in [
-            (0, "0"),
-            (1, "0.000000001"),
-            (1_500_000_000, "1.5"),
-            (1_700_000_000_000_000_000, "1700000000"),
-            (1_700_000_000_123_456_780, "1700000000.12345678"),
-            (u64::MAX, "18446744073.709551615"),
-        ] {
-            let mut o = Vec::new();
-            seconds(&mut o, ns);
-            assert_eq!(String::from_utf8(o).unwrap(), want);
-        }
-    }
 
     #[test]
     fn label_values_are_escaped() {
