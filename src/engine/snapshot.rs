@@ -220,10 +220,20 @@ impl Engine {
         // its rank in string order, so that sorting compares integers. An
         // edge's key is `raw` with label values as slots in `strings`, then
         // as ranks in `ranks`.
-        let is_string = |i: usize| i % stride < 2 || i % stride >= 4;
+        // A key's fields are [client, server, connection type, failed,
+        // dims...]: all but the third and fourth are label values. Mapped
+        // key by key (a modulo per field cost about 1 M instructions a
+        // render of 10,000 edges).
+        let by_key = |from: &[u32], f: &mut dyn FnMut(u32) -> u32| -> Vec<u32> {
+            let mut to = Vec::with_capacity(from.len());
+            for k in from.chunks_exact(stride) {
+                to.extend_from_slice(&[f(k[0]), f(k[1]), k[2], k[3]]);
+                to.extend(k[4..].iter().map(|&v| f(v)));
+            }
+            to
+        };
         let mut strings = Strings::default();
-        let slots: Vec<u32> =
-            raw.iter().enumerate().map(|(i, &id)| if is_string(i) { strings.slot(id) } else { id }).collect();
+        let slots = by_key(&raw, &mut |id| strings.slot(id));
         drop(raw);
         let names = self.interner.read().unwrap_or_else(|p| p.into_inner());
         let (shared, rank) = strings.resolve(&names);
@@ -239,8 +249,7 @@ impl Engine {
         let mut dropped: Vec<SideSeries> = dropped.into_iter().map(side).collect();
         drop(names);
         drop(ids);
-        let ranks: Vec<u32> =
-            slots.iter().enumerate().map(|(i, &s)| if is_string(i) { rank[s as usize] } else { s }).collect();
+        let ranks = by_key(&slots, &mut |s| rank[s as usize]);
         let key = |i: usize| &ranks[i * stride..(i + 1) * stride];
         let order: Vec<usize> = match packed_keys(&ranks, stride, rank.len()) {
             Some((mut packed, index_bits)) => {
