@@ -2,8 +2,8 @@
 # The code as it is against an earlier commit, in one run: on a shared
 # machine only figures measured side by side compare. Builds BASE in a
 # worktree of its own (under target/compare/, kept for the next run), then
-# alternates the two builds PAIRS times (default 5) and prints a Markdown
-# table of medians and their ratios:
+# alternates the two builds PAIRS times (default 5; each pair's first run
+# alternates too) and prints a Markdown table of medians and their ratios:
 #   - consume: ns per span (`replay 1000`) and, with CALLGRIND=1,
 #     instructions per span (callgrind inside `consume`, `replay 300` minus
 #     `replay 100`, which repeat exactly);
@@ -41,9 +41,16 @@ row() {
 	local a=() b=() pick
 	# Reads to the end, so that the program never writes to a closed pipe.
 	pick=$'!found && $0 ~ p {gsub(/[()]/, "", $f); print $f; found = 1}'
-	for _ in $(seq "$pairs"); do
-		a+=("$("$old/$1" "${@:2}" | awk -v p="$pattern" -v f="$field" "$pick")")
-		b+=("$("$new/$1" "${@:2}" | awk -v p="$pattern" -v f="$field" "$pick")")
+	# The pairs take turns at going first, so that whatever favours the first
+	# (or second) run of a pair favours neither build.
+	for i in $(seq "$pairs"); do
+		if ((i % 2)); then
+			a+=("$("$old/$1" "${@:2}" | awk -v p="$pattern" -v f="$field" "$pick")")
+			b+=("$("$new/$1" "${@:2}" | awk -v p="$pattern" -v f="$field" "$pick")")
+		else
+			b+=("$("$new/$1" "${@:2}" | awk -v p="$pattern" -v f="$field" "$pick")")
+			a+=("$("$old/$1" "${@:2}" | awk -v p="$pattern" -v f="$field" "$pick")")
+		fi
 	done
 	local ma mb
 	ma=$(printf '%s\n' "${a[@]}" | median)
