@@ -153,15 +153,14 @@ pub fn render_into(snap: &Snapshot, openmetrics: bool, out: &mut Vec<u8>) {
             w.line(&connection_info, labels.get(i), Num::U64(1));
         }
     }
-    let mut block = String::new();
+    let mut block = Vec::new();
     for (name, help, list) in [(UNPAIRED, UNPAIRED_HELP, &snap.unpaired), (DROPPED, DROPPED_HELP, &snap.dropped)] {
         w.descriptor(name, help, Kind::Counter);
         let open = format!("{name}_total{{");
         let open_created = format!("{name}_created{{");
         for s in list {
             block.clear();
-            side_labels(&mut block, s);
-            block.push_str(CLOSE);
+            label_block(&mut block, |f| side_label_pairs(s, f));
             w.line(&open, &block, Num::F64(s.value));
             w.created(&open_created, &block, s.created_ns);
         }
@@ -174,8 +173,7 @@ pub fn render_into(snap: &Snapshot, openmetrics: bool, out: &mut Vec<u8>) {
         let open_created = format!("{OVERFLOW}_created{{");
         for &(option, n) in snap.overflow.iter().filter(|(_, n)| *n > 0) {
             block.clear();
-            label(&mut block, 0, "option", option);
-            block.push_str(CLOSE);
+            label_block(&mut block, |f| f("option", option));
             w.line(&open, &block, Num::U64(n));
             w.created(&open_created, &block, snap.started_ns);
         }
@@ -199,38 +197,40 @@ const CLOSE: &str = "} ";
 /// Every edge's label block (`a="x",b="y"`, escaped), followed by [`CLOSE`],
 /// in one string.
 struct Labels {
-    text: String,
+    text: Vec<u8>,
     /// End of edge `i`'s block in `text`; it starts where edge `i - 1`'s ends.
     ends: Vec<usize>,
 }
 
 impl Labels {
     fn of_edges(snap: &Snapshot) -> Labels {
-        let mut text = String::with_capacity(snap.edges.len() * 96);
+        let mut text = Vec::with_capacity(snap.edges.len() * 96);
         let mut ends = Vec::with_capacity(snap.edges.len());
         for e in &snap.edges {
-            edge_labels(&mut text, snap, e);
-            text.push_str(CLOSE);
+            label_block(&mut text, |f| edge_label_pairs(snap, e, f));
             ends.push(text.len());
         }
         Labels { text, ends }
     }
 
-    fn get(&self, i: usize) -> &str {
+    fn get(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.text[start..self.ends[i]]
     }
 }
 
-/// The labels of an edge series, empty values left out (an empty label and a
-/// missing label are the same series in Prometheus).
-fn edge_labels(out: &mut String, snap: &Snapshot, e: &EdgeSeries) {
-    let start = out.len();
-    edge_label_pairs(snap, e, |name, value| label(out, start, name, value));
-}
-
-fn side_labels(out: &mut String, s: &SideSeries) {
-    side_label_pairs(s, |name, value| label(out, 0, name, value));
+/// Appends a label block: the labels `pairs` hands over, empty values left
+/// out (an empty label and a missing label are the same series in
+/// Prometheus), then [`CLOSE`].
+fn label_block<'a>(out: &mut Vec<u8>, pairs: impl Fn(&mut dyn FnMut(&'a str, &'a str))) {
+    // A comma, the name, `="`, the value with every byte escaped, `"`.
+    let mut bound = CLOSE.len();
+    pairs(&mut |name, value| bound += name.len() + 4 + 2 * value.len());
+    Room::make(out, bound, |r| {
+        let mut first = true;
+        pairs(&mut |name, value| label(r, &mut first, name, value));
+        r.put(CLOSE.as_bytes());
+    });
 }
 
 /// An edge series' Prometheus labels as `(name, value)`, in order; empty
@@ -261,44 +261,39 @@ pub(crate) fn side_label_pairs<'a>(s: &'a SideSeries, mut f: impl FnMut(&'a str,
     f("connection_type", s.conn.as_str());
 }
 
-/// Appends `name="value"` (a comma first unless the block starting at
-/// `start` is still empty); nothing for an empty value.
-fn label(out: &mut String, start: usize, name: &str, value: &str) {
+/// Writes `name="value"`, a comma first unless it is the `first`; nothing
+/// for an empty value.
+fn label(r: &mut Room<'_>, first: &mut bool, name: &str, value: &str) {
     if value.is_empty() {
         return;
     }
-    if out.len() > start {
-        out.push(',');
+    if !std::mem::take(first) {
+        r.byte(b',');
     }
-    out.push_str(name);
-    out.push_str("=\"");
-    escape(out, value);
-    out.push('"');
+    r.put(name.as_bytes());
+    r.put(b"=\"");
+    escape(r, value);
+    r.byte(b'"');
 }
 
 /// A label value as the text formats escape it: `\` → `\\`, `"` → `\"`,
 /// newline → `\n`; nothing else.
-fn escape(out: &mut String, value: &str) {
+fn escape(r: &mut Room<'_>, value: &str) {
     // Most values have nothing to escape: a pass without branches says so,
     // and they are copied whole.
     let special = value.bytes().fold(0u8, |s, b| s | u8::from(b == b'\\') | u8::from(b == b'"') | u8::from(b == b'\n'));
     if special == 0 {
-        out.push_str(value);
+        r.put(value.as_bytes());
         return;
     }
-    let mut last = 0;
-    for (i, b) in value.bytes().enumerate() {
-        let escaped = match b {
-            b'\\' => "\\\\",
-            b'"' => "\\\"",
-            b'\n' => "\\n",
-            _ => continue,
-        };
-        out.push_str(&value[last..i]);
-        out.push_str(escaped);
-        last = i + 1;
+    for b in value.bytes() {
+        match b {
+            b'\\' => r.put(b"\\\\"),
+            b'"' => r.put(b"\\\""),
+            b'\n' => r.put(b"\\n"),
+            _ => r.byte(b),
+        }
     }
-    out.push_str(&value[last..]);
 }
 
 /// A histogram family's line beginnings, made once per render.
@@ -365,9 +360,9 @@ pub(crate) fn whole(w: f64) -> u64 {
 /// `open` (`name{`), the label block with its [`CLOSE`], the value, into
 /// room for `open.len() + labels.len() + NUMBER + 1` bytes.
 #[inline(always)]
-fn put_line(r: &mut Room<'_>, open: &str, labels: &str, v: Num) {
+fn put_line(r: &mut Room<'_>, open: &str, labels: &[u8], v: Num) {
     r.put(open.as_bytes());
-    r.put(labels.as_bytes());
+    r.put(labels);
     match v {
         Num::F64(v) => r.float(v),
         Num::U64(v) => r.integer(v),
@@ -408,19 +403,19 @@ impl Writer<'_> {
 
     /// `open` (`name{`), the label block with its [`CLOSE`], the value.
     #[inline]
-    fn line(&mut self, open: &str, labels: &str, v: Num) {
+    fn line(&mut self, open: &str, labels: &[u8], v: Num) {
         Room::make(self.out, open.len() + labels.len() + NUMBER + 1, |r| put_line(r, open, labels, v));
     }
 
     /// In OpenMetrics, a `_created` line: `open`, the label block, the time
     /// in seconds, exact to the nanosecond.
-    fn created(&mut self, open: &str, labels: &str, ns: u64) {
+    fn created(&mut self, open: &str, labels: &[u8], ns: u64) {
         if !self.openmetrics {
             return;
         }
         Room::make(self.out, open.len() + labels.len() + NUMBER + 1, |r| {
             r.put(open.as_bytes());
-            r.put(labels.as_bytes());
+            r.put(labels);
             r.seconds(ns);
             r.byte(b'\n');
         });
@@ -431,7 +426,7 @@ impl Writer<'_> {
     /// exemplar (` # {traceID="…"} value time`). With fewer bounds than the
     /// histogram has (native histograms only), the +Inf line counts the
     /// rest and carries the last exemplar among them.
-    fn histogram(&mut self, family: &Histogram, labels: &str, h: &Hist, exemplars: Option<(&str, Row<'_>)>) {
+    fn histogram(&mut self, family: &Histogram, labels: &[u8], h: &Hist, exemplars: Option<(&str, Row<'_>)>) {
         let with_comma = labels.len() > CLOSE.len();
         let opens = if with_comma { &family.buckets_comma } else { &family.buckets };
         // Set exemplars in bucket order: a bucket takes its own, +Inf the last left.
@@ -462,7 +457,7 @@ impl Writer<'_> {
                     cumulative = cumulative.wrapping_add(whole(w));
                 }
                 r.put(open.as_bytes());
-                r.put(labels.as_bytes());
+                r.put(labels);
                 r.integer(cumulative);
                 if let Some(x) = example.map(|k| &k.exemplar) {
                     r.put(b" # {");
@@ -488,9 +483,9 @@ mod tests {
     fn label_values_are_escaped() {
         for (value, want) in [("plain", "plain"), ("a\\b", "a\\\\b"), ("say \"hi\"", "say \\\"hi\\\""), ("x\n", "x\\n")]
         {
-            let mut o = String::new();
-            escape(&mut o, value);
-            assert_eq!(o, want);
+            let mut o = Vec::new();
+            Room::make(&mut o, 2 * value.len(), |r| escape(r, value));
+            assert_eq!(o, want.as_bytes());
         }
     }
 
