@@ -2,8 +2,9 @@
 # The code as it is against an earlier commit, in one run: on a shared
 # machine only figures measured side by side compare. Builds BASE in a
 # worktree of its own (under target/compare/, kept for the next run), then
-# alternates the two builds PAIRS times (default 5; each pair's first run
-# alternates too) and prints a Markdown table of medians and their ratios:
+# alternates the two builds PAIRS times (default 5; which build runs first
+# alternates too, evenly for an even PAIRS) and prints a Markdown table of
+# medians and their ratios:
 #   - consume: ns per span (`replay 1000`) and, with CALLGRIND=1,
 #     instructions per span (callgrind inside `consume`, `replay 300` minus
 #     `replay 100`, which repeat exactly);
@@ -38,7 +39,7 @@ row() {
 	local name=$1 unit=$2 pattern=$3 field=$4
 	shift 4
 	[[ -x $old/$1 ]] || return 0
-	local a=() b=() pick
+	local a=() b=() pick i
 	# Reads to the end, so that the program never writes to a closed pipe.
 	pick=$'!found && $0 ~ p {gsub(/[()]/, "", $f); print $f; found = 1}'
 	# The pairs take turns at going first, so that whatever favours the first

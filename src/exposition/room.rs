@@ -5,19 +5,21 @@
 //! one number. Written piece by piece through `Vec::extend_from_slice`, every
 //! piece checked the capacity and stored the length back; for a histogram's
 //! bucket lines that bookkeeping was about as many instructions as the
-//! copies. A [`Room`] is made once for a series' lines of one family (their
-//! length is bounded: every piece is known but the numbers, and none of
-//! those is longer than its bound), the pieces are copied into it with the
-//! position held in a register, and what is left over is given back. (The
-//! OTLP encoder, whose data points have few and fixed-size pieces, gained
-//! nothing from a room per point: 41.90 M → 42.02 M instructions a render.)
+//! copies. A [`Room`] is made once for a series' `_sum`, `_count` and bucket
+//! lines, once for each other line, and once for each label block (every
+//! piece's length is known but the numbers', and none of those is longer
+//! than its bound); the pieces are copied into it with the position held in
+//! a register, and what is left over is given back. (The OTLP encoder, whose
+//! data points have few and fixed-size pieces, gained nothing from a room
+//! per point: 41.90 M → 42.02 M instructions a render.)
 //!
 //! The room is the vector's spare capacity, written before it is counted as
-//! part of the vector: making it of zeros first (`resize`, no `unsafe`)
-//! cost 2.2 M instructions in a 10,000-edge text render, more than half of
-//! what the room saves (callgrind: 66.2 M → 64.2 M with zeros, 61.3 M
-//! without). Every write goes through a bounds-checked slice of the room, so
-//! a bound too small panics rather than writes past it.
+//! part of the vector. Making it of zeros first (`resize`, no `unsafe`)
+//! cost 2.9 M instructions in a 10,000-edge text render, 2.2 M of them in
+//! `memset`: more than half of what the room saves (callgrind: 66.2 M
+//! before, 64.2 M with zeros, 61.3 M without). Every write goes through a
+//! bounds-checked slice of the room, so a bound too small panics rather than
+//! writes past it.
 
 use std::mem::MaybeUninit;
 

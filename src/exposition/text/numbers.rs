@@ -4,9 +4,9 @@
 
 use crate::exposition::room::Room;
 
-/// The longest number written: a float as `dtoa` writes it (at most 24
-/// bytes: a sign, 17 digits, a point and `e-308`), an integer (20 digits), a
-/// time in seconds (21 bytes).
+/// The longest number written: a float as `dtoa` writes it (at most 25
+/// bytes, as in `-0.0000012345678901234568`), an integer (20 digits), a time
+/// in seconds (21 bytes).
 pub(super) const NUMBER: usize = 32;
 
 /// The longest exemplar suffix (` # {label="…"} value time`) for a label
@@ -122,13 +122,12 @@ mod tests {
             r.put(b"=\"");
             r.hex(&[0xab; 16]);
             r.put(b"\"} ");
-            r.float(-2.2250738585072014e-308);
+            r.float(-1.2345678901234567e-6);
             r.byte(b' ');
             r.seconds(u64::MAX);
         });
-        assert_eq!(
-            text,
-            format!("head  # {{traceID=\"{}\"}} -2.2250738585072014e-308 18446744073.709551615", "ab".repeat(16))
-        );
+        let longest = "-0.0000012345678901234568";
+        assert_eq!(dtoa::Buffer::new().format(-1.2345678901234567e-6), longest);
+        assert_eq!(text, format!("head  # {{traceID=\"{}\"}} {longest} 18446744073.709551615", "ab".repeat(16)));
     }
 }
