@@ -10,7 +10,7 @@
 //! (10 000 edges, 23 MB of text; `BENCHMARKS.md`), the whole render with its
 //! snapshot: 587 M → 65 M instructions for Prometheus and 529 M → 65 M for
 //! OpenMetrics under callgrind; CPU time about 86 ms → 10 ms and 63 ms → 10 ms
-//! on a loaded, shared 2-vCPU machine (60.3 M for Prometheus since a series'
+//! on a loaded, shared 2-vCPU machine (60.1 M for Prometheus since a series'
 //! lines are written into room made once for them, `exposition::room`; the
 //! OpenMetrics figure has grown with exemplars). The output is byte-for-byte what
 //! prometheus-client 0.25 writes — the same escaping of `\`, `"` and
@@ -339,9 +339,7 @@ impl Histogram {
             name,
         }
     }
-}
 
-impl Histogram {
     /// The most a series' `_sum`, `_count` and bucket lines take, for a
     /// label block of `labels` bytes and `examples` exemplars under a label
     /// name of `label` bytes.
@@ -451,8 +449,7 @@ impl Writer<'_> {
     /// histogram has (native histograms only), the +Inf line counts the
     /// rest and carries the last exemplar among them.
     fn histogram(&mut self, family: &Histogram, labels: &[u8], h: &Hist, exemplars: Option<(&str, Row<'_>)>) {
-        let with_comma = labels.len() > CLOSE.len();
-        let opens = if with_comma { &family.buckets_comma } else { &family.buckets };
+        let opens = if labels.len() > CLOSE.len() { &family.buckets_comma } else { &family.buckets };
         // Set exemplars in bucket order: a bucket takes its own, +Inf the last left.
         let (label, Row(mut pending)) = exemplars.unwrap_or_default();
         let lines = opens.len();
