@@ -179,7 +179,7 @@ impl Engine {
             let shard = lock(shard);
             waiting += shard.store.len();
             store_bytes += shard.store.heap_bytes()
-                + shard.whole.capacity() * (std::mem::size_of::<(u32, HalfEdge)>() + 1)
+                + shard.whole.allocation_size()
                 + shard.dims.capacity() * 4
                 + shard.dropped.heap_bytes();
         }

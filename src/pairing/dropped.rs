@@ -77,8 +77,7 @@ impl DroppedSides {
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.deadlines.capacity() * (std::mem::size_of::<((Key, bool), u64)>() + 1)
-            + self.order.capacity() * std::mem::size_of::<(Key, bool, u64)>()
+        self.deadlines.allocation_size() + self.order.capacity() * std::mem::size_of::<(Key, bool, u64)>()
     }
 }
 

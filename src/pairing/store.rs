@@ -287,7 +287,7 @@ impl<T: Default> Store<T> {
         self.nodes.capacity() * std::mem::size_of::<Node<T>>()
             + self.live.bytes()
             + self.indexed.bytes()
-            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.table.allocation_size()
     }
 
     pub fn slot_capacity(&self) -> usize {
