@@ -6,7 +6,8 @@
 //! (4 bytes an entry) finds an entry by its key; the key itself is kept once,
 //! in the slab. Removing a completed entry is O(1) and frees its slot for
 //! reuse, so memory follows the number of waiting entries, bounded by
-//! `max_items`.
+//! `max_items`. An entry's expiry is kept to the millisecond, rounded up (it
+//! never leaves early), in 32 bits counted from the store's epoch.
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
@@ -20,6 +21,8 @@ pub struct Key {
 }
 
 const NIL: u32 = u32::MAX;
+
+const NS_PER_MS: u64 = 1_000_000;
 
 /// Slots per chunk of the slab.
 const CHUNK_SHIFT: u32 = 10;
@@ -87,7 +90,8 @@ struct Node<T> {
     key: Key,
     prev: u32,
     next: u32,
-    expires_ns: u64,
+    /// When the entry expires, in whole milliseconds after the store's epoch.
+    expires: u32,
     value: T,
 }
 
@@ -137,6 +141,8 @@ pub struct Store<T> {
     free: u32,
     len: usize,
     max_items: usize,
+    /// What the nodes' expiry times count from, in milliseconds.
+    epoch_ms: u64,
 }
 
 impl<T: Default> Store<T> {
@@ -152,6 +158,7 @@ impl<T: Default> Store<T> {
             free: NIL,
             len: 0,
             max_items,
+            epoch_ms: 0,
         }
     }
 
@@ -199,17 +206,18 @@ impl<T: Default> Store<T> {
         if self.is_full() {
             return Err(Full);
         }
+        let expires = self.expiry(expires_ns);
         let slot = if self.free != NIL {
             let s = self.free;
             self.free = self.nodes[s as usize].next;
             let n = &mut self.nodes[s as usize];
             n.key = key;
             n.value = value;
-            n.expires_ns = expires_ns;
+            n.expires = expires;
             s
         } else {
             let s = self.nodes.len() as u32;
-            self.nodes.push(Node { key, prev: NIL, next: NIL, expires_ns, value });
+            self.nodes.push(Node { key, prev: NIL, next: NIL, expires, value });
             s
         };
         self.live.set(slot, true);
@@ -274,7 +282,42 @@ impl<T: Default> Store<T> {
             return None;
         }
         let n = &self.nodes[self.head as usize];
-        (all || n.expires_ns <= now_ns).then_some(self.head)
+        (all || self.epoch_ms + u64::from(n.expires) <= now_ns / NS_PER_MS).then_some(self.head)
+    }
+
+    /// `expires_ns` as a node keeps it: rounded up to the millisecond and
+    /// counted from the epoch. An empty store starts its epoch at the first
+    /// expiry; a time before the epoch (the caller's clock went back) waits
+    /// until the epoch. A time past what 32 bits count from the epoch (about
+    /// 49 days) moves the epoch forward first.
+    #[inline]
+    fn expiry(&mut self, expires_ns: u64) -> u32 {
+        let ms = expires_ns.div_ceil(NS_PER_MS);
+        if self.len == 0 {
+            self.epoch_ms = ms;
+        }
+        if ms.saturating_sub(self.epoch_ms) > u64::from(u32::MAX) {
+            self.move_epoch(ms - u64::from(u32::MAX));
+        }
+        ms.saturating_sub(self.epoch_ms) as u32
+    }
+
+    /// Counts every waiting entry's expiry from `epoch_ms`, a later epoch.
+    /// An entry due before the new epoch becomes due at it: later than it
+    /// was, never earlier. With a wait under 49 days such an entry is
+    /// already due when the epoch moves (it is due 49 days before the entry
+    /// being stored, which is due one wait from now), so it leaves at the
+    /// next expiry as it would have.
+    #[cold]
+    fn move_epoch(&mut self, epoch_ms: u64) {
+        let shift = epoch_ms - self.epoch_ms;
+        let mut at = self.head;
+        while at != NIL {
+            let n = &mut self.nodes[at as usize];
+            n.expires = u64::from(n.expires).saturating_sub(shift) as u32;
+            at = n.next;
+        }
+        self.epoch_ms = epoch_ms;
     }
 
     /// Bytes held per slot, for the memory self-report.
@@ -313,48 +356,98 @@ mod tests {
         Key { trace_id: [n; 16], span_id: [n; 8] }
     }
 
-    fn put(s: &mut Store<u32>, n: u8, expires: u64) -> Result<u32, Full> {
+    const MS: u64 = NS_PER_MS;
+
+    fn put(s: &mut Store<u32>, n: u8, expires_ns: u64) -> Result<u32, Full> {
         let k = key(n);
         let h = s.hash(&k);
-        s.insert(h, k, n as u32, expires, true)
+        s.insert(h, k, n as u32, expires_ns, true)
     }
 
     #[test]
     fn insert_find_remove_reuses_slots() {
         let mut s = Store::<u32>::new(10);
-        let a = put(&mut s, 1, 100).unwrap();
-        let b = put(&mut s, 2, 200).unwrap();
+        let a = put(&mut s, 1, 100 * MS).unwrap();
+        let b = put(&mut s, 2, 200 * MS).unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s.find(s.hash(&key(1)), &key(1)), Some(a));
         assert_eq!(s.remove(a, None), 1);
         assert_eq!(s.find(s.hash(&key(1)), &key(1)), None);
-        let c = put(&mut s, 3, 300).unwrap();
+        let c = put(&mut s, 3, 300 * MS).unwrap();
         assert_eq!(c, a, "freed slot is reused");
         assert_eq!(s.slot_capacity(), 2);
         // Expiry order stays insertion order: 2 then 3.
-        assert_eq!(s.expired_head(1000, false), Some(b));
+        assert_eq!(s.expired_head(1000 * MS, false), Some(b));
         s.remove(b, Some(s.hash(&key(2))));
-        assert_eq!(s.expired_head(1000, false), Some(c));
+        assert_eq!(s.expired_head(1000 * MS, false), Some(c));
     }
 
     #[test]
     fn expiry_pops_only_expired_heads() {
         let mut s = Store::<u32>::new(10);
-        put(&mut s, 1, 100).unwrap();
-        put(&mut s, 2, 200).unwrap();
-        assert_eq!(s.expired_head(99, false), None);
-        let h = s.expired_head(100, false).unwrap();
+        put(&mut s, 1, 100 * MS).unwrap();
+        put(&mut s, 2, 200 * MS).unwrap();
+        assert_eq!(s.expired_head(100 * MS - 1, false), None);
+        let h = s.expired_head(100 * MS, false).unwrap();
         assert_eq!(s.remove(h, None), 1);
-        assert_eq!(s.expired_head(150, false), None);
-        assert!(s.expired_head(150, true).is_some());
+        assert_eq!(s.expired_head(150 * MS, false), None);
+        assert!(s.expired_head(150 * MS, true).is_some());
+    }
+
+    /// Expiry is kept to the millisecond, rounded up: an entry leaves at the
+    /// first millisecond at or after its time, never before it.
+    #[test]
+    fn expiry_rounds_up_to_the_millisecond() {
+        let mut s = Store::<u32>::new(10);
+        let a = put(&mut s, 1, 7 * MS + 1).unwrap();
+        let b = put(&mut s, 2, 9 * MS).unwrap();
+        assert_eq!(s.expired_head(7 * MS + 1, false), None);
+        assert_eq!(s.expired_head(8 * MS - 1, false), None);
+        assert_eq!(s.expired_head(8 * MS, false), Some(a));
+        s.remove(a, None);
+        assert_eq!(s.expired_head(9 * MS - 1, false), None);
+        assert_eq!(s.expired_head(9 * MS, false), Some(b));
+    }
+
+    /// The caller's clock went back: the entry waits until the epoch. It
+    /// jumped past what 32 bits of milliseconds count: the epoch moves and
+    /// every entry keeps its place, the ones due before the new epoch due
+    /// at it.
+    #[test]
+    fn the_epoch_holds_clocks_that_go_back_or_jump_far() {
+        let mut s = Store::<u32>::new(10);
+        let day = 86_400_000 * MS;
+        let a = put(&mut s, 1, 100 * day).unwrap();
+        let b = put(&mut s, 2, 99 * day).unwrap();
+        assert_eq!(s.expired_head(100 * day - 1, false), None, "nothing leaves before the epoch");
+        let c = put(&mut s, 3, 130 * day).unwrap();
+        let d = put(&mut s, 4, 160 * day).unwrap();
+        assert_eq!(s.epoch_ms, (160 * day).div_ceil(MS) - u64::from(u32::MAX));
+        // a and b were due before the new epoch, about day 110.3: now due at it.
+        let epoch_ns = s.epoch_ms * MS;
+        assert_eq!(s.expired_head(epoch_ns - 1, false), None);
+        assert_eq!(s.expired_head(epoch_ns, false), Some(a));
+        s.remove(a, None);
+        assert_eq!(s.expired_head(epoch_ns, false), Some(b));
+        s.remove(b, None);
+        // c and d keep their own times.
+        assert_eq!(s.expired_head(130 * day - 1, false), None);
+        assert_eq!(s.expired_head(130 * day, false), Some(c));
+        s.remove(c, None);
+        assert_eq!(s.expired_head(160 * day - 1, false), None);
+        assert_eq!(s.expired_head(160 * day, false), Some(d));
+        s.remove(d, None);
+        // An empty store starts over from the next entry's time.
+        let e = put(&mut s, 5, 3 * MS).unwrap();
+        assert_eq!(s.expired_head(3 * MS, false), Some(e));
     }
 
     #[test]
     fn full_store_refuses_new_entries() {
         let mut s = Store::<u32>::new(2);
-        put(&mut s, 1, 1).unwrap();
-        put(&mut s, 2, 1).unwrap();
-        assert_eq!(put(&mut s, 3, 1), Err(Full));
+        put(&mut s, 1, MS).unwrap();
+        put(&mut s, 2, MS).unwrap();
+        assert_eq!(put(&mut s, 3, MS), Err(Full));
         assert_eq!(s.len(), 2);
     }
 
@@ -363,9 +456,9 @@ mod tests {
         let mut s = Store::<u32>::new(4);
         let k = key(7);
         let h = s.hash(&k);
-        let slot = s.insert(h, k, 7, 5, false).unwrap();
+        let slot = s.insert(h, k, 7, 5 * MS, false).unwrap();
         assert_eq!(s.find(h, &k), None);
-        assert_eq!(s.expired_head(5, false), Some(slot));
+        assert_eq!(s.expired_head(5 * MS, false), Some(slot));
         assert_eq!(s.remove(slot, Some(h)), 7);
         assert!(s.is_empty());
     }
