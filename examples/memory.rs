@@ -2,13 +2,14 @@
 //! (default 1 000 000) and reports the store's own accounting and the growth
 //! of the process's resident set.
 //!
-//!     cargo run --release --example memory -- [N] [--dimensions D]
+//!     cargo run --release --example memory -- [N] [--dimensions D] [--messaging-latency]
 //!
 //! The spans carry ordinary HTTP client attributes and no peer attribute, so
 //! each one waits in the store until it expires (the wait is set long enough
 //! that none does during the run). With `--dimensions D`, D dimension labels
 //! are configured and present on every span, which adds 8 bytes per label to
-//! a waiting edge.
+//! a waiting edge. With `--messaging-latency`, the messaging-system latency
+//! histogram is on, so each waiting side also keeps its time (8 bytes).
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -85,7 +86,9 @@ fn main() {
     let n: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let dimensions: usize =
         args.iter().position(|a| a == "--dimensions").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(0);
+    let messaging_latency = args.iter().any(|a| a == "--messaging-latency");
     let mut config = Config::preset(Compat::Tempo);
+    config.enable_messaging_system_latency_histogram = messaging_latency;
     // Room to spare: each shard holds max_items / shards, and random trace
     // IDs do not spread perfectly evenly.
     config.max_items = n as usize * 5 / 4;
@@ -108,6 +111,7 @@ fn main() {
     println!("waiting spans:             {}", st.waiting);
     println!("shards:                    {shards}");
     println!("dimensions:                {dimensions}");
+    println!("messaging latency:         {}", if messaging_latency { "on" } else { "off" });
     println!("slot size (store node):    {} bytes", Store::<Waiting>::bytes_per_slot());
     println!(
         "stats.store_bytes:         {} ({:.1} bytes per waiting span)",

@@ -143,6 +143,7 @@ impl Engine {
                     whole: HashMap::new(),
                     multipliers: Default::default(),
                     dims: Vec::new(),
+                    times: config.enable_messaging_system_latency_histogram.then(Vec::new),
                     pending: HashMap::new(),
                     dropped: Default::default(),
                 })

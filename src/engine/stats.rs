@@ -181,6 +181,7 @@ impl Engine {
             store_bytes += shard.store.heap_bytes()
                 + shard.whole.allocation_size()
                 + shard.dims.capacity() * 4
+                + shard.times.as_ref().map_or(0, |t| t.capacity() * 8)
                 + shard.dropped.heap_bytes();
         }
         let (active_series, series_refused, unpaired_overflow) = {

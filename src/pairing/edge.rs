@@ -67,25 +67,28 @@ impl Default for HalfEdge {
     }
 }
 
-/// A half-edge as the store keeps it: 32 bytes against [`HalfEdge`]'s 72.
+/// A half-edge as the store keeps it: 20 bytes against [`HalfEdge`]'s 72.
 /// A waiting edge has seen one side (when both have come it completes and
-/// leaves), so only that side's service, duration and time are kept. An
-/// edge that holds both sides in the store, as a database call does for the
-/// moment its linked consumers are served, does not fit:
-/// [`Waiting::one_side`] refuses it and the shard keeps it whole, apart.
+/// leaves), so only that side's service and duration are kept; its time,
+/// which only the messaging-latency histogram reads, waits beside the store
+/// when that histogram is on (see [`super::shard::Shard`]). An edge that
+/// holds both sides in the store, as a database call does for the moment its
+/// linked consumers are served, does not fit, nor does a duration past 40
+/// bits (about 18 minutes): [`Waiting::one_side`] refuses it and the shard
+/// keeps it whole, apart.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Waiting {
     service: u32,
     peer: u32,
     protocol: u32,
+    /// The duration's low 32 bits, in nanoseconds; `dur_high` holds the next 8.
+    dur_low: u32,
+    dur_high: u8,
     kind: SpanKind,
-    conn: ConnType,
+    /// The flags below, and the connection type in the top two bits.
     flags: u8,
     /// The span multiplier, by its index in the shard's [`Multipliers`].
     multiplier: u8,
-    dur_ns: u64,
-    /// The client's end, or the server's start.
-    time_ns: u64,
 }
 
 impl Default for Waiting {
@@ -103,30 +106,36 @@ impl Waiting {
     const MATCHED: u8 = 16;
     /// The edge did not fit one side and is kept whole beside the store.
     const WHOLE: u8 = 32;
+    /// Where the connection type sits in `flags`.
+    const CONN_SHIFT: u32 = 6;
+    /// The longest duration kept in a side, in nanoseconds.
+    const MAX_DUR_NS: u64 = (1 << 40) - 1;
 
     fn from_parts(e: &HalfEdge, side: u8, multiplier: u8) -> Waiting {
         let client = side & Self::CLIENT != 0;
         let flag = |on: bool, f: u8| if on { f } else { 0 };
+        let dur = if client { e.client_dur_ns } else { e.server_dur_ns };
         Waiting {
             service: if client { e.client } else { e.server },
             peer: e.peer,
             protocol: e.protocol,
+            dur_low: dur as u32,
+            dur_high: (dur >> 32) as u8,
             kind: e.last_kind,
-            conn: e.conn,
             flags: side
                 | flag(e.failed, Self::FAILED)
                 | flag(e.server_failed, Self::SERVER_FAILED)
                 | flag(e.root, Self::ROOT)
-                | flag(e.matched, Self::MATCHED),
-            dur_ns: if client { e.client_dur_ns } else { e.server_dur_ns },
-            time_ns: if client { e.client_end_ns } else { e.server_start_ns },
+                | flag(e.matched, Self::MATCHED)
+                | (e.conn as u8) << Self::CONN_SHIFT,
             multiplier,
         }
     }
 
-    /// `e` as one side, if that is all it holds and its multiplier has an
-    /// index in `m` (which it then holds until [`Multipliers::release`]):
-    /// [`Waiting::edge`] gives it back exactly.
+    /// `e` as one side, if that is all it holds, its duration fits and its
+    /// multiplier has an index in `m` (which it then holds until
+    /// [`Multipliers::release`]): [`Waiting::edge`] gives it back exactly but
+    /// for the side's time, which the caller keeps if it needs it.
     #[inline]
     pub fn one_side(e: &HalfEdge, m: &mut Multipliers) -> Option<Waiting> {
         let client_only = e.seen_client
@@ -136,13 +145,15 @@ impl Waiting {
             && e.server_dur_ns == 0
             && e.server_start_ns == 0
             && !e.root
-            && !e.server_failed;
+            && !e.server_failed
+            && e.client_dur_ns <= Self::MAX_DUR_NS;
         let server_only = e.seen_server
             && !e.seen_client
             && e.server_last
             && e.client == EMPTY
             && e.client_dur_ns == 0
-            && e.client_end_ns == 0;
+            && e.client_end_ns == 0
+            && e.server_dur_ns <= Self::MAX_DUR_NS;
         let side = if client_only {
             Self::CLIENT
         } else if server_only {
@@ -151,7 +162,7 @@ impl Waiting {
             return None;
         };
         let w = Waiting::from_parts(e, side, m.acquire(e.multiplier)?);
-        debug_assert_eq!(w.edge(m), *e);
+        debug_assert_eq!(w.edge(m), HalfEdge { client_end_ns: 0, server_start_ns: 0, ..*e });
         Some(w)
     }
 
@@ -169,15 +180,22 @@ impl Waiting {
         self.multiplier
     }
 
-    /// The half-edge this side stands for.
+    /// The half-edge this side stands for, with the side's time 0.
     #[inline]
     pub fn edge(&self, m: &Multipliers) -> HalfEdge {
         let f = |bit: u8| self.flags & bit != 0;
+        let conn = match self.flags >> Self::CONN_SHIFT {
+            0 => ConnType::Plain,
+            1 => ConnType::MessagingSystem,
+            2 => ConnType::Database,
+            _ => ConnType::VirtualNode,
+        };
+        let dur = u64::from(self.dur_high) << 32 | u64::from(self.dur_low);
         let mut e = HalfEdge {
             peer: self.peer,
             protocol: self.protocol,
             last_kind: self.kind,
-            conn: self.conn,
+            conn,
             multiplier: m.get(self.multiplier),
             failed: f(Self::FAILED),
             server_failed: f(Self::SERVER_FAILED),
@@ -186,11 +204,9 @@ impl Waiting {
             ..HalfEdge::default()
         };
         if f(Self::CLIENT) {
-            (e.client, e.client_dur_ns, e.client_end_ns, e.seen_client) =
-                (self.service, self.dur_ns, self.time_ns, true);
+            (e.client, e.client_dur_ns, e.seen_client) = (self.service, dur, true);
         } else {
-            (e.server, e.server_dur_ns, e.server_start_ns, e.seen_server) =
-                (self.service, self.dur_ns, self.time_ns, true);
+            (e.server, e.server_dur_ns, e.seen_server) = (self.service, dur, true);
             e.server_last = true;
         }
         e
@@ -500,23 +516,37 @@ mod tests {
     }
 
     #[test]
-    fn a_waiting_side_gives_back_its_edge_exactly() {
+    fn a_waiting_side_gives_back_its_edge_exactly_but_its_time() {
         let mut m = Multipliers::default();
+        // The longest durations a side keeps (the client starts at 10, the server at 15).
+        let (longest_client, longest_server) = (10 + Waiting::MAX_DUR_NS, 15 + Waiting::MAX_DUR_NS);
         let sides = [
             client(5, 8),
             SideWrite { error: true, multiplier: 2.5, protocol: 3, ..client(5, EMPTY) },
             SideWrite { kind: SpanKind::Producer, ..client(5, 8) },
             server(6, true),
             SideWrite { error: true, kind: SpanKind::Consumer, ..server(6, false) },
+            SideWrite { end_ns: longest_client, ..client(5, 8) },
+            SideWrite { end_ns: longest_server, ..server(6, false) },
         ];
         for w in sides {
             let mut e = HalfEdge::default();
             e.write(&w);
             e.write(&w);
+            let timeless = |e: HalfEdge| HalfEdge { client_end_ns: 0, server_start_ns: 0, ..e };
             let kept = Waiting::one_side(&e, &mut m).expect("one side");
-            assert_eq!(kept.edge(&m), e, "{w:?}");
+            assert_eq!(kept.edge(&m), timeless(e), "{w:?}");
             e.matched = true;
-            assert_eq!(Waiting::one_side(&e, &mut m).unwrap().edge(&m), e);
+            assert_eq!(Waiting::one_side(&e, &mut m).unwrap().edge(&m), timeless(e));
+        }
+        // A nanosecond past 40 bits of duration: kept whole elsewhere.
+        for w in [
+            SideWrite { end_ns: longest_client + 1, ..client(5, 8) },
+            SideWrite { end_ns: longest_server + 1, ..server(6, false) },
+        ] {
+            let mut e = HalfEdge::default();
+            e.write(&w);
+            assert_eq!(Waiting::one_side(&e, &mut m), None);
         }
         // Both sides seen, one without a service: kept whole elsewhere.
         let mut e = HalfEdge::default();
@@ -528,7 +558,7 @@ mod tests {
         let mut db = HalfEdge::default();
         db.write(&SideWrite { database: Some(7), ..client(5, EMPTY) });
         assert_eq!(Waiting::one_side(&db, &mut m), None);
-        assert_eq!(std::mem::size_of::<Waiting>(), 32);
+        assert_eq!(std::mem::size_of::<Waiting>(), 20);
     }
 
     #[test]

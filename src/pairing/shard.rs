@@ -22,6 +22,10 @@ pub(crate) struct Shard {
     pub(crate) multipliers: Multipliers,
     /// Dimension values per store slot: the client side's, then the server side's.
     pub(crate) dims: Vec<u32>,
+    /// Per store slot, the time of the side waiting in it (the client's end
+    /// or the server's start), kept only when the messaging-latency
+    /// histogram, its one reader, is on (`None` otherwise).
+    pub(crate) times: Option<Vec<u64>>,
     /// Producer key → slots of linked consumers waiting for that producer.
     pub(crate) pending: HashMap<Key, Vec<u32>>,
     /// Sides a filter policy dropped, whose other side is dropped on arrival.
@@ -33,7 +37,15 @@ impl Shard {
     #[inline]
     pub(crate) fn edge(&self, slot: u32) -> HalfEdge {
         let w = self.store.get(slot);
-        if w.is_whole() { self.whole[&slot] } else { w.edge(&self.multipliers) }
+        if w.is_whole() {
+            return self.whole[&slot];
+        }
+        let mut e = w.edge(&self.multipliers);
+        if let Some(times) = &self.times {
+            let t = times[slot as usize];
+            if e.seen_client { e.client_end_ns = t } else { e.server_start_ns = t }
+        }
+        e
     }
 
     /// Replaces the edge waiting in `slot`.
@@ -54,7 +66,11 @@ impl Shard {
         indexed: bool,
     ) -> Result<u32, Full> {
         match Waiting::one_side(e, &mut self.multipliers) {
-            Some(w) => self.store.insert(hash, key, w, expires_ns, indexed).inspect_err(|_| self.release(&w)),
+            Some(w) => {
+                let slot = self.store.insert(hash, key, w, expires_ns, indexed).inspect_err(|_| self.release(&w))?;
+                self.keep_time(slot, e);
+                Ok(slot)
+            }
             None => {
                 let slot = self.store.insert(hash, key, Waiting::whole(), expires_ns, indexed)?;
                 self.whole.insert(slot, *e);
@@ -75,18 +91,27 @@ impl Shard {
 
     /// Removes the edge in `slot` and returns it.
     pub(crate) fn remove_edge(&mut self, slot: u32) -> HalfEdge {
-        let w = self.store.remove(slot, None);
-        if w.is_whole() {
-            return self.whole.remove(&slot).expect("a whole edge for the marker");
-        }
-        self.multipliers.release(w.multiplier());
-        w.edge(&self.multipliers)
+        let e = self.edge(slot);
+        self.discard(slot, None);
+        e
     }
 
     /// `w` leaves its slot: the multiplier index it held is free for others.
     fn release(&mut self, w: &Waiting) {
         if !w.is_whole() {
             self.multipliers.release(w.multiplier());
+        }
+    }
+
+    /// Keeps the time of the one side `e` holds, if times are kept.
+    #[inline]
+    fn keep_time(&mut self, slot: u32, e: &HalfEdge) {
+        if let Some(times) = &mut self.times {
+            let at = slot as usize;
+            if times.len() <= at {
+                times.resize(at + 1, 0);
+            }
+            times[at] = if e.seen_client { e.client_end_ns } else { e.server_start_ns };
         }
     }
 
@@ -98,6 +123,7 @@ impl Shard {
                 if !self.whole.is_empty() {
                     self.whole.remove(&slot);
                 }
+                self.keep_time(slot, e);
                 w
             }
             None => {
@@ -165,6 +191,7 @@ mod tests {
             whole: HashMap::new(),
             multipliers: Default::default(),
             dims: Vec::new(),
+            times: Some(Vec::new()),
             pending: HashMap::new(),
             dropped: Default::default(),
         }
@@ -205,6 +232,43 @@ mod tests {
         assert!(sh.whole.is_empty());
         sh.discard(a, None);
         assert!(sh.store.is_empty());
+    }
+
+    /// A side's time waits beside the store when times are kept and is
+    /// left out when not; a duration past 40 bits waits whole, time and all.
+    #[test]
+    fn times_wait_beside_the_store_when_kept() {
+        let (mut kept, mut timeless) = (shard(), Shard { times: None, ..shard() });
+        let write = |kind: SpanKind, end_ns: u64| {
+            let mut e = HalfEdge::default();
+            e.write(&SideWrite {
+                kind,
+                service: 5,
+                start_ns: 10,
+                end_ns,
+                error: false,
+                multiplier: 1.0,
+                peer: EMPTY,
+                database: None,
+                root: false,
+                protocol: EMPTY,
+            });
+            e
+        };
+        let key = |n: u8| Key { trace_id: [n; 16], span_id: [n; 8] };
+        let (client, server, long) =
+            (write(SpanKind::Producer, 40), write(SpanKind::Consumer, 40), write(SpanKind::Client, 11 << 40));
+        assert_eq!((client.client_end_ns, server.server_start_ns), (40, 10));
+        for (n, e) in [(1, client), (2, server), (3, long)] {
+            let a = kept.insert_edge(kept.store.hash(&key(n)), key(n), &e, 100, true).unwrap();
+            let b = timeless.insert_edge(timeless.store.hash(&key(n)), key(n), &e, 100, true).unwrap();
+            assert_eq!(kept.edge(a), e);
+            let left_out = if n == 3 { e } else { HalfEdge { client_end_ns: 0, server_start_ns: 0, ..e } };
+            assert_eq!(timeless.edge(b), left_out);
+            assert_eq!(kept.remove_edge(a), e);
+        }
+        assert_eq!((kept.whole.len(), timeless.whole.len()), (0, 1));
+        assert_eq!(kept.times.as_ref().map(Vec::len), Some(1), "one slot, reused");
     }
 
     /// A side's multiplier other than 1 waits as an index, comes back
