@@ -50,7 +50,7 @@ impl Engine {
         debug_assert_eq!((user, fallback), (self.user, self.rules.server_fallback));
         let d = self.dims_per_side();
         for shard in shards.iter_mut() {
-            let Shard { store, whole, dims, .. } = &mut **shard;
+            let Shard { store, whole, dims, indexes, .. } = &mut **shard;
             store.for_each_mut(|slot, w| {
                 for id in w.ids_mut() {
                     *id = remap(*id);
@@ -59,6 +59,9 @@ impl Engine {
                     *v = remap(*v);
                 }
             });
+            for id in indexes.protocols.values_mut() {
+                *id = u64::from(remap(*id as u32));
+            }
             for e in whole.values_mut() {
                 for id in [&mut e.client, &mut e.server, &mut e.peer, &mut e.protocol] {
                     *id = remap(*id);

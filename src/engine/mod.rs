@@ -141,7 +141,7 @@ impl Engine {
                 Mutex::new(Shard {
                     store: Store::new(usize::MAX),
                     whole: HashMap::new(),
-                    multipliers: Default::default(),
+                    indexes: Default::default(),
                     dims: Vec::new(),
                     times: config.enable_messaging_system_latency_histogram.then(Vec::new),
                     pending: HashMap::new(),

@@ -13,7 +13,7 @@ use crate::wire::SpanKind;
 
 /// A half-edge being built. Interned ids (0 = absent) keep it small;
 /// dimension values live beside the store, per slot, in [`crate::engine`];
-/// in the store it waits as a [`Waiting`].
+/// in the store it waits as a [`super::Waiting`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HalfEdge {
     pub client: u32,
@@ -64,216 +64,6 @@ impl Default for HalfEdge {
             matched: false,
             protocol: EMPTY,
         }
-    }
-}
-
-/// A half-edge as the store keeps it: 20 bytes against [`HalfEdge`]'s 72.
-/// A waiting edge has seen one side (when both have come it completes and
-/// leaves), so only that side's service and duration are kept; its time,
-/// which only the messaging-latency histogram reads, waits beside the store
-/// when that histogram is on (see [`super::shard::Shard`]). An edge that
-/// holds both sides in the store, as a database call does for the moment its
-/// linked consumers are served, does not fit, nor does a duration past 40
-/// bits (about 18 minutes): [`Waiting::one_side`] refuses it and the shard
-/// keeps it whole, apart.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Waiting {
-    service: u32,
-    peer: u32,
-    protocol: u32,
-    /// The duration's low 32 bits, in nanoseconds; `dur_high` holds the next 8.
-    dur_low: u32,
-    dur_high: u8,
-    kind: SpanKind,
-    /// The flags below, and the connection type in the top two bits.
-    flags: u8,
-    /// The span multiplier, by its index in the shard's [`Multipliers`].
-    multiplier: u8,
-}
-
-impl Default for Waiting {
-    fn default() -> Self {
-        Waiting::from_parts(&HalfEdge::default(), 0, Multipliers::ONE)
-    }
-}
-
-impl Waiting {
-    /// The seen side is the client's.
-    const CLIENT: u8 = 1;
-    const FAILED: u8 = 2;
-    const SERVER_FAILED: u8 = 4;
-    const ROOT: u8 = 8;
-    const MATCHED: u8 = 16;
-    /// The edge did not fit one side and is kept whole beside the store.
-    const WHOLE: u8 = 32;
-    /// Where the connection type sits in `flags`.
-    const CONN_SHIFT: u32 = 6;
-    /// The longest duration kept in a side, in nanoseconds.
-    const MAX_DUR_NS: u64 = (1 << 40) - 1;
-
-    fn from_parts(e: &HalfEdge, side: u8, multiplier: u8) -> Waiting {
-        let client = side & Self::CLIENT != 0;
-        let flag = |on: bool, f: u8| if on { f } else { 0 };
-        let dur = if client { e.client_dur_ns } else { e.server_dur_ns };
-        Waiting {
-            service: if client { e.client } else { e.server },
-            peer: e.peer,
-            protocol: e.protocol,
-            dur_low: dur as u32,
-            dur_high: (dur >> 32) as u8,
-            kind: e.last_kind,
-            flags: side
-                | flag(e.failed, Self::FAILED)
-                | flag(e.server_failed, Self::SERVER_FAILED)
-                | flag(e.root, Self::ROOT)
-                | flag(e.matched, Self::MATCHED)
-                | (e.conn as u8) << Self::CONN_SHIFT,
-            multiplier,
-        }
-    }
-
-    /// `e` as one side, if that is all it holds, its duration fits and its
-    /// multiplier has an index in `m` (which it then holds until
-    /// [`Multipliers::release`]): [`Waiting::edge`] gives it back exactly but
-    /// for the side's time, which the caller keeps if it needs it.
-    #[inline]
-    pub fn one_side(e: &HalfEdge, m: &mut Multipliers) -> Option<Waiting> {
-        let client_only = e.seen_client
-            && !e.seen_server
-            && !e.server_last
-            && e.server == EMPTY
-            && e.server_dur_ns == 0
-            && e.server_start_ns == 0
-            && !e.root
-            && !e.server_failed
-            && e.client_dur_ns <= Self::MAX_DUR_NS;
-        let server_only = e.seen_server
-            && !e.seen_client
-            && e.server_last
-            && e.client == EMPTY
-            && e.client_dur_ns == 0
-            && e.client_end_ns == 0
-            && e.server_dur_ns <= Self::MAX_DUR_NS;
-        let side = if client_only {
-            Self::CLIENT
-        } else if server_only {
-            0
-        } else {
-            return None;
-        };
-        let w = Waiting::from_parts(e, side, m.acquire(e.multiplier)?);
-        debug_assert_eq!(w.edge(m), HalfEdge { client_end_ns: 0, server_start_ns: 0, ..*e });
-        Some(w)
-    }
-
-    /// A marker for an edge kept whole elsewhere.
-    pub fn whole() -> Waiting {
-        Waiting { flags: Self::WHOLE, ..Waiting::default() }
-    }
-
-    pub fn is_whole(&self) -> bool {
-        self.flags & Self::WHOLE != 0
-    }
-
-    /// The multiplier's index, to release when the side leaves the store.
-    pub fn multiplier(&self) -> u8 {
-        self.multiplier
-    }
-
-    /// The half-edge this side stands for, with the side's time 0.
-    #[inline]
-    pub fn edge(&self, m: &Multipliers) -> HalfEdge {
-        let f = |bit: u8| self.flags & bit != 0;
-        let conn = match self.flags >> Self::CONN_SHIFT {
-            0 => ConnType::Plain,
-            1 => ConnType::MessagingSystem,
-            2 => ConnType::Database,
-            _ => ConnType::VirtualNode,
-        };
-        let dur = u64::from(self.dur_high) << 32 | u64::from(self.dur_low);
-        let mut e = HalfEdge {
-            peer: self.peer,
-            protocol: self.protocol,
-            last_kind: self.kind,
-            conn,
-            multiplier: m.get(self.multiplier),
-            failed: f(Self::FAILED),
-            server_failed: f(Self::SERVER_FAILED),
-            root: f(Self::ROOT),
-            matched: f(Self::MATCHED),
-            ..HalfEdge::default()
-        };
-        if f(Self::CLIENT) {
-            (e.client, e.client_dur_ns, e.seen_client) = (self.service, dur, true);
-        } else {
-            (e.server, e.server_dur_ns, e.seen_server) = (self.service, dur, true);
-            e.server_last = true;
-        }
-        e
-    }
-
-    /// The interned ids it holds, for the interner's compaction.
-    pub fn ids_mut(&mut self) -> [&mut u32; 3] {
-        [&mut self.service, &mut self.peer, &mut self.protocol]
-    }
-}
-
-/// The span multipliers other than 1 that a shard's waiting sides hold, each
-/// by a one-byte index (0 is 1): multipliers come from sampling ratios, which
-/// take few distinct values, so a waiting side needs a byte for its
-/// multiplier rather than eight. An index is counted by the sides holding it
-/// and reused once none does; when all 255 are held, a side with yet another
-/// multiplier is kept whole instead (see [`Waiting::one_side`]).
-#[derive(Debug, Default)]
-pub struct Multipliers {
-    /// Index − 1 → the multiplier's bits and how many sides hold it.
-    held: Vec<(u64, u32)>,
-}
-
-impl Multipliers {
-    pub(crate) const ONE: u8 = 0;
-
-    /// The index of `m`, counted as held once more; `None` when all are taken.
-    #[inline]
-    pub fn acquire(&mut self, m: f64) -> Option<u8> {
-        let bits = m.to_bits();
-        if bits == 1f64.to_bits() {
-            return Some(Self::ONE);
-        }
-        let at = match self.held.iter().position(|&(b, n)| n > 0 && b == bits) {
-            Some(at) => at,
-            None => match self.held.iter().position(|&(_, n)| n == 0) {
-                Some(free) => {
-                    self.held[free].0 = bits;
-                    free
-                }
-                None if self.held.len() < u8::MAX as usize => {
-                    self.held.push((bits, 0));
-                    self.held.len() - 1
-                }
-                None => return None,
-            },
-        };
-        self.held[at].1 += 1;
-        Some(at as u8 + 1)
-    }
-
-    /// One side holding index `i` has left.
-    #[inline]
-    pub fn release(&mut self, i: u8) {
-        if i != Self::ONE {
-            self.held[i as usize - 1].1 -= 1;
-        }
-    }
-
-    #[inline]
-    pub fn get(&self, i: u8) -> f64 {
-        if i == Self::ONE { 1.0 } else { f64::from_bits(self.held[i as usize - 1].0) }
-    }
-
-    /// Indexes held, for the tests.
-    pub fn in_use(&self) -> usize {
-        self.held.iter().filter(|&&(_, n)| n > 0).count()
     }
 }
 
@@ -424,10 +214,10 @@ impl ExpiryRules {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn client(service: u32, peer: u32) -> SideWrite {
+    pub(crate) fn client(service: u32, peer: u32) -> SideWrite {
         SideWrite {
             kind: SpanKind::Client,
             service,
@@ -442,7 +232,7 @@ mod tests {
         }
     }
 
-    fn server(service: u32, root: bool) -> SideWrite {
+    pub(crate) fn server(service: u32, root: bool) -> SideWrite {
         SideWrite { kind: SpanKind::Server, root, start_ns: 15, end_ns: 35, ..client(service, EMPTY) }
     }
 
@@ -513,83 +303,5 @@ mod tests {
             rules(Compat::Tempo).decide(&producer, user),
             Expiry::Virtual { server: 8, counted: false, .. }
         ));
-    }
-
-    #[test]
-    fn a_waiting_side_gives_back_its_edge_exactly_but_its_time() {
-        let mut m = Multipliers::default();
-        // The longest durations a side keeps (the client starts at 10, the server at 15).
-        let (longest_client, longest_server) = (10 + Waiting::MAX_DUR_NS, 15 + Waiting::MAX_DUR_NS);
-        let sides = [
-            client(5, 8),
-            SideWrite { error: true, multiplier: 2.5, protocol: 3, ..client(5, EMPTY) },
-            SideWrite { kind: SpanKind::Producer, ..client(5, 8) },
-            server(6, true),
-            SideWrite { error: true, kind: SpanKind::Consumer, ..server(6, false) },
-            SideWrite { end_ns: longest_client, ..client(5, 8) },
-            SideWrite { end_ns: longest_server, ..server(6, false) },
-        ];
-        for w in sides {
-            let mut e = HalfEdge::default();
-            e.write(&w);
-            e.write(&w);
-            let timeless = |e: HalfEdge| HalfEdge { client_end_ns: 0, server_start_ns: 0, ..e };
-            let kept = Waiting::one_side(&e, &mut m).expect("one side");
-            assert_eq!(kept.edge(&m), timeless(e), "{w:?}");
-            e.matched = true;
-            assert_eq!(Waiting::one_side(&e, &mut m).unwrap().edge(&m), timeless(e));
-        }
-        // A nanosecond past 40 bits of duration: kept whole elsewhere.
-        for w in [
-            SideWrite { end_ns: longest_client + 1, ..client(5, 8) },
-            SideWrite { end_ns: longest_server + 1, ..server(6, false) },
-        ] {
-            let mut e = HalfEdge::default();
-            e.write(&w);
-            assert_eq!(Waiting::one_side(&e, &mut m), None);
-        }
-        // Both sides seen, one without a service: kept whole elsewhere.
-        let mut e = HalfEdge::default();
-        e.write(&client(EMPTY, EMPTY));
-        e.write(&server(6, false));
-        assert!(!e.is_complete());
-        assert_eq!(Waiting::one_side(&e, &mut m), None);
-        // A complete database call does not fit one side either.
-        let mut db = HalfEdge::default();
-        db.write(&SideWrite { database: Some(7), ..client(5, EMPTY) });
-        assert_eq!(Waiting::one_side(&db, &mut m), None);
-        assert_eq!(std::mem::size_of::<Waiting>(), 20);
-    }
-
-    #[test]
-    fn multipliers_are_held_by_index_counted_and_reused() {
-        let mut m = Multipliers::default();
-        assert_eq!(m.acquire(1.0), Some(Multipliers::ONE));
-        let ten = m.acquire(10.0).unwrap();
-        assert_eq!(m.acquire(10.0), Some(ten), "the same value, the same index");
-        let third = m.acquire(1.0 / 3.0).unwrap();
-        assert_ne!(third, ten);
-        assert_eq!((m.get(ten), m.get(third), m.get(Multipliers::ONE)), (10.0, 1.0 / 3.0, 1.0));
-        assert_eq!(m.in_use(), 2);
-        m.release(ten);
-        assert_eq!(m.in_use(), 2, "still held once");
-        m.release(ten);
-        assert_eq!(m.in_use(), 1);
-        assert_eq!(m.acquire(4.0), Some(ten), "a free index is reused");
-        // -0 and 0, and NaN, are kept by their bits.
-        let (zero, neg) = (m.acquire(0.0).unwrap(), m.acquire(-0.0).unwrap());
-        assert_ne!(zero, neg);
-        let nan = m.acquire(f64::NAN).unwrap();
-        assert!(m.get(nan).is_nan());
-        // All 255 indexes taken: a new value has none, a held one still does.
-        let mut full = Multipliers::default();
-        for i in 0..255 {
-            assert_eq!(full.acquire(2.0 + i as f64), Some(i as u8 + 1));
-        }
-        assert_eq!(full.acquire(1000.0), None);
-        assert_eq!(full.acquire(2.0), Some(1));
-        assert_eq!(full.acquire(1.0), Some(Multipliers::ONE));
-        full.release(7);
-        assert_eq!(full.acquire(1000.0), Some(7));
     }
 }

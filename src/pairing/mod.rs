@@ -5,6 +5,8 @@ pub(crate) mod dropped;
 pub mod edge;
 pub(crate) mod shard;
 pub mod store;
+pub mod waiting;
 
-pub use edge::{Expiry, ExpiryRules, HalfEdge, Multipliers, SideWrite, Waiting};
+pub use edge::{Expiry, ExpiryRules, HalfEdge, SideWrite};
 pub use store::{Key, Store};
+pub use waiting::{ByteIndex, Indexes, Waiting};

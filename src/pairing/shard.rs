@@ -2,8 +2,8 @@
 //! are placed in shards and slots.
 
 use super::dropped::DroppedSides;
-use super::edge::{Multipliers, Waiting};
 use super::store::Full;
+use super::waiting::{Indexes, Waiting};
 use super::{HalfEdge, Key, Store};
 use crate::series::{SideKey, intern::EMPTY};
 use hashbrown::HashMap;
@@ -18,8 +18,8 @@ pub(crate) struct Shard {
     /// while its linked consumers are served): too rare to widen every
     /// slot for.
     pub(crate) whole: HashMap<u32, HalfEdge>,
-    /// The multipliers other than 1 the waiting sides hold, by index.
-    pub(crate) multipliers: Multipliers,
+    /// The multipliers and protocols the waiting sides hold by index.
+    pub(crate) indexes: Indexes,
     /// Dimension values per store slot: the client side's, then the server side's.
     pub(crate) dims: Vec<u32>,
     /// Per store slot, the time of the side waiting in it (the client's end
@@ -40,7 +40,7 @@ impl Shard {
         if w.is_whole() {
             return self.whole[&slot];
         }
-        let mut e = w.edge(&self.multipliers);
+        let mut e = w.edge(&self.indexes);
         if let Some(times) = &self.times {
             let t = times[slot as usize];
             if e.seen_client { e.client_end_ns = t } else { e.server_start_ns = t }
@@ -52,7 +52,7 @@ impl Shard {
     pub(crate) fn set_edge(&mut self, slot: u32, e: &HalfEdge) {
         let old = *self.store.get(slot);
         let new = self.place(slot, e);
-        self.release(&old);
+        self.indexes.release(&old);
         *self.store.get_mut(slot) = new;
     }
 
@@ -65,9 +65,10 @@ impl Shard {
         expires_ns: u64,
         indexed: bool,
     ) -> Result<u32, Full> {
-        match Waiting::one_side(e, &mut self.multipliers) {
+        match Waiting::one_side(e, &mut self.indexes) {
             Some(w) => {
-                let slot = self.store.insert(hash, key, w, expires_ns, indexed).inspect_err(|_| self.release(&w))?;
+                let slot =
+                    self.store.insert(hash, key, w, expires_ns, indexed).inspect_err(|_| self.indexes.release(&w))?;
                 self.keep_time(slot, e);
                 Ok(slot)
             }
@@ -84,9 +85,8 @@ impl Shard {
         let w = self.store.remove(slot, hash);
         if w.is_whole() {
             self.whole.remove(&slot);
-        } else {
-            self.multipliers.release(w.multiplier());
         }
+        self.indexes.release(&w);
     }
 
     /// Removes the edge in `slot` and returns it.
@@ -94,13 +94,6 @@ impl Shard {
         let e = self.edge(slot);
         self.discard(slot, None);
         e
-    }
-
-    /// `w` leaves its slot: the multiplier index it held is free for others.
-    fn release(&mut self, w: &Waiting) {
-        if !w.is_whole() {
-            self.multipliers.release(w.multiplier());
-        }
     }
 
     /// Keeps the time of the one side `e` holds, if times are kept.
@@ -118,7 +111,7 @@ impl Shard {
     /// `e` as it waits in `slot`: one side in the slot, or the whole edge
     /// apart and a marker in the slot.
     fn place(&mut self, slot: u32, e: &HalfEdge) -> Waiting {
-        match Waiting::one_side(e, &mut self.multipliers) {
+        match Waiting::one_side(e, &mut self.indexes) {
             Some(w) => {
                 if !self.whole.is_empty() {
                     self.whole.remove(&slot);
@@ -189,7 +182,7 @@ mod tests {
         Shard {
             store: Store::new(8),
             whole: HashMap::new(),
-            multipliers: Default::default(),
+            indexes: Default::default(),
             dims: Vec::new(),
             times: Some(Vec::new()),
             pending: HashMap::new(),
@@ -298,23 +291,23 @@ mod tests {
         let a = sh.insert_edge(sh.store.hash(&key(1)), key(1), &third, 100, true).unwrap();
         let b = sh.insert_edge(sh.store.hash(&key(2)), key(2), &third, 100, true).unwrap();
         assert_eq!((sh.edge(a), sh.edge(b)), (third, third));
-        assert_eq!(sh.multipliers.in_use(), 1);
+        assert_eq!(sh.indexes.multipliers.in_use(), 1);
         sh.set_edge(b, &ten);
         assert_eq!((sh.edge(a), sh.edge(b)), (third, ten));
-        assert_eq!(sh.multipliers.in_use(), 2);
+        assert_eq!(sh.indexes.multipliers.in_use(), 2);
         assert_eq!(sh.remove_edge(a), third);
-        assert_eq!(sh.multipliers.in_use(), 1);
+        assert_eq!(sh.indexes.multipliers.in_use(), 1);
         sh.discard(b, None);
-        assert_eq!(sh.multipliers.in_use(), 0);
+        assert_eq!(sh.indexes.multipliers.in_use(), 0);
         assert!(sh.whole.is_empty());
         // A full store refuses the side and keeps no index for it.
         let mut small = Shard { store: Store::new(1), ..shard() };
         small.insert_edge(small.store.hash(&key(1)), key(1), &third, 100, true).unwrap();
         assert!(small.insert_edge(small.store.hash(&key(2)), key(2), &ten, 100, true).is_err());
-        assert_eq!(small.multipliers.in_use(), 1);
+        assert_eq!(small.indexes.multipliers.in_use(), 1);
         // Every index held: the next new multiplier waits whole.
         for i in 0..255u8 {
-            assert!(sh.multipliers.acquire(2.0 + f64::from(i)).is_some());
+            assert!(sh.indexes.multipliers.acquire((2.0 + f64::from(i)).to_bits()).is_some());
         }
         let c = sh.insert_edge(sh.store.hash(&key(3)), key(3), &third, 100, true).unwrap();
         assert_eq!((sh.edge(c), sh.whole.len()), (third, 1));

@@ -152,7 +152,7 @@ pub static OPTIONS: &[Spec] = &[
         key: "wait",
         aliases: &["store_ttl"],
         kind: Kind::Duration,
-        meaning: "how long a half-edge waits for its other side",
+        meaning: "how long a half-edge waits for its other side (kept to the millisecond, rounded up)",
         set: |c, k, v| {
             c.wait = duration(k, v)?;
             Ok(())
