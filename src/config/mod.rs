@@ -90,7 +90,7 @@ pub struct Config {
     pub database_naming: DatabaseNaming,
     /// Classic histogram bucket upper bounds, in seconds, ascending.
     pub histogram_buckets: Vec<f64>,
-    /// How long a half-built edge waits for its other side.
+    /// How long a half-built edge waits for its other side, at most [`MAX_WAIT`].
     pub wait: Duration,
     /// Maximum number of waiting half-edges; a span that finds the store full is dropped.
     pub max_items: usize,
@@ -478,6 +478,10 @@ fn buckets(key: &str, v: &Value) -> Result<Vec<f64>, Error> {
     }
     Ok(out)
 }
+
+/// The longest `wait`: the pairing store counts expiry times in 32 bits of
+/// milliseconds, which hold 49.7 days, and keeps half of that as room.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 24 * 3600);
 
 fn positive_duration(key: &str, v: &Value) -> Result<Duration, Error> {
     let d = duration(key, v)?;

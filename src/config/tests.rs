@@ -31,6 +31,9 @@ fn override_on_top_of_preset() {
 fn errors_name_the_key() {
     let e = Config::from_json(br#"{"wait":"ten seconds"}"#).unwrap_err();
     assert!(e.to_string().starts_with("config key `wait`:"), "{e}");
+    let e = Config::from_json(br#"{"store_ttl":"577h"}"#).unwrap_err();
+    assert_eq!(e.to_string(), "config key `store_ttl`: must be at most 24 days (576h)");
+    assert_eq!(Config::from_json(br#"{"wait":"576h"}"#).unwrap().wait, MAX_WAIT);
     let e = Config::from_json(br#"{"dimensions":["ok", 3]}"#).unwrap_err();
     assert!(e.to_string().starts_with("config key `dimensions[1]`:"), "{e}");
     for (dims, key, message) in [

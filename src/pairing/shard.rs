@@ -14,9 +14,10 @@ pub(crate) struct Shard {
     /// Waiting edges, one side each; go through [`Shard::edge`] and the
     /// methods beside it, which know where a whole edge is kept.
     pub(crate) store: Store<Waiting>,
-    /// Slot → the edges in the store that hold both sides (a database call
-    /// while its linked consumers are served): too rare to widen every
-    /// slot for.
+    /// Slot → the edges in the store that do not fit one side (see
+    /// [`Waiting`]: both sides held, as a database call holds them while its
+    /// linked consumers are served, a duration past 40 bits, a full table of
+    /// indexes): too rare to widen every slot for.
     pub(crate) whole: HashMap<u32, HalfEdge>,
     /// The multipliers and protocols the waiting sides hold by index.
     pub(crate) indexes: Indexes,
@@ -50,9 +51,11 @@ impl Shard {
 
     /// Replaces the edge waiting in `slot`.
     pub(crate) fn set_edge(&mut self, slot: u32, e: &HalfEdge) {
+        // The old side's indexes go first, so that the new one can take
+        // them when every index is held.
         let old = *self.store.get(slot);
-        let new = self.place(slot, e);
         self.indexes.release(&old);
+        let new = self.place(slot, e);
         *self.store.get_mut(slot) = new;
     }
 
@@ -262,6 +265,13 @@ mod tests {
         }
         assert_eq!((kept.whole.len(), timeless.whole.len()), (0, 1));
         assert_eq!(kept.times.as_ref().map(Vec::len), Some(1), "one slot, reused");
+        // Written over, the slot keeps the new side's time, and the protocol
+        // index the old side held is free again.
+        let a =
+            kept.insert_edge(kept.store.hash(&key(4)), key(4), &HalfEdge { protocol: 7, ..client }, 100, true).unwrap();
+        assert_eq!(kept.indexes.protocols.in_use(), 1);
+        kept.set_edge(a, &server);
+        assert_eq!((kept.edge(a), kept.indexes.protocols.in_use()), (server, 0));
     }
 
     /// A side's multiplier other than 1 waits as an index, comes back

@@ -287,34 +287,40 @@ impl<T: Default> Store<T> {
 
     /// `expires_ns` as a node keeps it: rounded up to the millisecond and
     /// counted from the epoch. An empty store starts its epoch at the first
-    /// expiry; a time before the epoch (the caller's clock went back) waits
-    /// until the epoch. A time past what 32 bits count from the epoch (about
-    /// 49 days) moves the epoch forward first.
+    /// expiry. A time before the epoch (the caller's clock went back) moves
+    /// the epoch back to it; a time past what 32 bits count from the epoch
+    /// (about 49.7 days) moves it forward, to the head's time or half that
+    /// range behind the new one, whichever is later, so that the next move
+    /// is at least 24.8 days of clock away.
     #[inline]
     fn expiry(&mut self, expires_ns: u64) -> u32 {
         let ms = expires_ns.div_ceil(NS_PER_MS);
         if self.len == 0 {
             self.epoch_ms = ms;
+        } else if ms < self.epoch_ms {
+            self.move_epoch(ms);
+        } else if ms - self.epoch_ms > u64::from(u32::MAX) {
+            let head = self.epoch_ms + u64::from(self.nodes[self.head as usize].expires);
+            self.move_epoch(head.max(ms - u64::from(u32::MAX / 2)).min(ms));
         }
-        if ms.saturating_sub(self.epoch_ms) > u64::from(u32::MAX) {
-            self.move_epoch(ms - u64::from(u32::MAX));
-        }
-        ms.saturating_sub(self.epoch_ms) as u32
+        (ms - self.epoch_ms) as u32
     }
 
-    /// Counts every waiting entry's expiry from `epoch_ms`, a later epoch.
-    /// An entry due before the new epoch becomes due at it: later than it
-    /// was, never earlier. With a wait under 49 days such an entry is
-    /// already due when the epoch moves (it is due 49 days before the entry
-    /// being stored, which is due one wait from now), so it leaves at the
-    /// next expiry as it would have.
+    /// Counts every waiting entry's expiry from `epoch_ms`. An entry due
+    /// before a later epoch becomes due at it, and one due more than 32 bits
+    /// of milliseconds after an earlier epoch at the end of that range. With
+    /// a clock that moves forward and a wait of at most 24 days
+    /// ([`crate::config::MAX_WAIT`]), neither changes when anything leaves:
+    /// the entries due before a forward move's epoch are due already (that
+    /// epoch is at most the newest time less 24.8 days, before now), and the
+    /// waiting entries' times never lie 49.7 days apart.
     #[cold]
     fn move_epoch(&mut self, epoch_ms: u64) {
-        let shift = epoch_ms - self.epoch_ms;
         let mut at = self.head;
         while at != NIL {
             let n = &mut self.nodes[at as usize];
-            n.expires = u64::from(n.expires).saturating_sub(shift) as u32;
+            let due = self.epoch_ms + u64::from(n.expires);
+            n.expires = due.saturating_sub(epoch_ms).min(u64::from(u32::MAX)) as u32;
             at = n.next;
         }
         self.epoch_ms = epoch_ms;
@@ -409,36 +415,45 @@ mod tests {
         assert_eq!(s.expired_head(9 * MS, false), Some(b));
     }
 
-    /// The caller's clock went back: the entry waits until the epoch. It
-    /// jumped past what 32 bits of milliseconds count: the epoch moves and
-    /// every entry keeps its place, the ones due before the new epoch due
-    /// at it.
+    /// The caller's clock went back: the epoch follows it and every entry
+    /// keeps its time. It jumped past what 32 bits of milliseconds count:
+    /// the epoch moves forward to half that range behind the new entry, the
+    /// entries due before it (already due) due at it, and the next entries
+    /// find room without moving it again.
     #[test]
-    fn the_epoch_holds_clocks_that_go_back_or_jump_far() {
+    fn the_epoch_follows_clocks_that_go_back_or_jump_far() {
         let mut s = Store::<u32>::new(10);
         let day = 86_400_000 * MS;
         let a = put(&mut s, 1, 100 * day).unwrap();
         let b = put(&mut s, 2, 99 * day).unwrap();
-        assert_eq!(s.expired_head(100 * day - 1, false), None, "nothing leaves before the epoch");
-        let c = put(&mut s, 3, 130 * day).unwrap();
-        let d = put(&mut s, 4, 160 * day).unwrap();
-        assert_eq!(s.epoch_ms, (160 * day).div_ceil(MS) - u64::from(u32::MAX));
-        // a and b were due before the new epoch, about day 110.3: now due at it.
-        let epoch_ns = s.epoch_ms * MS;
-        assert_eq!(s.expired_head(epoch_ns - 1, false), None);
-        assert_eq!(s.expired_head(epoch_ns, false), Some(a));
+        assert_eq!(s.epoch_ms * MS, 99 * day);
+        assert_eq!(s.expired_head(100 * day - 1, false), None);
+        assert_eq!(s.expired_head(100 * day, false), Some(a));
+        let c = put(&mut s, 3, 160 * day).unwrap();
+        let moved = (160 * day) / MS - u64::from(u32::MAX / 2);
+        assert_eq!(s.epoch_ms, moved);
+        // a and b were due at days 100 and 99, before the new epoch (about
+        // day 135.1): now due at it.
+        assert_eq!(s.expired_head(moved * MS - 1, false), None);
+        assert_eq!(s.expired_head(moved * MS, false), Some(a));
         s.remove(a, None);
-        assert_eq!(s.expired_head(epoch_ns, false), Some(b));
+        assert_eq!(s.expired_head(moved * MS, false), Some(b));
         s.remove(b, None);
-        // c and d keep their own times.
-        assert_eq!(s.expired_head(130 * day - 1, false), None);
-        assert_eq!(s.expired_head(130 * day, false), Some(c));
-        s.remove(c, None);
+        // Room for 24 more days of entries without a move.
+        let d = put(&mut s, 4, 184 * day).unwrap();
+        assert_eq!(s.epoch_ms, moved);
         assert_eq!(s.expired_head(160 * day - 1, false), None);
-        assert_eq!(s.expired_head(160 * day, false), Some(d));
+        assert_eq!(s.expired_head(160 * day, false), Some(c));
+        s.remove(c, None);
+        assert_eq!(s.expired_head(184 * day - 1, false), None);
+        assert_eq!(s.expired_head(184 * day, false), Some(d));
         s.remove(d, None);
-        // An empty store starts over from the next entry's time.
-        let e = put(&mut s, 5, 3 * MS).unwrap();
+        // One entry from a clock far ahead does not hold up the ones after
+        // it once it has gone.
+        let far = put(&mut s, 5, 1000 * day).unwrap();
+        let e = put(&mut s, 6, 3 * MS).unwrap();
+        s.remove(far, None);
+        assert_eq!(s.expired_head(3 * MS - 1, false), None);
         assert_eq!(s.expired_head(3 * MS, false), Some(e));
     }
 

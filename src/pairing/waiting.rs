@@ -17,8 +17,10 @@ use crate::wire::SpanKind;
 /// What does not fit waits whole beside the store, [`Waiting::one_side`]
 /// refusing it: an edge that holds both sides in the store (a database call
 /// for the moment its linked consumers are served), a duration past 40 bits
-/// (about 18 minutes), and a multiplier or protocol when all 255 indexes of
-/// its table are held by others.
+/// (about 18 minutes), a kind or connection type that does not follow from
+/// its side (none today: internal and unspecified spans are skipped when
+/// read, and a database call completes at once), and a multiplier or
+/// protocol when all 255 indexes of its table are held by others.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Waiting {
     service: u32,

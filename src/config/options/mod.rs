@@ -7,7 +7,7 @@
 
 use super::catalog::Catalog;
 use super::{
-    Compat, DatabaseNaming, boolean, bucket_factor, buckets, count, database_naming, duration, histograms,
+    Compat, DatabaseNaming, MAX_WAIT, boolean, bucket_factor, buckets, count, database_naming, duration, histograms,
     non_empty_string, optional_string, positive_duration, shards, string_list,
 };
 use crate::error::Error;
@@ -152,9 +152,12 @@ pub static OPTIONS: &[Spec] = &[
         key: "wait",
         aliases: &["store_ttl"],
         kind: Kind::Duration,
-        meaning: "how long a half-edge waits for its other side (kept to the millisecond, rounded up)",
+        meaning: "how long a half-edge waits for its other side, at most 24 days (kept to the millisecond, rounded up)",
         set: |c, k, v| {
             c.wait = duration(k, v)?;
+            if c.wait > MAX_WAIT {
+                return Err(Error::config(k, "must be at most 24 days (576h)"));
+            }
             Ok(())
         },
         get: |c| seconds(c.wait),
