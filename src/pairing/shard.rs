@@ -179,6 +179,7 @@ pub(crate) fn side_key(e: &HalfEdge) -> SideKey {
 mod tests {
     use super::*;
     use crate::pairing::SideWrite;
+    use crate::pairing::edge::tests::client;
     use crate::wire::SpanKind;
 
     fn shard() -> Shard {
@@ -237,18 +238,7 @@ mod tests {
         let (mut kept, mut timeless) = (shard(), Shard { times: None, ..shard() });
         let write = |kind: SpanKind, end_ns: u64| {
             let mut e = HalfEdge::default();
-            e.write(&SideWrite {
-                kind,
-                service: 5,
-                start_ns: 10,
-                end_ns,
-                error: false,
-                multiplier: 1.0,
-                peer: EMPTY,
-                database: None,
-                root: false,
-                protocol: EMPTY,
-            });
+            e.write(&SideWrite { kind, end_ns, ..client(5, EMPTY) });
             e
         };
         let key = |n: u8| Key { trace_id: [n; 16], span_id: [n; 8] };
