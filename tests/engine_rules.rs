@@ -503,6 +503,37 @@ fn a_flood_of_distinct_label_values_does_not_grow_memory_without_bound() {
     assert_eq!(m[&format!("{TOTAL}{{client=\"c\",server=\"d\",tier=\"gold\"}}")], 1.0);
 }
 
+/// A waiting side keeps its protocol by an index into its shard's table of
+/// protocols; the interner's compaction renames the ids in that table too.
+#[test]
+fn a_waiting_sides_protocol_keeps_its_name_through_compaction() {
+    let e = engine(r#"{"wait":"1h","dimensions":["tier"],"max_items":100}"#);
+    let client = batch(vec![resource(
+        Some("c"),
+        vec![],
+        vec![with_attrs(span(CLIENT, trace(2), sid(1), None, T0, T0 + SEC), vec![s("rpc.system", "grpc")])],
+    )]);
+    e.consume(&client, T0).unwrap();
+    // 5,000 distinct values, 99 of them waiting in every shard: the
+    // interner is compacted at the end of the call, the client still waiting.
+    let flood = (0..5000u32)
+        .map(|n| {
+            let mut t = trace(3);
+            t[..4].copy_from_slice(&n.to_be_bytes());
+            with_attrs(span(CLIENT, t, sid(1), None, T0, T0 + SEC), vec![s("tier", &format!("t-{n}"))])
+        })
+        .collect();
+    e.consume(&batch(vec![resource(Some("flood"), vec![], flood)]), T0).unwrap();
+    let st = e.stats();
+    assert_eq!((st.waiting, st.interned_strings < 1000), (100, true), "{st:?}");
+    let server =
+        batch(vec![resource(Some("d"), vec![], vec![span(SERVER, trace(2), sid(2), Some(sid(1)), T0, T0 + SEC)])]);
+    e.consume(&server, T0).unwrap();
+    let g: serde_json::Value = serde_json::from_slice(&e.render(Format::GraphJson, T0 + SEC)).unwrap();
+    let edge = g["edges"].as_array().unwrap().iter().find(|x| x["client"] == "c" && x["server"] == "d").unwrap();
+    assert_eq!(edge["protocol"], "grpc");
+}
+
 #[test]
 fn calls_running_while_the_interner_is_compacted_keep_their_names() {
     // One thread floods distinct label values and expires them, so the
