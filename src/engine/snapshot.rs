@@ -300,31 +300,53 @@ impl Engine {
     }
 }
 
-/// Puts `items[order[j]]` at `j` for every `j`, in place: each cycle of the
-/// permutation is followed once, so that each item moves about once (a
-/// snapshot's edges are a few hundred bytes each, and a second vector of
-/// them would be megabytes more to fault in at every render).
+/// Puts `items[order[j]]` at `j` for every `j`, in place, each item moved
+/// once: each cycle of the permutation is followed with its first item held
+/// aside. A snapshot's edges are about 480 bytes each: a second vector of
+/// them would be megabytes more to fault in at every render, and swapping
+/// along a cycle copies each item three times (3.0 M instructions of a
+/// 10,000-edge render, against about 1 M moved once).
+///
+/// Panics, before anything moves, if `order` is not a permutation of the
+/// items' positions.
 pub(super) fn permute<T>(items: &mut [T], order: &[usize]) {
-    let mut done = vec![false; items.len()];
-    for start in 0..items.len() {
+    let n = items.len();
+    assert_eq!(order.len(), n, "an order of {} positions for {n} items", order.len());
+    let mut seen = vec![false; n];
+    for &k in order {
+        assert!(k < n && !std::mem::replace(&mut seen[k], true), "order is not a permutation: {k}");
+    }
+    let mut done = seen;
+    done.fill(false);
+    let base = items.as_mut_ptr();
+    for start in 0..n {
         if done[start] {
             continue;
         }
-        // Position `j` takes what is at `order[j]`, which this cycle has not
-        // touched yet; what `start` held travels along until the position
-        // that wants it.
-        let mut j = start;
-        loop {
-            done[j] = true;
-            let k = order[j];
-            // `done[k]` only if `order` repeats an index: stop rather than
-            // go round for ever.
-            debug_assert!(k == start || !done[k], "order is not a permutation");
-            if k == start || done[k] {
-                break;
+        done[start] = true;
+        if order[start] == start {
+            continue;
+        }
+        // SAFETY: `order` is a permutation of `0..n` (checked above), so
+        // following it from `start` visits each position of the cycle once
+        // and comes back to `start`. Each position is read (moved out)
+        // before it is written, and the item held aside from `start` is
+        // written into the cycle's last position: at the end every position
+        // holds exactly one item, none twice. Nothing in the loop can panic
+        // (every index is below `n`), so no item is dropped twice on unwind.
+        unsafe {
+            let held = std::ptr::read(base.add(start));
+            let mut j = start;
+            loop {
+                let k = order[j];
+                if k == start {
+                    std::ptr::write(base.add(j), held);
+                    break;
+                }
+                std::ptr::copy_nonoverlapping(base.add(k), base.add(j), 1);
+                done[k] = true;
+                j = k;
             }
-            items.swap(j, k);
-            j = k;
         }
     }
 }

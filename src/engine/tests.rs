@@ -189,6 +189,18 @@ fn permute_puts_each_item_where_the_order_says() {
 }
 
 #[test]
+fn permute_refuses_an_order_that_is_not_a_permutation_before_moving_anything() {
+    for order in [vec![1, 1, 0], vec![0, 3, 1], vec![2, 0]] {
+        let mut items: Vec<String> = (0..3).map(|i| format!("item {i}")).collect();
+        let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::snapshot::permute(&mut items, &order);
+        }));
+        assert!(moved.is_err(), "{order:?}");
+        assert_eq!(items, ["item 0", "item 1", "item 2"], "{order:?}");
+    }
+}
+
+#[test]
 fn a_render_after_the_buffers_were_kept_is_the_render_of_a_fresh_engine() {
     // The first engine renders as its table grows and shrinks, reusing the
     // buffers the render before kept; each rendering must be what an engine
