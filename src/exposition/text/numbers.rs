@@ -20,6 +20,55 @@ pub(super) const fn exemplar_bound(label: usize) -> usize {
 /// tests), without `dtoa`'s general algorithm.
 const SMALL_WHOLE: f64 = (1u64 << 20) as f64;
 
+/// A time in seconds, exact to the nanosecond, into `text`: whole
+/// seconds, then the nanoseconds without their trailing zeros. Returns the
+/// length written (at most 21 bytes).
+fn seconds_text(text: &mut [u8; NUMBER], ns: u64) -> usize {
+    let mut itoa = itoa::Buffer::new();
+    let whole = itoa.format(ns / 1_000_000_000).as_bytes();
+    text[..whole.len()].copy_from_slice(whole);
+    let mut n = whole.len();
+    let mut frac = (ns % 1_000_000_000) as u32;
+    if frac != 0 {
+        // A point and nine digits of nanoseconds, the trailing zeros left out.
+        let digits = &mut text[n..n + 10];
+        digits[0] = b'.';
+        for d in digits[1..].iter_mut().rev() {
+            *d = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        n += digits.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
+    }
+    n
+}
+
+/// The last time in seconds written as text. An edge's `_created` lines
+/// (its requests, its failures, each histogram family) most often carry the
+/// same time: it is formatted once.
+pub(super) struct Seconds {
+    ns: u64,
+    len: usize,
+    text: [u8; NUMBER],
+}
+
+impl Seconds {
+    pub(super) fn new() -> Seconds {
+        let mut s = Seconds { ns: 0, len: 0, text: [0; NUMBER] };
+        s.len = seconds_text(&mut s.text, 0);
+        s
+    }
+
+    /// `ns` in seconds, as [`Room::seconds`] writes it.
+    #[inline]
+    pub(super) fn text(&mut self, ns: u64) -> &[u8] {
+        if ns != self.ns {
+            self.ns = ns;
+            self.len = seconds_text(&mut self.text, ns);
+        }
+        &self.text[..self.len]
+    }
+}
+
 impl Room<'_> {
     /// An integer as `itoa` writes it; one or two digits a byte at a time,
     /// cheaper than copying them from a buffer.
@@ -45,21 +94,11 @@ impl Room<'_> {
         }
     }
 
-    /// A time in seconds, exact to the nanosecond: whole seconds, then the
-    /// nanoseconds without their trailing zeros.
+    /// A time in seconds, exact to the nanosecond (see [`seconds_text`]).
     pub(super) fn seconds(&mut self, ns: u64) {
-        self.integer(ns / 1_000_000_000);
-        let mut frac = (ns % 1_000_000_000) as u32;
-        if frac != 0 {
-            // A point and nine digits of nanoseconds, the trailing zeros left out.
-            let mut text = [b'.'; 10];
-            for d in text[1..].iter_mut().rev() {
-                *d = b'0' + (frac % 10) as u8;
-                frac /= 10;
-            }
-            let end = text.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
-            self.put(&text[..end]);
-        }
+        let mut text = [0; NUMBER];
+        let n = seconds_text(&mut text, ns);
+        self.put(&text[..n]);
     }
 
     /// A trace id in lowercase hex, as [`crate::series::exemplar::hex`] writes it.
@@ -110,6 +149,18 @@ mod tests {
             (u64::MAX, "18446744073.709551615"),
         ] {
             assert_eq!(written(NUMBER, |r| r.seconds(ns)), format!("head {want}"));
+        }
+    }
+
+    #[test]
+    fn a_time_kept_as_text_is_the_time_written() {
+        let mut kept = Seconds::new();
+        for ns in [0, 1_500_000_000, 1_500_000_000, 7, 0, u64::MAX, 1_700_000_000_123_456_780] {
+            assert_eq!(
+                String::from_utf8(kept.text(ns).to_vec()).unwrap(),
+                written(NUMBER, |r| r.seconds(ns))["head ".len()..],
+                "{ns}"
+            );
         }
     }
 
