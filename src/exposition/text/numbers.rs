@@ -42,9 +42,10 @@ fn seconds_text(text: &mut [u8; NUMBER], ns: u64) -> usize {
     n
 }
 
-/// The last time in seconds written as text. An edge's `_created` lines
-/// (its requests, its failures, each histogram family) most often carry the
-/// same time: it is formatted once.
+/// The last time in seconds written as text. The writer goes family by
+/// family, so the `_created` line before an edge's is its neighbour's in
+/// label order: edges first seen in the same consume call share its clock
+/// reading as their creation time, and a run of them formats it once.
 pub(super) struct Seconds {
     ns: u64,
     len: usize,
